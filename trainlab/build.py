@@ -1,0 +1,159 @@
+"""Resolve a validated config into objects: data, model, loss, optimizer, trainer.
+
+This is the one place where names ("sgd", "relu", "mnist-5k") become classes.
+Later features register their layers in :data:`LAYERS` from their own modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+import inspect
+from typing import Any
+
+import torch
+
+from trainlab import nn
+from trainlab.errors import ConfigError
+from trainlab.optim import OPTIMIZERS, Optimizer
+from trainlab.population import Population
+
+__all__ = ["LAYERS", "register_layer", "build_layer", "build_model", "build_loss", "build_optimizer",
+           "build_population", "resolve_device", "Run", "build_run"]
+
+#: layer name in configs -> class
+LAYERS: dict[str, type[nn.Module]] = {
+    "linear": nn.Linear,
+    "identity": nn.Identity,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "softplus": nn.Softplus,
+}
+_RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "softplus"}
+
+
+def register_layer(name: str, cls: type[nn.Module]) -> None:
+    """Make ``cls`` available as ``type = name`` in ``[[model.layers]]``."""
+    LAYERS[name] = cls
+
+
+def build_layer(spec: Mapping[str, Any], index: int = 0) -> nn.Module:
+    """``{"type": "linear", "out": 100, "init": "he_normal"}`` -> ``Linear(None, 100, init=...)``."""
+    where = f"model.layers[{index}]"
+    spec = dict(spec)
+    kind = spec.pop("type", None)
+    if not isinstance(kind, str) or kind not in LAYERS:
+        raise ConfigError(f"config: {where}.type must be one of {', '.join(sorted(LAYERS))}, got {kind!r}")
+    cls = LAYERS[kind]
+    if kind == "linear":
+        if "out" in spec:
+            spec["out_features"] = spec.pop("out")
+        spec.setdefault("in_features", None)
+    params = inspect.signature(cls.__init__).parameters
+    allowed = [p for p in params if p != "self"]
+    for k in spec:
+        if k not in allowed:
+            shown = ["out" if a == "out_features" else a for a in allowed if a != "in_features"]
+            raise ConfigError(f"config: unknown key '{where}.{k}' for a {kind} layer (allowed: {', '.join(shown) or 'none'})")
+    try:
+        return cls(**spec)
+    except ConfigError as e:
+        raise ConfigError(f"config: {where}: {e}") from None
+    except TypeError as e:
+        raise ConfigError(f"config: {where}: {e}") from None
+
+
+def _activation(name: str, cfg: Mapping[str, Any]) -> nn.Module:
+    if name == "leaky_relu":
+        return nn.LeakyReLU(cfg["slope"])
+    return LAYERS[name]()
+
+
+def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Sequential:
+    """An unbuilt :class:`~trainlab.nn.Sequential` from the ``[model]`` table."""
+    if model_cfg["type"] == "sequential":
+        return nn.Sequential(build_layer(s, i) for i, s in enumerate(model_cfg["layers"]))
+    act = model_cfg["activation"]
+    init = model_cfg["init"]
+    if init == "auto":
+        # The textbook's rule: He for ReLU-like units, Xavier for sigmoid/tanh/linear.
+        init = "he_normal" if act in _RELU_LIKE else "xavier_normal"
+    layers: list[nn.Module] = []
+    for width in model_cfg["hidden"]:
+        layers += [nn.Linear(None, width, init=init, init_scale=model_cfg["init_scale"]), _activation(act, model_cfg)]
+    layers.append(nn.Linear(None, num_classes, init=init, init_scale=model_cfg["init_scale"]))
+    return nn.Sequential(layers)
+
+
+def build_loss(loss_cfg: Mapping[str, Any]) -> nn.Loss:
+    if loss_cfg["name"] == "mse":
+        return nn.MeanSquaredError()
+    return nn.SoftmaxCrossEntropy(label_smoothing=loss_cfg["label_smoothing"])
+
+
+def build_optimizer(optim_cfg: Mapping[str, Any], params: list[nn.Parameter]) -> Optimizer:
+    cls = OPTIMIZERS[optim_cfg["name"]]
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs = {k: v for k, v in optim_cfg.items() if k in accepted and k != "params" and v is not None}
+    return cls(params, **kwargs)
+
+
+def build_population(cfg: Mapping[str, Any]) -> Population:
+    pop = cfg["population"]
+    return Population(pop["size"], seed=cfg["seed"], seeds=pop["seeds"])
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"``; CUDA must be present."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"config: device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"config: device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("config: device is 'cuda' but no CUDA GPU is available here (use device = 'cpu')")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"config: device {name!r} does not exist; {torch.cuda.device_count()} GPU(s) present")
+    return dev
+
+
+@dataclass
+class Run:
+    """Everything a config builds: data splits, the built model, loss, optimizer and trainer."""
+
+    config: dict[str, Any]
+    splits: Any
+    model: nn.Sequential
+    loss: nn.Loss
+    optimizer: Optimizer
+    trainer: Any
+
+
+def build_run(cfg: Mapping[str, Any], *, progress: bool = False,
+              callbacks: list[Callable] | None = None) -> Run:
+    """Load data and build every object a config describes (model built for its population)."""
+    from trainlab.data import load_splits
+    from trainlab.train import Trainer
+
+    device = resolve_device(cfg["device"])
+    d = cfg["data"]
+    splits = load_splits(d["name"], train=d["train"], val=d["val"], test=d["test"], seed=cfg["seed"],
+                         preprocess=d["preprocess"], flatten=d["flatten"], data_dir=d["data_dir"],
+                         cache_dir=d["cache_dir"], download=d["download"], device=device)
+    population = build_population(cfg)
+    model = build_model(cfg["model"], splits.num_classes)
+    model.build(splits.input_shape, population, device=device)
+    loss = build_loss(cfg["loss"])
+    loss.build(population.size, device=device)
+    optimizer = build_optimizer(cfg["optim"], model.parameters())
+    t = cfg["train"]
+    trainer = Trainer(model, loss, optimizer, epochs=t["epochs"], steps=t["steps"], batch_size=t["batch_size"],
+                      seed=cfg["seed"], eval_every=t["eval_every"], eval_train=t["eval_train"],
+                      eval_batch_size=t["eval_batch_size"], progress=progress, callbacks=callbacks or [])
+    return Run(dict(cfg), splits, model, loss, optimizer, trainer)

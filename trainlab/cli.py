@@ -1,0 +1,145 @@
+"""Command-line front: parses arguments and calls the API; nothing else.
+
+Every user mistake ends as one line on stderr (``trainlab: error: ...``) and exit
+status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from trainlab.errors import TrainlabError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        raise TrainlabError(message)
+
+
+class Command:
+    """One sub-command: ``add_arguments`` declares flags, ``run`` calls the API."""
+
+    name = ""
+    help = ""
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+
+def _print_table(rows: list[dict[str, Any]], keys: list[str]) -> None:
+    keys = [k for k in keys if any(k in r for r in rows)]
+    widths = [max(len(k), *(len(_fmt(r.get(k))) for r in rows)) for k in keys]
+    print("  ".join(k.rjust(w) for k, w in zip(keys, widths)))
+    for r in rows:
+        print("  ".join(_fmt(r.get(k)).rjust(w) for k, w in zip(keys, widths)))
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, dict):
+        return f"step {v.get('step', v.get('epoch'))}"
+    return str(v)
+
+
+class TrainCommand(Command):
+    name = "train"
+    help = "train a model (or a population of models) from a TOML config"
+
+    def add_arguments(self, p):
+        p.add_argument("config", help="TOML config file (see examples/)")
+        p.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set optim.lr=0.1 (repeatable)")
+        p.add_argument("--device", default=None, help="cpu or cuda (overrides the config's device)")
+        p.add_argument("--json", action="store_true", help="print the summary as JSON")
+        p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+
+    def run(self, args):
+        from trainlab.config import load_config
+        from trainlab.run import train_run
+
+        overrides = list(args.overrides) + ([f"device={json.dumps(args.device)}"] if args.device else [])
+        cfg = load_config(args.config, overrides)
+        out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+        _, summary = train_run(cfg, out, progress=not (args.quiet or args.json))
+        if args.json:
+            print(json.dumps(summary))
+        elif not args.quiet:
+            _print_table(summary["members"], ["member", "final_train_acc", "final_val_acc", "final_test_acc",
+                                              "best_val_acc", "best_epoch", "diverged"])
+            print(f"{summary['steps']} steps in {summary['seconds']:.1f} s; wrote {out}/")
+        return 0
+
+
+class EvaluateCommand(Command):
+    name = "evaluate"
+    help = "evaluate a saved model on a data split"
+
+    def add_arguments(self, p):
+        p.add_argument("run", help="run directory written by 'trainlab train' (or a model.json)")
+        p.add_argument("--split", default="test", choices=["train", "val", "test"])
+        p.add_argument("--data", default=None, help="data set name (default: the run's)")
+        p.add_argument("--data-dir", default=None, help="directory with local IDX files")
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--json", action="store_true")
+        p.add_argument("--quiet", action="store_true")
+
+    def run(self, args):
+        from trainlab.evaluate import evaluate_saved
+
+        result = evaluate_saved(args.run, split=args.split, data=args.data, data_dir=args.data_dir,
+                                device=args.device)
+        if args.json:
+            print(json.dumps(result))
+        elif not args.quiet:
+            _print_table(result["members"], ["member", "loss", "acc"])
+            print(f"{result['data']} {result['split']}: {result['examples']} examples")
+        return 0
+
+
+COMMANDS: list[Command] = [TrainCommand(), EvaluateCommand()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from trainlab import __version__
+
+    parser = _Parser(prog="trainlab", description="A laboratory for the art of training deep networks.")
+    parser.add_argument("--version", action="version", version=f"trainlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for c in COMMANDS:
+        p = sub.add_parser(c.name, help=c.help, description=c.help)
+        c.add_arguments(p)
+        p.set_defaults(_command=c)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "_command", None):
+            parser.print_help()
+            return 2
+        return args._command.run(args)
+    except TrainlabError as e:
+        msg = " ".join(str(e).split("\n"))
+        print(f"trainlab: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trainlab: interrupted; what was written so far is in the output directory", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

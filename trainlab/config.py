@@ -1,0 +1,289 @@
+"""TOML configs -> validated, defaults-filled dictionaries, with one-line errors.
+
+A config is a TOML file of tables (``[data]``, ``[model]``, ``[loss]``, ``[optim]``,
+``[train]``, ``[population]``) plus top-level ``seed`` and ``device``. Every key is
+declared in :data:`SCHEMA` with its type, default, allowed range or choices, and
+whether it may be given *per member* (a list with one value per population member).
+:func:`load_config` reads a file, applies ``--set key=value`` overrides, and returns
+the resolved config; every mistake raises :class:`~trainlab.errors.ConfigError`
+whose message names the key and what is allowed, e.g.::
+
+    config: optim.lr must be > 0, got -0.1
+    config: unknown key 'optim.lrr' (allowed in [optim]: alpha, beta1, ...)
+
+Names (optimizer, activation, data set, ...) are resolved into objects once, in
+:mod:`trainlab.build`, never inside the trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import copy
+from dataclasses import dataclass, field
+import math
+from pathlib import Path
+import tomllib
+from typing import Any
+
+from trainlab.errors import ConfigError
+
+__all__ = ["Key", "SCHEMA", "load_config", "resolve_config", "parse_override", "dumps", "member_count"]
+
+_MAX_INT = 10**9
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: ``kind`` is int, float, str, bool, int_list, str_or_table, table_list."""
+
+    kind: str
+    default: Any = None
+    low: float | None = None
+    high: float | None = None
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+    choices: tuple[str, ...] = ()
+    per_member: bool = False
+    optional: bool = False  # None allowed (absent)
+    doc: str = ""
+
+
+ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "identity")
+OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+DATASET_NAMES = ("mnist-5k", "mnist", "fashion-mnist", "kmnist")
+PREPROCESS_NAMES = ("none", "minmax", "minmax-feature", "standardize", "pca-whiten", "zca-whiten")
+
+SCHEMA: dict[str, Any] = {
+    "seed": Key("int", 0, low=0, high=2**63 - 1, doc="seed of data splits, shuffling and member seeds"),
+    "device": Key("str", "cpu", doc="'cpu', 'cuda' or 'cuda:N'"),
+    "population": {
+        "size": Key("int", 1, low=1, high=4096, doc="number of members P trained together"),
+        "seeds": Key("int_list", None, optional=True, doc="one seed per member (default seed + i)"),
+    },
+    "data": {
+        "name": Key("str", "mnist-5k", choices=DATASET_NAMES),
+        "train": Key("int", None, low=1, high=_MAX_INT, optional=True, doc="training images (default: the rest)"),
+        "val": Key("int", 500, low=0, high=_MAX_INT),
+        "test": Key("int", 1000, low=0, high=_MAX_INT, optional=True),
+        "preprocess": Key("str", "minmax", choices=PREPROCESS_NAMES),
+        "flatten": Key("bool", True),
+        "data_dir": Key("str", None, optional=True),
+        "cache_dir": Key("str", None, optional=True),
+        "download": Key("bool", True),
+    },
+    "model": {
+        "type": Key("str", "mlp", choices=("mlp", "sequential")),
+        "hidden": Key("int_list", [100, 100], low=1, high=1_000_000, doc="hidden widths of an mlp"),
+        "activation": Key("str", "relu", choices=ACTIVATION_NAMES),
+        "slope": Key("float", 0.01, low=0.0, per_member=True, doc="leaky_relu slope"),
+        "init": Key("str_or_table", "auto", doc="initializer name; 'auto' = He for ReLU-like, Xavier otherwise"),
+        "init_scale": Key("float", 1.0, low=0.0, high=1e6, per_member=True),
+        "layers": Key("table_list", None, optional=True, doc="explicit layers for type = 'sequential'"),
+    },
+    "loss": {
+        "name": Key("str", "cross_entropy", choices=("cross_entropy", "mse")),
+        "label_smoothing": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True),
+    },
+    "optim": {
+        "name": Key("str", "sgd", choices=OPTIMIZER_NAMES),
+        "lr": Key("float", 0.01, low=0.0, low_inclusive=False, high=1e6, per_member=True),
+        "weight_decay": Key("float", 0.0, low=0.0, high=1e6, per_member=True),
+        "decoupled": Key("bool", False, doc="decoupled weight decay (AdamW/SGDW style)"),
+        "momentum": Key("float", 0.9, low=0.0, high=1.0, high_inclusive=False, per_member=True),
+        "alpha": Key("float", 0.99, low=0.0, high=1.0, high_inclusive=False, per_member=True),
+        "beta1": Key("float", 0.9, low=0.0, high=1.0, high_inclusive=False, per_member=True),
+        "beta2": Key("float", 0.999, low=0.0, high=1.0, high_inclusive=False, per_member=True),
+        "eps": Key("float", None, low=0.0, low_inclusive=False, high=1.0, per_member=True, optional=True,
+                   doc="default: the optimizer's own"),
+    },
+    "train": {
+        "epochs": Key("int", 20, low=1, high=_MAX_INT),
+        "steps": Key("int", None, low=1, high=_MAX_INT, optional=True, doc="train this many steps instead of epochs"),
+        "batch_size": Key("int", 100, low=1, high=_MAX_INT),
+        "eval_every": Key("int", None, low=1, high=_MAX_INT, optional=True, doc="steps between evaluations (default: each epoch)"),
+        "eval_train": Key("bool", True, doc="evaluate on the whole training split at each evaluation"),
+        "eval_batch_size": Key("int", 1000, low=1, high=_MAX_INT),
+    },
+}
+
+
+def _describe(k: Key) -> str:
+    if k.choices:
+        return "one of " + ", ".join(repr(c) for c in k.choices)
+    base = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+            "int_list": "a list of integers", "str_or_table": "a name or a table",
+            "table_list": "a list of tables"}[k.kind]
+    if k.per_member:
+        base += " or a list with one per member"
+    return base
+
+
+def _check_number(path: str, k: Key, v: Any) -> float | int:
+    if k.kind == "int":
+        if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
+                v = int(v)
+            else:
+                raise ConfigError(f"config: {path} must be an integer, got {v!r}")
+    else:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"config: {path} must be {_describe(k)}, got {v!r}")
+        v = float(v)
+        if not math.isfinite(v):
+            raise ConfigError(f"config: {path} must be a finite number, got {v}")
+    if k.low is not None and (v < k.low or (v == k.low and not k.low_inclusive)):
+        raise ConfigError(f"config: {path} must be {'>=' if k.low_inclusive else '>'} {k.low:g}, got {v!r}")
+    if k.high is not None and (v > k.high or (v == k.high and not k.high_inclusive)):
+        raise ConfigError(f"config: {path} must be {'<=' if k.high_inclusive else '<'} {k.high:g}, got {v!r}")
+    return v
+
+
+def _check_value(path: str, k: Key, v: Any) -> Any:
+    if v is None:
+        if k.optional:
+            return None
+        raise ConfigError(f"config: {path} must be {_describe(k)}, got nothing")
+    if k.kind in ("int", "float"):
+        if k.per_member and isinstance(v, list):
+            if not v:
+                raise ConfigError(f"config: {path} is an empty list; give a number or one per member")
+            return [_check_number(f"{path}[{i}]", k, x) for i, x in enumerate(v)]
+        return _check_number(path, k, v)
+    if k.kind == "str":
+        if not isinstance(v, str):
+            raise ConfigError(f"config: {path} must be {_describe(k)}, got {v!r}")
+        if k.choices and v not in k.choices:
+            raise ConfigError(f"config: {path} must be {_describe(k)}, got {v!r}")
+        return v
+    if k.kind == "bool":
+        if not isinstance(v, bool):
+            raise ConfigError(f"config: {path} must be true or false, got {v!r}")
+        return v
+    if k.kind == "int_list":
+        if not isinstance(v, list):
+            raise ConfigError(f"config: {path} must be a list of integers, got {v!r}")
+        item = Key("int", low=k.low, high=k.high)
+        return [_check_number(f"{path}[{i}]", item, x) for i, x in enumerate(v)]
+    if k.kind == "str_or_table":
+        if not isinstance(v, (str, dict)):
+            raise ConfigError(f"config: {path} must be a name or a table, got {v!r}")
+        return copy.deepcopy(v)
+    if k.kind == "table_list":
+        if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
+            raise ConfigError(f"config: {path} must be a list of tables ([[{path}]]), got {v!r}")
+        return copy.deepcopy(v)
+    raise AssertionError(k.kind)
+
+
+def _resolve(schema: Mapping[str, Any], given: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in given:
+        if name not in schema:
+            where = f"in [{prefix[:-1]}]" if prefix else "at the top level"
+            raise ConfigError(f"config: unknown key '{prefix}{name}' (allowed {where}: {', '.join(sorted(schema))})")
+    for name, spec in schema.items():
+        path = prefix + name
+        if isinstance(spec, dict):
+            sub = given.get(name, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(f"config: {path} must be a table ([{path}]), got {sub!r}")
+            out[name] = _resolve(spec, sub, path + ".")
+        else:
+            out[name] = _check_value(path, spec, given.get(name, copy.deepcopy(spec.default)))
+    return out
+
+
+def member_count(value: Any) -> int | None:
+    """Length of a per-member list, or None for a shared scalar."""
+    return len(value) if isinstance(value, list) else None
+
+
+def _check_members(cfg: dict[str, Any], schema: Mapping[str, Any], size: int, prefix: str = "") -> None:
+    for name, spec in schema.items():
+        if isinstance(spec, dict):
+            _check_members(cfg[name], spec, size, prefix + name + ".")
+        elif isinstance(spec, Key) and spec.per_member and isinstance(cfg[name], list) and len(cfg[name]) != size:
+            raise ConfigError(
+                f"config: {prefix}{name} lists {len(cfg[name])} values but population.size is {size}; "
+                f"give one number or exactly {size}")
+
+
+def resolve_config(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a nested dict against :data:`SCHEMA` and fill defaults."""
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"config must be a table, got {type(given).__name__}")
+    cfg = _resolve(SCHEMA, given, "")
+    size = cfg["population"]["size"]
+    seeds = cfg["population"]["seeds"]
+    if seeds is not None and len(seeds) != size:
+        raise ConfigError(f"config: population.seeds lists {len(seeds)} seeds but population.size is {size}")
+    _check_members(cfg, SCHEMA, size)
+    if cfg["train"]["batch_size"] > 1_000_000:
+        raise ConfigError(f"config: train.batch_size must be <= 1000000, got {cfg['train']['batch_size']}")
+    if cfg["model"]["type"] == "sequential" and not cfg["model"]["layers"]:
+        raise ConfigError("config: model.type = 'sequential' needs a non-empty [[model.layers]] list")
+    return cfg
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=0.1"`` -> (["optim", "lr"], 0.1). The value is read as TOML, else as a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value (e.g. optim.lr=0.1), got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise ConfigError(f"--set key must be dotted names like optim.lr, got {key!r}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return parts, value
+
+
+def apply_overrides(given: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    out = copy.deepcopy(given)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {'.'.join(parts)}: {p} is not a table")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path is a directory, expected a TOML file: {p}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file is not UTF-8 text: {p}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> dict[str, Any]:
+    """Read ``path`` (or start from defaults), apply ``key=value`` overrides, validate."""
+    given = read_toml(path) if path is not None else {}
+    return resolve_config(apply_overrides(given, list(overrides)))
+
+
+def dumps(cfg: Mapping[str, Any]) -> str:
+    """Write a resolved config as TOML (``None`` values are left out)."""
+    import tomli_w
+
+    def strip(d):
+        return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
+
+    return tomli_w.dumps(strip(dict(cfg)))

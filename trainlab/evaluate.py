@@ -1,0 +1,60 @@
+"""Evaluate a saved model on a split of its data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainlab.config import load_config
+from trainlab.errors import CheckpointError
+from trainlab.io import load_model
+from trainlab.nn import SoftmaxCrossEntropy
+
+__all__ = ["evaluate_saved", "predict"]
+
+
+@torch.no_grad()
+def predict(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Eval-mode outputs ``(P, N, C)`` for inputs ``(N, ...)`` (shared by all members)."""
+    outs = [model.forward(x[i:i + batch_size].unsqueeze(0), training=False) for i in range(0, x.shape[0], batch_size)]
+    return torch.cat(outs, dim=1)
+
+
+def evaluate_saved(run: str | Path, *, split: str = "test", data: str | None = None, data_dir: str | None = None,
+                   device: str = "cpu") -> dict[str, Any]:
+    """Loss and accuracy per member of the model saved in ``run`` on ``split``.
+
+    The split is rebuilt from the run's ``config.toml`` (same data set, sizes and
+    seed, hence the same images), and inputs are preprocessed with the statistics
+    saved with the model, not refitted.
+    """
+    from trainlab.build import resolve_device
+    from trainlab.data import load_splits
+
+    run = Path(run)
+    run_dir = run if run.is_dir() else run.parent
+    saved = load_model(run, device=resolve_device(device))
+    cfg_path = run_dir / "config.toml"
+    if not cfg_path.exists():
+        raise CheckpointError(f"{cfg_path}: not found; evaluate needs the run's config to rebuild its data split")
+    cfg = load_config(cfg_path)
+    d = cfg["data"]
+    name = data or d["name"]
+    splits = load_splits(name, train=d["train"], val=d["val"], test=d["test"], seed=cfg["seed"], preprocess="none",
+                         flatten=d["flatten"], data_dir=data_dir or d["data_dir"], cache_dir=d["cache_dir"],
+                         download=d["download"], device=saved.model.device)
+    part = getattr(splits, split)
+    if part is None:
+        raise CheckpointError(f"the run's config has no {split} split ({split} = 0)")
+    x = part.x
+    if saved.preprocessor is not None:
+        x = saved.preprocessor.transform(x.cpu()).to(saved.model.device)
+    out = predict(saved.model, x.to(saved.model.dtype))
+    loss = SoftmaxCrossEntropy()
+    loss.build(saved.model.size, device=saved.model.device, dtype=saved.model.dtype)
+    losses = loss.forward(out, part.y).tolist()
+    accs = (out.argmax(-1) == part.y.unsqueeze(0)).double().mean(1).tolist()
+    members = [{"member": m, "loss": losses[m], "acc": accs[m]} for m in range(saved.model.size)]
+    return {"data": name, "split": split, "examples": int(x.shape[0]), "members": members}

@@ -1,0 +1,208 @@
+"""Element-wise activations: forward caches what the derivative needs.
+
+Per-member hyperparameters (LeakyReLU's slope, ELU's alpha, Softplus' beta) are
+``(P,)`` tensors broadcast over ``(P, N, ...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import math
+
+import torch
+
+from trainlab.errors import ConfigError
+from trainlab.nn._module import Module
+from trainlab.population import Population, member_values, member_view
+
+__all__ = ["Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Softplus"]
+
+
+class _Elementwise(Module):
+    def __init__(self) -> None:
+        self._settings = {}
+
+    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+        super().build(in_shape, population)
+        self._build_hparams(population.size, device, dtype)
+        return in_shape
+
+    def _build_hparams(self, P: int, device, dtype) -> None:
+        pass
+
+
+class Identity(_Elementwise):
+    """``y = x`` (the linear activation)."""
+
+    def forward(self, x, *, training):
+        return x
+
+    def backward(self, g):
+        return g
+
+
+class Sigmoid(_Elementwise):
+    """``y = 1 / (1 + e^-x)``; ``dy/dx = y (1 - y)`` (at most 1/4: the vanishing-gradient culprit)."""
+
+    def forward(self, x, *, training):
+        self._y = torch.sigmoid(x)
+        return self._y
+
+    def backward(self, g):
+        y = self._y
+        return g * y * (1.0 - y)
+
+
+class Tanh(_Elementwise):
+    """``y = tanh x``; ``dy/dx = 1 - y^2``."""
+
+    def forward(self, x, *, training):
+        self._y = torch.tanh(x)
+        return self._y
+
+    def backward(self, g):
+        y = self._y
+        return g * (1.0 - y * y)
+
+
+class ReLU(_Elementwise):
+    """``y = max(0, x)``; ``dy/dx = 1 if x > 0 else 0`` (0 at x = 0, as in PyTorch)."""
+
+    def forward(self, x, *, training):
+        self._y = torch.relu(x)
+        return self._y
+
+    def backward(self, g):
+        # One fused kernel: g where y > 0, else 0 (y > 0 exactly when x > 0).
+        return torch.ops.aten.threshold_backward(g, self._y, 0)
+
+
+class _WithMemberParam(_Elementwise):
+    """An activation with one per-member number ``self._value``."""
+
+    _param_name = ""
+    _low: float | None = None
+    _low_inclusive = True
+
+    def __init__(self, value: float | Sequence[float]) -> None:
+        self._settings = {self._param_name: value}
+        self._value = value
+        member_values(value, len(value) if isinstance(value, Sequence) else 1, name=f"{type(self).__name__} {self._param_name}",
+                      low=self._low, low_inclusive=self._low_inclusive, dtype=torch.float64)
+
+    def _build_hparams(self, P, device, dtype):
+        self._p = member_values(self._value, P, name=f"{type(self).__name__} {self._param_name}", dtype=dtype,
+                                device=device, low=self._low, low_inclusive=self._low_inclusive)
+        self._views: dict[int, torch.Tensor] = {}
+
+    def _view(self, ndim: int) -> torch.Tensor:
+        v = self._views.get(ndim)
+        if v is None:
+            v = self._views[ndim] = member_view(self._p, ndim)
+        return v
+
+    def _note_input(self, x: torch.Tensor) -> None:
+        # A shared (1, N, ...) input broadcasts against the (P,) hyperparameter to (P, N, ...).
+        self._shared = x.shape[0] == 1 and self._p.shape[0] > 1
+
+    def _input_grad(self, dx: torch.Tensor) -> torch.Tensor:
+        # ... so, as for Linear, the shared input receives the sum of the members' gradients.
+        return dx.sum(dim=0, keepdim=True) if self._shared else dx
+
+
+class LeakyReLU(_WithMemberParam):
+    """``y = x if x > 0 else slope * x``; ``slope`` may differ per member (default 0.01, as PyTorch)."""
+
+    _param_name = "slope"
+    _low = 0.0
+
+    def __init__(self, slope: float | Sequence[float] = 0.01) -> None:
+        super().__init__(slope)
+
+    def forward(self, x, *, training):
+        self._note_input(x)
+        self._pos = x > 0
+        return torch.where(self._pos, x, x * self._view(x.ndim))
+
+    def backward(self, g):
+        return self._input_grad(torch.where(self._pos, g, g * self._view(g.ndim)))
+
+
+class ELU(_WithMemberParam):
+    """``y = x if x > 0 else alpha (e^x - 1)``; ``dy/dx = 1`` or ``y + alpha``."""
+
+    _param_name = "alpha"
+    _low = 0.0
+
+    def __init__(self, alpha: float | Sequence[float] = 1.0) -> None:
+        super().__init__(alpha)
+
+    def forward(self, x, *, training):
+        self._note_input(x)
+        a = self._view(x.ndim)
+        self._pos = x > 0
+        self._y = torch.where(self._pos, x, a * torch.expm1(x))
+        return self._y
+
+    def backward(self, g):
+        return self._input_grad(torch.where(self._pos, g, g * (self._y + self._view(g.ndim))))
+
+
+class GELU(_Elementwise):
+    """``y = x Phi(x)`` with ``Phi`` the standard normal CDF; ``dy/dx = Phi(x) + x phi(x)``.
+
+    ``approximate="tanh"`` uses ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``
+    (Hendrycks & Gimpel 2016), matching ``torch.nn.GELU(approximate="tanh")``.
+    """
+
+    def __init__(self, approximate: str = "none") -> None:
+        if approximate not in ("none", "tanh"):
+            raise ConfigError(f"GELU approximate must be 'none' or 'tanh', got {approximate!r}")
+        self._settings = {"approximate": approximate}
+        self.approximate = approximate
+
+    def forward(self, x, *, training):
+        self._x = x
+        if self.approximate == "tanh":
+            c = math.sqrt(2.0 / math.pi)
+            self._t = torch.tanh(c * (x + 0.044715 * x ** 3))
+            return 0.5 * x * (1.0 + self._t)
+        self._cdf = 0.5 * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
+        return x * self._cdf
+
+    def backward(self, g):
+        x = self._x
+        if self.approximate == "tanh":
+            c = math.sqrt(2.0 / math.pi)
+            t = self._t
+            return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x))
+        pdf = torch.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+        return g * (self._cdf + x * pdf)
+
+
+class Softplus(_WithMemberParam):
+    """``y = log(1 + e^(beta x)) / beta``; ``dy/dx = sigmoid(beta x)``.
+
+    As in ``torch.nn.Softplus``, where ``beta x > threshold`` (default 20) the
+    output is ``x`` (the two agree to float precision there and this avoids overflow).
+    """
+
+    _param_name = "beta"
+    _low = 0.0
+    _low_inclusive = False
+
+    def __init__(self, beta: float | Sequence[float] = 1.0, *, threshold: float = 20.0) -> None:
+        super().__init__(beta)
+        self._settings["threshold"] = threshold
+        self.threshold = float(threshold)
+
+    def forward(self, x, *, training):
+        self._note_input(x)
+        b = self._view(x.ndim)
+        bx = x * b
+        self._bx = bx
+        return torch.where(bx > self.threshold, x, torch.log1p(torch.exp(bx.clamp(max=self.threshold))) / b)
+
+    def backward(self, g):
+        bx = self._bx
+        return self._input_grad(torch.where(bx > self.threshold, g, g * torch.sigmoid(bx)))

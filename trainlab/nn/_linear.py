@@ -1,0 +1,106 @@
+"""Affine layer on the population axis."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from trainlab.errors import ConfigError
+from trainlab.init import Initializer, get_initializer
+from trainlab.nn._module import Module, Parameter
+from trainlab.population import Population, member_values, member_view
+
+__all__ = ["Linear"]
+
+
+class Linear(Module):
+    """``y = x W + b`` for every member: ``x (P, N, in) -> y (P, N, out)``.
+
+    Weight ``(P, in, out)``, bias ``(P, 1, out)``. The textbook's layout (``x @ W``,
+    ``W`` of shape ``(in, out)``) is used, so ``W.T`` is ``torch.nn.Linear.weight``.
+    One ``baddbmm`` serves all members; an input of shape ``(1, N, in)`` is shared
+    by every member (the data batch) and is broadcast without a copy.
+
+    Backward (per member): ``dW = x^T g``, ``db = sum_n g``, ``dx = g W^T``.
+
+    Parameters
+    ----------
+    in_features, out_features:
+        Sizes. ``in_features=None`` takes the size from the input shape at build.
+    init:
+        Weight initializer name or object (see :mod:`trainlab.init`); default
+        ``"xavier_uniform"`` (Keras' default). Biases start at zero.
+    init_scale:
+        Multiplies each member's initial weights: a number or one per member.
+    bias:
+        Whether to have a bias.
+    """
+
+    def __init__(
+        self,
+        in_features: int | None,
+        out_features: int,
+        *,
+        init: str | Initializer | Mapping[str, Any] = "xavier_uniform",
+        init_scale: float | Sequence[float] = 1.0,
+        bias: bool = True,
+    ) -> None:
+        for name, v in (("out_features", out_features), ("in_features", in_features)):
+            if v is None and name == "in_features":
+                continue
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"Linear {name} must be an integer >= 1, got {v!r}")
+        self._settings = dict(in_features=in_features, out_features=out_features, init=init,
+                              init_scale=init_scale, bias=bias)
+        self.in_features = in_features
+        self.out_features = out_features
+        self.initializer = get_initializer(init)
+        self.init_scale = init_scale
+        self.has_bias = bias
+
+    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+        super().build(in_shape, population)
+        if len(in_shape) != 1:
+            raise ConfigError(f"Linear expects flat inputs of shape (features,), got {in_shape}; add a Flatten layer first")
+        if self.in_features is None:
+            self.in_features = in_shape[0]
+        elif in_shape[0] != self.in_features:
+            raise ConfigError(f"Linear({self.in_features}, {self.out_features}) got inputs with {in_shape[0]} features")
+        P = population.size
+        scale = member_values(self.init_scale, P, name="init_scale", dtype=torch.float64, low=0.0)
+        shape = (self.in_features, self.out_features)
+        gens = population.generators("cpu")  # draw on the CPU so CPU and GPU runs start from the same weights
+        w = torch.stack([self.initializer.sample(shape, g) for g in gens]) * member_view(scale, 3)
+        self.weight = Parameter(w.to(device=device, dtype=dtype), kind="weight", decay=True, name="weight")
+        self.bias = (
+            Parameter(torch.zeros(P, 1, self.out_features, device=device, dtype=dtype), kind="bias", decay=False,
+                      name="bias")
+            if self.has_bias else None
+        )
+        return (self.out_features,)
+
+    def parameters(self) -> list[Parameter]:
+        return [self.weight] + ([self.bias] if self.bias is not None else [])
+
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
+        P = self.weight.data.shape[0]
+        xb = x.expand(P, *x.shape[1:])
+        self._x = xb
+        self._shared = x.shape[0] == 1 and P > 1
+        if self.bias is None:
+            return torch.bmm(xb, self.weight.data)
+        return torch.baddbmm(self.bias.data, xb, self.weight.data)
+
+    def backward(self, g: torch.Tensor) -> torch.Tensor | None:
+        x = self._x
+        torch.bmm(x.transpose(1, 2), g, out=self.weight.grad)
+        if self.bias is not None:
+            torch.sum(g, dim=1, keepdim=True, out=self.bias.grad)
+        self._x = None
+        if not self.input_grad:
+            return None
+        dx = torch.bmm(g, self.weight.data.transpose(1, 2))
+        # An input shared by all members receives the sum of their gradients.
+        return dx.sum(dim=0, keepdim=True) if self._shared else dx

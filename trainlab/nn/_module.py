@@ -1,0 +1,95 @@
+"""The layer contract: settings stored verbatim, state built for a population.
+
+A layer is constructed from its settings only (sizes, init, rates). ``build`` then
+allocates its parameters for a :class:`~trainlab.population.Population` of ``P``
+members on a device and dtype, and returns the per-example output shape. After that:
+
+* ``forward(x, *, training)`` takes ``(P, N, ...)`` (or ``(1, N, ...)`` for an input
+  shared by all members) and returns ``(P, N, ...)``; it caches what ``backward``
+  needs.
+* ``backward(g)`` takes the gradient of the loss with respect to the output and
+  returns the gradient with respect to the input (or ``None`` when
+  ``input_grad`` is off, e.g. for the first layer of a model), of the input's
+  shape: for a shared ``(1, N, ...)`` input it is summed over the members. It *overwrites*
+  each parameter's ``.grad`` (one backward per forward) and never mutates ``g``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from trainlab.population import Population
+
+__all__ = ["Parameter", "Module"]
+
+
+@dataclass(eq=False)
+class Parameter:
+    """A trainable tensor of shape ``(P, ...)`` and its gradient.
+
+    ``kind`` is ``"weight"``, ``"bias"`` or ``"norm"`` (normalization gains/shifts).
+    ``decay`` says whether weight decay / norm penalties apply; by default only
+    weights are decayed (1-D parameters such as biases and norm gains are not).
+    ``trainable=False`` freezes it: optimizers skip it.
+    """
+
+    data: torch.Tensor
+    kind: str = "weight"
+    decay: bool = True
+    trainable: bool = True
+    name: str = ""
+    grad: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.grad = torch.zeros_like(self.data)
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.data.shape
+
+
+class Module:
+    """Base class of every layer. Subclasses override ``build``, ``forward``, ``backward``."""
+
+    #: whether ``backward`` must return the input gradient (off for a model's first layer)
+    input_grad: bool = True
+
+    def build(
+        self,
+        in_shape: tuple[int, ...],
+        population: Population,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> tuple[int, ...]:
+        """Allocate state for ``population``; return the per-example output shape."""
+        self.population_size = population.size
+        return in_shape
+
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+    def backward(self, g: torch.Tensor) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def parameters(self) -> list[Parameter]:
+        """Trainable tensors, in a fixed order."""
+        return []
+
+    def named_parameters(self) -> dict[str, Parameter]:
+        return {p.name: p for p in self.parameters()}
+
+    def buffers(self) -> dict[str, torch.Tensor]:
+        """Non-trainable state that is saved with the model (e.g. BN running statistics)."""
+        return {}
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor arguments, verbatim (used for saving and export)."""
+        return dict(getattr(self, "_settings", {}))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,129 @@
+"""A chain of layers: the model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+
+from trainlab.errors import CheckpointError, ConfigError
+from trainlab.nn._module import Module, Parameter
+from trainlab.population import Population
+
+__all__ = ["Sequential"]
+
+
+class Sequential(Module):
+    """``Sequential([Linear(784, 100), ReLU(), Linear(100, 10)])``.
+
+    ``build(input_shape, population)`` builds every layer in order. Parameters are
+    named ``"<index>.<name>"`` (``"0.weight"``, ``"0.bias"``, ...), like
+    ``torch.nn.Sequential``'s state dict.
+    """
+
+    def __init__(self, layers: Iterable[Module]) -> None:
+        self.layers = list(layers)
+        if not self.layers:
+            raise ConfigError("a model needs at least one layer, got an empty layer list")
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Module):
+                raise ConfigError(f"layer {i} is not a trainlab layer: {layer!r}")
+        self.population: Population | None = None
+        self.input_shape: tuple[int, ...] | None = None
+        self.output_shape: tuple[int, ...] | None = None
+
+    def build(self, in_shape, population: Population | int = 1, *, device="cpu", dtype=torch.float32):
+        if isinstance(population, int):
+            population = Population(population)
+        super().build(in_shape, population)
+        self.population = population
+        self.input_shape = tuple(in_shape)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        shape = tuple(in_shape)
+        for layer in self.layers:
+            shape = layer.build(shape, population, device=device, dtype=dtype)
+        self.output_shape = shape
+        self._set_input_grad()
+        return shape
+
+    @property
+    def input_grad(self) -> bool:  # type: ignore[override]
+        return getattr(self, "_input_grad", True)
+
+    @input_grad.setter
+    def input_grad(self, value: bool) -> None:
+        self._input_grad = value
+        self._set_input_grad()
+
+    def _set_input_grad(self) -> None:
+        # Only the first layer may skip its input gradient; the others feed the chain.
+        for i, layer in enumerate(self.layers):
+            layer.input_grad = True if i else self.input_grad
+
+    @property
+    def size(self) -> int:
+        """Population size ``P``."""
+        if self.population is None:
+            raise ConfigError("the model is not built yet: call model.build(input_shape, population)")
+        return self.population.size
+
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, g: torch.Tensor) -> torch.Tensor | None:
+        for layer in reversed(self.layers):
+            g = layer.backward(g)
+        return g
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters().items()]
+
+    def named_parameters(self) -> dict[str, Parameter]:
+        out: dict[str, Parameter] = {}
+        for i, layer in enumerate(self.layers):
+            for name, p in layer.named_parameters().items():
+                out[f"{i}.{name}"] = p
+        return out
+
+    def buffers(self) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for i, layer in enumerate(self.layers):
+            for name, b in layer.buffers().items():
+                out[f"{i}.{name}"] = b
+        return out
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters and buffers by name, each ``(P, ...)``."""
+        out = {k: p.data for k, p in self.named_parameters().items()}
+        out.update(self.buffers())
+        return out
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor], *, source: str = "state dict") -> None:
+        """Copy tensors in; any missing, unexpected or mis-shaped entry is one error listing them all."""
+        mine = self.state_dict()
+        missing = sorted(set(mine) - set(state))
+        unexpected = sorted(set(state) - set(mine))
+        shapes = [f"{k}: expected {tuple(mine[k].shape)}, got {tuple(state[k].shape)}"
+                  for k in mine if k in state and tuple(mine[k].shape) != tuple(state[k].shape)]
+        problems = []
+        if missing:
+            problems.append("missing " + ", ".join(missing))
+        if unexpected:
+            problems.append("unexpected " + ", ".join(unexpected))
+        if shapes:
+            problems.append("shape mismatch " + "; ".join(shapes))
+        if problems:
+            raise CheckpointError(f"{source} does not fit this model: " + " | ".join(problems))
+        for k, t in mine.items():
+            t.copy_(state[k].to(device=t.device, dtype=t.dtype))
+
+    def num_parameters(self) -> int:
+        """Parameters per member."""
+        return sum(p.data[0].numel() for p in self.parameters())
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(l) for l in self.layers)
+        return f"Sequential([\n  {inner}\n])"

@@ -1,0 +1,210 @@
+"""The training loop: mini-batch SGD for a whole population at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import math
+from typing import Any
+
+import torch
+
+from trainlab.errors import ConfigError
+from trainlab.nn import Loss, Sequential
+from trainlab.optim import Optimizer
+from trainlab.train._history import History
+
+__all__ = ["Trainer", "Callback", "as_arrays"]
+
+
+class Callback:
+    """Hooks into :meth:`Trainer.fit`. Override any of them; all default to doing nothing."""
+
+    def on_train_begin(self, trainer: "Trainer") -> None: ...
+
+    def on_step_end(self, trainer: "Trainer", loss: torch.Tensor) -> None: ...
+
+    def on_evaluate(self, trainer: "Trainer", record: dict[str, Any]) -> None: ...
+
+    def on_train_end(self, trainer: "Trainer") -> None: ...
+
+
+def as_arrays(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Accept an object with ``.x``/``.y`` or an ``(x, y)`` pair."""
+    if data is None:
+        return None
+    if hasattr(data, "x") and hasattr(data, "y"):
+        x, y = data.x, data.y
+    elif isinstance(data, Sequence) and len(data) == 2:
+        x, y = data
+    else:
+        raise ConfigError(f"{name} data must be (x, y) or have .x and .y, got {type(data).__name__}")
+    if x.shape[0] != y.shape[0]:
+        raise ConfigError(f"{name} data has {x.shape[0]} inputs but {y.shape[0]} targets")
+    if x.shape[0] == 0:
+        raise ConfigError(f"{name} data is empty")
+    return x, y
+
+
+class Trainer:
+    """Train a built :class:`~trainlab.nn.Sequential` population.
+
+    Each step takes the next mini-batch of a seeded shuffle (shared by all members:
+    member *i* of a population sees exactly the batches it would see alone),
+    runs forward (``training=True``), the loss (one value per member), backward,
+    and the optimizer. A member whose loss is NaN/inf is frozen at that step and
+    recorded in ``history.diverged``; the others go on. Evaluations (by default
+    at the end of each epoch) run in eval mode over whole splits.
+
+    Parameters
+    ----------
+    epochs / steps:
+        How long to train: ``steps`` (iterations), if given, wins over ``epochs``.
+    batch_size:
+        Examples per step; the last batch of an epoch may be smaller.
+    seed:
+        Seeds the shuffling (a ``torch.Generator`` of the trainer's own).
+    eval_every:
+        Steps between evaluations (default: one epoch).
+    eval_train:
+        Also evaluate on the whole training split (``train_loss``, ``train_acc``).
+    """
+
+    def __init__(self, model: Sequential, loss: Loss, optimizer: Optimizer, *, epochs: int = 10,
+                 steps: int | None = None, batch_size: int = 100, seed: int = 0, eval_every: int | None = None,
+                 eval_train: bool = True, eval_batch_size: int = 1000, progress: bool = False,
+                 callbacks: Sequence[Callback] = ()) -> None:
+        if model.population is None:
+            raise ConfigError("the model is not built: call model.build(input_shape, population) first")
+        for name, v in (("epochs", epochs), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"Trainer {name} must be an integer >= 1, got {v!r}")
+        for name, v in (("steps", steps), ("eval_every", eval_every)):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ConfigError(f"Trainer {name} must be an integer >= 1 or None, got {v!r}")
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.epochs, self.steps, self.batch_size = epochs, steps, batch_size
+        self.seed, self.eval_every, self.eval_train = seed, eval_every, eval_train
+        self.eval_batch_size, self.progress = eval_batch_size, progress
+        self.callbacks = list(callbacks)
+        self.size = model.size
+        self.device = model.device
+        self.loss.build(self.size, device=self.device, dtype=model.dtype)
+        model.input_grad = False  # nobody needs d(loss)/d(data) while training
+        self.generator = torch.Generator().manual_seed(seed)
+        self.step = 0
+        self.alive = torch.ones(self.size, dtype=torch.bool, device=self.device)
+        self.running = torch.ones(self.size, dtype=torch.bool, device=self.device)
+        self.history = History(self.size)
+        self.should_stop = False
+
+    # ---- members ----------------------------------------------------------------------
+    def stop_members(self, members: torch.Tensor) -> None:
+        """Stop updating these members (a bool mask), e.g. from early stopping."""
+        self.running &= ~members.to(self.running.device)
+        self._sync_active()
+
+    def _sync_active(self) -> None:
+        active = self.alive & self.running
+        self.optimizer.set_active(active)
+        if not bool(active.any()):
+            self.should_stop = True
+
+    # ---- evaluation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss (and accuracy, for classification) per member over ``(x, y)`` in eval mode."""
+        n = x.shape[0]
+        total = torch.zeros(self.size, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(self.size, dtype=torch.float64, device=self.device)
+        for i in range(0, n, self.eval_batch_size):
+            xb, yb = x[i:i + self.eval_batch_size], y[i:i + self.eval_batch_size]
+            out = self.model.forward(xb.unsqueeze(0), training=False)
+            total += self.loss.forward(out, yb).double() * xb.shape[0]
+            if self.loss.classification:
+                correct += (out.argmax(dim=-1) == yb.unsqueeze(0)).sum(dim=1).double()
+        res = {"loss": total / n}
+        if self.loss.classification:
+            res["acc"] = correct / n
+        return res
+
+    def _evaluate_all(self, splits: dict[str, tuple[torch.Tensor, torch.Tensor] | None]) -> dict[str, Any]:
+        rec: dict[str, Any] = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 6)}
+        if self._batches_since_eval:
+            rec["batch_loss"] = (self._batch_loss_sum / self._batches_since_eval).tolist()
+        self._batch_loss_sum.zero_()
+        self._batches_since_eval = 0
+        for name, data in splits.items():
+            if data is None:
+                continue
+            for k, v in self.evaluate(*data).items():
+                rec[f"{name}_{k}"] = v.tolist()
+        return rec
+
+    # ---- training -----------------------------------------------------------------------
+    def fit(self, train: Any, val: Any = None, test: Any = None) -> History:
+        """Train on ``train``; evaluate on ``val`` (and ``test``) as it goes. Returns the History."""
+        xt, yt = as_arrays(train, "training")
+        splits = {"train": (xt, yt) if self.eval_train else None, "val": as_arrays(val, "validation"),
+                  "test": as_arrays(test, "test")}
+        n = xt.shape[0]
+        self.steps_per_epoch = math.ceil(n / self.batch_size)
+        total = self.steps if self.steps is not None else self.epochs * self.steps_per_epoch
+        eval_every = self.eval_every or self.steps_per_epoch
+        self._batch_loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
+        self._batches_since_eval = 0
+        self.history.info.update(steps_per_epoch=self.steps_per_epoch, total_steps=total, batch_size=self.batch_size,
+                                 train_size=n)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            # disable=None: no bar when stderr is not a terminal (CI logs, pipes)
+            bar = tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True, leave=False, disable=None)
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        with torch.no_grad():
+            while self.step < total and not self.should_stop:
+                perm = torch.randperm(n, generator=self.generator).to(xt.device)
+                xs, ys = xt.index_select(0, perm), yt.index_select(0, perm)
+                for i in range(0, n, self.batch_size):
+                    if self.step >= total or self.should_stop:
+                        break
+                    loss = self.train_step(xs[i:i + self.batch_size], ys[i:i + self.batch_size])
+                    if bar is not None:
+                        bar.update(1)
+                    if self.step % eval_every == 0 or self.step == total:
+                        rec = self._evaluate_all(splits)
+                        self.history.append(rec)
+                        for cb in self.callbacks:
+                            cb.on_evaluate(self, rec)
+                        if bar is not None and "val_acc" in rec:
+                            bar.set_postfix(val_acc=f"{max(rec['val_acc']):.4f}")
+                    for cb in self.callbacks:
+                        cb.on_step_end(self, loss)
+            if self._batches_since_eval:  # stopped between evaluations: record where it ended
+                rec = self._evaluate_all(splits)
+                self.history.append(rec)
+        if bar is not None:
+            bar.close()
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.history
+
+    def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """One forward/backward/update on a batch shared by all members; returns the loss ``(P,)``."""
+        out = self.model.forward(xb.unsqueeze(0), training=True)
+        loss = self.loss.forward(out, yb)
+        bad = ~torch.isfinite(loss) & self.alive
+        if bool(bad.any()):
+            for m in bad.nonzero().flatten().tolist():
+                self.history.diverged[m] = {"step": self.step + 1,
+                                            "epoch": round((self.step + 1) / self.steps_per_epoch, 6),
+                                            "loss": str(float(loss[m]))}
+            self.alive &= ~bad
+            self._sync_active()
+        self.model.backward(self.loss.backward())
+        self.optimizer.step()
+        self.step += 1
+        self._batch_loss_sum += loss.double()
+        self._batches_since_eval += 1
+        return loss

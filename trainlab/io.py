@@ -171,6 +171,8 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", name: st
     from trainlab.data import make_preprocessor
 
     p = Path(path)
+    if not p.exists() and not p.with_suffix(".json").exists():
+        raise CheckpointError(f"{p}: no such run directory or model file")
     if p.is_dir():
         js_path, st_path = p / f"{name}.json", p / f"{name}.safetensors"
     else:

@@ -1,0 +1,153 @@
+"""Textbook MLP training throughput: trainlab vs idiomatic PyTorch, side by side.
+
+The textbook net (Saito, ch. 6): 784-100x6-10, ReLU, He init, SGD lr 0.01, batch 100,
+on the embedded MNIST images. Both sides train on the same tensors in the same
+process, with the same batch order; runs are interleaved and repeated, and the
+medians are compared.
+
+1. single model: trainlab (P = 1) vs torch.nn.Sequential + autograd + torch.optim.SGD
+2. population: one trainlab run of P members vs P sequential PyTorch runs
+
+Usage: python benchmarks/bench_mlp.py [--repeats 5] [--steps 300] [--population 32] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from trainlab import nn
+from trainlab.data import load_splits
+from trainlab.optim import SGD
+from trainlab.population import Population
+
+WIDTHS = [784] + [100] * 6 + [10]
+
+
+def trainlab_model(P: int, device: torch.device) -> tuple[nn.Sequential, SGD, nn.SoftmaxCrossEntropy]:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(WIDTHS[:-1], WIDTHS[1:])):
+        layers.append(nn.Linear(a, b, init="he_normal"))
+        if i < len(WIDTHS) - 2:
+            layers.append(nn.ReLU())
+    model = nn.Sequential(layers)
+    model.build((784,), Population(P), device=device)
+    model.input_grad = False
+    loss = nn.SoftmaxCrossEntropy()
+    loss.build(P, device=device)
+    return model, SGD(model.parameters(), lr=0.01), loss
+
+
+def torch_model(device: torch.device, seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(seed)
+    mods: list[torch.nn.Module] = []
+    for i, (a, b) in enumerate(zip(WIDTHS[:-1], WIDTHS[1:])):
+        lin = torch.nn.Linear(a, b)
+        torch.nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
+        torch.nn.init.zeros_(lin.bias)
+        mods.append(lin)
+        if i < len(WIDTHS) - 2:
+            mods.append(torch.nn.ReLU())
+    net = torch.nn.Sequential(*mods).to(device)
+    return net, torch.optim.SGD(net.parameters(), lr=0.01)
+
+
+def batches(x: torch.Tensor, y: torch.Tensor, steps: int, batch: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    n = x.shape[0]
+    while len(out) < steps:
+        perm = torch.randperm(n, generator=g).to(x.device)
+        for i in range(0, n - batch + 1, batch):
+            out.append((x[perm[i:i + batch]], y[perm[i:i + batch]]))
+            if len(out) == steps:
+                break
+    return out
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_trainlab(P: int, data, device) -> float:
+    model, opt, loss = trainlab_model(P, device)
+    sync(device)
+    t = time.perf_counter()
+    with torch.no_grad():
+        for xb, yb in data:
+            out = model.forward(xb.unsqueeze(0), training=True)
+            loss.forward(out, yb)
+            model.backward(loss.backward())
+            opt.step()
+    sync(device)
+    return time.perf_counter() - t
+
+
+def run_torch(runs: int, data, device) -> float:
+    nets = [torch_model(device, seed) for seed in range(runs)]
+    lossf = torch.nn.CrossEntropyLoss()
+    sync(device)
+    t = time.perf_counter()
+    for net, opt in nets:
+        for xb, yb in data:
+            opt.zero_grad(set_to_none=True)
+            lossf(net(xb), yb).backward()
+            opt.step()
+    sync(device)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--population", type=int, default=32)
+    ap.add_argument("--pop-steps", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    device = torch.device(a.device)
+    s = load_splits("mnist-5k", val=0, test=0, device=device)
+    x, y = s.train.x, s.train.y
+    data = batches(x, y, a.steps, a.batch, 0)
+    pop_data = data[: a.pop_steps]
+    run_trainlab(1, data[:20], device), run_torch(1, data[:20], device)  # warm-up
+    single_tl, single_pt, pop_tl, pop_pt = [], [], [], []
+    for _ in range(a.repeats):
+        single_tl.append(run_trainlab(1, data, device))
+        single_pt.append(run_torch(1, data, device))
+        pop_tl.append(run_trainlab(a.population, pop_data, device))
+        pop_pt.append(run_torch(a.population, pop_data, device))
+    med = statistics.median
+    n1 = a.steps * a.batch
+    nP = a.pop_steps * a.batch * a.population
+    res = {
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}",
+        "torch": torch.__version__,
+        "single": {"trainlab_samples_per_s": n1 / med(single_tl), "pytorch_samples_per_s": n1 / med(single_pt),
+                   "ratio": med(single_pt) / med(single_tl)},
+        "population": {"members": a.population, "trainlab_samples_per_s": nP / med(pop_tl),
+                       "pytorch_sequential_samples_per_s": nP / med(pop_pt), "ratio": med(pop_pt) / med(pop_tl)},
+        "repeats": a.repeats, "steps": a.steps, "pop_steps": a.pop_steps, "batch": a.batch,
+    }
+    if a.json:
+        print(json.dumps(res))
+        return
+    print(f"machine: {res['machine']}, torch {res['torch']}; medians of {a.repeats} interleaved repeats")
+    r = res["single"]
+    print(f"single model  : trainlab {r['trainlab_samples_per_s']:>10.0f} samples/s | PyTorch "
+          f"{r['pytorch_samples_per_s']:>10.0f} samples/s | trainlab/PyTorch = {r['ratio']:.2f}x")
+    r = res["population"]
+    print(f"population {a.population:>2}: trainlab {r['trainlab_samples_per_s']:>10.0f} samples/s | PyTorch x{a.population} "
+          f"{r['pytorch_sequential_samples_per_s']:>7.0f} samples/s | trainlab/PyTorch = {r['ratio']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

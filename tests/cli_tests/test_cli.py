@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 SMALL = ["--set", "data.train=400", "--set", "data.val=100", "--set", "data.test=100", "--set", "train.epochs=2"]
 

@@ -153,7 +153,9 @@ def test_example_mlp_reaches_90_percent_on_held_out_images():
     """Issue 2: a 784-100-100-10 MLP reaches >= 90% on held-out embedded MNIST within 20 epochs."""
     from trainlab.build import build_run
     from trainlab.config import load_config
-    from conftest import REPO
+    from pathlib import Path
+
+    REPO = Path(__file__).resolve().parents[2]
 
     cfg = load_config(REPO / "examples" / "mlp.toml")
     run = build_run(cfg)

@@ -1,0 +1,155 @@
+"""Export one member of a trainlab model as an equivalent ``torch.nn`` module.
+
+``to_torch(model, member)`` returns a ``torch.nn.Sequential`` that computes, for a
+batch ``x`` of shape ``(N, ...)``, what ``model.forward(x[None], training=False)[member]``
+computes. Every tensor is copied: the torch module never aliases trainlab's storage,
+so training either one afterwards leaves the other alone.
+
+Converters are looked up in a registry keyed by the layer's exact type: a subclass
+may change the math, so it never silently inherits its parent's converter. A layer defined in another module registers its own
+converter next to its definition, so this module never needs to know about it::
+
+    from trainlab.export import register_converter
+
+    @register_converter(BatchNorm)
+    def _batchnorm_to_torch(layer: BatchNorm, member: int) -> torch.nn.Module:
+        ...
+
+A converter receives a *built* layer and the member index and returns a fresh
+``torch.nn.Module`` holding copies of that member's parameters and buffers, with that
+member's hyperparameters (slope, alpha, beta, rate, ...). A layer type with no
+registered converter raises :class:`~trainlab.errors.ConfigError` naming the layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import torch
+
+from trainlab.errors import ConfigError
+from trainlab.nn import ELU, GELU, Identity, LeakyReLU, Linear, Module, ReLU, Sequential, Sigmoid, Softplus, Tanh
+
+__all__ = ["Converter", "register_converter", "converter_for", "to_torch", "to_torch_population"]
+
+#: ``(layer, member) -> torch.nn.Module``
+Converter = Callable[[Module, int], torch.nn.Module]
+
+_CONVERTERS: dict[type, Converter] = {}
+
+_C = TypeVar("_C", bound=Callable[..., torch.nn.Module])
+
+
+def register_converter(layer_type: type[Module]) -> Callable[[_C], _C]:
+    """Decorator: register ``fn(layer, member) -> torch.nn.Module`` for ``layer_type``.
+
+    Registering a type again replaces its converter (the last registration wins).
+    """
+    if not (isinstance(layer_type, type) and issubclass(layer_type, Module)):
+        raise TypeError(f"register_converter expects a trainlab layer class, got {layer_type!r}")
+
+    def decorate(fn: _C) -> _C:
+        _CONVERTERS[layer_type] = fn
+        return fn
+
+    return decorate
+
+
+def converter_for(layer: Module) -> Converter:
+    """The converter registered for exactly ``type(layer)``."""
+    fn = _CONVERTERS.get(type(layer))
+    if fn is not None:
+        return fn
+    known = ", ".join(sorted(c.__name__ for c in _CONVERTERS))
+    raise ConfigError(f"cannot export layer {layer!r} to torch: no converter for {type(layer).__name__} "
+                      f"(registered: {known})")
+
+
+def _member_scalar(values: torch.Tensor, member: int) -> float:
+    return float(values[member].item())
+
+
+def _check_member(model: Module, member: int) -> None:
+    size = getattr(model, "population_size", None)
+    if size is None:
+        raise ConfigError("the model is not built yet: call model.build(input_shape, population) before exporting")
+    if not isinstance(member, int) or isinstance(member, bool) or not 0 <= member < size:
+        raise ConfigError(f"member must be an integer in [0, {size}), got {member!r}")
+
+
+def to_torch(model: Sequential, member: int = 0) -> torch.nn.Sequential:
+    """An equivalent ``torch.nn.Sequential`` for member ``member`` of a built ``model``.
+
+    Parameters keep the model's device and dtype. The result is in eval mode when the
+    trainlab layers have a training/inference difference; call ``.train()`` as usual.
+    """
+    _check_member(model, member)
+    layers = model.layers if isinstance(model, Sequential) else [model]
+    out = torch.nn.Sequential(*(converter_for(layer)(layer, member) for layer in layers))
+    return out.eval()
+
+
+def to_torch_population(model: Sequential) -> list[torch.nn.Sequential]:
+    """``[to_torch(model, i) for i in range(P)]``."""
+    _check_member(model, 0)
+    return [to_torch(model, i) for i in range(model.population_size)]
+
+
+# ---- converters of the layers in trainlab.nn ----------------------------------------
+
+
+@register_converter(Sequential)
+def _sequential(layer: Sequential, member: int) -> torch.nn.Module:
+    return torch.nn.Sequential(*(converter_for(sub)(sub, member) for sub in layer.layers))
+
+
+@register_converter(Linear)
+def _linear(layer: Linear, member: int) -> torch.nn.Module:
+    w = layer.weight.data[member]  # (in, out): trainlab's x @ W layout; torch stores W^T
+    lin = torch.nn.Linear(w.shape[0], w.shape[1], bias=layer.bias is not None, device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        lin.weight.copy_(w.T)
+        if layer.bias is not None:
+            lin.bias.copy_(layer.bias.data[member, 0])
+    return lin
+
+
+@register_converter(Identity)
+def _identity(layer: Identity, member: int) -> torch.nn.Module:
+    return torch.nn.Identity()
+
+
+@register_converter(Sigmoid)
+def _sigmoid(layer: Sigmoid, member: int) -> torch.nn.Module:
+    return torch.nn.Sigmoid()
+
+
+@register_converter(Tanh)
+def _tanh(layer: Tanh, member: int) -> torch.nn.Module:
+    return torch.nn.Tanh()
+
+
+@register_converter(ReLU)
+def _relu(layer: ReLU, member: int) -> torch.nn.Module:
+    return torch.nn.ReLU()
+
+
+@register_converter(LeakyReLU)
+def _leaky_relu(layer: LeakyReLU, member: int) -> torch.nn.Module:
+    return torch.nn.LeakyReLU(negative_slope=_member_scalar(layer._p, member))
+
+
+@register_converter(ELU)
+def _elu(layer: ELU, member: int) -> torch.nn.Module:
+    return torch.nn.ELU(alpha=_member_scalar(layer._p, member))
+
+
+@register_converter(GELU)
+def _gelu(layer: GELU, member: int) -> torch.nn.Module:
+    return torch.nn.GELU(approximate=layer.approximate)
+
+
+@register_converter(Softplus)
+def _softplus(layer: Softplus, member: int) -> torch.nn.Module:
+    return torch.nn.Softplus(beta=_member_scalar(layer._p, member), threshold=layer.threshold)

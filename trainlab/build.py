@@ -123,6 +123,37 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def build_regularizers(reg_cfg: Mapping[str, Any]) -> list:
+    """Penalties and constraints from the ``[regularize]`` table (only those switched on)."""
+    from trainlab.regularize import L1, L2, ElasticNet, MaxNorm
+
+    def on(v: Any) -> bool:
+        return v is not None and (any(x > 0 for x in v) if isinstance(v, list) else v > 0)
+
+    out: list = []
+    inc = reg_cfg["include_1d"]
+    if on(reg_cfg["l1"]) and on(reg_cfg["l2"]):
+        out.append(ElasticNet(reg_cfg["l1"], reg_cfg["l2"], form=reg_cfg["l2_form"], proximal=reg_cfg["l1_proximal"],
+                              include_1d=inc))
+    elif on(reg_cfg["l1"]):
+        out.append(L1(reg_cfg["l1"], proximal=reg_cfg["l1_proximal"], include_1d=inc))
+    elif on(reg_cfg["l2"]):
+        out.append(L2(reg_cfg["l2"], form=reg_cfg["l2_form"], include_1d=inc))
+    if reg_cfg["max_norm"] is not None:
+        out.append(MaxNorm(reg_cfg["max_norm"]))
+    return out
+
+
+def build_callbacks(cfg: Mapping[str, Any]) -> list:
+    from trainlab.train import EarlyStopping
+
+    es = cfg["early_stopping"]
+    if not es["enabled"]:
+        return []
+    return [EarlyStopping(es["monitor"], mode=es["mode"], patience=es["patience"], min_delta=es["min_delta"],
+                          restore_best=es["restore_best"])]
+
+
 @dataclass
 class Run:
     """Everything a config builds: data splits, the built model, loss, optimizer and trainer."""
@@ -155,5 +186,7 @@ def build_run(cfg: Mapping[str, Any], *, progress: bool = False,
     t = cfg["train"]
     trainer = Trainer(model, loss, optimizer, epochs=t["epochs"], steps=t["steps"], batch_size=t["batch_size"],
                       seed=cfg["seed"], eval_every=t["eval_every"], eval_train=t["eval_train"],
-                      eval_batch_size=t["eval_batch_size"], progress=progress, callbacks=callbacks or [])
+                      eval_batch_size=t["eval_batch_size"], progress=progress,
+                      callbacks=build_callbacks(cfg) + list(callbacks or []),
+                      regularizers=build_regularizers(cfg["regularize"]))
     return Run(dict(cfg), splits, model, loss, optimizer, trainer)

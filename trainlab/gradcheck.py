@@ -105,3 +105,20 @@ def check_loss(loss: Loss, out: torch.Tensor, target: torch.Tensor, *, h: float 
     analytic = loss.backward()
     numeric = _numeric(lambda: float(loss.forward(out, target).sum()), out, h)
     return GradcheckResult({"input": relative_error(analytic, numeric)})
+
+
+def check_penalty(regularizer, model, *, h: float = 1e-6) -> GradcheckResult:
+    """Compare a regularizer's ``add_grad`` with central differences of ``sum_p penalty()_p``.
+
+    ``regularizer`` must already be attached to ``model`` (``regularizer.attach(model)``).
+    """
+    params = model.named_parameters()
+    for p in params.values():
+        p.grad.zero_()
+    regularizer.add_grad()
+    analytic = {name: p.grad.clone() for name, p in params.items()}
+    errors = {}
+    for name, p in params.items():
+        numeric = _numeric(lambda: float(regularizer.penalty().sum()), p.data, h)
+        errors[name] = relative_error(analytic[name], numeric)
+    return GradcheckResult(errors)

@@ -64,11 +64,12 @@ def summarize(history: History, *, seconds: float) -> dict[str, Any]:
     """Final and best metrics per member."""
     members = []
     metrics = history.metrics
+    final = history.final or (history.records[-1] if history.records else {})
     for m in range(history.size):
         row: dict[str, Any] = {"member": m}
-        for k in metrics:
-            v = history[k][-1, m]
-            row[f"final_{k}"] = None if not np.isfinite(v) else float(v)
+        for k, v in final.items():
+            if isinstance(v, list):
+                row[f"final_{k}"] = v[m] if v[m] is None or np.isfinite(v[m]) else None
         if "val_acc" in metrics and np.isfinite(history["val_acc"][:, m]).any():
             i = int(np.nanargmax(history["val_acc"][:, m]))
             row["best_val_acc"] = float(history["val_acc"][i, m])
@@ -77,6 +78,10 @@ def summarize(history: History, *, seconds: float) -> dict[str, Any]:
         row["stopped"] = history.stopped.get(m)
         members.append(row)
     return {"members": members, "seconds": round(seconds, 3), "steps": int(history["step"][-1]) if history.records else 0}
+
+
+def _any_positive(v: Any) -> bool:
+    return any(x > 0 for x in v) if isinstance(v, list) else v > 0
 
 
 def train_run(cfg: dict[str, Any], out: str | Path, *, progress: bool = False) -> tuple[Run, dict[str, Any]]:
@@ -105,7 +110,11 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, progress: bool = False) -
 
     plt.close(fig)
     summary = summarize(history, seconds=seconds)
+    decayed = sorted({n for r in run.trainer.regularizers for n in r.parameter_names()} |
+                     ({n for n, p in run.model.named_parameters().items() if p.decay}
+                      if _any_positive(cfg["optim"]["weight_decay"]) else set()))
     summary.update(seed=cfg["seed"], environment=environment(run.model.device),
+                   regularized_parameters=decayed,
                    parameters_per_member=run.model.num_parameters(),
                    data={"name": cfg["data"]["name"], "train": int(run.splits.train.x.shape[0]),
                          "val": int(run.splits.val.x.shape[0]) if run.splits.val is not None else 0,

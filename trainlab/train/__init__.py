@@ -1,6 +1,7 @@
 """Training: the Trainer, its History, callbacks."""
 
 from trainlab.train._history import History
+from trainlab.train._early_stopping import EarlyStopping
 from trainlab.train._trainer import Callback, Trainer, as_arrays
 
-__all__ = ["Trainer", "History", "Callback", "as_arrays"]
+__all__ = ["Trainer", "History", "Callback", "EarlyStopping", "as_arrays"]

@@ -38,6 +38,8 @@ class History:
         self.diverged: dict[int, dict[str, Any]] = {}
         self.stopped: dict[int, dict[str, Any]] = {}
         self.info: dict[str, Any] = {}
+        #: metrics of the model as training left it (after e.g. early stopping restored weights)
+        self.final: dict[str, Any] = {}
 
     def append(self, record: dict[str, Any]) -> None:
         self.records.append(record)
@@ -71,7 +73,8 @@ class History:
         recs = [{k: ([_clean(x) for x in v] if isinstance(v, list) else v) for k, v in r.items()}
                 for r in self.records]
         return {"size": self.size, "records": recs, "diverged": {str(k): v for k, v in self.diverged.items()},
-                "stopped": {str(k): v for k, v in self.stopped.items()}, "info": self.info}
+                "stopped": {str(k): v for k, v in self.stopped.items()}, "info": self.info,
+                "final": {k: ([_clean(x) for x in v] if isinstance(v, list) else v) for k, v in self.final.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "History":
@@ -81,6 +84,7 @@ class History:
             h.diverged = {int(k): v for k, v in d.get("diverged", {}).items()}
             h.stopped = {int(k): v for k, v in d.get("stopped", {}).items()}
             h.info = dict(d.get("info", {}))
+            h.final = dict(d.get("final", {}))
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"not a trainlab history: {e}") from None
         return h

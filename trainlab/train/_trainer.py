@@ -11,6 +11,7 @@ import torch
 from trainlab.errors import ConfigError
 from trainlab.nn import Loss, Sequential
 from trainlab.optim import Optimizer
+from trainlab.regularize import Regularizer
 from trainlab.train._history import History
 
 __all__ = ["Trainer", "Callback", "as_arrays"]
@@ -72,7 +73,7 @@ class Trainer:
     def __init__(self, model: Sequential, loss: Loss, optimizer: Optimizer, *, epochs: int = 10,
                  steps: int | None = None, batch_size: int = 100, seed: int = 0, eval_every: int | None = None,
                  eval_train: bool = True, eval_batch_size: int = 1000, progress: bool = False,
-                 callbacks: Sequence[Callback] = ()) -> None:
+                 callbacks: Sequence[Callback] = (), regularizers: Sequence[Regularizer] = ()) -> None:
         if model.population is None:
             raise ConfigError("the model is not built: call model.build(input_shape, population) first")
         for name, v in (("epochs", epochs), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -86,6 +87,9 @@ class Trainer:
         self.seed, self.eval_every, self.eval_train = seed, eval_every, eval_train
         self.eval_batch_size, self.progress = eval_batch_size, progress
         self.callbacks = list(callbacks)
+        self.regularizers = list(regularizers)
+        for r in self.regularizers:
+            r.attach(model)
         self.size = model.size
         self.device = model.device
         self.loss.build(self.size, device=self.device, dtype=model.dtype)
@@ -133,12 +137,28 @@ class Trainer:
             rec["batch_loss"] = (self._batch_loss_sum / self._batches_since_eval).tolist()
         self._batch_loss_sum.zero_()
         self._batches_since_eval = 0
+        rec.update(self._evaluate_splits(splits))
+        return rec
+
+    def _evaluate_splits(self, splits: dict[str, tuple[torch.Tensor, torch.Tensor] | None]) -> dict[str, Any]:
+        rec: dict[str, Any] = {}
         for name, data in splits.items():
             if data is None:
                 continue
             for k, v in self.evaluate(*data).items():
                 rec[f"{name}_{k}"] = v.tolist()
+        if self.regularizers:
+            rec["penalty"] = self.penalty().tolist()
         return rec
+
+    def penalty(self) -> torch.Tensor:
+        """The sum of all regularizers' penalties, per member (zeros without any)."""
+        total = torch.zeros(self.size, dtype=self.model.dtype, device=self.device)
+        for r in self.regularizers:
+            p = r.penalty()
+            if p is not None:
+                total = total + p
+        return total
 
     # ---- training -----------------------------------------------------------------------
     def fit(self, train: Any, val: Any = None, test: Any = None) -> History:
@@ -147,7 +167,11 @@ class Trainer:
         splits = {"train": (xt, yt) if self.eval_train else None, "val": as_arrays(val, "validation"),
                   "test": as_arrays(test, "test")}
         n = xt.shape[0]
-        self.steps_per_epoch = math.ceil(n / self.batch_size)
+        # A layer that normalizes with batch statistics (BatchNorm) cannot train on a
+        # batch of one: such a final batch is dropped (with a warning), never val/test data.
+        self._needs_batch_statistics = any(getattr(l, "needs_batch_statistics", False) for l in self.model.layers)
+        drop_last_one = self._needs_batch_statistics and n % self.batch_size == 1 and n > 1
+        self.steps_per_epoch = math.ceil(n / self.batch_size) - (1 if drop_last_one else 0)
         total = self.steps if self.steps is not None else self.epochs * self.steps_per_epoch
         eval_every = self.eval_every or self.steps_per_epoch
         self._batch_loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
@@ -169,6 +193,9 @@ class Trainer:
                 for i in range(0, n, self.batch_size):
                     if self.step >= total or self.should_stop:
                         break
+                    if n - i == 1 and n > 1 and self._needs_batch_statistics:
+                        self._warn_batch_of_one(n)
+                        continue
                     loss = self.train_step(xs[i:i + self.batch_size], ys[i:i + self.batch_size])
                     if bar is not None:
                         bar.update(1)
@@ -188,12 +215,28 @@ class Trainer:
             bar.close()
         for cb in self.callbacks:
             cb.on_train_end(self)
+        # What the caller ends up with (e.g. after early stopping restored the best weights).
+        self.history.final = self._evaluate_splits(splits)
         return self.history
 
+    def _warn_batch_of_one(self, n: int) -> None:
+        if not getattr(self, "_warned_one", False):
+            import warnings
+
+            warnings.warn(f"{n} training examples with batch_size {self.batch_size} leave a last batch of one; "
+                          "BatchNorm cannot normalize a single example, so that batch is skipped each epoch "
+                          "(use another batch size, or GroupNorm/LayerNorm for very small batches)", stacklevel=3)
+            self._warned_one = True
+
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        """One forward/backward/update on a batch shared by all members; returns the loss ``(P,)``."""
+        """One forward/backward/update on a batch shared by all members.
+
+        Returns the training objective per member: the loss plus every
+        regularizer's penalty."""
         out = self.model.forward(xb.unsqueeze(0), training=True)
         loss = self.loss.forward(out, yb)
+        if self.regularizers:
+            loss = loss + self.penalty()
         bad = ~torch.isfinite(loss) & self.alive
         if bool(bad.any()):
             for m in bad.nonzero().flatten().tolist():
@@ -203,7 +246,11 @@ class Trainer:
             self.alive &= ~bad
             self._sync_active()
         self.model.backward(self.loss.backward())
+        for r in self.regularizers:
+            r.add_grad()
         self.optimizer.step()
+        for r in self.regularizers:
+            r.after_step(self.optimizer)
         self.step += 1
         self._batch_loss_sum += loss.double()
         self._batches_since_eval += 1

@@ -32,7 +32,13 @@ LAYERS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
     "gelu": nn.GELU,
     "softplus": nn.Softplus,
+    "dropout": nn.Dropout,
+    "dropconnect": nn.DropConnectLinear,
+    "gaussian_noise": nn.GaussianNoise,
+    "noisy_linear": nn.NoisyLinear,
 }
+#: layers whose size is given as ``out`` in configs (``in_features`` comes from the input)
+_LINEAR_LIKE = {"linear", "dropconnect", "noisy_linear"}
 _RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "softplus"}
 
 
@@ -49,7 +55,7 @@ def build_layer(spec: Mapping[str, Any], index: int = 0) -> nn.Module:
     if not isinstance(kind, str) or kind not in LAYERS:
         raise ConfigError(f"config: {where}.type must be one of {', '.join(sorted(LAYERS))}, got {kind!r}")
     cls = LAYERS[kind]
-    if kind == "linear":
+    if kind in _LINEAR_LIKE:
         if "out" in spec:
             spec["out_features"] = spec.pop("out")
         spec.setdefault("in_features", None)
@@ -74,7 +80,12 @@ def _activation(name: str, cfg: Mapping[str, Any]) -> nn.Module:
 
 
 def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Sequential:
-    """An unbuilt :class:`~trainlab.nn.Sequential` from the ``[model]`` table."""
+    """An unbuilt :class:`~trainlab.nn.Sequential` from the ``[model]`` table.
+
+    ``type = "mlp"``: [GaussianNoise] -> [Dropout(input_dropout)] -> (Linear -> activation
+    -> [Dropout(dropout)]) per hidden width -> Linear(num_classes); the bracketed layers
+    appear only when their rate is non-zero for some member.
+    """
     if model_cfg["type"] == "sequential":
         return nn.Sequential(build_layer(s, i) for i, s in enumerate(model_cfg["layers"]))
     act = model_cfg["activation"]
@@ -82,9 +93,18 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Sequential
     if init == "auto":
         # The textbook's rule: He for ReLU-like units, Xavier for sigmoid/tanh/linear.
         init = "he_normal" if act in _RELU_LIKE else "xavier_normal"
+    def on(v: Any) -> bool:
+        return any(x > 0 for x in v) if isinstance(v, list) else v > 0
+
     layers: list[nn.Module] = []
+    if on(model_cfg["input_noise"]):
+        layers.append(nn.GaussianNoise(model_cfg["input_noise"]))
+    if on(model_cfg["input_dropout"]):
+        layers.append(nn.Dropout(model_cfg["input_dropout"], mode=model_cfg["dropout_mode"]))
     for width in model_cfg["hidden"]:
         layers += [nn.Linear(None, width, init=init, init_scale=model_cfg["init_scale"]), _activation(act, model_cfg)]
+        if on(model_cfg["dropout"]):
+            layers.append(nn.Dropout(model_cfg["dropout"], mode=model_cfg["dropout_mode"]))
     layers.append(nn.Linear(None, num_classes, init=init, init_scale=model_cfg["init_scale"]))
     return nn.Sequential(layers)
 

@@ -78,6 +78,13 @@ SCHEMA: dict[str, Any] = {
         "slope": Key("float", 0.01, low=0.0, per_member=True, doc="leaky_relu slope"),
         "init": Key("str_or_table", "auto", doc="initializer name; 'auto' = He for ReLU-like, Xavier otherwise"),
         "init_scale": Key("float", 1.0, low=0.0, high=1e6, per_member=True),
+        "input_dropout": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True,
+                             doc="dropout rate on the inputs (mlp); the course's 0.2"),
+        "dropout": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True,
+                       doc="dropout rate after each hidden activation (mlp); the course's 0.5"),
+        "dropout_mode": Key("str", "inverted", choices=("inverted", "classic")),
+        "input_noise": Key("float", 0.0, low=0.0, high=1e6, per_member=True,
+                           doc="std of Gaussian noise added to the inputs in training (mlp)"),
         "layers": Key("table_list", None, optional=True, doc="explicit layers for type = 'sequential'"),
     },
     "loss": {

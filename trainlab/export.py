@@ -6,14 +6,19 @@ computes. Every tensor is copied: the torch module never aliases trainlab's stor
 so training either one afterwards leaves the other alone.
 
 Converters are looked up in a registry keyed by the layer's exact type: a subclass
-may change the math, so it never silently inherits its parent's converter. A layer defined in another module registers its own
-converter next to its definition, so this module never needs to know about it::
+may change the math, so it never silently inherits its parent's converter. The
+converters of trainlab's own layers live here (this module imports ``trainlab.nn``,
+so the layer modules cannot import it); a layer defined elsewhere registers its own::
 
     from trainlab.export import register_converter
 
-    @register_converter(BatchNorm)
-    def _batchnorm_to_torch(layer: BatchNorm, member: int) -> torch.nn.Module:
+    @register_converter(MyLayer)
+    def _my_layer_to_torch(layer: MyLayer, member: int) -> torch.nn.Module:
         ...
+
+Stochastic training-only layers export their *eval-mode* function where torch has no
+equivalent (DropConnect and weight noise -> ``Linear`` with the mean weights,
+Gaussian input noise -> ``Identity``).
 
 A converter receives a *built* layer and the member index and returns a fresh
 ``torch.nn.Module`` holding copies of that member's parameters and buffers, with that
@@ -29,7 +34,23 @@ from typing import TypeVar
 import torch
 
 from trainlab.errors import ConfigError
-from trainlab.nn import ELU, GELU, Identity, LeakyReLU, Linear, Module, ReLU, Sequential, Sigmoid, Softplus, Tanh
+from trainlab.nn import (
+    ELU,
+    GELU,
+    DropConnectLinear,
+    Dropout,
+    GaussianNoise,
+    Identity,
+    LeakyReLU,
+    Linear,
+    Module,
+    NoisyLinear,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softplus,
+    Tanh,
+)
 
 __all__ = ["Converter", "register_converter", "converter_for", "to_torch", "to_torch_population"]
 
@@ -105,6 +126,8 @@ def _sequential(layer: Sequential, member: int) -> torch.nn.Module:
 
 
 @register_converter(Linear)
+@register_converter(DropConnectLinear)
+@register_converter(NoisyLinear)
 def _linear(layer: Linear, member: int) -> torch.nn.Module:
     w = layer.weight.data[member]  # (in, out): trainlab's x @ W layout; torch stores W^T
     lin = torch.nn.Linear(w.shape[0], w.shape[1], bias=layer.bias is not None, device=w.device, dtype=w.dtype)
@@ -153,3 +176,32 @@ def _gelu(layer: GELU, member: int) -> torch.nn.Module:
 @register_converter(Softplus)
 def _softplus(layer: Softplus, member: int) -> torch.nn.Module:
     return torch.nn.Softplus(beta=_member_scalar(layer._p, member), threshold=layer.threshold)
+
+
+class _Scale(torch.nn.Module):
+    """``y = c * x``: classic dropout's keep-probability scaling."""
+
+    def __init__(self, c: float) -> None:
+        super().__init__()
+        self.c = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.c
+
+    def extra_repr(self) -> str:
+        return f"c={self.c}"
+
+
+@register_converter(Dropout)
+def _dropout(layer: Dropout, member: int) -> torch.nn.Module:
+    """``torch.nn.Dropout(p_member)``; classic mode adds a ``(1 - p)`` scale after it:
+    ``classic(x) = (1 - p) * inverted(x)`` for the same mask, in training and in eval."""
+    p = _member_scalar(layer.rate, member)
+    if layer.mode == "inverted":
+        return torch.nn.Dropout(p)
+    return torch.nn.Sequential(torch.nn.Dropout(p), _Scale(1.0 - p))
+
+
+@register_converter(GaussianNoise)
+def _gaussian_noise(layer: GaussianNoise, member: int) -> torch.nn.Module:
+    return torch.nn.Identity()

@@ -19,7 +19,7 @@ import torch
 
 from trainlab.errors import ConfigError
 
-__all__ = ["Population", "member_values", "member_view", "check_population"]
+__all__ = ["Population", "member_values", "member_view", "member_draw", "check_population"]
 
 
 def member_values(
@@ -80,6 +80,23 @@ def check_population(x: torch.Tensor, size: int, *, what: str = "input") -> None
         raise ConfigError(f"{what} must have shape (P, N, ...), got {tuple(x.shape)}")
     if x.shape[0] not in (1, size):
         raise ConfigError(f"{what} has population axis {x.shape[0]}, expected {size} (or 1 for input shared by all members)")
+
+
+def member_draw(population: "Population", shape: tuple[int, ...], *, kind: str, device: torch.device | str,
+                dtype: torch.dtype) -> torch.Tensor:
+    """A ``(P, *shape)`` tensor whose slice ``i`` is drawn from member ``i``'s generator.
+
+    ``kind`` is ``"uniform"`` (U[0, 1)) or ``"normal"`` (N(0, 1)). One fill per member:
+    the price of every member drawing from its own stream (the population invariant).
+    """
+    gens = population.generators(device)
+    out = torch.empty((len(gens), *shape), device=device, dtype=dtype)
+    for i, g in enumerate(gens):
+        if kind == "uniform":
+            out[i].uniform_(generator=g)
+        else:
+            out[i].normal_(generator=g)
+    return out
 
 
 class Population:

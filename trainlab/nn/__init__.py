@@ -1,5 +1,15 @@
 """Layers and losses with explicit forward/backward on the population axis."""
 
+from trainlab.nn._dropout import (
+    DropConnectLinear,
+    Dropout,
+    DropoutFamily,
+    MCUncertainty,
+    mc_dropout,
+    mc_dropout_predict,
+    mc_dropout_samples,
+)
+from trainlab.nn._noise import GaussianNoise, NoiseFamily, NoisyLinear
 from trainlab.nn._activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from trainlab.nn._linear import Linear
 from trainlab.nn._losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, accuracy
@@ -19,6 +29,16 @@ __all__ = [
     "ELU",
     "GELU",
     "Softplus",
+    "Dropout",
+    "DropConnectLinear",
+    "DropoutFamily",
+    "mc_dropout",
+    "mc_dropout_samples",
+    "mc_dropout_predict",
+    "MCUncertainty",
+    "GaussianNoise",
+    "NoisyLinear",
+    "NoiseFamily",
     "Loss",
     "SoftmaxCrossEntropy",
     "MeanSquaredError",

@@ -36,6 +36,10 @@ LAYERS: dict[str, type[nn.Module]] = {
     "dropconnect": nn.DropConnectLinear,
     "gaussian_noise": nn.GaussianNoise,
     "noisy_linear": nn.NoisyLinear,
+    "batchnorm": nn.BatchNorm,
+    "layernorm": nn.LayerNorm,
+    "groupnorm": nn.GroupNorm,
+    "instancenorm": nn.InstanceNorm,
 }
 #: layers whose size is given as ``out`` in configs (``in_features`` comes from the input)
 _LINEAR_LIKE = {"linear", "dropconnect", "noisy_linear"}
@@ -82,9 +86,10 @@ def _activation(name: str, cfg: Mapping[str, Any]) -> nn.Module:
 def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Sequential:
     """An unbuilt :class:`~trainlab.nn.Sequential` from the ``[model]`` table.
 
-    ``type = "mlp"``: [GaussianNoise] -> [Dropout(input_dropout)] -> (Linear -> activation
-    -> [Dropout(dropout)]) per hidden width -> Linear(num_classes); the bracketed layers
-    appear only when their rate is non-zero for some member.
+    ``type = "mlp"``: [GaussianNoise] -> [Dropout(input_dropout)] -> (Linear -> [norm] ->
+    activation -> [Dropout(dropout)]) per hidden width -> Linear(num_classes); the
+    bracketed layers appear only when switched on (a non-zero rate for some member).
+    The norm sits between the affine map and the nonlinearity, as in Ioffe & Szegedy.
     """
     if model_cfg["type"] == "sequential":
         return nn.Sequential(build_layer(s, i) for i, s in enumerate(model_cfg["layers"]))
@@ -102,7 +107,12 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Sequential
     if on(model_cfg["input_dropout"]):
         layers.append(nn.Dropout(model_cfg["input_dropout"], mode=model_cfg["dropout_mode"]))
     for width in model_cfg["hidden"]:
-        layers += [nn.Linear(None, width, init=init, init_scale=model_cfg["init_scale"]), _activation(act, model_cfg)]
+        layers.append(nn.Linear(None, width, init=init, init_scale=model_cfg["init_scale"]))
+        if model_cfg["norm"] == "batchnorm":
+            layers.append(nn.BatchNorm(momentum=model_cfg["bn_momentum"], inference=model_cfg["bn_inference"]))
+        elif model_cfg["norm"] == "layernorm":
+            layers.append(nn.LayerNorm())
+        layers.append(_activation(act, model_cfg))
         if on(model_cfg["dropout"]):
             layers.append(nn.Dropout(model_cfg["dropout"], mode=model_cfg["dropout_mode"]))
     layers.append(nn.Linear(None, num_classes, init=init, init_scale=model_cfg["init_scale"]))

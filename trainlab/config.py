@@ -85,6 +85,12 @@ SCHEMA: dict[str, Any] = {
         "dropout_mode": Key("str", "inverted", choices=("inverted", "classic")),
         "input_noise": Key("float", 0.0, low=0.0, high=1e6, per_member=True,
                            doc="std of Gaussian noise added to the inputs in training (mlp)"),
+        "norm": Key("str", "none", choices=("none", "batchnorm", "layernorm"),
+                    doc="normalization between each hidden Linear and its activation (mlp)"),
+        "bn_momentum": Key("float", 0.1, low=0.0, high=1.0, per_member=True,
+                           doc="BatchNorm running-average momentum, PyTorch convention (weight of the new batch)"),
+        "bn_inference": Key("str", "running", choices=("running", "population"),
+                            doc="BatchNorm statistics at inference: running averages or a pass over the training set"),
         "layers": Key("table_list", None, optional=True, doc="explicit layers for type = 'sequential'"),
     },
     "loss": {

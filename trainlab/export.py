@@ -35,6 +35,10 @@ import torch
 
 from trainlab.errors import ConfigError
 from trainlab.nn import (
+    BatchNorm,
+    GroupNorm,
+    InstanceNorm,
+    LayerNorm,
     ELU,
     GELU,
     DropConnectLinear,
@@ -205,3 +209,66 @@ def _dropout(layer: Dropout, member: int) -> torch.nn.Module:
 @register_converter(GaussianNoise)
 def _gaussian_noise(layer: GaussianNoise, member: int) -> torch.nn.Module:
     return torch.nn.Identity()
+
+
+@register_converter(BatchNorm)
+def batchnorm_to_torch(layer: BatchNorm, member: int) -> torch.nn.Module:
+    """``torch.nn.BatchNorm1d`` / ``BatchNorm2d`` with member ``member``'s gamma, beta, statistics, momentum.
+
+    Its running statistics are the ones trainlab's eval mode uses: the running
+    averages, or the population statistics for ``inference="population"``.
+    """
+    C = layer.num_features
+    ref = layer.running_mean
+    cls = torch.nn.BatchNorm1d if layer._ndim == 3 else torch.nn.BatchNorm2d
+    bn = cls(C, eps=layer.eps, momentum=float(layer._momentum[member]), affine=layer.affine,
+             device=ref.device, dtype=ref.dtype)
+    population = layer.inference == "population"
+    with torch.no_grad():
+        if layer.affine:
+            bn.weight.copy_(layer.gamma.data[member])
+            bn.bias.copy_(layer.beta.data[member])
+        bn.running_mean.copy_((layer.population_mean if population else layer.running_mean)[member])
+        bn.running_var.copy_((layer.population_var if population else layer.running_var)[member])
+        bn.num_batches_tracked.fill_(int(layer.num_batches_tracked[member]))
+    return bn
+
+
+@register_converter(LayerNorm)
+def layernorm_to_torch(layer: LayerNorm, member: int) -> torch.nn.Module:
+    """``torch.nn.LayerNorm(normalized_shape, eps, elementwise_affine=affine)`` with member ``member``'s gamma/beta."""
+    ln = torch.nn.LayerNorm(layer.normalized_shape_, eps=layer.eps, elementwise_affine=layer.affine)
+    if layer.affine:
+        g = layer.gamma.data
+        ln = ln.to(device=g.device, dtype=g.dtype)
+        with torch.no_grad():
+            ln.weight.copy_(g[member])
+            ln.bias.copy_(layer.beta.data[member])
+    return ln
+
+
+@register_converter(GroupNorm)
+def groupnorm_to_torch(layer: GroupNorm, member: int) -> torch.nn.Module:
+    """``torch.nn.GroupNorm(num_groups, num_channels, eps, affine)`` with member ``member``'s gamma/beta."""
+    gn = torch.nn.GroupNorm(layer.num_groups, layer.num_channels, eps=layer.eps, affine=layer.affine)
+    if layer.affine:
+        g = layer.gamma.data
+        gn = gn.to(device=g.device, dtype=g.dtype)
+        with torch.no_grad():
+            gn.weight.copy_(g[member])
+            gn.bias.copy_(layer.beta.data[member])
+    return gn
+
+
+@register_converter(InstanceNorm)
+def instancenorm_to_torch(layer: InstanceNorm, member: int) -> torch.nn.Module:
+    """``torch.nn.InstanceNorm2d(C, eps, affine, track_running_stats=False)`` with member ``member``'s gamma/beta."""
+    inorm = torch.nn.InstanceNorm2d(layer.num_features, eps=layer.eps, affine=layer.affine,
+                                    track_running_stats=False)
+    if layer.affine:
+        g = layer.gamma.data
+        inorm = inorm.to(device=g.device, dtype=g.dtype)
+        with torch.no_grad():
+            inorm.weight.copy_(g[member])
+            inorm.bias.copy_(layer.beta.data[member])
+    return inorm

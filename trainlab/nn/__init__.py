@@ -9,6 +9,17 @@ from trainlab.nn._dropout import (
     mc_dropout_predict,
     mc_dropout_samples,
 )
+from trainlab.nn._norm import (
+    BatchNorm,
+    GroupNorm,
+    InstanceNorm,
+    LayerNorm,
+    batch_norm_layers,
+    compute_population_statistics,
+    momentum_from_keras,
+    momentum_to_keras,
+    recompute_running_statistics,
+)
 from trainlab.nn._noise import GaussianNoise, NoiseFamily, NoisyLinear
 from trainlab.nn._activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from trainlab.nn._linear import Linear
@@ -36,6 +47,15 @@ __all__ = [
     "mc_dropout_samples",
     "mc_dropout_predict",
     "MCUncertainty",
+    "BatchNorm",
+    "LayerNorm",
+    "GroupNorm",
+    "InstanceNorm",
+    "batch_norm_layers",
+    "compute_population_statistics",
+    "recompute_running_statistics",
+    "momentum_from_keras",
+    "momentum_to_keras",
     "GaussianNoise",
     "NoisyLinear",
     "NoiseFamily",

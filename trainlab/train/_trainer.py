@@ -28,6 +28,15 @@ class Callback:
 
     def on_train_end(self, trainer: "Trainer") -> None: ...
 
+    def on_interrupt(self, trainer: "Trainer") -> None:
+        """Training is being interrupted at a step boundary (Ctrl-C / SIGTERM)."""
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """``(tensors, json_state)`` to save in checkpoints; stateless callbacks return empty dicts."""
+        return {}, {}
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None: ...
+
 
 def as_arrays(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Accept an object with ``.x``/``.y`` or an ``(x, y)`` pair."""
@@ -100,6 +109,12 @@ class Trainer:
         self.running = torch.ones(self.size, dtype=torch.bool, device=self.device)
         self.history = History(self.size)
         self.should_stop = False
+        #: set (e.g. by a signal handler) to stop at the next step boundary, after callbacks' on_interrupt
+        self.interrupt_requested = False
+        self._perm: torch.Tensor | None = None
+        self._pos = 0
+        self._batch_loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
+        self._batches_since_eval = 0
 
     # ---- members ----------------------------------------------------------------------
     def stop_members(self, members: torch.Tensor) -> None:
@@ -110,6 +125,9 @@ class Trainer:
     def _sync_active(self) -> None:
         active = self.alive & self.running
         self.optimizer.set_active(active)
+        for layer in self.model.layers:  # e.g. BatchNorm: a stopped member's running statistics freeze too
+            if hasattr(layer, "set_active"):
+                layer.set_active(active)
         if not bool(active.any()):
             self.should_stop = True
 
@@ -133,12 +151,20 @@ class Trainer:
 
     def _evaluate_all(self, splits: dict[str, tuple[torch.Tensor, torch.Tensor] | None]) -> dict[str, Any]:
         rec: dict[str, Any] = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 6)}
+        self._refresh_population_statistics()
         if self._batches_since_eval:
             rec["batch_loss"] = (self._batch_loss_sum / self._batches_since_eval).tolist()
         self._batch_loss_sum.zero_()
         self._batches_since_eval = 0
         rec.update(self._evaluate_splits(splits))
         return rec
+
+    def _refresh_population_statistics(self) -> None:
+        """BatchNorm with ``inference="population"`` needs a pass over the training data before evaluating."""
+        if any(getattr(l, "inference", None) == "population" for l in self.model.layers):
+            from trainlab.nn import compute_population_statistics
+
+            compute_population_statistics(self.model, self._train_x, batch_size=self.batch_size)
 
     def _evaluate_splits(self, splits: dict[str, tuple[torch.Tensor, torch.Tensor] | None]) -> dict[str, Any]:
         rec: dict[str, Any] = {}
@@ -162,8 +188,14 @@ class Trainer:
 
     # ---- training -----------------------------------------------------------------------
     def fit(self, train: Any, val: Any = None, test: Any = None) -> History:
-        """Train on ``train``; evaluate on ``val`` (and ``test``) as it goes. Returns the History."""
+        """Train on ``train``; evaluate on ``val`` (and ``test``) as it goes. Returns the History.
+
+        Calling ``fit`` again (or after :meth:`load_state_dict`) continues where training
+        stopped: the step count, the position in the current epoch's shuffle, the
+        random generators and every accumulator are part of the trainer's state.
+        """
         xt, yt = as_arrays(train, "training")
+        self._train_x = xt
         splits = {"train": (xt, yt) if self.eval_train else None, "val": as_arrays(val, "validation"),
                   "test": as_arrays(test, "test")}
         n = xt.shape[0]
@@ -174,8 +206,6 @@ class Trainer:
         self.steps_per_epoch = math.ceil(n / self.batch_size) - (1 if drop_last_one else 0)
         total = self.steps if self.steps is not None else self.epochs * self.steps_per_epoch
         eval_every = self.eval_every or self.steps_per_epoch
-        self._batch_loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
-        self._batches_since_eval = 0
         self.history.info.update(steps_per_epoch=self.steps_per_epoch, total_steps=total, batch_size=self.batch_size,
                                  train_size=n)
         bar = None
@@ -188,11 +218,14 @@ class Trainer:
             cb.on_train_begin(self)
         with torch.no_grad():
             while self.step < total and not self.should_stop:
-                perm = torch.randperm(n, generator=self.generator).to(xt.device)
+                if self._perm is None:  # a new epoch: a new shuffle, shared by all members
+                    self._perm = torch.randperm(n, generator=self.generator)
+                    self._pos = 0
+                perm = self._perm.to(xt.device)
                 xs, ys = xt.index_select(0, perm), yt.index_select(0, perm)
-                for i in range(0, n, self.batch_size):
-                    if self.step >= total or self.should_stop:
-                        break
+                while self._pos < n and self.step < total and not self.should_stop:
+                    i = self._pos
+                    self._pos += self.batch_size
                     if n - i == 1 and n > 1 and self._needs_batch_statistics:
                         self._warn_batch_of_one(n)
                         continue
@@ -208,6 +241,15 @@ class Trainer:
                             bar.set_postfix(val_acc=f"{max(rec['val_acc']):.4f}")
                     for cb in self.callbacks:
                         cb.on_step_end(self, loss)
+                    if self.interrupt_requested:
+                        # At a step boundary every piece of state is consistent: save and stop.
+                        for cb in self.callbacks:
+                            cb.on_interrupt(self)
+                        if bar is not None:
+                            bar.close()
+                        raise KeyboardInterrupt(f"interrupted at step {self.step}")
+                if self._pos >= n:
+                    self._perm = None
             if self._batches_since_eval:  # stopped between evaluations: record where it ended
                 rec = self._evaluate_all(splits)
                 self.history.append(rec)
@@ -216,8 +258,70 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_end(self)
         # What the caller ends up with (e.g. after early stopping restored the best weights).
+        self._refresh_population_statistics()
         self.history.final = self._evaluate_splits(splits)
         return self.history
+
+    # ---- state (checkpoints) ------------------------------------------------------------
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Everything needed to continue bit for bit: ``(tensors, json_state)``.
+
+        Tensors: model parameters and buffers, optimizer state, the shuffle and member
+        random generators (as plain uint8 tensors), member masks, accumulators and the
+        current epoch's permutation; callbacks' tensors. JSON: step, position, history,
+        callbacks' plain state.
+        """
+        t: dict[str, torch.Tensor] = {}
+        for k, v in self.model.state_dict().items():
+            t[f"model.{k}"] = v
+        for k, v in self.optimizer.state_dict().items():
+            t[f"optim.{k}"] = v
+        t["rng.shuffle"] = self.generator.get_state()
+        for dev, states in self.model.population.get_state().items():
+            for i, st in enumerate(states):
+                t[f"rng.member.{dev}.{i}"] = st
+        t["trainer.alive"] = self.alive
+        t["trainer.running"] = self.running
+        t["trainer.batch_loss_sum"] = self._batch_loss_sum
+        if self._perm is not None:
+            t["trainer.perm"] = self._perm
+        meta: dict[str, Any] = {"step": self.step, "pos": self._pos, "batches_since_eval": self._batches_since_eval,
+                                "history": self.history.to_dict(), "callbacks": {}}
+        for i, cb in enumerate(self.callbacks):
+            ct, cm = cb.state_dict()
+            for k, v in ct.items():
+                t[f"callback.{i}.{k}"] = v
+            if cm:
+                meta["callbacks"][str(i)] = cm
+        return {k: v.detach() for k, v in t.items()}, meta
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], *, source: str = "checkpoint"
+                        ) -> None:
+        """Restore :meth:`state_dict`'s output. Weights first, random generators last."""
+        def part(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        self.model.load_state_dict(part("model."), source=source)
+        self.optimizer.load_state_dict(part("optim."), source=source)
+        for i, cb in enumerate(self.callbacks):
+            cb.load_state_dict(part(f"callback.{i}."), meta.get("callbacks", {}).get(str(i), {}))
+        self.alive.copy_(tensors["trainer.alive"])
+        self.running.copy_(tensors["trainer.running"])
+        self._batch_loss_sum.copy_(tensors["trainer.batch_loss_sum"])
+        self._perm = tensors.get("trainer.perm")
+        self._pos = int(meta["pos"])
+        self.step = int(meta["step"])
+        self._batches_since_eval = int(meta["batches_since_eval"])
+        self.history = History.from_dict(meta["history"])
+        self._sync_active()
+        self.should_stop = False
+        # Random state last, so nothing above can draw from it after the restore.
+        self.generator.set_state(tensors["rng.shuffle"])
+        states: dict[str, list[torch.Tensor]] = {}
+        for k, v in part("rng.member.").items():
+            dev, i = k.rsplit(".", 1)
+            states.setdefault(dev, []).append((int(i), v))  # type: ignore[arg-type]
+        self.model.population.set_state({d: [v for _, v in sorted(lst)] for d, lst in states.items()})
 
     def _warn_batch_of_one(self, n: int) -> None:
         if not getattr(self, "_warned_one", False):

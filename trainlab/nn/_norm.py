@@ -1,0 +1,762 @@
+"""Normalization layers on the population axis: BatchNorm, LayerNorm, GroupNorm, InstanceNorm.
+
+All four standardize some set of values, ``xhat = (x - mean) / sqrt(var + eps)`` with
+the *biased* variance of that set, then (optionally) scale and shift,
+``y = gamma * xhat + beta``. They differ only in which values form the set:
+
+==============  ==========================================  ============================
+layer           statistics over, per member                 gamma / beta
+==============  ==========================================  ============================
+BatchNorm       the batch: N (and H, W), per channel         per channel ``(P, C)``
+LayerNorm       one example: all its features                per element ``(P, C[, H, W])``
+GroupNorm       one example: C/G channels (and H, W)         per channel ``(P, C)``
+InstanceNorm    one example: H, W, per channel               per channel ``(P, C)``
+==============  ==========================================  ============================
+
+Statistics never mix members: every reduction runs over ``N`` and the per-example
+axes, never over ``P``. gamma and beta are ``Parameter(kind="norm", decay=False)``.
+
+The backward of a standardization goes through its statistics (the mean and the
+variance depend on every value of the set); :func:`_standardize_backward` holds the
+one compact formula all four layers use. See ``docs/normalization.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+import math
+from typing import Any
+import warnings
+
+import torch
+
+from trainlab.errors import ConfigError
+from trainlab.nn._module import Module, Parameter
+from trainlab.population import Population, member_values
+
+__all__ = [
+    "BatchNorm",
+    "LayerNorm",
+    "GroupNorm",
+    "InstanceNorm",
+    "momentum_from_keras",
+    "momentum_to_keras",
+    "batch_norm_layers",
+    "compute_population_statistics",
+    "recompute_running_statistics",
+]
+
+#: above this, a BatchNorm momentum looks like the Keras/textbook convention (weight of the old value)
+_MOMENTUM_WARN = 0.5
+
+
+# ---- the shared math ------------------------------------------------------------------
+
+
+def _standardize(x: torch.Tensor, dims: tuple[int, ...], eps: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``xhat = (x - mean) / sqrt(var + eps)`` over ``dims`` (biased variance); also returns mean, var, 1/std."""
+    # Two passes (mean, then mean of squared deviations): on CPU this is several times
+    # faster than torch.var_mean's one-pass Welford reduction, and as accurate here.
+    mean = x.mean(dim=dims, keepdim=True)
+    xc = x - mean
+    var = (xc * xc).mean(dim=dims, keepdim=True)
+    inv_std = torch.rsqrt(var + eps)
+    return xc.mul_(inv_std), mean, var, inv_std
+
+
+def _mean_var(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and biased variance over ``dims`` (kept as size-1 dims)."""
+    mean = x.mean(dim=dims, keepdim=True)
+    xc = x - mean
+    return mean, (xc * xc).mean(dim=dims, keepdim=True)
+
+
+def _standardize_backward(dxhat: torch.Tensor, xhat: torch.Tensor, inv_std: torch.Tensor,
+                          dims: tuple[int, ...]) -> torch.Tensor:
+    """``dL/dx`` from ``dL/dxhat`` for ``xhat = (x - mean(x)) / sqrt(var(x) + eps)`` over ``dims``.
+
+    Each ``x_i`` reaches the loss three ways: directly, through the mean and through
+    the variance of its set (``m`` values). With ``d mean/d x_i = 1/m`` and
+    ``d var/d x_i = 2 (x_i - mean) / m`` -- the variance's path through the mean
+    vanishes because ``sum_i (x_i - mean) = 0`` -- the three paths collect into
+
+        dx = (1/m) * inv_std * (m*dxhat - sum(dxhat) - xhat*sum(dxhat*xhat))
+
+    two reductions and no explicit ``dvar``/``dmean`` (the textbook's staged version
+    gives the same numbers with more passes). Written below with means instead of
+    ``1/m`` times sums.
+    """
+    if dxhat.shape[0] != xhat.shape[0]:
+        # Shared (1, N, ...) input: the members' input gradients are summed, and the
+        # map dxhat -> dx is linear with the same xhat for all members, so sum first.
+        dxhat = dxhat.sum(dim=0, keepdim=True)
+    mean_d = dxhat.mean(dim=dims, keepdim=True)
+    mean_dx = (dxhat * xhat).mean(dim=dims, keepdim=True)
+    return inv_std * (dxhat - mean_d - xhat * mean_dx)
+
+
+def _check_eps(eps: Any, layer: str) -> float:
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps) or eps <= 0:
+        raise ConfigError(f"{layer} eps must be a number > 0, got {eps!r}")
+    return float(eps)
+
+
+def _check_size(value: Any, name: str, layer: str, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{layer} {name} must be an integer >= 1{' or None' if optional else ''}, got {value!r}")
+
+
+def _check_bool(value: Any, name: str, layer: str) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{layer} {name} must be true or false, got {value!r}")
+
+
+class _Normalization(Module):
+    """Shared pieces: the optional per-member affine ``y = gamma * xhat + beta``."""
+
+    affine: bool
+
+    def _build_affine(self, P: int, shape: tuple[int, ...], view: tuple[int, ...], device, dtype) -> None:
+        # gamma = 1, beta = 0: the layer starts as a pure standardization (as in torch and Keras).
+        self._param_view = (P,) + view
+        if self.affine:
+            self.gamma = Parameter(torch.ones((P,) + shape, device=device, dtype=dtype), kind="norm", decay=False,
+                                   name="gamma")
+            self.beta = Parameter(torch.zeros((P,) + shape, device=device, dtype=dtype), kind="norm", decay=False,
+                                  name="beta")
+
+    def parameters(self) -> list[Parameter]:
+        return [self.gamma, self.beta] if self.affine else []
+
+    def freeze_affine(self, frozen: bool = True) -> None:
+        """Stop (or, with ``frozen=False``, resume) training gamma and beta: sets their ``trainable`` flag."""
+        for p in self.parameters():
+            p.trainable = not frozen
+
+    def _gamma(self) -> torch.Tensor:
+        return self.gamma.data.view(self._param_view)
+
+    def _beta(self) -> torch.Tensor:
+        return self.beta.data.view(self._param_view)
+
+    def _affine_forward(self, xhat: torch.Tensor) -> torch.Tensor:
+        if not self.affine:
+            return xhat
+        return torch.addcmul(self._beta(), xhat, self._gamma())
+
+    def _affine_backward(self, g: torch.Tensor, xhat: torch.Tensor, sum_dims: tuple[int, ...]) -> torch.Tensor:
+        """Fill gamma/beta grads (summed over ``sum_dims``); return ``dL/dxhat``."""
+        if not self.affine:
+            return g
+        self.gamma.grad.copy_((g * xhat).sum(dim=sum_dims).reshape(self.gamma.grad.shape))
+        self.beta.grad.copy_(g.sum(dim=sum_dims).reshape(self.beta.grad.shape))
+        return g * self._gamma()
+
+    def _check_rank(self, x: torch.Tensor, expected: str) -> None:
+        if x.ndim != self._ndim or x.shape[0] not in (1, self.population_size):
+            raise ConfigError(f"{type(self).__name__} expects inputs of shape {expected} with P = "
+                              f"{self.population_size} (or 1 for a shared input), got {tuple(x.shape)}")
+
+
+# ---- BatchNorm ------------------------------------------------------------------------
+
+
+class BatchNorm(_Normalization):
+    """Batch normalization (Ioffe & Szegedy 2015) for ``(P, N, C)`` or ``(P, N, C, H, W)``.
+
+    Training (``training=True``), per member and channel ``c``, over the ``m = N``
+    (or ``N*H*W``) values of the batch::
+
+        mu_B   = (1/m) sum x                       # batch mean
+        var_B  = (1/m) sum (x - mu_B)^2            # batch variance, BIASED (1/m)
+        xhat   = (x - mu_B) / sqrt(var_B + eps)
+        y      = gamma * xhat + beta
+
+    and the backward goes through ``mu_B`` and ``var_B`` (see ``_standardize_backward``).
+    Statistics are per member: they reduce over ``N`` (and ``H``, ``W``), never ``P``.
+    An input shared by the members, ``(1, N, ...)``, has the same batch statistics for
+    every member; the output is ``(P, N, ...)`` and the input gradient is summed over
+    the members (as for ``Linear``).
+
+    Running averages (``inference="running"``), PyTorch's convention::
+
+        running_mean = (1 - momentum) * running_mean + momentum * mu_B
+        running_var  = (1 - momentum) * running_var  + momentum * var_B * m / (m - 1)
+
+    i.e. ``momentum`` weighs the NEW batch statistic (default 0.1) and the running
+    variance takes the UNBIASED batch variance, exactly as ``torch.nn.BatchNorm*d``.
+    Keras' ``momentum`` weighs the OLD value (default 0.99; ``momentum_keras = 1 -
+    momentum_torch``) and Keras and the textbook (Saito, ``momentum=0.9`` on the old
+    value, i.e. torch 0.1) average the biased variance. Use :func:`momentum_from_keras`
+    / :func:`momentum_to_keras`; a momentum above 0.5 draws a warning, since it most
+    likely follows the other convention. ``momentum`` may differ per member.
+
+    Inference (``training=False``) uses fixed statistics ``E[x]``, ``Var[x]`` folded
+    into one affine map per channel::
+
+        y = a * x + b,   a = gamma / sqrt(Var[x] + eps),   b = beta - a * E[x]
+
+    (with its own backward, so gradients can be checked in eval mode too).
+    ``inference="running"`` takes ``E, Var`` from the running averages;
+    ``inference="population"`` from :func:`compute_population_statistics`, Ioffe &
+    Szegedy's Algorithm 2: ``E[x] = mean_B mu_B``, ``Var[x] = m/(m-1) mean_B var_B``
+    over training mini-batches of size ``m``.
+
+    Batch of one: in training, a channel with a single value (``N = 1`` for
+    ``(P, N, C)``; ``N = 1`` and ``H*W = 1`` for images) has zero batch variance and
+    the output would be ``beta`` whatever the input, so it raises ``ConfigError``
+    (PyTorch raises too; ``N = 1`` with ``H*W > 1`` is allowed, as in PyTorch). Use
+    LayerNorm or GroupNorm for per-example statistics.
+
+    Two separate freeze switches: ``freeze_stats=True`` normalizes with the running
+    statistics in training too and never updates them (frozen BN for fine-tuning;
+    torch: put the BN module in ``eval()``); :meth:`freeze_affine` stops gamma/beta
+    (their ``trainable`` flag).
+
+    Parameters
+    ----------
+    num_features:
+        Channels ``C``; ``None`` takes them from the input shape at build.
+    eps:
+        Added to the variance (torch 1e-5, Keras 1e-3, the textbook 10e-7 = 1e-6).
+    momentum:
+        PyTorch convention, in ``[0, 1]``; one number or one per member.
+    inference:
+        ``"running"`` or ``"population"``: which statistics eval mode uses.
+    affine:
+        Learn gamma (starts at 1) and beta (starts at 0), each ``(P, C)``.
+    freeze_stats:
+        Use and keep the running statistics, also in training.
+
+    Buffers: ``running_mean``, ``running_var`` (start 0 and 1), ``num_batches_tracked``
+    (``(P,)``), ``population_mean``, ``population_var`` and ``population_batches``
+    (``(P,)``, 0 until computed) -- all saved with the model.
+
+    See: torch.nn.BatchNorm1d, torch.nn.BatchNorm2d; https://arxiv.org/abs/1502.03167
+    """
+
+    def __init__(self, num_features: int | None = None, *, eps: float = 1e-5,
+                 momentum: float | Sequence[float] = 0.1, inference: str = "running", affine: bool = True,
+                 freeze_stats: bool = False) -> None:
+        _check_size(num_features, "num_features", "BatchNorm")
+        _check_eps(eps, "BatchNorm")
+        if inference not in ("running", "population"):
+            raise ConfigError(f"BatchNorm inference must be 'running' or 'population', got {inference!r}")
+        _check_bool(affine, "affine", "BatchNorm")
+        _check_bool(freeze_stats, "freeze_stats", "BatchNorm")
+        values = member_values(momentum, len(momentum) if isinstance(momentum, Sequence) else 1,
+                               name="BatchNorm momentum", dtype=torch.float64, low=0.0, high=1.0)
+        if bool((values > _MOMENTUM_WARN).any()):
+            warnings.warn(
+                f"BatchNorm momentum={momentum!r} is above {_MOMENTUM_WARN}: trainlab uses PyTorch's convention, "
+                f"running = (1 - momentum) * running + momentum * batch (default 0.1). A value like 0.9 or 0.99 "
+                f"is the Keras/textbook convention (the weight of the OLD value); for that meaning pass "
+                f"momentum_from_keras({float(values.max()):g}) = {1.0 - float(values.max()):g}.",
+                UserWarning, stacklevel=2)
+        self._settings = dict(num_features=num_features, eps=eps, momentum=momentum, inference=inference,
+                              affine=affine, freeze_stats=freeze_stats)
+        self.num_features = num_features
+        self.eps = float(eps)
+        self.momentum = momentum
+        self.inference = inference
+        self.affine = affine
+        self.freeze_stats = freeze_stats
+        # What a training-mode forward does with its batch statistics: None (update the
+        # running averages), "population" or "cumulative" (set during the passes below).
+        self._collect: str | None = None
+        self._active: torch.Tensor | None = None
+
+    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+        super().build(in_shape, population)
+        in_shape = tuple(in_shape)
+        if len(in_shape) not in (1, 3):
+            raise ConfigError(f"BatchNorm expects inputs (P, N, C) or (P, N, C, H, W), i.e. a per-example shape "
+                              f"(C,) or (C, H, W), got per-example shape {in_shape}")
+        C = in_shape[0]
+        if self.num_features is None:
+            self.num_features = C
+        elif self.num_features != C:
+            raise ConfigError(f"BatchNorm(num_features={self.num_features}) got inputs with {C} channels "
+                              f"(per-example shape {in_shape})")
+        P = population.size
+        self._ndim = len(in_shape) + 2
+        self._dims = (1,) if len(in_shape) == 1 else (1, 3, 4)
+        self._build_affine(P, (C,), (1, C) + (1,) * (len(in_shape) - 1), device, dtype)
+        self._momentum = member_values(self.momentum, P, name="BatchNorm momentum", dtype=dtype, device=device,
+                                       low=0.0, high=1.0)
+        kw = dict(device=device, dtype=dtype)
+        self.running_mean = torch.zeros(P, C, **kw)
+        self.running_var = torch.ones(P, C, **kw)
+        self.num_batches_tracked = torch.zeros(P, dtype=torch.int64, device=device)
+        self.population_mean = torch.zeros(P, C, **kw)
+        self.population_var = torch.ones(P, C, **kw)
+        self.population_batches = torch.zeros(P, dtype=torch.int64, device=device)
+        self._active = None
+        self._cache: tuple[Any, ...] = ("done",)
+        return in_shape
+
+    def buffers(self) -> dict[str, torch.Tensor]:
+        return {"running_mean": self.running_mean, "running_var": self.running_var,
+                "num_batches_tracked": self.num_batches_tracked, "population_mean": self.population_mean,
+                "population_var": self.population_var, "population_batches": self.population_batches}
+
+    @property
+    def needs_batch_statistics(self) -> bool:
+        """True while training normalizes with batch statistics (the Trainer then never feeds a batch of one)."""
+        return not self.freeze_stats
+
+    def set_active(self, mask: torch.Tensor | None) -> None:
+        """Update running statistics only for members where ``mask`` is true (``None``: all).
+
+        Mirrors ``Optimizer.set_active``: a stopped or diverged member's running
+        statistics then stay as they were while the other members train on.
+        """
+        self._active = None if mask is None else mask.to(device=self.running_mean.device, dtype=torch.bool).clone()
+
+    # ---- forward / backward ---------------------------------------------------------
+    def _shape_text(self) -> str:
+        C = self.num_features
+        return f"(P, N, {C})" if self._ndim == 3 else f"(P, N, {C}, H, W)"
+
+    def _batch_stats_input(self, x: torch.Tensor) -> int:
+        """The number ``m`` of values per channel; raises for a batch of one."""
+        m = x.shape[1] * (x.shape[3] * x.shape[4] if x.ndim == 5 else 1)
+        if m < 2:
+            where = "N=1" if x.ndim == 3 else f"N={x.shape[1]} and H*W={x.shape[3] * x.shape[4]}"
+            raise ConfigError(
+                f"BatchNorm got a batch with {where} in training mode (input shape {tuple(x.shape)}): batch "
+                f"statistics need at least 2 values per channel (the variance of one value is 0, so the output "
+                f"would be beta whatever the input). Use a batch of at least 2, training=False (running "
+                f"statistics), or LayerNorm/GroupNorm, which normalize each example on its own.")
+        return m
+
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
+        self._check_rank(x, self._shape_text())
+        if x.shape[2] != self.num_features:
+            raise ConfigError(f"BatchNorm(num_features={self.num_features}) expects inputs {self._shape_text()}, "
+                              f"got {tuple(x.shape)}")
+        P = self.population_size
+        self._shared = x.shape[0] == 1 and P > 1
+        if training and not self.freeze_stats:
+            m = self._batch_stats_input(x)
+            xhat, mean, var, inv_std = _standardize(x, self._dims, self.eps)
+            self._record(mean, var, m)
+            self._cache = ("batch", xhat, inv_std)
+            if not self.affine:
+                xhat = xhat.expand((P,) + xhat.shape[1:])
+            return self._affine_forward(xhat)
+        if training and self._collect == "population":
+            # a frozen layer still measures its input for the population statistics
+            m = self._batch_stats_input(x)
+            mean, var = _mean_var(x, self._dims)
+            self._record(mean, var, m)
+        if training or self.inference == "running":
+            mean, var = self.running_mean, self.running_var
+        else:
+            if bool((self.population_batches == 0).any()):
+                raise ConfigError("BatchNorm(inference='population') has no population statistics yet: call "
+                                  "trainlab.nn.compute_population_statistics(model, x_train, batch_size=...) "
+                                  "after training, before evaluating")
+            mean, var = self.population_mean, self.population_var
+        return self._folded_forward(x, mean, var)
+
+    def _folded_forward(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        # With fixed statistics BN is one affine map per channel: y = a x + b.
+        view = self._param_view
+        inv_std = torch.rsqrt(var + self.eps)
+        a = self.gamma.data * inv_std if self.affine else inv_std
+        b = self.beta.data - a * mean if self.affine else -a * mean
+        self._cache = ("folded", x, mean.view(view), inv_std.view(view), a.view(view))
+        return torch.addcmul(b.view(view), x, a.view(view))
+
+    def backward(self, g: torch.Tensor) -> torch.Tensor | None:
+        kind = self._cache[0]
+        sum_dims = self._dims
+        if kind == "batch":
+            _, xhat, inv_std = self._cache
+            dxhat = self._affine_backward(g, xhat, sum_dims)
+            self._cache = ("done",)
+            if not self.input_grad:
+                return None
+            return _standardize_backward(dxhat, xhat, inv_std, self._dims)
+        if kind != "folded":
+            raise RuntimeError("BatchNorm.backward called without a forward before it")
+        _, x, mean, inv_std, a = self._cache
+        self._cache = ("done",)
+        if self.affine:
+            # y = gamma (x - E) inv_std + beta: dgamma = sum g (x - E) inv_std, dbeta = sum g
+            self.gamma.grad.copy_((g * (x - mean)).sum(dim=sum_dims) * inv_std.reshape(self.gamma.grad.shape))
+            self.beta.grad.copy_(g.sum(dim=sum_dims))
+        if not self.input_grad:
+            return None
+        dx = g * a
+        return dx.sum(dim=0, keepdim=True) if self._shared else dx
+
+    # ---- statistics -------------------------------------------------------------------
+    def _record(self, mean: torch.Tensor, var: torch.Tensor, m: int) -> None:
+        """Use a training batch's statistics (``mean``, biased ``var``; ``(P or 1, 1, C, ...)``)."""
+        C = self.num_features
+        mean = mean.reshape(mean.shape[0], C)
+        var = var.reshape(var.shape[0], C)
+        unbiased = var * (m / (m - 1))
+        if self._collect == "population":
+            # sums in float64, divided once at the end of the pass
+            self._pop_sum_mean += mean.double()
+            self._pop_sum_var += unbiased.double()
+            self._pop_count += 1
+            return
+        active = self._active
+        self.num_batches_tracked += 1 if active is None else active.long()
+        if self._collect == "cumulative":
+            # PyTorch's momentum=None: the k-th batch gets weight 1/k, an equal-weight average
+            factor = (1.0 / self.num_batches_tracked.clamp(min=1).to(self.running_mean.dtype)).unsqueeze(1)
+        else:
+            factor = self._momentum.unsqueeze(1)
+        new_mean = (1.0 - factor) * self.running_mean + factor * mean
+        new_var = (1.0 - factor) * self.running_var + factor * unbiased
+        if active is not None:
+            new_mean = torch.where(active.unsqueeze(1), new_mean, self.running_mean)
+            new_var = torch.where(active.unsqueeze(1), new_var, self.running_var)
+        self.running_mean.copy_(new_mean)
+        self.running_var.copy_(new_var)
+
+    def _begin_pass(self, kind: str) -> None:
+        self._collect = kind
+        if kind == "population":
+            shape = (self.population_size, self.num_features)
+            self._pop_sum_mean = torch.zeros(shape, dtype=torch.float64, device=self.running_mean.device)
+            self._pop_sum_var = torch.zeros(shape, dtype=torch.float64, device=self.running_mean.device)
+            self._pop_count = 0
+        else:
+            self.reset_running_statistics()
+
+    def _end_pass(self, completed: bool) -> None:
+        kind, self._collect = self._collect, None
+        if kind == "population" and completed and self._pop_count:
+            n = self._pop_count
+            self.population_mean.copy_(self._pop_sum_mean / n)
+            self.population_var.copy_(self._pop_sum_var / n)
+            self.population_batches.fill_(n)
+        self._pop_sum_mean = self._pop_sum_var = None
+
+    def reset_running_statistics(self) -> None:
+        """``running_mean = 0``, ``running_var = 1``, ``num_batches_tracked = 0`` (torch's ``reset_running_stats``)."""
+        self.running_mean.zero_()
+        self.running_var.fill_(1.0)
+        self.num_batches_tracked.zero_()
+
+
+# ---- LayerNorm / GroupNorm / InstanceNorm ------------------------------------------------
+
+
+class LayerNorm(_Normalization):
+    """Layer normalization (Ba, Kiros & Hinton 2016): each example standardized on its own.
+
+    Per member and example, over the trailing ``normalized_shape`` features (by
+    default all of them: ``C``, or ``C, H, W``)::
+
+        xhat = (x - mean) / sqrt(var + eps)     # biased variance over those features
+        y    = gamma * xhat + beta              # gamma, beta per ELEMENT: (P, *normalized_shape)
+
+    Same in training and inference (no batch statistics, no running averages), so a
+    batch of one is fine. As ``torch.nn.LayerNorm`` (eps 1e-5, per-element affine,
+    ``elementwise_affine`` is ``affine`` here). Keras' ``LayerNormalization`` defaults
+    to ``axis=-1`` only and eps 1e-3.
+
+    See: torch.nn.LayerNorm; https://arxiv.org/abs/1607.06450
+    """
+
+    def __init__(self, normalized_shape: int | Sequence[int] | None = None, *, eps: float = 1e-5,
+                 affine: bool = True) -> None:
+        if normalized_shape is not None:
+            dims = [normalized_shape] if isinstance(normalized_shape, int) else normalized_shape
+            if not isinstance(dims, Sequence) or not dims or not all(
+                    isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
+                raise ConfigError(f"LayerNorm normalized_shape must be an integer >= 1, a list of them, or None, "
+                                  f"got {normalized_shape!r}")
+        _check_eps(eps, "LayerNorm")
+        _check_bool(affine, "affine", "LayerNorm")
+        self._settings = dict(normalized_shape=normalized_shape, eps=eps, affine=affine)
+        self.normalized_shape = normalized_shape
+        self.eps = float(eps)
+        self.affine = affine
+
+    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+        super().build(in_shape, population)
+        in_shape = tuple(in_shape)
+        ns = self.normalized_shape
+        ns = in_shape if ns is None else (ns,) if isinstance(ns, int) else tuple(ns)
+        if len(ns) > len(in_shape) or tuple(in_shape[len(in_shape) - len(ns):]) != ns:
+            raise ConfigError(f"LayerNorm normalized_shape={list(ns)} must be the trailing dimensions of the "
+                              f"per-example shape, got per-example shape {in_shape}")
+        self.normalized_shape_ = ns
+        self._in_shape = in_shape
+        self._ndim = len(in_shape) + 2
+        k = len(ns)
+        self._dims = tuple(range(self._ndim - k, self._ndim))
+        self._sum_dims = tuple(range(1, self._ndim - k))  # N and any leading per-example dims
+        self._build_affine(population.size, ns, (1,) * (self._ndim - k - 1) + ns, device, dtype)
+        return in_shape
+
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
+        self._check_rank(x, "(P, N, " + ", ".join(map(str, self._in_shape)) + ")")
+        if tuple(x.shape[self._ndim - len(self.normalized_shape_):]) != self.normalized_shape_:
+            raise ConfigError(f"LayerNorm over {list(self.normalized_shape_)} got inputs {tuple(x.shape)}")
+        xhat, _, _, inv_std = _standardize(x, self._dims, self.eps)
+        self._cache = (xhat, inv_std)
+        return self._affine_forward(xhat)
+
+    def backward(self, g: torch.Tensor) -> torch.Tensor | None:
+        xhat, inv_std = self._cache
+        self._cache = None
+        dxhat = self._affine_backward(g, xhat, self._sum_dims)
+        if not self.input_grad:
+            return None
+        return _standardize_backward(dxhat, xhat, inv_std, self._dims)
+
+
+class GroupNorm(_Normalization):
+    """Group normalization (Wu & He 2018) for ``(P, N, C)`` or ``(P, N, C, H, W)``.
+
+    The ``C`` channels are cut into ``num_groups`` groups of ``C / G`` consecutive
+    channels; per member, example and group, over its ``C/G`` (times ``H*W``) values::
+
+        xhat = (x - mean_group) / sqrt(var_group + eps)     # biased variance
+        y    = gamma_c * xhat + beta_c                      # gamma, beta per CHANNEL: (P, C)
+
+    Same in training and inference; independent of the batch size. ``G = 1`` is a
+    LayerNorm with per-channel affine; ``G = C`` on images is InstanceNorm. As
+    ``torch.nn.GroupNorm`` (eps 1e-5); ``C`` must be divisible by ``G``.
+
+    See: torch.nn.GroupNorm; https://arxiv.org/abs/1803.08494
+    """
+
+    def __init__(self, num_groups: int, num_channels: int | None = None, *, eps: float = 1e-5,
+                 affine: bool = True) -> None:
+        _check_size(num_groups, "num_groups", "GroupNorm", optional=False)
+        _check_size(num_channels, "num_channels", "GroupNorm")
+        if num_channels is not None and num_channels % num_groups:
+            raise ConfigError(f"GroupNorm num_channels must be divisible by num_groups, got num_channels="
+                              f"{num_channels}, num_groups={num_groups}")
+        _check_eps(eps, "GroupNorm")
+        _check_bool(affine, "affine", "GroupNorm")
+        self._settings = dict(num_groups=num_groups, num_channels=num_channels, eps=eps, affine=affine)
+        self.num_groups = num_groups
+        self.num_channels = num_channels
+        self.eps = float(eps)
+        self.affine = affine
+
+    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+        super().build(in_shape, population)
+        in_shape = tuple(in_shape)
+        if len(in_shape) not in (1, 3):
+            raise ConfigError(f"GroupNorm expects inputs (P, N, C) or (P, N, C, H, W), i.e. a per-example shape "
+                              f"(C,) or (C, H, W), got per-example shape {in_shape}")
+        C = in_shape[0]
+        if self.num_channels is None:
+            self.num_channels = C
+        elif self.num_channels != C:
+            raise ConfigError(f"GroupNorm(num_channels={self.num_channels}) got inputs with {C} channels "
+                              f"(per-example shape {in_shape})")
+        if C % self.num_groups:
+            raise ConfigError(f"GroupNorm num_channels must be divisible by num_groups, got num_channels={C}, "
+                              f"num_groups={self.num_groups}")
+        self._ndim = len(in_shape) + 2
+        self._sum_dims = (1,) if len(in_shape) == 1 else (1, 3, 4)
+        self._build_affine(population.size, (C,), (1, C) + (1,) * (len(in_shape) - 1), device, dtype)
+        return in_shape
+
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
+        C = self.num_channels
+        self._check_rank(x, f"(P, N, {C})" if self._ndim == 3 else f"(P, N, {C}, H, W)")
+        if x.shape[2] != C:
+            raise ConfigError(f"GroupNorm(num_channels={C}) got inputs {tuple(x.shape)}")
+        grouped = x.reshape(x.shape[0], x.shape[1], self.num_groups, -1)
+        xhat_g, _, _, inv_std = _standardize(grouped, (3,), self.eps)
+        xhat = xhat_g.view(x.shape)
+        self._cache = (xhat, xhat_g, inv_std)
+        return self._affine_forward(xhat)
+
+    def backward(self, g: torch.Tensor) -> torch.Tensor | None:
+        xhat, xhat_g, inv_std = self._cache
+        self._cache = None
+        dxhat = self._affine_backward(g, xhat, self._sum_dims)
+        if not self.input_grad:
+            return None
+        dxhat_g = dxhat.reshape(dxhat.shape[0], dxhat.shape[1], self.num_groups, -1)
+        dx = _standardize_backward(dxhat_g, xhat_g, inv_std, (3,))
+        return dx.reshape(dx.shape[:2] + xhat.shape[2:])
+
+
+class InstanceNorm(_Normalization):
+    """Instance normalization (Ulyanov et al. 2016) for images ``(P, N, C, H, W)``.
+
+    Per member, example and channel, over the ``H*W`` positions::
+
+        xhat = (x - mean_hw) / sqrt(var_hw + eps)     # biased variance
+        y    = gamma_c * xhat + beta_c                # only with affine=True: (P, C)
+
+    Same in training and inference: there are no running statistics (as
+    ``torch.nn.InstanceNorm2d`` with its default ``track_running_stats=False``).
+    ``affine`` defaults to False as in torch. ``H*W = 1`` raises (the output would be
+    constant). Equals ``GroupNorm(num_groups=C)``.
+
+    See: torch.nn.InstanceNorm2d; https://arxiv.org/abs/1607.08022
+    """
+
+    def __init__(self, num_features: int | None = None, *, eps: float = 1e-5, affine: bool = False) -> None:
+        _check_size(num_features, "num_features", "InstanceNorm")
+        _check_eps(eps, "InstanceNorm")
+        _check_bool(affine, "affine", "InstanceNorm")
+        self._settings = dict(num_features=num_features, eps=eps, affine=affine)
+        self.num_features = num_features
+        self.eps = float(eps)
+        self.affine = affine
+
+    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+        super().build(in_shape, population)
+        in_shape = tuple(in_shape)
+        if len(in_shape) != 3:
+            raise ConfigError(f"InstanceNorm expects image inputs (P, N, C, H, W), i.e. a per-example shape "
+                              f"(C, H, W), got per-example shape {in_shape}; for flat features use LayerNorm")
+        C = in_shape[0]
+        if self.num_features is None:
+            self.num_features = C
+        elif self.num_features != C:
+            raise ConfigError(f"InstanceNorm(num_features={self.num_features}) got inputs with {C} channels "
+                              f"(per-example shape {in_shape})")
+        self._ndim = 5
+        self._build_affine(population.size, (C,), (1, C, 1, 1), device, dtype)
+        return in_shape
+
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
+        C = self.num_features
+        self._check_rank(x, f"(P, N, {C}, H, W)")
+        if x.shape[2] != C:
+            raise ConfigError(f"InstanceNorm(num_features={C}) got inputs {tuple(x.shape)}")
+        if x.shape[3] * x.shape[4] < 2:
+            raise ConfigError(f"InstanceNorm needs more than one spatial position (H*W > 1) per channel, got "
+                              f"inputs {tuple(x.shape)}")
+        xhat, _, _, inv_std = _standardize(x, (3, 4), self.eps)
+        self._cache = (xhat, inv_std)
+        return self._affine_forward(xhat)
+
+    def backward(self, g: torch.Tensor) -> torch.Tensor | None:
+        xhat, inv_std = self._cache
+        self._cache = None
+        dxhat = self._affine_backward(g, xhat, (1, 3, 4))
+        if not self.input_grad:
+            return None
+        return _standardize_backward(dxhat, xhat, inv_std, (3, 4))
+
+
+# ---- momentum conventions ---------------------------------------------------------------
+
+
+def _convert_momentum(m: float | Sequence[float], name: str) -> float | list[float]:
+    many = isinstance(m, Sequence) and not isinstance(m, (str, bytes))
+    vals = member_values(m, len(m) if many else 1, name=name, dtype=torch.float64, low=0.0, high=1.0).tolist()
+    out = [1.0 - v for v in vals]
+    return out if many else out[0]
+
+
+def momentum_from_keras(momentum: float | Sequence[float]) -> float | list[float]:
+    """Keras/textbook momentum (weight of the OLD running value; Keras 0.99, Saito 0.9) -> trainlab/PyTorch's.
+
+    ``momentum_torch = 1 - momentum_keras``: ``momentum_from_keras(0.99) == 0.01``.
+    (The variance convention still differs: Keras averages the biased batch variance.)
+    """
+    return _convert_momentum(momentum, "momentum_from_keras momentum")
+
+
+def momentum_to_keras(momentum: float | Sequence[float]) -> float | list[float]:
+    """trainlab/PyTorch momentum (weight of the NEW batch statistic, default 0.1) -> Keras': ``1 - momentum``."""
+    return _convert_momentum(momentum, "momentum_to_keras momentum")
+
+
+# ---- passes over training data: population statistics, recomputed running statistics -------
+
+
+def _walk(model: Module) -> Iterator[Module]:
+    yield model
+    for sub in getattr(model, "layers", None) or ():
+        yield from _walk(sub)
+
+
+def batch_norm_layers(model: Module) -> list[BatchNorm]:
+    """Every :class:`BatchNorm` in ``model`` (itself, or nested in ``.layers`` of containers), in order."""
+    return [m for m in _walk(model) if isinstance(m, BatchNorm)]
+
+
+def _statistics_pass(model: Module, x: torch.Tensor, batch_size: int, kind: str, what: str,
+                     layers: list[BatchNorm]) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 2:
+        raise ConfigError(f"{what} batch_size must be an integer >= 2, got {batch_size!r}")
+    if not layers:
+        raise ConfigError(f"{what}: the model has no BatchNorm layer")
+    input_shape = getattr(model, "input_shape", None)
+    if input_shape is not None and x.ndim == len(input_shape) + 1:
+        x = x.unsqueeze(0)  # plain data (n, ...): one input shared by every member
+    n = x.shape[1] if x.ndim >= 2 else 0
+    if n < batch_size:
+        raise ConfigError(f"{what} needs at least one full mini-batch: batch_size={batch_size} but x has "
+                          f"{n} examples")
+    # Training-mode forwards may draw random numbers (dropout): save every member
+    # generator the model can reach -- creating the ones for x's device first, as a
+    # first draw would -- and give them back untouched afterwards.
+    populations = {id(p): p for p in (getattr(m, "population", None) for m in _walk(model))
+                   if isinstance(p, Population)}
+    rng_states = []
+    for pop in populations.values():
+        pop.generators(x.device)
+        rng_states.append((pop, pop.get_state()))
+    for layer in layers:
+        layer._begin_pass(kind)
+    completed = False
+    try:
+        with torch.no_grad():
+            # Full batches only: Algorithm 2 averages mini-batches of one size m.
+            for i in range(0, n - batch_size + 1, batch_size):
+                model.forward(x[:, i:i + batch_size], training=True)
+        completed = True
+    finally:
+        for layer in layers:
+            layer._end_pass(completed)
+        for pop, state in rng_states:
+            pop.set_state(state)
+
+
+def compute_population_statistics(model: Module, x: torch.Tensor, *, batch_size: int) -> None:
+    """Ioffe & Szegedy's Algorithm 2: population statistics for ``BatchNorm(inference="population")``.
+
+    Runs ``model.forward(batch, training=True)`` over the ``n // batch_size`` full
+    mini-batches of ``x`` in order (a trailing incomplete batch is left out), and for
+    every BatchNorm layer, per member and channel, stores::
+
+        population_mean = mean over batches of mu_B
+        population_var  = m/(m-1) * mean over batches of var_B     (m = batch_size, x H*W)
+
+    Nothing else changes: no running average, no parameter, no gradient; the
+    population's random streams are restored afterwards. ``x`` is the training inputs
+    ``(n, ...)`` (shared by all members) or ``(P or 1, n, ...)``. Every BatchNorm is
+    measured, whatever its ``inference`` setting; only ``"population"`` layers use it.
+    """
+    _statistics_pass(model, x, batch_size, "population", "compute_population_statistics",
+                     batch_norm_layers(model))
+
+
+def recompute_running_statistics(model: Module, x: torch.Tensor, *, batch_size: int) -> None:
+    """Reset every BatchNorm's running statistics and recompute them over one pass of ``x``.
+
+    The running averages become equal-weight averages of the ``n // batch_size`` full
+    mini-batches (PyTorch's ``momentum=None`` cumulative average; running variance of
+    the unbiased batch variances) -- the tool for statistics that went stale after the
+    weights changed (weight averaging, pruning, a changed data distribution). Layers
+    with ``freeze_stats=True`` are left as they are. Parameters are not touched; the
+    population's random streams are restored afterwards.
+    """
+    layers = [layer for layer in batch_norm_layers(model) if not layer.freeze_stats]
+    _statistics_pass(model, x, batch_size, "cumulative", "recompute_running_statistics", layers)

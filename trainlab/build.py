@@ -203,15 +203,16 @@ def build_run(cfg: Mapping[str, Any], *, progress: bool = False,
     from trainlab.train import Trainer
 
     device = resolve_device(cfg["device"])
+    dtype = {"float32": torch.float32, "float64": torch.float64}[cfg["dtype"]]
     d = cfg["data"]
     splits = load_splits(d["name"], train=d["train"], val=d["val"], test=d["test"], seed=cfg["seed"],
                          preprocess=d["preprocess"], flatten=d["flatten"], data_dir=d["data_dir"],
-                         cache_dir=d["cache_dir"], download=d["download"], device=device)
+                         cache_dir=d["cache_dir"], download=d["download"], device=device, dtype=dtype)
     population = build_population(cfg)
     model = build_model(cfg["model"], splits.num_classes)
-    model.build(splits.input_shape, population, device=device)
+    model.build(splits.input_shape, population, device=device, dtype=dtype)
     loss = build_loss(cfg["loss"])
-    loss.build(population.size, device=device)
+    loss.build(population.size, device=device, dtype=dtype)
     optimizer = build_optimizer(cfg["optim"], model.parameters())
     t = cfg["train"]
     trainer = Trainer(model, loss, optimizer, epochs=t["epochs"], steps=t["steps"], batch_size=t["batch_size"],

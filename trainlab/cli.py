@@ -57,8 +57,10 @@ class TrainCommand(Command):
     help = "train a model (or a population of models) from a TOML config"
 
     def add_arguments(self, p):
-        p.add_argument("config", help="TOML config file (see examples/)")
+        p.add_argument("config", nargs="?", default=None, help="TOML config file (see examples/)")
         p.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
+        p.add_argument("--resume", metavar="DIR", default=None,
+                       help="continue an interrupted run in DIR from its last checkpoint")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set optim.lr=0.1 (repeatable)")
         p.add_argument("--device", default=None, help="cpu or cuda (overrides the config's device)")
@@ -70,9 +72,19 @@ class TrainCommand(Command):
         from trainlab.run import train_run
 
         overrides = list(args.overrides) + ([f"device={json.dumps(args.device)}"] if args.device else [])
-        cfg = load_config(args.config, overrides)
-        out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-        _, summary = train_run(cfg, out, progress=not (args.quiet or args.json))
+        if args.resume:
+            if args.out and Path(args.out) != Path(args.resume):
+                raise TrainlabError("--resume DIR continues the run in DIR; leave out --out (or give the same DIR)")
+            cfg = load_config(args.config, overrides) if (args.config or overrides) else None
+            if cfg is not None and args.config is None:
+                cfg = load_config(Path(args.resume) / "config.toml", overrides)
+            out = Path(args.resume)
+        else:
+            if args.config is None:
+                raise TrainlabError("train needs a CONFIG file (or --resume DIR)")
+            cfg = load_config(args.config, overrides)
+            out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+        _, summary = train_run(cfg, out, progress=not (args.quiet or args.json), resume=bool(args.resume))
         if args.json:
             print(json.dumps(summary))
         elif not args.quiet:
@@ -143,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(e).split("\n"))
         print(f"trainlab: error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("trainlab: interrupted; what was written so far is in the output directory", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"trainlab: {e or 'interrupted'}; everything computed so far is saved "
+              "(resume a training run with: trainlab train --resume DIR)", file=sys.stderr)
         return 130
 
 

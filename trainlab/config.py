@@ -56,6 +56,7 @@ PREPROCESS_NAMES = ("none", "minmax", "minmax-feature", "standardize", "pca-whit
 SCHEMA: dict[str, Any] = {
     "seed": Key("int", 0, low=0, high=2**63 - 1, doc="seed of data splits, shuffling and member seeds"),
     "device": Key("str", "cpu", doc="'cpu', 'cuda' or 'cuda:N'"),
+    "dtype": Key("str", "float32", choices=("float32", "float64"), doc="floating-point type of weights and data"),
     "population": {
         "size": Key("int", 1, low=1, high=4096, doc="number of members P trained together"),
         "seeds": Key("int_list", None, optional=True, doc="one seed per member (default seed + i)"),
@@ -243,6 +244,10 @@ def resolve_config(given: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a nested dict against :data:`SCHEMA` and fill defaults."""
     if not isinstance(given, Mapping):
         raise ConfigError(f"config must be a table, got {type(given).__name__}")
+    if isinstance(given.get("dtype"), str) and given["dtype"] in ("float16", "bfloat16", "half"):
+        raise ConfigError(f"config: dtype {given['dtype']!r} is refused: trainlab trains in 'float32' (default) or "
+                          "'float64'; half precision would need loss scaling and float32 master weights, "
+                          "which trainlab does not implement")
     cfg = _resolve(SCHEMA, given, "")
     size = cfg["population"]["size"]
     seeds = cfg["population"]["seeds"]

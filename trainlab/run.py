@@ -10,12 +10,18 @@ A run directory holds:
 ``curves.png``           loss and accuracy curves
 ``summary.json``         final and best numbers per member, diverged members, timings,
                          versions, device and seed; ``"finished": true`` marks a complete run
+                         (it is written last: a directory without it is unfinished)
+``checkpoint.json`` +    the latest complete checkpoint (after every evaluation and on Ctrl-C /
+``checkpoint-*.safetensors``  SIGTERM); ``trainlab train --resume DIR`` continues from it
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,8 +30,9 @@ import numpy as np
 import torch
 
 from trainlab.build import Run, build_run
-from trainlab.config import dumps
-from trainlab.errors import ConfigError
+from trainlab.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from trainlab.config import dumps, load_config
+from trainlab.errors import CheckpointError, ConfigError
 from trainlab.io import atomic_write_text, save_model
 from trainlab.train import Callback, History, Trainer
 
@@ -48,6 +55,11 @@ class _MetricsWriter(Callback):
         self.path = path
         self.written = 0
         path.write_text("")
+
+    def flush_all(self, history: History) -> None:
+        self.path.write_text("")
+        self.written = 0
+        self.flush(history)
 
     def on_evaluate(self, trainer: Trainer, record: dict[str, Any]) -> None:
         self.flush(trainer.history)
@@ -84,22 +96,101 @@ def _any_positive(v: Any) -> bool:
     return any(x > 0 for x in v) if isinstance(v, list) else v > 0
 
 
-def train_run(cfg: dict[str, Any], out: str | Path, *, progress: bool = False) -> tuple[Run, dict[str, Any]]:
-    """Build everything ``cfg`` describes, train, and write the run directory ``out``."""
-    out = Path(out)
+class _Checkpointer(Callback):
+    """Writes a complete checkpoint after every evaluation and when interrupted."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.seconds_before = 0.0
+        self.t0 = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.t0
+
+    def save(self, trainer: Trainer) -> None:
+        save_checkpoint(self.directory, trainer, extra={"seconds": self.elapsed()})
+
+    def on_evaluate(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        self.save(trainer)
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        self.save(trainer)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer: Trainer):
+    """Ctrl-C / SIGTERM ask the trainer to stop at the next step boundary (a second one stops at once)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if trainer.interrupt_requested:
+            raise KeyboardInterrupt
+        trainer.interrupt_requested = True
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create output directory {out}: {e.strerror}") from None
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _config_differences(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix[:-1]} ({b!r} in the run, {a!r} now)"]
+
+
+def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = False,
+              resume: bool = False) -> tuple[Run, dict[str, Any]]:
+    """Build everything ``cfg`` describes, train, and write the run directory ``out``.
+
+    With ``resume=True``, ``out`` must hold a run started earlier: its checkpoint is
+    loaded and training continues exactly where it stopped (on the CPU, the final
+    weights and metrics equal an uninterrupted run's bit for bit). ``cfg`` may then be
+    ``None`` (the run's own config is used); a different config is an error naming
+    the keys that differ.
+    """
+    out = Path(out)
     summary_path = out / "summary.json"
-    if summary_path.exists():
-        summary_path.unlink()  # a stale summary must not mark this new run finished
-    atomic_write_text(out / "config.toml", dumps(cfg))
+    if resume:
+        if not (out / "config.toml").exists():
+            raise CheckpointError(f"{out}: nothing to resume (no config.toml; is this a trainlab run directory?)")
+        saved = load_config(out / "config.toml")
+        if cfg is not None and cfg != saved:
+            diff = _config_differences(cfg, saved)
+            raise ConfigError(f"cannot resume {out} with a different config: {'; '.join(diff)}")
+        cfg = saved
+        if summary_path.exists():
+            raise ConfigError(f"{out} is a finished run (summary.json says so); nothing to resume")
+    else:
+        if cfg is None:
+            raise ConfigError("a config is needed to start a new run")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"cannot create output directory {out}: {e.strerror}") from None
+        if summary_path.exists():
+            summary_path.unlink()  # a stale summary must not mark this new run finished
+        for stale in (*out.glob("checkpoint*.json"), *out.glob("checkpoint-*.safetensors")):
+            stale.unlink()
+        atomic_write_text(out / "config.toml", dumps(cfg))
     writer = _MetricsWriter(out / "metrics.jsonl")
+    checkpointer = _Checkpointer(out)
     run = build_run(cfg, progress=progress, callbacks=[writer])
-    t0 = time.perf_counter()
-    history = run.trainer.fit(run.splits.train, run.splits.val, run.splits.test)
-    seconds = time.perf_counter() - t0
+    run.trainer.callbacks.append(checkpointer)  # last: it saves what the other callbacks did
+    if resume and has_checkpoint(out):
+        meta = load_checkpoint(out, run.trainer)
+        checkpointer.seconds_before = float(meta.get("seconds", 0.0))
+        writer.flush_all(run.trainer.history)  # metrics.jsonl = exactly the checkpoint's evaluations
+    with _stop_on_signals(run.trainer):
+        history = run.trainer.fit(run.splits.train, run.splits.val, run.splits.test)
+    seconds = checkpointer.elapsed()
     writer.flush(history)
     history.save(out / "history.json")
     save_model(out, run.model, preprocessor=run.splits.preprocessor, num_classes=run.splits.num_classes,
@@ -119,6 +210,6 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, progress: bool = False) -
                    data={"name": cfg["data"]["name"], "train": int(run.splits.train.x.shape[0]),
                          "val": int(run.splits.val.x.shape[0]) if run.splits.val is not None else 0,
                          "test": int(run.splits.test.x.shape[0]) if run.splits.test is not None else 0},
-                   finished=True)
+                   resumed=resume, finished=True)
     atomic_write_text(summary_path, json.dumps(summary, indent=1))
     return run, summary

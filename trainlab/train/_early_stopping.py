@@ -74,6 +74,24 @@ class EarlyStopping(Callback):
                                               "best": float(self.best[m])}
             trainer.stop_members(done.to(trainer.device))
 
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        if not hasattr(self, "best"):
+            return {}, {}
+        t = {"best": self.best, "best_step": self.best_step, "wait": self.wait}
+        if self.best_state is not None:
+            t.update({f"best_state.{k}": v for k, v in self.best_state.items()})
+        return t, {"started": True}
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        if not meta.get("started"):
+            return
+        self.best = tensors["best"].clone()
+        self.best_step = tensors["best_step"].clone()
+        self.wait = tensors["wait"].clone()
+        prefix = "best_state."
+        self.best_state = ({k[len(prefix):]: v.clone() for k, v in tensors.items() if k.startswith(prefix)}
+                           if self.restore_best else None)
+
     def on_train_end(self, trainer: Trainer) -> None:
         spe = trainer.steps_per_epoch
         trainer.history.info["early_stopping"] = {

@@ -9,7 +9,7 @@ import torch
 
 from trainlab.errors import ConfigError
 from trainlab.init import Initializer, get_initializer
-from trainlab.nn._module import Module, Parameter
+from trainlab.nn._module import Module, Parameter, check_allocation
 from trainlab.population import Population, member_values, member_view
 
 __all__ = ["Linear"]
@@ -71,6 +71,8 @@ class Linear(Module):
         P = population.size
         scale = member_values(self.init_scale, P, name="init_scale", dtype=torch.float64, low=0.0)
         shape = (self.in_features, self.out_features)
+        check_allocation(P * self.in_features * self.out_features,
+                         what=f"Linear({self.in_features}, {self.out_features}) for {P} member(s)")
         gens = population.generators("cpu")  # draw on the CPU so CPU and GPU runs start from the same weights
         w = torch.stack([self.initializer.sample(shape, g) for g in gens]) * member_view(scale, 3)
         self.weight = Parameter(w.to(device=device, dtype=dtype), kind="weight", decay=True, name="weight")

@@ -19,11 +19,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import os
+
 import torch
 
+from trainlab.errors import ConfigError
 from trainlab.population import Population
 
-__all__ = ["Parameter", "Module"]
+__all__ = ["Parameter", "Module", "check_allocation"]
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def check_allocation(numel: int, *, what: str, bytes_per_element: int = 8) -> None:
+    """Refuse, with one clear line, a weight that cannot be trained here.
+
+    Called before drawing initial weights (drawn in float64). Training holds the
+    weight, its gradient and up to two optimizer states besides, so one float64 draw
+    larger than a quarter of the machine's memory is refused: an absurd width or
+    population is a config error instead of an out-of-memory kill.
+    """
+    need = numel * bytes_per_element
+    total = _physical_memory()
+    if need > total // 4:
+        raise ConfigError(f"{what} needs {need / 2**30:.1f} GiB ({numel:,} values), more than a quarter of this "
+                          f"machine's {total / 2**30:.1f} GiB of memory; use fewer units or members")
 
 
 @dataclass(eq=False)

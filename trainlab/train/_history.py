@@ -136,7 +136,7 @@ class History:
                     ax.plot(x, self[metric][:, m], style, color=c, label=f"{lab} {what}".strip())
         ax_l.set_xlabel("epoch"), ax_l.set_ylabel("loss"), ax_l.set_title("loss")
         ax_a.set_xlabel("epoch"), ax_a.set_ylabel("accuracy"), ax_a.set_title("accuracy")
-        if len(members) <= 8:
+        if len(members) <= 8 and ax_a.get_legend_handles_labels()[0]:
             ax_a.legend(fontsize=8)
         if title:
             fig.suptitle(title)

@@ -74,7 +74,7 @@ SCHEMA: dict[str, Any] = {
     },
     "model": {
         "type": Key("str", "mlp", choices=("mlp", "sequential")),
-        "hidden": Key("int_list", [100, 100], low=1, high=1_000_000, doc="hidden widths of an mlp"),
+        "hidden": Key("int_list", [100, 100], low=1, high=100_000, doc="hidden widths of an mlp"),
         "activation": Key("str", "relu", choices=ACTIVATION_NAMES),
         "slope": Key("float", 0.01, low=0.0, per_member=True, doc="leaky_relu slope"),
         "init": Key("str_or_table", "auto", doc="initializer name; 'auto' = He for ReLU-like, Xavier otherwise"),

@@ -79,3 +79,19 @@ def test_layers_table(tmp_path):
     bad = resolve_config({"model": {"type": "sequential", "layers": [{"type": "conv9"}]}})
     with pytest.raises(ConfigError, match=r"model.layers\[0\].type must be one of"):
         build_model(bad["model"], 10)
+
+
+def test_every_key_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text()
+
+    def keys(schema, prefix=""):
+        for k, v in schema.items():
+            if isinstance(v, dict):
+                yield from keys(v, prefix + k + ".")
+            else:
+                yield prefix + k
+
+    missing = [k for k in keys(SCHEMA) if f"`{k}`" not in doc]
+    assert not missing, f"docs/training.md does not document {missing}"

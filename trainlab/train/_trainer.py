@@ -82,7 +82,8 @@ class Trainer:
     def __init__(self, model: Sequential, loss: Loss, optimizer: Optimizer, *, epochs: int = 10,
                  steps: int | None = None, batch_size: int = 100, seed: int = 0, eval_every: int | None = None,
                  eval_train: bool = True, eval_batch_size: int = 1000, progress: bool = False,
-                 callbacks: Sequence[Callback] = (), regularizers: Sequence[Regularizer] = ()) -> None:
+                 callbacks: Sequence[Callback] = (), regularizers: Sequence[Regularizer] = (),
+                 augment: Any = None) -> None:
         if model.population is None:
             raise ConfigError("the model is not built: call model.build(input_shape, population) first")
         for name, v in (("epochs", epochs), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -97,6 +98,11 @@ class Trainer:
         self.eval_batch_size, self.progress = eval_batch_size, progress
         self.callbacks = list(callbacks)
         self.regularizers = list(regularizers)
+        #: ``augment(x (1, N, ...), y, trainer) -> (x', targets)``: training batches only. ``x'`` may
+        #: gain the population axis (each member its own augmentation) and ``targets`` may be
+        #: soft ``(N, C)`` / ``(P, N, C)`` (mixup, cutmix). Its ``state_dict``/``load_state_dict``
+        #: (if any) are saved in checkpoints.
+        self.augment = augment
         for r in self.regularizers:
             r.attach(model)
         self.size = model.size
@@ -285,6 +291,9 @@ class Trainer:
         t["trainer.batch_loss_sum"] = self._batch_loss_sum
         if self._perm is not None:
             t["trainer.perm"] = self._perm
+        if self.augment is not None and hasattr(self.augment, "state_dict"):
+            for k, v in self.augment.state_dict().items():
+                t[f"augment.{k}"] = v
         meta: dict[str, Any] = {"step": self.step, "pos": self._pos, "batches_since_eval": self._batches_since_eval,
                                 "history": self.history.to_dict(), "callbacks": {}}
         for i, cb in enumerate(self.callbacks):
@@ -322,6 +331,8 @@ class Trainer:
             dev, i = k.rsplit(".", 1)
             states.setdefault(dev, []).append((int(i), v))  # type: ignore[arg-type]
         self.model.population.set_state({d: [v for _, v in sorted(lst)] for d, lst in states.items()})
+        if self.augment is not None and hasattr(self.augment, "load_state_dict"):
+            self.augment.load_state_dict(part("augment."))
 
     def _warn_batch_of_one(self, n: int) -> None:
         if not getattr(self, "_warned_one", False):
@@ -337,7 +348,10 @@ class Trainer:
 
         Returns the training objective per member: the loss plus every
         regularizer's penalty."""
-        out = self.model.forward(xb.unsqueeze(0), training=True)
+        x = xb.unsqueeze(0)
+        if self.augment is not None:
+            x, yb = self.augment(x, yb, self)
+        out = self.model.forward(x, training=True)
         loss = self.loss.forward(out, yb)
         if self.regularizers:
             loss = loss + self.penalty()

@@ -58,7 +58,8 @@ class Parameter:
     ``kind`` is ``"weight"``, ``"bias"`` or ``"norm"`` (normalization gains/shifts).
     ``decay`` says whether weight decay / norm penalties apply; by default only
     weights are decayed (1-D parameters such as biases and norm gains are not).
-    ``trainable=False`` freezes it: optimizers skip it.
+    ``trainable=False`` freezes it: optimizers skip it. ``lr_scale`` multiplies the
+    learning rate for this parameter (per-layer rates, e.g. for fine-tuning).
     """
 
     data: torch.Tensor
@@ -66,6 +67,7 @@ class Parameter:
     decay: bool = True
     trainable: bool = True
     name: str = ""
+    lr_scale: float = 1.0
     grad: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:

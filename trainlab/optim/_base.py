@@ -88,6 +88,7 @@ class Optimizer:
         new = member_values(value, self.size, name=f"{type(self).__name__} {name}", device=old.device,
                             dtype=old.dtype, low=low, low_inclusive=low_inc, high=high, high_inclusive=high_inc)
         old.copy_(new)  # in place: cached views stay valid
+        self._views = {k: v for k, v in self._views.items() if not k[0].startswith("lr*")}  # scaled copies
         self._has_decay_cache = None  # weight_decay may have changed from or to zero
 
     @property
@@ -118,12 +119,13 @@ class Optimizer:
             if inactive:
                 g = g.index_fill(0, idx, 0.0)  # keep NaN of a diverged member out of shared kernels
             w = p.data
+            lr = self._lr_view(w.ndim, p.lr_scale)
             if p.decay:
                 if self.decoupled:
-                    w.mul_(1.0 - self.h("lr", w.ndim) * self.h("weight_decay", w.ndim))
+                    w.mul_(1.0 - lr * self.h("weight_decay", w.ndim))
                 elif self._has_decay:
                     g = g + self.h("weight_decay", w.ndim) * w
-            self._update(w, g, st)
+            self._update(w, g, st, lr)
         if inactive:
             for p, (pd, st_saved), st in zip(self.params, saved, self.state):
                 p.data.index_copy_(0, idx, pd)
@@ -137,8 +139,19 @@ class Optimizer:
             hd = self._has_decay_cache = bool((self.hparams["weight_decay"] != 0).any())
         return hd
 
-    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
-        """Update ``w`` in place from gradient ``g`` (already including coupled decay)."""
+    def _lr_view(self, ndim: int, scale: float) -> torch.Tensor:
+        """The per-member learning rate times the parameter's ``lr_scale`` (per-layer rates), as a view."""
+        if scale == 1.0:
+            return self.h("lr", ndim)
+        key = (f"lr*{scale!r}", ndim)
+        v = self._views.get(key)
+        if v is None:
+            v = self._views[key] = member_view(self.hparams["lr"], ndim) * scale
+        return v
+
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
+        """Update ``w`` in place from gradient ``g`` (already including coupled decay) with learning rate
+        ``lr`` (a ``(P, 1, ...)`` view: the member's rate times the parameter's ``lr_scale``)."""
         raise NotImplementedError
 
     def zero_state(self) -> None:

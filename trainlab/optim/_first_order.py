@@ -20,8 +20,8 @@ class SGD(Optimizer):
                  decoupled: bool = False) -> None:
         super().__init__(params, lr=lr, weight_decay=weight_decay, decoupled=decoupled)
 
-    def _update(self, w, g, state):
-        w.addcmul_(g, self.h("lr", w.ndim), value=-1.0)
+    def _update(self, w, g, state, lr):
+        w.addcmul_(g, lr, value=-1.0)
 
 
 class Momentum(Optimizer):
@@ -38,21 +38,21 @@ class Momentum(Optimizer):
                  weight_decay: Number = 0.0, decoupled: bool = False) -> None:
         super().__init__(params, lr=lr, weight_decay=weight_decay, decoupled=decoupled, momentum=momentum)
 
-    def _update(self, w, g, state):
+    def _update(self, w, g, state, lr):
         v = state["velocity"]
         v.mul_(self.h("momentum", w.ndim)).add_(g)
-        w.addcmul_(v, self.h("lr", w.ndim), value=-1.0)
+        w.addcmul_(v, lr, value=-1.0)
 
 
 class Nesterov(Momentum):
     """Nesterov momentum in the form of ``torch.optim.SGD(momentum=mu, nesterov=True)``:
     ``v <- mu v + g``, ``w <- w - lr (g + mu v)``."""
 
-    def _update(self, w, g, state):
+    def _update(self, w, g, state, lr):
         v = state["velocity"]
         mu = self.h("momentum", w.ndim)
         v.mul_(mu).add_(g)
-        w.addcmul_(g + mu * v, self.h("lr", w.ndim), value=-1.0)
+        w.addcmul_(g + mu * v, lr, value=-1.0)
 
 
 class AdaGrad(Optimizer):
@@ -68,10 +68,10 @@ class AdaGrad(Optimizer):
                  weight_decay: Number = 0.0, decoupled: bool = False) -> None:
         super().__init__(params, lr=lr, weight_decay=weight_decay, decoupled=decoupled, eps=eps)
 
-    def _update(self, w, g, state):
+    def _update(self, w, g, state, lr):
         h = state["sum_sq"]
         h.addcmul_(g, g)
-        w.addcmul_(g / (h.sqrt() + self.h("eps", w.ndim)), self.h("lr", w.ndim), value=-1.0)
+        w.addcmul_(g / (h.sqrt() + self.h("eps", w.ndim)), lr, value=-1.0)
 
 
 class RMSProp(Optimizer):
@@ -87,11 +87,11 @@ class RMSProp(Optimizer):
                  eps: Number = 1e-8, weight_decay: Number = 0.0, decoupled: bool = False) -> None:
         super().__init__(params, lr=lr, weight_decay=weight_decay, decoupled=decoupled, alpha=alpha, eps=eps)
 
-    def _update(self, w, g, state):
+    def _update(self, w, g, state, lr):
         s = state["mean_sq"]
         a = self.h("alpha", w.ndim)
         s.mul_(a).addcmul_(g * g, 1.0 - a)
-        w.addcmul_(g / (s.sqrt() + self.h("eps", w.ndim)), self.h("lr", w.ndim), value=-1.0)
+        w.addcmul_(g / (s.sqrt() + self.h("eps", w.ndim)), lr, value=-1.0)
 
 
 class Adam(Optimizer):
@@ -117,7 +117,7 @@ class Adam(Optimizer):
         self._bc2 = 1.0 - self.hparams["beta2"] ** t
         super().step()
 
-    def _update(self, w, g, state):
+    def _update(self, w, g, state, lr):
         m, v = state["m"], state["v"]
         b1, b2 = self.h("beta1", w.ndim), self.h("beta2", w.ndim)
         m.mul_(b1).addcmul_(g, 1.0 - b1)
@@ -125,7 +125,7 @@ class Adam(Optimizer):
         shape = (self.size,) + (1,) * (w.ndim - 1)
         bc1, bc2 = self._bc1.reshape(shape), self._bc2.reshape(shape)
         denom = (v / bc2).sqrt_().add_(self.h("eps", w.ndim))
-        w.addcdiv_(m * (self.h("lr", w.ndim) / bc1), denom, value=-1.0)
+        w.addcdiv_(m * (lr / bc1), denom, value=-1.0)
 
 
 class AdamW(Adam):

@@ -104,18 +104,32 @@ class EvaluateCommand(Command):
         p.add_argument("--data", default=None, help="data set name (default: the run's)")
         p.add_argument("--data-dir", default=None, help="directory with local IDX files")
         p.add_argument("--device", default="cpu")
+        p.add_argument("--ensemble", nargs="?", const="mean", choices=["mean", "vote", "snapshots"], default=None,
+                       help="also score the members together: averaged probabilities (default), majority vote, "
+                            "or the run's snapshots")
+        p.add_argument("--members", default=None, help="comma-separated member indices for --ensemble")
         p.add_argument("--json", action="store_true")
         p.add_argument("--quiet", action="store_true")
 
     def run(self, args):
         from trainlab.evaluate import evaluate_saved
 
+        members = None
+        if args.members:
+            try:
+                members = [int(m) for m in args.members.split(",")]
+            except ValueError:
+                raise TrainlabError(f"--members expects comma-separated integers, got {args.members!r}") from None
         result = evaluate_saved(args.run, split=args.split, data=args.data, data_dir=args.data_dir,
-                                device=args.device)
+                                device=args.device, ensemble=args.ensemble, members=members)
         if args.json:
             print(json.dumps(result))
         elif not args.quiet:
             _print_table(result["members"], ["member", "loss", "acc"])
+            if "ensemble" in result:
+                e = result["ensemble"]
+                print(f"ensemble ({e['method']}, members {e['members']}): acc {e['acc']:.4f}, ECE {e['ece']:.4f}, "
+                      f"mean disagreement {e['mean_disagreement']:.4f}")
             print(f"{result['data']} {result['split']}: {result['examples']} examples")
         return 0
 

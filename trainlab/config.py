@@ -135,6 +135,8 @@ SCHEMA: dict[str, Any] = {
         "eval_every": Key("int", None, low=1, high=_MAX_INT, optional=True, doc="steps between evaluations (default: each epoch)"),
         "eval_train": Key("bool", True, doc="evaluate on the whole training split at each evaluation"),
         "eval_batch_size": Key("int", 1000, low=1, high=_MAX_INT),
+        "snapshot_every": Key("int", None, low=1, high=_MAX_INT, optional=True,
+                              doc="save the model every K epochs under snapshots/ (snapshot ensembles)"),
     },
 }
 

@@ -23,12 +23,15 @@ def predict(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
 
 
 def evaluate_saved(run: str | Path, *, split: str = "test", data: str | None = None, data_dir: str | None = None,
-                   device: str = "cpu") -> dict[str, Any]:
+                   device: str = "cpu", ensemble: str | None = None,
+                   members: list[int] | None = None) -> dict[str, Any]:
     """Loss and accuracy per member of the model saved in ``run`` on ``split``.
 
     The split is rebuilt from the run's ``config.toml`` (same data set, sizes and
     seed, hence the same images), and inputs are preprocessed with the statistics
-    saved with the model, not refitted.
+    saved with the model, not refitted. ``ensemble="mean"`` / ``"vote"`` also scores
+    the members (or ``members``) predicting together; ``ensemble="snapshots"`` scores
+    the run's saved snapshots (``train.snapshot_every``) as one averaged ensemble.
     """
     from trainlab.build import resolve_device
     from trainlab.data import load_splits
@@ -56,5 +59,20 @@ def evaluate_saved(run: str | Path, *, split: str = "test", data: str | None = N
     loss.build(saved.model.size, device=saved.model.device, dtype=saved.model.dtype)
     losses = loss.forward(out, part.y).tolist()
     accs = (out.argmax(-1) == part.y.unsqueeze(0)).double().mean(1).tolist()
-    members = [{"member": m, "loss": losses[m], "acc": accs[m]} for m in range(saved.model.size)]
-    return {"data": name, "split": split, "examples": int(x.shape[0]), "members": members}
+    rows = [{"member": m, "loss": losses[m], "acc": accs[m]} for m in range(saved.model.size)]
+    result: dict[str, Any] = {"data": name, "split": split, "examples": int(x.shape[0]), "members": rows}
+    if ensemble is not None:
+        from trainlab.ensemble import ensemble_predict, expected_calibration_error, load_snapshots
+
+        if ensemble == "snapshots":
+            models = [s.model for s in load_snapshots(run_dir, device=saved.model.device)]
+            pred = ensemble_predict(models, x.to(saved.model.dtype))
+            used = [f"{len(models)} snapshots"]
+        else:
+            pred = ensemble_predict(saved.model, x.to(saved.model.dtype), method=ensemble, members=members)
+            used = members if members is not None else list(range(saved.model.size))
+        y = part.y.to(pred.labels.device)
+        result["ensemble"] = {"method": ensemble, "members": used, "acc": pred.accuracy(y),
+                              "ece": expected_calibration_error(pred.probs, y),
+                              "mean_disagreement": float(pred.disagreement.mean())}
+    return result

@@ -96,6 +96,20 @@ def _any_positive(v: Any) -> bool:
     return any(x > 0 for x in v) if isinstance(v, list) else v > 0
 
 
+class _Snapshots(Callback):
+    """Saves the model every ``every`` epochs under ``snapshots/epoch-NNNNN/`` (snapshot ensembles)."""
+
+    def __init__(self, directory: Path, every: int, preprocessor: Any, num_classes: int) -> None:
+        self.directory, self.every = directory, every
+        self.preprocessor, self.num_classes = preprocessor, num_classes
+
+    def on_evaluate(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        epoch = record["epoch"]
+        if float(epoch).is_integer() and int(epoch) % self.every == 0:
+            save_model(self.directory / "snapshots" / f"epoch-{int(epoch):05d}", trainer.model,
+                       preprocessor=self.preprocessor, num_classes=self.num_classes, extra={"epoch": int(epoch)})
+
+
 class _Checkpointer(Callback):
     """Writes a complete checkpoint after every evaluation and when interrupted."""
 
@@ -183,6 +197,9 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
     writer = _MetricsWriter(out / "metrics.jsonl")
     checkpointer = _Checkpointer(out)
     run = build_run(cfg, progress=progress, callbacks=[writer])
+    if cfg["train"]["snapshot_every"]:
+        run.trainer.callbacks.append(_Snapshots(out, cfg["train"]["snapshot_every"], run.splits.preprocessor,
+                                                run.splits.num_classes))
     run.trainer.callbacks.append(checkpointer)  # last: it saves what the other callbacks did
     if resume and has_checkpoint(out):
         meta = load_checkpoint(out, run.trainer)

@@ -77,3 +77,18 @@ def test_corrupt_model_is_one_line_error(tmp_path):
     r = trainlab("evaluate", str(out))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "model.safetensors: corrupt or truncated safetensors file" in r.stderr
+
+
+def test_evaluate_ensemble_and_snapshots(tmp_path):
+    out = tmp_path / "run"
+    r = trainlab("train", "examples/mlp.toml", "--out", str(out), "--quiet", "--set", "population.size=3",
+                 "--set", "train.snapshot_every=1", *SMALL)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["epoch-00001", "epoch-00002"]
+    for args in (["--ensemble"], ["--ensemble", "vote", "--members", "0,2"], ["--ensemble", "snapshots"]):
+        ev = trainlab("evaluate", str(out), "--json", *args)
+        assert ev.returncode == 0, ev.stderr
+        e = json.loads(ev.stdout)["ensemble"]
+        assert 0.0 <= e["acc"] <= 1.0 and 0.0 <= e["ece"] <= 1.0
+    bad = trainlab("evaluate", str(out), "--ensemble", "--members", "0,7")
+    assert bad.returncode == 2 and "ensemble members [7] do not exist" in bad.stderr

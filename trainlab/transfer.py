@@ -1,0 +1,98 @@
+"""Transfer learning: reuse a trained model's layers in a new model, freeze, fine-tune.
+
+:func:`transfer_weights` copies layers **by position** from ``source`` into ``target``:
+the layers must have the same type and each parameter/buffer the same per-member
+shape, else one :class:`~trainlab.errors.CheckpointError` lists every mismatch. By
+default every layer but the last parametric one (the output layer, which usually has
+a different number of classes) is copied. A one-member source fills every member of
+the target; otherwise the member counts must agree.
+
+:func:`freeze` stops layers from learning: their parameters get ``trainable=False``
+(the optimizer skips them: no update and no weight decay) and ``decay=False`` (no
+penalty), and BatchNorm layers keep their running statistics (``freeze_stats``).
+:func:`set_layer_lr` gives layers their own learning rate (a multiple of the
+optimizer's, e.g. 0.1 for early layers when fine-tuning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from trainlab.errors import CheckpointError, ConfigError
+from trainlab.nn import Sequential
+
+__all__ = ["transfer_weights", "freeze", "set_layer_lr", "parametric_layers"]
+
+
+def parametric_layers(model: Sequential) -> list[int]:
+    """Indices of layers that have parameters."""
+    return [i for i, l in enumerate(model.layers) if l.parameters()]
+
+
+def _state(layer) -> dict[str, torch.Tensor]:
+    out = {n: p.data for n, p in layer.named_parameters().items()}
+    out.update(layer.buffers())
+    return out
+
+
+def transfer_weights(source: Sequential, target: Sequential, *, layers: Sequence[int] | None = None) -> list[int]:
+    """Copy the given layers (default: all but the last parametric one) from ``source`` into ``target``."""
+    if layers is None:
+        params = parametric_layers(source)
+        last = params[-1] if params else -1
+        layers = [i for i in range(len(source.layers)) if i != last]
+    problems = []
+    for i in layers:
+        if i >= len(source.layers) or i >= len(target.layers):
+            problems.append(f"layer {i}: missing in the {'source' if i >= len(source.layers) else 'target'}")
+            continue
+        s, t = source.layers[i], target.layers[i]
+        if type(s) is not type(t):
+            problems.append(f"layer {i}: {type(s).__name__} in the source, {type(t).__name__} in the target")
+            continue
+        ss, ts = _state(s), _state(t)
+        for name in sorted(set(ss) | set(ts)):
+            if name not in ss or name not in ts:
+                problems.append(f"layer {i} {name}: only in the {'source' if name in ss else 'target'}")
+            elif tuple(ss[name].shape[1:]) != tuple(ts[name].shape[1:]):
+                problems.append(f"layer {i} {type(s).__name__}.{name}: {tuple(ss[name].shape[1:])} in the source, "
+                                f"{tuple(ts[name].shape[1:])} in the target")
+    if problems:
+        raise CheckpointError("cannot transfer: " + "; ".join(problems))
+    Ps, Pt = source.size, target.size
+    if Ps not in (1, Pt):
+        raise CheckpointError(f"cannot transfer: the source has {Ps} members, the target {Pt} (need 1 or {Pt})")
+    for i in layers:
+        for name, tt in _state(target.layers[i]).items():
+            tt.copy_(_state(source.layers[i])[name].to(device=tt.device, dtype=tt.dtype).expand_as(tt))
+    return list(layers)
+
+
+def _check_layers(model: Sequential, layers: Sequence[int]) -> None:
+    bad = [i for i in layers if not 0 <= i < len(model.layers)]
+    if bad:
+        raise ConfigError(f"layers {bad} do not exist; the model has layers 0..{len(model.layers) - 1}")
+
+
+def freeze(model: Sequential, layers: Sequence[int], *, frozen: bool = True) -> None:
+    """No updates, no weight decay or penalty, BatchNorm statistics frozen, for these layers."""
+    _check_layers(model, layers)
+    for i in layers:
+        layer = model.layers[i]
+        for p in layer.parameters():
+            p.trainable = not frozen
+            p.decay = (p.kind == "weight") and not frozen
+        if hasattr(layer, "freeze_stats"):
+            layer.freeze_stats = frozen
+
+
+def set_layer_lr(model: Sequential, scales: Mapping[int, float]) -> None:
+    """``{layer index: factor}``: that layer's parameters learn at factor x the optimizer's rate."""
+    _check_layers(model, list(scales))
+    for i, s in scales.items():
+        if not isinstance(s, (int, float)) or not s >= 0:
+            raise ConfigError(f"learning-rate factor for layer {i} must be a number >= 0, got {s!r}")
+        for p in model.layers[i].parameters():
+            p.lr_scale = float(s)

@@ -40,6 +40,13 @@ LAYERS: dict[str, type[nn.Module]] = {
     "layernorm": nn.LayerNorm,
     "groupnorm": nn.GroupNorm,
     "instancenorm": nn.InstanceNorm,
+    "conv2d": nn.Conv2d,
+    "maxpool2d": nn.MaxPool2d,
+    "avgpool2d": nn.AvgPool2d,
+    "global_avgpool2d": nn.GlobalAvgPool2d,
+    "stochastic_pool2d": nn.StochasticPool2d,
+    "flatten": nn.Flatten,
+    "spatial_dropout2d": nn.SpatialDropout2d,
 }
 #: layers whose size is given as ``out`` in configs (``in_features`` comes from the input)
 _LINEAR_LIKE = {"linear", "dropconnect", "noisy_linear"}
@@ -77,6 +84,24 @@ def build_layer(spec: Mapping[str, Any], index: int = 0) -> nn.Module:
         raise ConfigError(f"config: {where}: {e}") from None
 
 
+def _build_layers(spec: Mapping[str, Any], index: int) -> list[nn.Module]:
+    """One ``[[model.layers]]`` entry -> its layers: ``type = "conv_block"`` expands to
+    Conv -> norm -> activation -> dropout (-> pool), see :func:`trainlab.nn.conv_block`."""
+    if spec.get("type") != "conv_block":
+        return [build_layer(spec, index)]
+    kwargs = {k: v for k, v in spec.items() if k != "type"}
+    kwargs.setdefault("in_channels", None)
+    allowed = [p for p in inspect.signature(nn.conv_block).parameters if p != "in_channels"]
+    for k in kwargs:
+        if k not in allowed and k != "in_channels":
+            raise ConfigError(f"config: unknown key 'model.layers[{index}].{k}' for a conv_block "
+                              f"(allowed: {', '.join(allowed)})")
+    try:
+        return nn.conv_block(**kwargs)
+    except (ConfigError, TypeError) as e:
+        raise ConfigError(f"config: model.layers[{index}]: {e}") from None
+
+
 def _activation(name: str, cfg: Mapping[str, Any]) -> nn.Module:
     if name == "leaky_relu":
         return nn.LeakyReLU(cfg["slope"])
@@ -92,7 +117,7 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Sequential
     The norm sits between the affine map and the nonlinearity, as in Ioffe & Szegedy.
     """
     if model_cfg["type"] == "sequential":
-        return nn.Sequential(build_layer(s, i) for i, s in enumerate(model_cfg["layers"]))
+        return nn.Sequential(layer for i, s in enumerate(model_cfg["layers"]) for layer in _build_layers(s, i))
     act = model_cfg["activation"]
     init = model_cfg["init"]
     if init == "auto":
@@ -214,10 +239,13 @@ def build_run(cfg: Mapping[str, Any], *, progress: bool = False,
     loss = build_loss(cfg["loss"])
     loss.build(population.size, device=device, dtype=dtype)
     optimizer = build_optimizer(cfg["optim"], model.parameters())
+    from trainlab.augment import from_config as build_augmenter
+
+    augment = build_augmenter(cfg["augment"], population, dataset=d["name"], num_classes=splits.num_classes)
     t = cfg["train"]
     trainer = Trainer(model, loss, optimizer, epochs=t["epochs"], steps=t["steps"], batch_size=t["batch_size"],
                       seed=cfg["seed"], eval_every=t["eval_every"], eval_train=t["eval_train"],
                       eval_batch_size=t["eval_batch_size"], progress=progress,
                       callbacks=build_callbacks(cfg) + list(callbacks or []),
-                      regularizers=build_regularizers(cfg["regularize"]))
+                      regularizers=build_regularizers(cfg["regularize"]), augment=augment)
     return Run(dict(cfg), splits, model, loss, optimizer, trainer)

@@ -272,3 +272,76 @@ def instancenorm_to_torch(layer: InstanceNorm, member: int) -> torch.nn.Module:
             inorm.weight.copy_(g[member])
             inorm.bias.copy_(layer.beta.data[member])
     return inorm
+
+
+# ---- convolution, pooling and feature-map layers (trainlab.nn._conv, trainlab.nn._pool) ----------
+
+from trainlab.nn._conv import Conv2d, SpatialDropout2d  # noqa: E402
+from trainlab.nn._pool import AvgPool2d, Flatten, GlobalAvgPool2d, MaxPool2d, StochasticPool2d  # noqa: E402
+
+
+@register_converter(Conv2d)
+def conv2d_to_torch(layer: Conv2d, member: int) -> torch.nn.Module:
+    """``torch.nn.Conv2d`` with member ``member``'s filters ``(out, in, kh, kw)`` and bias."""
+    w = layer.weight.data[member]
+    conv = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                           padding=layer.padding, dilation=layer.dilation, bias=layer.bias is not None,
+                           device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(w)
+        if layer.bias is not None:
+            conv.bias.copy_(layer.bias.data[member])
+    return conv
+
+
+@register_converter(MaxPool2d)
+def maxpool2d_to_torch(layer: MaxPool2d, member: int) -> torch.nn.Module:
+    return torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                              ceil_mode=layer.ceil_mode)
+
+
+@register_converter(AvgPool2d)
+def avgpool2d_to_torch(layer: AvgPool2d, member: int) -> torch.nn.Module:
+    return torch.nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, ceil_mode=layer.ceil_mode,
+                              count_include_pad=layer.count_include_pad)
+
+
+@register_converter(GlobalAvgPool2d)
+def global_avgpool2d_to_torch(layer: GlobalAvgPool2d, member: int) -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+
+
+@register_converter(Flatten)
+def flatten_to_torch(layer: Flatten, member: int) -> torch.nn.Module:
+    return torch.nn.Flatten()
+
+
+@register_converter(SpatialDropout2d)
+def spatial_dropout_to_torch(layer: SpatialDropout2d, member: int) -> torch.nn.Module:
+    """``torch.nn.Dropout2d(p_member)`` (whole channels); classic mode adds the ``(1 - p)`` scale."""
+    p = _member_scalar(layer.rate, member)
+    if layer.mode == "inverted":
+        return torch.nn.Dropout2d(p)
+    return torch.nn.Sequential(torch.nn.Dropout2d(p), _Scale(1.0 - p))
+
+
+class _ProbabilityWeightedPool(torch.nn.Module):
+    """Stochastic pooling's eval-mode function: ``sum a^2 / sum a`` over each window (0 for all zeros)."""
+
+    def __init__(self, kernel_size: tuple[int, int], stride: tuple[int, int]) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        num = torch.nn.functional.avg_pool2d(x * x, self.kernel_size, self.stride)
+        den = torch.nn.functional.avg_pool2d(x, self.kernel_size, self.stride)
+        return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+@register_converter(StochasticPool2d)
+def stochastic_pool2d_to_torch(layer: StochasticPool2d, member: int) -> torch.nn.Module:
+    """The eval-mode probability-weighted average (torch has no stochastic pooling)."""
+    return _ProbabilityWeightedPool(layer.kernel_size, layer.stride)

@@ -23,6 +23,9 @@ from trainlab.nn._norm import (
 from trainlab.nn._noise import GaussianNoise, NoiseFamily, NoisyLinear
 from trainlab.nn._activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from trainlab.nn._linear import Linear
+from trainlab.nn._conv import Conv2d, SpatialDropout2d
+from trainlab.nn._pool import AvgPool2d, Flatten, GlobalAvgPool2d, MaxPool2d, StochasticPool2d
+from trainlab.nn._blocks import conv_block
 from trainlab.nn._losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, accuracy
 from trainlab.nn._module import Module, Parameter
 from trainlab.nn._sequential import Sequential
@@ -32,6 +35,14 @@ __all__ = [
     "Parameter",
     "Sequential",
     "Linear",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "GlobalAvgPool2d",
+    "StochasticPool2d",
+    "Flatten",
+    "SpatialDropout2d",
+    "conv_block",
     "Identity",
     "Sigmoid",
     "Tanh",

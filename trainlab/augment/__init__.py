@@ -1,0 +1,34 @@
+"""Data augmentation on the fly: per batch, training only, per member, seeded, on the data's device.
+
+Quick start::
+
+    from trainlab.augment import Augmenter, Geometric, Cutout, Mixup
+    aug = Augmenter([Geometric(rotate=10, shift=2, scale=0.1), Mixup(0.2)],
+                    population=model.population, dataset="mnist-5k")
+    Trainer(model, loss, optimizer, augment=aug).fit(splits.train, splits.val)
+
+Config: the ``[augment]`` table (see :func:`from_config`). Each technique's page:
+``docs/augmentation.md``.
+"""
+
+from trainlab.augment._augmenter import Augmenter, from_config
+from trainlab.augment._base import Transform, sample_beta, soft_targets, stream_seed
+from trainlab.augment._erase import Cutout, InputNoise
+from trainlab.augment._geometric import LABEL_PRESERVING_LIMITS, Geometric, check_label_preserving
+from trainlab.augment._mix import CutMix, Mixup
+
+__all__ = [
+    "Augmenter",
+    "from_config",
+    "Transform",
+    "Geometric",
+    "Cutout",
+    "InputNoise",
+    "Mixup",
+    "CutMix",
+    "LABEL_PRESERVING_LIMITS",
+    "check_label_preserving",
+    "sample_beta",
+    "soft_targets",
+    "stream_seed",
+]

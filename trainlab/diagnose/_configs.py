@@ -1,0 +1,102 @@
+"""Config surgery for the doctor: one member, populations over a grid, regularization off."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+import copy
+from typing import Any
+
+from trainlab.config import SCHEMA, Key, resolve_config
+
+__all__ = ["get_key", "set_key", "single_member", "population_config", "without_regularization",
+           "REGULARIZATION_OFF"]
+
+
+def _per_member_paths(node: Mapping[str, Any] = SCHEMA, prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for k, v in node.items():
+        if isinstance(v, dict):
+            out += _per_member_paths(v, prefix + k + ".")
+        elif isinstance(v, Key) and v.per_member:
+            out.append(prefix + k)
+    return out
+
+
+_PER_MEMBER = _per_member_paths()
+
+#: what "regularization off" sets (the recipe's steps 1 and 2): penalties, decay, dropout,
+#: noise, label smoothing, max-norm and early stopping
+REGULARIZATION_OFF: dict[str, Any] = {
+    "optim.weight_decay": 0.0,
+    "regularize.l1": 0.0,
+    "regularize.l2": 0.0,
+    "regularize.max_norm": None,
+    "model.dropout": 0.0,
+    "model.input_dropout": 0.0,
+    "model.input_noise": 0.0,
+    "loss.label_smoothing": 0.0,
+    "early_stopping.enabled": False,
+}
+
+
+def get_key(cfg: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for p in dotted.split("."):
+        node = node[p]
+    return node
+
+
+def set_key(cfg: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = cfg
+    for p in parts[:-1]:
+        node = node[p]
+    node[parts[-1]] = value
+
+
+def single_member(cfg: Mapping[str, Any], member: int = 0) -> dict[str, Any]:
+    """The config of one member of a population config: per-member lists -> that member's value, P = 1."""
+    out = copy.deepcopy(dict(cfg))
+    size = out["population"]["size"]
+    if not 0 <= member < size:
+        from trainlab.errors import ConfigError
+
+        raise ConfigError(f"member must be in [0, {size}), got {member}")
+    seeds = out["population"]["seeds"]
+    for path in _PER_MEMBER:
+        v = get_key(out, path)
+        if isinstance(v, list):
+            set_key(out, path, v[member])
+    out["population"] = {"size": 1, "seeds": [seeds[member]] if seeds else [out["seed"] + member]}
+    return resolve_config(out)
+
+
+def population_config(cfg: Mapping[str, Any], size: int, values: Mapping[str, Sequence[Any]] | None = None, *,
+                      same_seed: bool = True) -> dict[str, Any]:
+    """``size`` members of a one-member ``cfg``, with per-member ``values`` (dotted key -> list).
+
+    ``same_seed``: every member gets member 0's seed, so all start from the same
+    weights and draw the same dropout masks -- only the listed values differ.
+    """
+    out = copy.deepcopy(dict(cfg))
+    seed = (cfg["population"]["seeds"] or [cfg["seed"]])[0]
+    out["population"] = {"size": size, "seeds": [seed] * size if same_seed else [seed + i for i in range(size)]}
+    for path, vals in (values or {}).items():
+        set_key(out, path, list(vals))
+    return resolve_config(out)
+
+
+def without_regularization(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``cfg`` with every regularizer off; also the list of keys that were on."""
+    out = copy.deepcopy(dict(cfg))
+    changed = []
+    for path, off in REGULARIZATION_OFF.items():
+        v = get_key(out, path)
+        on = (v is not None and v is not False and (any(x > 0 for x in v) if isinstance(v, list) else v > 0)
+              if path != "early_stopping.enabled" else bool(v))
+        if path == "regularize.max_norm":
+            on = v is not None
+        if on:
+            changed.append(path)
+        set_key(out, path, off)
+    return resolve_config(out), changed

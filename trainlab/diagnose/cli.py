@@ -1,0 +1,53 @@
+"""``trainlab doctor CONFIG.toml``: the command class (register it in ``trainlab.cli.COMMANDS``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from trainlab.cli import Command
+
+__all__ = ["DoctorCommand"]
+
+
+class DoctorCommand(Command):
+    name = "doctor"
+    help = "run the six-step tuning recipe on a config and give a verdict per step"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", help="TOML config file (see examples/healthy.toml, examples/faults/)")
+        p.add_argument("--out", default=None,
+                       help="where to write doctor.json, doctor.html and the figures (default runs/doctor-<name>)")
+        p.add_argument("--steps", default=None, metavar="LIST",
+                       help="run only these steps, e.g. 1,2,6 or 1-3 (1 initial loss, 2 overfit a small sample, "
+                            "3 LR range test, 4 coarse grid, 5 refined grid, 6 curves); default all")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set optim.lr=0.1 (repeatable)")
+        p.add_argument("--device", default=None, help="cpu or cuda (overrides the config's device)")
+        p.add_argument("--member", type=int, default=0, help="which member of a population config to diagnose")
+        p.add_argument("--quick", action="store_true", help="smaller budgets (a first look in seconds)")
+        p.add_argument("--json", action="store_true", help="print doctor.json instead of the text report")
+        p.add_argument("--quiet", action="store_true", help="print nothing")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from trainlab.diagnose._doctor import DoctorOptions, doctor, format_step, parse_steps
+
+        steps = parse_steps(args.steps)
+        overrides = list(args.overrides) + ([f"device={json.dumps(args.device)}"] if args.device else [])
+        options = DoctorOptions.quick(member=args.member) if args.quick else DoctorOptions(member=args.member)
+        out = Path(args.out) if args.out else Path("runs") / f"doctor-{Path(args.config).stem}"
+        talk = not (args.quiet or args.json)
+
+        def echo(step) -> None:
+            if talk:
+                print(format_step(step) + "\n", flush=True)
+
+        report = doctor(args.config, steps=steps, options=options, out=out, overrides=overrides, echo=echo)
+        report.close_figures()
+        if args.json:
+            print(json.dumps(report.to_dict()))
+        elif not args.quiet:
+            print(f"verdict: {report.verdict.upper()} ({report.seconds:.1f} s); wrote {out}/doctor.json and "
+                  f"{out}/doctor.html")
+        return 0

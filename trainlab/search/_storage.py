@@ -1,0 +1,398 @@
+"""Where a study lives, how workers take turns, and how dead workers are noticed.
+
+Storage URLs (``--storage``):
+
+``sqlite:///path/study.db`` (or a path ending in .db/.sqlite/.sqlite3)
+    The default (``study.db`` in the output directory). Opened in WAL mode
+    (readers never block the writer) with a 60 s busy timeout and
+    ``synchronous=NORMAL`` (a killed process loses nothing committed; a power cut
+    may lose the last commits, never corrupts the file). Good for the workers of
+    one machine; not on network file systems.
+``postgresql://user:pass@host/db`` (any Optuna RDB URL)
+    Many processes on many machines. Each worker keeps at most 4 connections
+    (pool 2 + overflow 2, pre-ping, recycled every 5 min) and opens one more,
+    briefly, for the study lock.
+``journal:path/study.log``
+    Optuna's journal file storage (append-only log, file locks): an alternative to
+    SQLite for several processes on one machine or a shared file system that
+    supports locks.
+``memory``
+    In-process only (tests, notebooks).
+
+The study lock serializes the short "claim" step of every worker (sweep dead
+trials, queue retries, hand out slots, ask and sample): a file lock (``fcntl``)
+beside a SQLite or journal file, a PostgreSQL advisory lock, a MySQL named lock,
+or a thread lock in memory. The OS or the database server drops it when its
+holder dies, even by ``kill -9``.
+
+Heartbeats: each running trial's worker records one every ``heartbeat`` seconds
+(Optuna's heartbeat table for RDB storages, a trial attribute otherwise). A
+RUNNING trial is *stale* when its last heartbeat is older than ``grace`` seconds,
+or at once when its worker ran on this machine and that process no longer exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import os
+from pathlib import Path
+import socket
+import threading
+import time
+from typing import Any
+import warnings
+
+import optuna
+from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from trainlab.errors import ConfigError
+
+__all__ = ["StudyStorage", "open_storage", "worker_identity", "worker_is_dead_here", "HEARTBEAT", "WORKER",
+           "LOCK_TIMEOUT"]
+
+HEARTBEAT = "trainlab:heartbeat"
+WORKER = "trainlab:worker"
+#: seconds a worker waits for the study lock before giving up with an error
+LOCK_TIMEOUT = 600.0
+_PG_POOL = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True, "pool_recycle": 300, "pool_timeout": 60}
+
+
+def _quiet_optuna() -> None:
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*Heartbeat of storage is supposed to be used with Study.optimize.*")
+
+
+# ---- worker identity ----------------------------------------------------------------------------
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, Linux), or None if it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ""
+    # the command name may contain spaces and parentheses: fields restart after the last ')'
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def worker_identity() -> dict[str, Any]:
+    """This process: host name, boot id, pid and its start time (so a reused pid is not mistaken for it)."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid, "start": _process_start(pid) or ""}
+
+
+def worker_is_dead_here(worker: Any) -> bool:
+    """True when ``worker`` (a :func:`worker_identity`) ran on this machine since its last boot and its
+    process is gone. Workers of other machines are never judged here (their heartbeats are)."""
+    if not isinstance(worker, dict):
+        return False
+    me = worker_identity()
+    if worker.get("host") != me["host"] or worker.get("boot") != me["boot"] or not me["boot"]:
+        return False
+    try:
+        pid = int(worker["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    start = _process_start(pid)
+    if start is None:
+        return True
+    return bool(worker.get("start")) and bool(start) and start != worker.get("start")
+
+
+# ---- locks ----------------------------------------------------------------------------------------
+class _FileLock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._fd = fd
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise TimeoutError(f"could not lock {self.path} within {timeout:.0f} s") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class _SqlLock:
+    """A PostgreSQL advisory lock / MySQL named lock on its own short-lived connection."""
+
+    def __init__(self, url: str, name: str, dialect: str) -> None:
+        import sqlalchemy
+
+        self._engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        self.name, self.dialect = name, dialect
+        self.key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        self._conn = None
+
+    def acquire(self, timeout: float) -> None:
+        import sqlalchemy
+
+        conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        if self.dialect == "postgresql":
+            stmt, args = sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}
+        else:
+            stmt, args = sqlalchemy.text("SELECT GET_LOCK(:k, 0)"), {"k": self.name[:64]}
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while not conn.execute(stmt, args).scalar():
+            if time.monotonic() > deadline:
+                conn.close()
+                raise TimeoutError(f"could not take the study lock '{self.name}' within {timeout:.0f} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        self._conn = conn
+
+    def release(self) -> None:
+        import sqlalchemy
+
+        if self._conn is None:
+            return
+        try:
+            if self.dialect == "postgresql":
+                self._conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            else:
+                self._conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:k)"), {"k": self.name[:64]})
+        finally:
+            self._conn.close()  # closing the session drops the lock in any case
+            self._conn = None
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+
+
+class _ThreadLock:
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+
+    def acquire(self, timeout: float) -> None:
+        if not self._lock.acquire(timeout=timeout):
+            raise TimeoutError(f"could not take the study lock within {timeout:.0f} s")
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+# ---- the storage ----------------------------------------------------------------------------------
+def _mask(url: str) -> str:
+    try:
+        import sqlalchemy
+
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL (journal:, memory)
+        return url
+
+
+class StudyStorage:
+    """An Optuna storage plus the study lock and heartbeats that trainlab's workers need.
+
+    Attributes:
+        url: the storage URL as given (password hidden in :attr:`display`).
+        kind: ``"sqlite"``, ``"postgresql"``, ``"mysql"``, ``"rdb"`` (another dialect), ``"journal"``,
+            ``"memory"``.
+        storage: the Optuna storage to pass to ``optuna.create_study``/``load_study``.
+    """
+
+    def __init__(self, url: str, kind: str, storage: BaseStorage, raw: BaseStorage, lock_factory,
+                 *, heartbeat: int, grace: int, path: Path | None = None) -> None:
+        self.url, self.kind, self.storage, self.raw = url, kind, storage, raw
+        self._lock_factory = lock_factory
+        self.heartbeat, self.grace, self.path = heartbeat, grace, path
+        self.native_heartbeat = isinstance(raw, RDBStorage)
+
+    @property
+    def display(self) -> str:
+        return _mask(self.url)
+
+    @contextlib.contextmanager
+    def lock(self, name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+        lk = self._lock_factory(name)
+        try:
+            lk.acquire(timeout)
+        except TimeoutError as e:
+            raise ConfigError(f"{e}: another worker holds the study lock (is one stuck?)") from None
+        try:
+            yield
+        finally:
+            lk.release()
+            if hasattr(lk, "dispose"):
+                lk.dispose()
+
+    # ---- heartbeats -------------------------------------------------------------------------------
+    def beat(self, trial_ids: Sequence[int]) -> None:
+        for tid in trial_ids:
+            try:
+                if self.native_heartbeat:
+                    self.raw.record_heartbeat(tid)
+                else:
+                    self.storage.set_trial_system_attr(tid, HEARTBEAT, time.time())
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # finished meanwhile (e.g. declared dead by another worker)
+
+    def stale_trials(self, study_id: int, trials: Sequence[FrozenTrial]) -> dict[int, str]:
+        """RUNNING trials whose worker is gone: trial_id -> why."""
+        out: dict[int, str] = {}
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if not running:
+            return out
+        if self.native_heartbeat:
+            for tid in self.raw._get_stale_trial_ids(study_id):
+                out[tid] = f"worker died (no heartbeat for more than {self.grace} s)"
+        now = time.time()
+        started_limit = _dt.datetime.now() - _dt.timedelta(seconds=self.grace + self.heartbeat)
+        for t in running:
+            if t._trial_id in out:
+                continue
+            worker = t.system_attrs.get(WORKER)
+            if worker_is_dead_here(worker):
+                out[t._trial_id] = f"worker died (process {worker.get('pid')} on {worker.get('host')} is gone)"
+            elif not self.native_heartbeat and HEARTBEAT in t.system_attrs:
+                if now - float(t.system_attrs[HEARTBEAT]) > self.grace:
+                    out[t._trial_id] = f"worker died (no heartbeat for more than {self.grace} s)"
+            elif worker is None and t.datetime_start is not None and t.datetime_start < started_limit:
+                out[t._trial_id] = "worker died before its first heartbeat"
+        return out
+
+    def close(self) -> None:
+        """Give back every pooled connection (RDB)."""
+        if isinstance(self.raw, RDBStorage):
+            with contextlib.suppress(Exception):
+                self.raw.remove_session()
+            with contextlib.suppress(Exception):
+                self.raw.engine.dispose()
+
+
+def _sqlite_prepare(path: Path) -> None:
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(str(path), timeout=60)
+    try:
+        mode = con.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal":
+            con.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
+    finally:
+        con.close()
+
+
+def _rdb(url: str, kind: str, *, heartbeat: int, grace: int) -> RDBStorage:
+    import sqlalchemy
+
+    kwargs: dict[str, Any]
+    if kind == "sqlite":
+        kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs = dict(_PG_POOL)
+    try:
+        raw = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=grace)
+    except ImportError as e:
+        raise ConfigError(f"storage {_mask(url)}: the database driver is not installed ({e.__cause__ or e}); "
+                          "for PostgreSQL: pip install psycopg2-binary") from None
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError) as e:
+        first = str(e.orig if hasattr(e, "orig") and e.orig is not None else e).strip().splitlines()[0]
+        raise ConfigError(f"cannot open storage {_mask(url)}: {first}") from None
+    if kind == "sqlite":
+        @sqlalchemy.event.listens_for(raw.engine, "connect")
+        def _pragmas(dbapi_con, _record):  # noqa: ANN001
+            dbapi_con.execute("PRAGMA synchronous=NORMAL")
+            dbapi_con.execute("PRAGMA busy_timeout=60000")
+
+        raw.engine.dispose()  # connections opened during set-up lack the pragmas
+    return raw
+
+
+def open_storage(url: str | None, *, default: Path | None = None, heartbeat: int = 10,
+                 grace: int = 60) -> StudyStorage:
+    """Open (creating if needed) the storage at ``url``; ``None`` means a SQLite file at ``default``."""
+    _quiet_optuna()
+    if url is None:
+        if default is None:
+            raise ConfigError("no storage given and no output directory for the default study.db")
+        url = f"sqlite:///{Path(default).resolve()}"
+    if not isinstance(url, str) or not url:
+        raise ConfigError(f"storage must be a URL string, got {url!r}")
+    if url in ("memory", ":memory:"):
+        raw = InMemoryStorage()
+        mutex = threading.Lock()
+        return StudyStorage(url, "memory", raw, raw, lambda name: _ThreadLock(mutex), heartbeat=heartbeat,
+                            grace=grace)
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url[len("journal:"):].removeprefix("//")).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = path.with_name(path.name + ".trainlab-lock")
+        raw = JournalStorage(JournalFileBackend(str(path)))
+        return StudyStorage(url, "journal", raw, raw, lambda name: _FileLock(lock_path), heartbeat=heartbeat,
+                            grace=grace, path=path)
+    if "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3")):
+        url = f"sqlite:///{Path(url).expanduser().resolve()}"
+    import sqlalchemy
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise ConfigError(f"storage must be an Optuna storage URL (sqlite:///file.db, postgresql://..., "
+                          f"journal:file.log or memory), got {url!r}") from None
+    dialect = parsed.get_backend_name()
+    if dialect == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigError("storage sqlite:// in memory cannot be shared; use storage 'memory' or a file")
+        path = Path(parsed.database).expanduser().resolve()
+        lock_path = path.with_name(path.name + ".trainlab-lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as stack:
+            lk = _FileLock(lock_path)
+            lk.acquire(LOCK_TIMEOUT)
+            stack.callback(lk.release)  # one creator at a time: no "table already exists" races
+            _sqlite_prepare(path)
+            raw = _rdb(url, "sqlite", heartbeat=heartbeat, grace=grace)
+        return StudyStorage(url, "sqlite", optuna.storages.get_storage(raw), raw,
+                            lambda name: _FileLock(lock_path), heartbeat=heartbeat, grace=grace, path=path)
+    kind = dialect if dialect in ("postgresql", "mysql") else "rdb"
+    if kind == "rdb":
+        raise ConfigError(f"storage {_mask(url)}: trainlab tune supports sqlite, postgresql and mysql URLs "
+                          f"(and journal: files); got the '{dialect}' dialect")
+    try:
+        create_lock = _SqlLock(url, "trainlab:create-tables", kind)
+        create_lock.acquire(LOCK_TIMEOUT)
+    except ImportError as e:
+        raise ConfigError(f"storage {_mask(url)}: the database driver is not installed ({e}); "
+                          "for PostgreSQL: pip install psycopg2-binary") from None
+    except sqlalchemy.exc.OperationalError as e:
+        first = str(e.orig if e.orig is not None else e).strip().splitlines()[0]
+        raise ConfigError(f"cannot open storage {_mask(url)}: {first}") from None
+    try:
+        raw = _rdb(url, kind, heartbeat=heartbeat, grace=grace)
+    finally:
+        create_lock.release()
+        create_lock.dispose()
+    return StudyStorage(url, kind, optuna.storages.get_storage(raw), raw,
+                        lambda name: _SqlLock(url, f"trainlab:{name}", kind), heartbeat=heartbeat, grace=grace)

@@ -1,0 +1,566 @@
+"""The worker loop: claim trials under the study lock, train them as populations, tell results.
+
+How a study stays exact with any number of workers, interruptions and crashes:
+
+* Each trial has a **slot** (0..N-1), handed out under the study lock. A study is
+  done when N slots have a *result*: COMPLETE, PRUNED, or FAILED for a reason of
+  its own (diverged, out of memory, invalid config, or accidents past
+  ``max_retries``). Resuming never adds N more: it runs until N have results.
+* A trial that fails by accident (its worker died, an error, an interruption) is
+  FAILED with its reason and its slot is **retried** with the same parameters in
+  a new trial (at most ``max_retries`` times; interruptions do not count).
+* A worker that dies leaves RUNNING trials. Every claim first sweeps them: stale
+  when their heartbeat is older than ``grace`` seconds, or at once when their worker
+  ran on this machine and its process is gone.
+* The claim (sweep, queue retries, hand out slots, ask and sample) runs under the
+  study lock, so no two workers get the same slot and none is counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+import contextlib
+from dataclasses import dataclass, field
+import json
+import logging
+from pathlib import Path
+import threading
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from trainlab.errors import ConfigError
+from trainlab.search._jobs import Evaluator, TrialJob, TrialOutcome
+from trainlab.search._samplers import IMPUTE, SLOT, SlotSampler, derive_seed
+from trainlab.search._spec import SearchSpec
+from trainlab.search._storage import WORKER, StudyStorage, open_storage, worker_identity
+
+__all__ = ["Tuner", "TuneResult", "Ledger", "RETRY", "COUNTS", "ATTEMPT", "RETRY_OF", "REASON", "SPEC"]
+
+log = logging.getLogger("trainlab.search")
+
+RETRY = "trainlab:retry"        # on a FAILED trial: an accident; its slot may run again
+COUNTS = "trainlab:counts"      # ... and it counts toward max_retries (interruptions do not)
+ATTEMPT = "trainlab:attempt"    # 0 for a slot's first trial, k for its k-th retry
+RETRY_OF = "trainlab:retry_of"  # the number of the failed trial a retry repeats
+REASON = "fail_reason"          # user attribute: why a trial failed (shown by optuna-dashboard)
+SPEC = "trainlab:spec"          # study attribute: what must not change on resume
+BOXES = "trainlab:box:"         # study attributes: coarse-to-fine boxes per round
+FINAL = "trainlab:final"        # study attribute: the best config's single test evaluation
+QUEUED = "trainlab:queued"      # study attribute: the points of a finite strategy are queued
+BUDGET = "trainlab:budget"      # study attribute: the latest number of trials asked for
+
+
+# ---- the ledger: what each slot's trials add up to --------------------------------------------------
+@dataclass
+class SlotStatus:
+    slot: int
+    attempts: list[FrozenTrial]
+    status: str  # live | complete | pruned | failed | retry
+
+    @property
+    def decided(self) -> bool:
+        return self.status in ("complete", "pruned", "failed")
+
+    @property
+    def result(self) -> FrozenTrial:
+        """The trial that stands for this slot (the completed one, else the last)."""
+        for t in self.attempts:
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                return t
+        return self.attempts[-1]
+
+
+class Ledger:
+    """The study's trials grouped by slot, each slot's status, and the counts the loop needs."""
+
+    def __init__(self, trials: Sequence[FrozenTrial], max_retries: int) -> None:
+        by_slot: dict[int, list[FrozenTrial]] = {}
+        self.foreign: list[FrozenTrial] = []
+        for t in trials:
+            if SLOT in t.system_attrs:
+                by_slot.setdefault(int(t.system_attrs[SLOT]), []).append(t)
+            else:
+                self.foreign.append(t)
+        self.slots: dict[int, SlotStatus] = {}
+        for s, ts in sorted(by_slot.items()):
+            ts.sort(key=lambda t: t.number)
+            self.slots[s] = SlotStatus(s, ts, self._status(ts, max_retries))
+        self.waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
+
+    @staticmethod
+    def _status(ts: list[FrozenTrial], max_retries: int) -> str:
+        states = {t.state for t in ts}
+        if TrialState.COMPLETE in states:
+            return "complete"
+        if TrialState.PRUNED in states:
+            return "pruned"
+        if TrialState.RUNNING in states or TrialState.WAITING in states:
+            return "live"
+        last = ts[-1]
+        if not last.system_attrs.get(RETRY, True):
+            return "failed"
+        counted = sum(1 for t in ts if t.state == TrialState.FAIL and t.system_attrs.get(RETRY, True)
+                      and t.system_attrs.get(COUNTS, True))
+        return "retry" if counted <= max_retries else "failed"
+
+    def count(self, *statuses: str) -> int:
+        return sum(1 for s in self.slots.values() if s.status in statuses)
+
+    @property
+    def decided(self) -> int:
+        return self.count("complete", "pruned", "failed")
+
+    def is_decided(self, slot: int) -> bool:
+        return slot in self.slots and self.slots[slot].decided
+
+    @property
+    def next_slot(self) -> int:
+        return max(self.slots) + 1 if self.slots else 0
+
+    def needs_retry(self) -> list[SlotStatus]:
+        return [s for s in self.slots.values() if s.status == "retry"]
+
+
+# ---- results -------------------------------------------------------------------------------------
+@dataclass
+class TuneResult:
+    """What a finished (or stopped) worker knows about its study.
+
+    ``best`` is the best COMPLETE trial by the validation metric (``number``,
+    ``slot``, ``value``, ``params``, ``values``, ``seed``, ``config`` for config
+    studies); ``test`` the best config's single test-split evaluation (or None);
+    ``summary`` what summary.json holds; ``trials`` one row per trial (trials.csv).
+    """
+
+    study: str
+    storage: str
+    finished: bool
+    best: dict[str, Any] | None
+    test: dict[str, Any] | None
+    counts: dict[str, int]
+    summary: dict[str, Any]
+    trials: list[dict[str, Any]]
+    out: Path | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+
+class _Heartbeats:
+    """Records heartbeats for the given trials every ``interval`` seconds while training runs."""
+
+    def __init__(self, storage: StudyStorage, trial_ids: Sequence[int]) -> None:
+        self.storage, self.ids = storage, list(trial_ids)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trainlab-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.storage.heartbeat):
+            try:
+                self.storage.beat(self.ids)
+            except Exception as e:  # noqa: BLE001 - a missed beat must not kill training; the next one retries
+                log.warning("heartbeat failed (%s); retrying in %s s", e, self.storage.heartbeat)
+
+    def __enter__(self) -> "_Heartbeats":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@contextlib.contextmanager
+def _deferred_interrupts():
+    """Ctrl-C / SIGTERM wait until the block ends: a claim (trials taken, attributed, sampled) or a tell
+    is never cut in half, so an interrupted worker leaves no trial it took unaccounted for."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in old:
+        signal.signal(sig, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if got:
+            raise KeyboardInterrupt
+
+
+def _suggest(trial: optuna.Trial, p: Any) -> Any:
+    d = p.distribution()
+    if isinstance(d, optuna.distributions.FloatDistribution):
+        return trial.suggest_float(p.name, d.low, d.high, step=d.step, log=d.log)
+    if isinstance(d, optuna.distributions.IntDistribution):
+        return trial.suggest_int(p.name, d.low, d.high, step=d.step, log=d.log)
+    return trial.suggest_categorical(p.name, d.choices)
+
+
+def _diff(old: Any, new: Any, path: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in list(old) + [k for k in new if k not in old]:
+            p = f"{path}.{k}" if path else str(k)
+            if k not in new:
+                out.append(f"{p} removed (was {json.dumps(old[k])})")
+            elif k not in old:
+                out.append(f"{p} added ({json.dumps(new[k])})")
+            else:
+                out += _diff(old[k], new[k], p)
+        return out
+    if old != new:
+        return [f"{path}: {json.dumps(old)} -> {json.dumps(new)}"]
+    return []
+
+
+class Tuner:
+    """Run (or resume, or join) a study: ``Tuner(spec, evaluator=...).run()``.
+
+    Parameters
+    ----------
+    spec:
+        The :class:`~trainlab.search.SearchSpec` (space, strategy, budget, ...).
+    evaluator:
+        Runs a batch of :class:`TrialJob` and returns :class:`TrialOutcome` s; default: train
+        ``base_config`` with each trial's values, trials grouped into populations.
+    base_config:
+        The unresolved trainlab config (without ``[search]``) for the default evaluator.
+    storage, study:
+        Optuna storage URL and study name (override the spec's). Default storage: a
+        SQLite file ``study.db`` in ``out``, or in-process memory without ``out``.
+    out:
+        Directory for trials.csv, summary.json, best.toml and figures (None: none written).
+    """
+
+    def __init__(self, spec: SearchSpec, *, evaluator: Evaluator | None = None,
+                 base_config: Mapping[str, Any] | None = None, storage: str | None = None,
+                 study: str | None = None, out: str | Path | None = None, progress: bool = False,
+                 device: str | None = None) -> None:
+        self.spec = spec
+        self.base_config = dict(base_config) if base_config is not None else None
+        if evaluator is None:
+            if base_config is None:
+                raise ConfigError("Tuner needs an evaluator or a base_config to train")
+            from trainlab.search._population import PopulationEvaluator
+
+            evaluator = PopulationEvaluator(base_config, metric=spec.metric, objective=spec.objective,
+                                            device=device)
+        self.evaluator = evaluator
+        self.out = Path(out) if out is not None else None
+        self.storage_url = storage or spec.storage or (None if self.out is not None else "memory")
+        self.study_name = study or spec.study or "trainlab-study"
+        self.progress = progress
+        self.space = spec.effective_space()
+        self.budget: int = spec.budget() if spec.trials is not None or spec.strategy.finite else -1
+        self.timing: dict[str, float] = {"claim": 0.0, "evaluate": 0.0, "tell": 0.0, "wait": 0.0,
+                                         "final": 0.0, "outputs": 0.0}
+        self.ran = 0  # trials this worker ran to an outcome
+        self._inflight: dict[int, optuna.Trial] = {}
+        self._error_slots: set[int] = set()
+
+    # ---- opening --------------------------------------------------------------------------------
+    def _open(self, *, create: bool = True) -> None:
+        self.store: StudyStorage = open_storage(
+            self.storage_url, default=self.out / "study.db" if self.out is not None else None,
+            heartbeat=self.spec.heartbeat, grace=self.spec.grace)
+        pruner = self._pruner()
+        with self.store.lock(self.study_name):
+            st = self.store.storage
+            try:
+                study_id = st.get_study_id_from_name(self.study_name)
+                created = False
+            except KeyError:
+                if not create:
+                    raise ConfigError(f"no study '{self.study_name}' in {self.store.display}") from None
+                study_id = None
+                created = True
+            if self.budget < 0:  # a report without --trials: the study's last budget
+                if created or BUDGET not in st.get_study_system_attrs(study_id):
+                    raise ConfigError("search.trials is missing (--trials N or trials = N in [search])")
+                self.budget = int(st.get_study_system_attrs(study_id)[BUDGET])
+            fingerprint = self.spec.fingerprint(self.budget)
+            if self.base_config is not None:
+                from trainlab.search._spec import canonical_base
+
+                fingerprint["base"] = canonical_base(self.base_config)
+            if created:
+                study_id = st.create_new_study([optuna.study.StudyDirection.MAXIMIZE if self.spec.maximize
+                                                else optuna.study.StudyDirection.MINIMIZE], self.study_name)
+                st.set_study_system_attr(study_id, SPEC, fingerprint)
+            self.study_id = study_id
+            if create:
+                st.set_study_system_attr(study_id, BUDGET, self.budget)
+            attrs = st.get_study_system_attrs(study_id)
+            if not created:
+                if SPEC not in attrs:
+                    raise ConfigError(f"study '{self.study_name}' in {self.store.display} was not created by "
+                                      "trainlab tune; use another --study name")
+                changes = _diff(attrs[SPEC], json.loads(json.dumps(fingerprint)))
+                if changes:
+                    shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+                    raise ConfigError(f"study '{self.study_name}' in {self.store.display} was created with a "
+                                      f"different setup, and resuming it would mix results: {shown}. Use the "
+                                      "original settings, or a new --study name")
+            boxes = {int(k[len(BOXES):]): v for k, v in attrs.items() if k.startswith(BOXES)}
+            self.sampler: SlotSampler = self.spec.strategy.sampler(
+                self.space, self.spec.seed, trials=self.budget, maximize=self.spec.maximize,
+                on_box=self._record_box, known_boxes=boxes)
+            self.study = optuna.load_study(study_name=self.study_name, storage=st, sampler=self.sampler,
+                                           pruner=pruner)
+            if self.spec.strategy.finite and not attrs.get(QUEUED):
+                self._queue_points()
+
+    def _pruner(self) -> optuna.pruners.BasePruner:
+        p = self.spec.pruner
+        if p == "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=self.spec.prune_startup,
+                                               n_warmup_steps=self.spec.prune_warmup)
+        if p == "successive_halving":
+            return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, self.spec.prune_warmup))
+        if p == "hyperband":
+            return optuna.pruners.HyperbandPruner(min_resource=max(1, self.spec.prune_warmup))
+        return optuna.pruners.NopPruner()
+
+    def _record_box(self, r: int, box: dict[str, Any]) -> None:
+        self.store.storage.set_study_system_attr(self.study_id, f"{BOXES}{r}", box)
+
+    def _queue_points(self) -> None:
+        points = self.spec.strategy.points(self.space) or []
+        dists = self.space.distributions()
+        for slot, point in enumerate(points):
+            self.study.add_trial(optuna.trial.create_trial(
+                state=TrialState.WAITING, params=dict(point), distributions={k: dists[k] for k in point},
+                system_attrs={SLOT: slot, ATTEMPT: 0}))
+        self.store.storage.set_study_system_attr(self.study_id, QUEUED, len(points))
+
+    # ---- claiming ---------------------------------------------------------------------------------
+    def _trials(self) -> list[FrozenTrial]:
+        return self.store.storage.get_all_trials(self.study_id, deepcopy=False)
+
+    def _fail(self, trial_id: int, reason: str, *, retry: bool, counts: bool = True, impute: bool = False,
+              trial: optuna.Trial | None = None) -> bool:
+        """Mark a RUNNING trial FAILED with its reason; False if it had finished meanwhile."""
+        st = self.store.storage
+        try:
+            st.set_trial_user_attr(trial_id, REASON, reason)
+            st.set_trial_system_attr(trial_id, RETRY, bool(retry))
+            st.set_trial_system_attr(trial_id, COUNTS, bool(counts))
+            if impute:
+                st.set_trial_system_attr(trial_id, IMPUTE, True)
+            if trial is not None:
+                self.study.tell(trial, state=TrialState.FAIL)
+            else:
+                st.set_trial_state_values(trial_id, TrialState.FAIL)
+            return True
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            return False
+
+    def _claim(self) -> tuple[list[TrialJob], Ledger]:
+        st = self.store.storage
+        trials = self._trials()
+        stale = self.store.stale_trials(self.study_id, trials)
+        for tid, why in stale.items():
+            if self._fail(tid, why, retry=True):
+                log.warning("trial %s: %s; it will be retried", st.get_trial(tid).number, why)
+        if stale:
+            trials = self._trials()
+        ledger = Ledger(trials, self.spec.max_retries)
+        if ledger.decided >= self.budget:
+            return [], ledger
+        for s in ledger.needs_retry():
+            last = s.attempts[-1]
+            self.study.add_trial(optuna.trial.create_trial(
+                state=TrialState.WAITING, params=dict(last.params), distributions=dict(last.distributions),
+                system_attrs={SLOT: s.slot, ATTEMPT: len(s.attempts), RETRY_OF: last.number}))
+        waiting = ledger.waiting + len(ledger.needs_retry())
+        K = self.spec.population
+        new_slots: list[int] = []
+        slot = ledger.next_slot
+        while waiting + len(new_slots) < K and slot < self.budget and not self.spec.strategy.finite \
+                and self.spec.strategy.slot_open(slot, self.budget, ledger.is_decided):
+            new_slots.append(slot)
+            slot += 1
+        for s in new_slots:
+            self.study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, system_attrs={SLOT: s,
+                                                                                                   ATTEMPT: 0}))
+        jobs = []
+        for _ in range(min(K, waiting + len(new_slots))):
+            trial = self.study.ask()
+            tid = trial._trial_id
+            self._inflight[tid] = trial
+            self.store.beat([tid])
+            st.set_trial_system_attr(tid, WORKER, worker_identity())
+            frozen = st.get_trial(tid)
+            if SLOT not in frozen.system_attrs:  # queued by someone else (optuna's enqueue_trial)
+                st.set_trial_system_attr(tid, SLOT, slot)
+                slot += 1
+                frozen = st.get_trial(tid)
+            jobs.append(self._job(trial, frozen))
+        return jobs, ledger
+
+    def _job(self, trial: optuna.Trial, frozen: FrozenTrial) -> TrialJob:
+        slot = int(frozen.system_attrs[SLOT])
+        self.sampler.assign(trial._trial_id, slot)
+        params = dict(frozen.params)  # a queued point or a retry carries its values already
+        if not self.spec.strategy.finite:
+            for p in self.space.sampled:
+                if p.name not in params:
+                    params[p.name] = _suggest(trial, p)
+        seed = derive_seed(self.spec.seed, slot, "member")
+        self.store.storage.set_trial_user_attr(trial._trial_id, "seed", seed)
+        report = None
+        if self.spec.pruner != "none" or self.spec.report:
+            report = self._reporter(trial)
+        return TrialJob(number=frozen.number, trial_id=trial._trial_id, slot=slot,
+                        attempt=int(frozen.system_attrs.get(ATTEMPT, 0)), seed=seed, params=params,
+                        values=self.space.decode(params), _report=report)
+
+    def _reporter(self, trial: optuna.Trial):
+        prune = self.spec.pruner != "none"
+
+        def report(step: int, value: float) -> bool:
+            try:
+                trial.report(float(value), int(step))
+                return prune and trial.should_prune()
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+                return False
+
+        return report
+
+    # ---- telling ----------------------------------------------------------------------------------
+    def _tell(self, job: TrialJob, outcome: TrialOutcome) -> None:
+        trial = self._inflight.get(job.trial_id)
+        st = self.store.storage
+        try:
+            for k, v in outcome.attrs.items():
+                st.set_trial_user_attr(job.trial_id, k, v)
+            if outcome.state == "complete":
+                self.study.tell(trial, outcome.value)
+            elif outcome.state == "pruned":
+                self.study.tell(trial, state=TrialState.PRUNED)
+            else:
+                self._fail(job.trial_id, outcome.reason or "failed", retry=outcome.retry, counts=outcome.counts,
+                           impute=outcome.impute, trial=trial)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as e:
+            if "Cannot tell" not in str(e) and not isinstance(e, optuna.exceptions.UpdateFinishedTrialError):
+                raise
+            log.warning("trial %s was declared dead while it ran (no heartbeat for %s s?); its result is "
+                        "dropped and its retry counts instead", job.number, self.spec.grace)
+        finally:
+            self._inflight.pop(job.trial_id, None)
+
+    def _abandon(self, reason: str, *, counts: bool) -> None:
+        """Fail every trial this worker holds (it is stopping): they will be retried."""
+        for tid, trial in list(self._inflight.items()):
+            with contextlib.suppress(Exception):
+                self._fail(tid, reason, retry=True, counts=counts, trial=trial)
+            self._inflight.pop(tid, None)
+
+    # ---- the loop ---------------------------------------------------------------------------------
+    def run(self) -> TuneResult:
+        """Work on the study until it has ``trials`` results, then write the outputs."""
+        t_start = self.t_start = time.perf_counter()
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            self._open()
+            bar = self._bar()
+            try:
+                self._loop(bar)
+            except KeyboardInterrupt:
+                self._abandon("interrupted (Ctrl-C or SIGTERM)", counts=False)
+                raise
+            except BaseException as e:
+                self._abandon(f"error: {type(e).__name__}: {e}", counts=True)
+                raise
+            finally:
+                if bar is not None:
+                    bar.close()
+            return self._finish(time.perf_counter() - t_start)
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+            if hasattr(self, "store"):
+                self.store.close()
+
+    def _bar(self):
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.budget, desc=f"study {self.study_name}", unit="trial", dynamic_ncols=True,
+                    disable=None)
+
+    def _update_bar(self, bar, ledger: Ledger) -> None:
+        if bar is None:
+            return
+        bar.n = min(ledger.decided, self.budget)
+        best = None
+        for s in ledger.slots.values():
+            t = s.result
+            if t.state == TrialState.COMPLETE and t.value is not None:
+                if best is None or (t.value > best if self.spec.maximize else t.value < best):
+                    best = t.value
+        bar.set_postfix(best=f"{best:.4f}" if best is not None else "-", running=ledger.count("live"),
+                        failed=ledger.count("failed"), refresh=False)
+        bar.refresh()
+
+    def _loop(self, bar) -> None:
+        poll = min(2.0, max(0.2, self.spec.heartbeat / 2))
+        while True:
+            t0 = time.perf_counter()
+            with _deferred_interrupts(), self.store.lock(self.study_name):
+                jobs, ledger = self._claim()
+            self.timing["claim"] += time.perf_counter() - t0
+            self._update_bar(bar, ledger)
+            if ledger.decided >= self.budget and not jobs:
+                return
+            if not jobs:
+                t0 = time.perf_counter()
+                time.sleep(poll)  # the rest is running elsewhere, or a round is not finished yet
+                self.timing["wait"] += time.perf_counter() - t0
+                continue
+            t0 = time.perf_counter()
+            with _Heartbeats(self.store, [j.trial_id for j in jobs]):
+                outcomes = self.evaluator(jobs)
+            self.timing["evaluate"] += time.perf_counter() - t0
+            if len(outcomes) != len(jobs):
+                raise RuntimeError(f"the evaluator returned {len(outcomes)} outcomes for {len(jobs)} trials")
+            t0 = time.perf_counter()
+            with _deferred_interrupts():
+                for job, outcome in zip(jobs, outcomes):
+                    self._tell(job, outcome)
+            self.timing["tell"] += time.perf_counter() - t0
+            self.ran += len(jobs)
+            for job, o in zip(jobs, outcomes):
+                if o.state == "failed" and o.retry:
+                    self._error_slots.add(job.slot)
+                    last_error = o.reason
+                else:
+                    self._error_slots.clear()
+            if len(self._error_slots) >= 3:  # a bug, not bad luck: stop rather than fail the whole budget
+                raise RuntimeError(f"trials of {len(self._error_slots)} different slots in a row failed with an "
+                                   f"error; stopping this worker (last: {last_error})")
+
+    # ---- the end ----------------------------------------------------------------------------------
+    def _finish(self, seconds: float) -> TuneResult:
+        from trainlab.search._report import build_result
+
+        return build_result(self, seconds)
+
+    def report(self) -> TuneResult:
+        """Write the outputs of the study as it stands, without running trials (it may be running
+        elsewhere); the test split is not touched unless the final evaluation already exists."""
+        from trainlab.search._report import build_result
+
+        t0 = self.t_start = time.perf_counter()
+        self._open(create=False)
+        try:
+            return build_result(self, time.perf_counter() - t0, final=False)
+        finally:
+            self.store.close()

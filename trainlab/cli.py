@@ -137,13 +137,23 @@ class EvaluateCommand(Command):
 COMMANDS: list[Command] = [TrainCommand(), EvaluateCommand()]
 
 
+def all_commands() -> list[Command]:
+    """The core commands plus those defined in sub-packages (imported here, lazily: their modules
+    import :class:`Command` from this one)."""
+    from trainlab.diagnose.cli import DoctorCommand
+    from trainlab.report.cli import ReproduceCommand
+    from trainlab.search._cli import TuneCommand
+
+    return [*COMMANDS, DoctorCommand(), TuneCommand(), ReproduceCommand()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     from trainlab import __version__
 
     parser = _Parser(prog="trainlab", description="A laboratory for the art of training deep networks.")
     parser.add_argument("--version", action="version", version=f"trainlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for c in COMMANDS:
+    for c in all_commands():
         p = sub.add_parser(c.name, help=c.help, description=c.help)
         c.add_arguments(p)
         p.set_defaults(_command=c)

@@ -17,10 +17,10 @@ import argparse
 import json
 import platform
 import statistics
-import time
 
 import torch
 
+from _harness import batches, run_torch as _run_torch, run_trainlab as _run_trainlab
 from trainlab import nn
 from trainlab.data import load_splits
 from trainlab.optim import SGD
@@ -57,50 +57,12 @@ def torch_model(device: torch.device, seed: int) -> tuple[torch.nn.Module, torch
     return net, torch.optim.SGD(net.parameters(), lr=0.01)
 
 
-def batches(x: torch.Tensor, y: torch.Tensor, steps: int, batch: int, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    n = x.shape[0]
-    while len(out) < steps:
-        perm = torch.randperm(n, generator=g).to(x.device)
-        for i in range(0, n - batch + 1, batch):
-            out.append((x[perm[i:i + batch]], y[perm[i:i + batch]]))
-            if len(out) == steps:
-                break
-    return out
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def run_trainlab(P: int, data, device) -> float:
-    model, opt, loss = trainlab_model(P, device)
-    sync(device)
-    t = time.perf_counter()
-    with torch.no_grad():
-        for xb, yb in data:
-            out = model.forward(xb.unsqueeze(0), training=True)
-            loss.forward(out, yb)
-            model.backward(loss.backward())
-            opt.step()
-    sync(device)
-    return time.perf_counter() - t
+    return _run_trainlab(trainlab_model, P, data, device)
 
 
 def run_torch(runs: int, data, device) -> float:
-    nets = [torch_model(device, seed) for seed in range(runs)]
-    lossf = torch.nn.CrossEntropyLoss()
-    sync(device)
-    t = time.perf_counter()
-    for net, opt in nets:
-        for xb, yb in data:
-            opt.zero_grad(set_to_none=True)
-            lossf(net(xb), yb).backward()
-            opt.step()
-    sync(device)
-    return time.perf_counter() - t
+    return _run_torch(torch_model, runs, data, device)
 
 
 def main() -> None:

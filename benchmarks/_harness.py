@@ -1,0 +1,63 @@
+"""What the side-by-side benchmarks share: the batch list both sides train on, and the timed
+training loops (trainlab's explicit forward/backward vs idiomatic PyTorch: nn + autograd + optim).
+
+Each benchmark passes its own model factories:
+``make_trainlab(P, device) -> (model, optimizer, loss)`` and
+``make_torch(device, seed) -> (net, optimizer)``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+
+
+def batches(x: torch.Tensor, y: torch.Tensor, steps: int, batch: int, seed: int):
+    """``steps`` mini-batches of seeded shuffles (epochs end where a full batch no longer fits)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    n = x.shape[0]
+    while len(out) < steps:
+        perm = torch.randperm(n, generator=g).to(x.device)
+        for i in range(0, n - batch + 1, batch):
+            out.append((x[perm[i:i + batch]], y[perm[i:i + batch]]))
+            if len(out) == steps:
+                break
+    return out
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_trainlab(make_trainlab: Callable, P: int, data, device: torch.device) -> float:
+    """Seconds for one trainlab population of ``P`` members to take a step on every batch."""
+    model, opt, loss = make_trainlab(P, device)
+    sync(device)
+    t = time.perf_counter()
+    with torch.no_grad():
+        for xb, yb in data:
+            out = model.forward(xb.unsqueeze(0), training=True)
+            loss.forward(out, yb)
+            model.backward(loss.backward())
+            opt.step()
+    sync(device)
+    return time.perf_counter() - t
+
+
+def run_torch(make_torch: Callable, runs: int, data, device: torch.device) -> float:
+    """Seconds for ``runs`` PyTorch models, one after another, to take a step on every batch."""
+    nets = [make_torch(device, seed) for seed in range(runs)]
+    lossf = torch.nn.CrossEntropyLoss()
+    sync(device)
+    t = time.perf_counter()
+    for net, opt in nets:
+        for xb, yb in data:
+            opt.zero_grad(set_to_none=True)
+            lossf(net(xb), yb).backward()
+            opt.step()
+    sync(device)
+    return time.perf_counter() - t

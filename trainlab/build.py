@@ -222,17 +222,22 @@ class Run:
 
 
 def build_run(cfg: Mapping[str, Any], *, progress: bool = False,
-              callbacks: list[Callable] | None = None) -> Run:
-    """Load data and build every object a config describes (model built for its population)."""
+              callbacks: list[Callable] | None = None, splits: Any = None) -> Run:
+    """Load data and build every object a config describes (model built for its population).
+
+    ``splits``: data already loaded for this config (e.g. by the doctor, which builds many runs
+    on one data set); the objects and their order of random draws are the same either way.
+    """
     from trainlab.data import load_splits
     from trainlab.train import Trainer
 
     device = resolve_device(cfg["device"])
     dtype = {"float32": torch.float32, "float64": torch.float64}[cfg["dtype"]]
     d = cfg["data"]
-    splits = load_splits(d["name"], train=d["train"], val=d["val"], test=d["test"], seed=cfg["seed"],
-                         preprocess=d["preprocess"], flatten=d["flatten"], data_dir=d["data_dir"],
-                         cache_dir=d["cache_dir"], download=d["download"], device=device, dtype=dtype)
+    if splits is None:
+        splits = load_splits(d["name"], train=d["train"], val=d["val"], test=d["test"], seed=cfg["seed"],
+                             preprocess=d["preprocess"], flatten=d["flatten"], data_dir=d["data_dir"],
+                             cache_dir=d["cache_dir"], download=d["download"], device=device, dtype=dtype)
     population = build_population(cfg)
     model = build_model(cfg["model"], splits.num_classes)
     model.build(splits.input_shape, population, device=device, dtype=dtype)

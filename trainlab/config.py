@@ -27,7 +27,8 @@ from typing import Any
 
 from trainlab.errors import ConfigError
 
-__all__ = ["Key", "SCHEMA", "load_config", "resolve_config", "parse_override", "dumps", "member_count"]
+__all__ = ["Key", "SCHEMA", "load_config", "resolve_config", "parse_override", "dumps", "member_count", "get_key",
+           "set_key", "per_member_keys"]
 
 _MAX_INT = 10**9
 
@@ -343,3 +344,31 @@ def dumps(cfg: Mapping[str, Any]) -> str:
         return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
 
     return tomli_w.dumps(strip(dict(cfg)))
+
+
+def get_key(cfg: Mapping[str, Any], dotted: str) -> Any:
+    """The value at a dotted path of a (resolved) config, e.g. ``get_key(cfg, "optim.lr")``."""
+    node: Any = cfg
+    for p in dotted.split("."):
+        node = node[p]
+    return node
+
+
+def set_key(cfg: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set the value at a dotted path of a config dict in place (its tables must exist)."""
+    parts = dotted.split(".")
+    node = cfg
+    for p in parts[:-1]:
+        node = node[p]
+    node[parts[-1]] = value
+
+
+def per_member_keys(node: Mapping[str, Any] | None = None, prefix: str = "") -> list[str]:
+    """The dotted paths of every schema key that takes one value per population member."""
+    out: list[str] = []
+    for k, v in (SCHEMA if node is None else node).items():
+        if isinstance(v, dict):
+            out += per_member_keys(v, prefix + k + ".")
+        elif isinstance(v, Key) and v.per_member:
+            out.append(prefix + k)
+    return out

@@ -6,23 +6,13 @@ from collections.abc import Mapping, Sequence
 import copy
 from typing import Any
 
-from trainlab.config import SCHEMA, Key, resolve_config
+from trainlab.config import SCHEMA, Key, get_key, per_member_keys, resolve_config, set_key
 
 __all__ = ["get_key", "set_key", "single_member", "population_config", "without_regularization",
            "REGULARIZATION_OFF"]
 
 
-def _per_member_paths(node: Mapping[str, Any] = SCHEMA, prefix: str = "") -> list[str]:
-    out: list[str] = []
-    for k, v in node.items():
-        if isinstance(v, dict):
-            out += _per_member_paths(v, prefix + k + ".")
-        elif isinstance(v, Key) and v.per_member:
-            out.append(prefix + k)
-    return out
-
-
-_PER_MEMBER = _per_member_paths()
+_PER_MEMBER = per_member_keys()
 
 #: what "regularization off" sets (the recipe's steps 1 and 2): penalties, decay, dropout,
 #: noise, label smoothing, max-norm and early stopping
@@ -37,21 +27,6 @@ REGULARIZATION_OFF: dict[str, Any] = {
     "loss.label_smoothing": 0.0,
     "early_stopping.enabled": False,
 }
-
-
-def get_key(cfg: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = cfg
-    for p in dotted.split("."):
-        node = node[p]
-    return node
-
-
-def set_key(cfg: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = cfg
-    for p in parts[:-1]:
-        node = node[p]
-    node[parts[-1]] = value
 
 
 def single_member(cfg: Mapping[str, Any], member: int = 0) -> dict[str, Any]:
@@ -87,9 +62,15 @@ def population_config(cfg: Mapping[str, Any], size: int, values: Mapping[str, Se
 
 
 def without_regularization(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """``cfg`` with every regularizer off; also the list of keys that were on."""
+    """``cfg`` with every regularizer off, data augmentation included; also the list of keys that were on."""
     out = copy.deepcopy(dict(cfg))
     changed = []
+    for name, key in SCHEMA["augment"].items():  # every augmentation key back to its default (off)
+        path = f"augment.{name}"
+        if isinstance(key, Key) and get_key(out, path) != key.default:
+            if name != "force":
+                changed.append(path)
+            set_key(out, path, key.default)
     for path, off in REGULARIZATION_OFF.items():
         v = get_key(out, path)
         on = (v is not None and v is not False and (any(x > 0 for x in v) if isinstance(v, list) else v > 0)

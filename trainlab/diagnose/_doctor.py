@@ -36,15 +36,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainlab.build import (Run, build_loss, build_model, build_optimizer, build_population, build_regularizers,
-                            resolve_device)
+from trainlab.build import Run, resolve_device
 from trainlab.config import load_config, resolve_config
 from trainlab.diagnose._configs import population_config, single_member, without_regularization
 from trainlab.diagnose._findings import Finding, T, exploded_at, probe_findings, read_curves
 from trainlab.diagnose._lr_range import LRRangeResult, log_grid, lr_range_test
 from trainlab.diagnose._probe import Probe, probe_model
 from trainlab.errors import ConfigError
-from trainlab.train import Callback, Trainer
+from trainlab.train import Callback
 
 __all__ = ["DoctorOptions", "StepResult", "DoctorReport", "doctor", "STEP_NAMES", "format_step", "parse_steps"]
 
@@ -260,26 +259,24 @@ class _SampleAccuracy(Callback):
 def _build(cfg: Mapping[str, Any], splits: Any, *, callbacks: Sequence[Callback] = (), epochs: int | None = None,
            steps: int | None = None, eval_every: int | None = None, batch_size: int | None = None,
            eval_train: bool | None = None) -> Run:
-    """:func:`trainlab.build.build_run` on data already loaded (same objects, same order of draws)."""
-    from trainlab.build import build_callbacks
+    """:func:`trainlab.build.build_run` on data already loaded, with the training length and
+    evaluation overridden (``epochs`` given: train that many epochs, not ``train.steps``)."""
+    from trainlab.build import build_run
 
-    device = resolve_device(cfg["device"])
-    dtype = {"float32": torch.float32, "float64": torch.float64}[cfg["dtype"]]
-    population = build_population(cfg)
-    model = build_model(cfg["model"], splits.num_classes)
-    model.build(splits.input_shape, population, device=device, dtype=dtype)
-    loss = build_loss(cfg["loss"])
-    loss.build(population.size, device=device, dtype=dtype)
-    optimizer = build_optimizer(cfg["optim"], model.parameters())
-    t = cfg["train"]
-    trainer = Trainer(model, loss, optimizer, epochs=epochs or t["epochs"],
-                      steps=steps if steps is not None else (None if epochs else t["steps"]),
-                      batch_size=batch_size or t["batch_size"], seed=cfg["seed"],
-                      eval_every=eval_every if eval_every is not None else t["eval_every"],
-                      eval_train=t["eval_train"] if eval_train is None else eval_train,
-                      eval_batch_size=t["eval_batch_size"], callbacks=build_callbacks(cfg) + list(callbacks),
-                      regularizers=build_regularizers(cfg["regularize"]))
-    return Run(dict(cfg), splits, model, loss, optimizer, trainer)
+    cfg = dict(cfg)
+    t = dict(cfg["train"])
+    if epochs:
+        t["epochs"], t["steps"] = epochs, steps
+    elif steps is not None:
+        t["steps"] = steps
+    if eval_every is not None:
+        t["eval_every"] = eval_every
+    if batch_size:
+        t["batch_size"] = batch_size
+    if eval_train is not None:
+        t["eval_train"] = eval_train
+    cfg["train"] = t
+    return build_run(cfg, callbacks=list(callbacks), splits=splits)
 
 
 def _fig(fig: Any, caption: str) -> tuple[Any, str]:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainlab.config import SCHEMA, Key, resolve_config
+from trainlab.config import get_key, per_member_keys, resolve_config, set_key
 from trainlab.errors import ConfigError
 from trainlab.search._jobs import TrialJob, TrialOutcome
 from trainlab.search._spec import apply_params
@@ -44,32 +44,7 @@ _OOM = tuple(t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch
 _CURVE_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
-def per_member_keys(node: Mapping[str, Any] = SCHEMA, prefix: str = "") -> list[str]:
-    out: list[str] = []
-    for k, v in node.items():
-        if isinstance(v, dict):
-            out += per_member_keys(v, prefix + k + ".")
-        elif isinstance(v, Key) and v.per_member:
-            out.append(prefix + k)
-    return out
-
-
 _PER_MEMBER = per_member_keys()
-
-
-def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = cfg
-    for p in dotted.split("."):
-        node = node[p]
-    return node
-
-
-def _set(cfg: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = cfg
-    for p in parts[:-1]:
-        node = node[p]
-    node[parts[-1]] = value
 
 
 def group_key(cfg: Mapping[str, Any]) -> str:
@@ -77,8 +52,8 @@ def group_key(cfg: Mapping[str, Any]) -> str:
     c = copy.deepcopy(dict(cfg))
     c.pop("population", None)
     for k in _PER_MEMBER:
-        v = _get(c, k)
-        _set(c, k, "absent" if v is None else "zero" if v == 0 else "set")
+        v = get_key(c, k)
+        set_key(c, k, "absent" if v is None else "zero" if v == 0 else "set")
     return json.dumps(c, sort_keys=True)
 
 
@@ -161,9 +136,9 @@ class PopulationEvaluator:
     def _merge(self, cfgs: Sequence[dict[str, Any]], jobs: Sequence[TrialJob]) -> dict[str, Any]:
         merged = copy.deepcopy(cfgs[0])
         for k in _PER_MEMBER:
-            vals = [_get(c, k) for c in cfgs]
+            vals = [get_key(c, k) for c in cfgs]
             if any(v != vals[0] for v in vals):
-                _set(merged, k, vals)
+                set_key(merged, k, vals)
         merged["population"] = {"size": len(cfgs), "seeds": [int(j.seed) for j in jobs]}
         return resolve_config(merged)
 

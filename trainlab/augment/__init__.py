@@ -7,6 +7,10 @@ Quick start::
                     population=model.population, dataset="mnist-5k")
     Trainer(model, loss, optimizer, augment=aug).fit(splits.train, splits.val)
 
+Augmentation policy search: :class:`RandAugment` (two numbers, N ops per image at
+magnitude M) and per-op probabilities (``Geometric(rotate_p=...)``, ``Cutout(p=)``,
+``InputNoise(p=)``), all per member, so ``trainlab tune`` searches them as populations.
+
 Config: the ``[augment]`` table (see :func:`from_config`). Each technique's page:
 ``docs/augmentation.md``.
 """
@@ -16,6 +20,7 @@ from trainlab.augment._base import Transform, sample_beta, soft_targets, stream_
 from trainlab.augment._erase import Cutout, InputNoise
 from trainlab.augment._geometric import LABEL_PRESERVING_LIMITS, Geometric, check_label_preserving
 from trainlab.augment._mix import CutMix, Mixup
+from trainlab.augment._policy import MAX_MAGNITUDE, POLICY_OPS, POLICY_RANGES, RandAugment, policy_ops_for
 
 __all__ = [
     "Augmenter",
@@ -26,6 +31,11 @@ __all__ = [
     "InputNoise",
     "Mixup",
     "CutMix",
+    "RandAugment",
+    "POLICY_OPS",
+    "POLICY_RANGES",
+    "MAX_MAGNITUDE",
+    "policy_ops_for",
     "LABEL_PRESERVING_LIMITS",
     "check_label_preserving",
     "sample_beta",

@@ -12,6 +12,7 @@ from trainlab.augment._base import Transform
 from trainlab.augment._erase import Cutout, InputNoise
 from trainlab.augment._geometric import Geometric, check_label_preserving
 from trainlab.augment._mix import CutMix, Mixup
+from trainlab.augment._policy import RandAugment, policy_ops_for
 from trainlab.errors import CheckpointError, ConfigError
 from trainlab.population import Population
 
@@ -38,9 +39,10 @@ class Augmenter:
     Parameters
     ----------
     transforms:
-        :class:`Geometric`, :class:`Cutout`, :class:`InputNoise`, :class:`Mixup`,
-        :class:`CutMix` objects; each type at most once. Suggested order (the one
-        :func:`from_config` uses): Geometric, CutMix, Mixup, Cutout, InputNoise.
+        :class:`RandAugment`, :class:`Geometric`, :class:`Cutout`, :class:`InputNoise`,
+        :class:`Mixup`, :class:`CutMix` objects; each type at most once. Suggested order
+        (the one :func:`from_config` uses): RandAugment, Geometric, CutMix, Mixup,
+        Cutout, InputNoise.
     population:
         The model's population: its member seeds seed the transforms' streams.
     num_classes:
@@ -77,8 +79,8 @@ class Augmenter:
 
             info = get_dataset_info(dataset)
             for t in transforms:
-                if isinstance(t, Geometric):
-                    check_label_preserving(t, info, force=force)
+                if isinstance(t, (Geometric, RandAugment)):
+                    check_label_preserving(t, info, force=force)  # type: ignore[arg-type]
         if image_shape is None and info is not None:
             image_shape = info.image_shape
         self.transforms = transforms
@@ -153,26 +155,42 @@ def from_config(cfg: Mapping[str, Any], population: Population, *, dataset: str 
                 num_classes: int | None = None, image_shape: Sequence[int] | None = None) -> Augmenter | None:
     """An :class:`Augmenter` from the ``[augment]`` config table, or ``None`` when nothing is on.
 
-    Keys (each number may be a list with one value per member): ``rotate`` (degrees),
-    ``shift`` (pixels), ``scale`` (relative zoom), ``hflip``, ``force``, ``cutout``
-    (pixels), ``mixup`` (alpha), ``cutmix`` (alpha), ``noise`` (std). Order:
-    Geometric, CutMix, Mixup, Cutout, InputNoise.
+    Keys (each number may be a list with one value per member): ``policy_ops`` (RandAugment's
+    N), ``policy_magnitude`` (its M), ``rotate`` (degrees), ``shift`` (pixels), ``scale``
+    (relative zoom), ``hflip``, ``force``, ``cutout`` (pixels), ``mixup`` (alpha),
+    ``cutmix`` (alpha), ``noise`` (std), and the probabilities ``rotate_p``, ``shift_p``,
+    ``scale_p``, ``cutout_p``, ``noise_p``. Order: RandAugment, Geometric, CutMix, Mixup,
+    Cutout, InputNoise. The policy draws from the label-preserving ops of ``dataset``
+    (:func:`~trainlab.augment.policy_ops_for`).
     """
     def on(v: Any) -> bool:
         return v is not None and (any(x > 0 for x in v) if isinstance(v, list) else v > 0)
 
     transforms: list[Transform] = []
-    if on(cfg.get("rotate")) or on(cfg.get("shift")) or on(cfg.get("scale")) or cfg.get("hflip", False):
-        transforms.append(Geometric(rotate=cfg.get("rotate", 0.0), shift=cfg.get("shift", 0.0),
-                                    scale=cfg.get("scale", 0.0), hflip=cfg.get("hflip", False)))
+    try:
+        if on(cfg.get("policy_ops")):
+            info = None
+            if dataset is not None:
+                from trainlab.data import get_dataset_info
+
+                info = get_dataset_info(dataset)
+            transforms.append(RandAugment(cfg["policy_ops"], cfg.get("policy_magnitude", 5.0),
+                                          ops=policy_ops_for(info)))
+        if on(cfg.get("rotate")) or on(cfg.get("shift")) or on(cfg.get("scale")) or cfg.get("hflip", False):
+            transforms.append(Geometric(rotate=cfg.get("rotate", 0.0), shift=cfg.get("shift", 0.0),
+                                        scale=cfg.get("scale", 0.0), hflip=cfg.get("hflip", False),
+                                        rotate_p=cfg.get("rotate_p", 1.0), shift_p=cfg.get("shift_p", 1.0),
+                                        scale_p=cfg.get("scale_p", 1.0)))
+    except ConfigError as e:
+        raise ConfigError(f"config: augment: {e}") from None
     if on(cfg.get("cutmix")):
         transforms.append(CutMix(cfg["cutmix"]))
     if on(cfg.get("mixup")):
         transforms.append(Mixup(cfg["mixup"]))
     if on(cfg.get("cutout")):
-        transforms.append(Cutout(cfg["cutout"]))
+        transforms.append(Cutout(cfg["cutout"], p=cfg.get("cutout_p", 1.0)))
     if on(cfg.get("noise")):
-        transforms.append(InputNoise(cfg["noise"]))
+        transforms.append(InputNoise(cfg["noise"], p=cfg.get("noise_p", 1.0)))
     if not transforms:
         return None
     try:

@@ -61,6 +61,7 @@ class Transform:
     def setup(self, population: Population) -> None:
         """Bind to ``population``: per-member values and seeds (called by :class:`Augmenter`)."""
         self.population_size = population.size
+        self._member_seeds = [int(s) for s in population.seeds]
         self._seeds = [stream_seed(s, self.name) for s in population.seeds]
         self._generators: dict[str, list[torch.Generator]] = {}
         self._values_cache: dict[tuple[str, str, torch.dtype], torch.Tensor] = {}
@@ -86,23 +87,32 @@ class Transform:
         return v
 
     # ---- random streams -------------------------------------------------------------------
-    def generators(self, device: torch.device | str) -> list[torch.Generator]:
-        """One generator per member on ``device`` (created and seeded on first use)."""
+    def generators(self, device: torch.device | str, stream: str = "") -> list[torch.Generator]:
+        """One generator per member on ``device`` (created and seeded on first use).
+
+        ``stream`` names an extra stream of the transform (e.g. ``"gate"``, the draws
+        that decide whether an op applies), seeded from ``(member seed, name/stream)``,
+        so its draws never shift the main stream's.
+        """
         key = str(torch.device(device))
+        if stream:
+            key = f"{stream}@{key}"
         gens = self._generators.get(key)
         if gens is None:
+            seeds = (self._seeds if not stream else
+                     [stream_seed(s, f"{self.name}/{stream}") for s in self._member_seeds])
             gens = []
-            for s in self._seeds:
-                g = torch.Generator(device=key)
+            for s in seeds:
+                g = torch.Generator(device=key.rpartition("@")[2])
                 g.manual_seed(s)
                 gens.append(g)
             self._generators[key] = gens
         return gens
 
     def draw(self, shape: tuple[int, ...], *, device: torch.device, dtype: torch.dtype,
-             kind: str = "uniform") -> torch.Tensor:
+             kind: str = "uniform", stream: str = "") -> torch.Tensor:
         """``(P, *shape)``: slice ``i`` from member ``i``'s generator (U[0, 1) or N(0, 1))."""
-        gens = self.generators(device)
+        gens = self.generators(device, stream)
         out = torch.empty((len(gens), *shape), device=device, dtype=dtype)
         for i, g in enumerate(gens):
             if kind == "uniform":
@@ -111,12 +121,28 @@ class Transform:
                 out[i].normal_(generator=g)
         return out
 
+    def gates(self, tables: Sequence[torch.Tensor], n: int, device: torch.device) -> list[torch.Tensor | None]:
+        """Per op, ``(P, n)`` booleans "apply to this example" with probabilities ``tables[k]`` ``(P,)``.
+
+        Drawn from the ``"gate"`` stream, and only when some probability is below 1:
+        a member whose probability is 1 applies the op whatever the draw, so whether
+        its gate stream moved never changes its numbers (the population invariant
+        holds), and configs without probabilities draw exactly what they drew before
+        probabilities existed. ``None`` for an op applied to every example.
+        """
+        if all(bool((t >= 1.0).all()) for t in tables):
+            return [None] * len(tables)
+        u = self.draw((n, len(tables)), device=device, dtype=torch.float64, stream="gate")
+        return [None if bool((t >= 1.0).all()) else u[..., k] < t.to(device).view(-1, 1)
+                for k, t in enumerate(tables)]
+
     def permutations(self, n: int, device: torch.device) -> torch.Tensor:
         """``(P, n)``: a random permutation of the batch per member (the mixing partners)."""
         return torch.stack([torch.randperm(n, generator=g, device=device) for g in self.generators(device)])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """``{"<device>.<member>": uint8 generator state}`` for every device used so far."""
+        """``{"<device>.<member>": uint8 generator state}`` for every device used so far (extra streams:
+        ``"<stream>@<device>.<member>"``)."""
         return {f"{dev}.{i}": g.get_state() for dev, gens in self._generators.items() for i, g in enumerate(gens)}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -127,7 +153,8 @@ class Transform:
             if not member.isdigit() or int(member) >= len(self._seeds):
                 raise CheckpointError(f"augmentation state {self.name}.{key} does not fit a population of "
                                       f"{len(self._seeds)} member(s)")
-            self.generators(dev)[int(member)].set_state(value.to("cpu", torch.uint8))
+            stream, _, dev = dev.rpartition("@")
+            self.generators(dev, stream)[int(member)].set_state(value.to("cpu", torch.uint8))
 
     # ---- the transform --------------------------------------------------------------------
     def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -42,7 +42,9 @@ class Cutout(Transform):
     Per member and example, the square's centre is drawn uniformly over the image;
     the part inside the image is set to 0 (the whole square when it fits, less at the
     borders -- as in the paper, so border regions are erased as often as the centre).
-    The label is kept. ``size`` in pixels, may differ per member; 0 is off.
+    The label is kept. ``size`` in pixels, may differ per member; 0 is off. ``p``
+    (default 1, per member): the probability that an example is erased at all
+    (AutoAugment-style; drawn from a separate ``gate`` stream).
     ``last_boxes`` holds the erased boxes ``(P, N, 4)``: (top, left, bottom, right),
     bottom and right exclusive.
 
@@ -53,9 +55,9 @@ class Cutout(Transform):
     name = "cutout"
     needs_images = True
 
-    def __init__(self, size: int | Sequence[int]) -> None:
-        self._settings = dict(size=size)
-        self.size = size
+    def __init__(self, size: int | Sequence[int], p: float | Sequence[float] = 1.0) -> None:
+        self._settings = dict(size=size) if p == 1.0 else dict(size=size, p=p)
+        self.size, self.p = size, p
         self._setup_values(None)
         self.last_boxes: torch.Tensor | None = None
 
@@ -64,6 +66,7 @@ class Cutout(Transform):
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in items):
             raise ConfigError(f"Cutout size must be an integer >= 0 (pixels) or one per member, got {self.size!r}")
         self._size = self._member_values(self.size, P, "size", low=0.0)
+        self._p = self._member_values(self.p, P, "p", low=0.0, high=1.0)
 
     def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: Any) -> tuple[torch.Tensor, torch.Tensor]:
         P = self.population_size
@@ -72,6 +75,9 @@ class Cutout(Transform):
         cy = (u[..., 0] * H).floor().long().clamp_(max=H - 1)
         cx = (u[..., 1] * W).floor().long().clamp_(max=W - 1)
         side = self._values("size", self._size, x.device, torch.float64).long().view(P, 1).expand(P, N)
+        (gate,) = self.gates([self._p], N, x.device)
+        if gate is not None:
+            side = torch.where(gate, side, torch.zeros_like(side))
         boxes = square_boxes(cy, cx, side, side, H, W)
         self.last_boxes = boxes
         return x.expand(P, N, C, H, W).masked_fill(box_mask(boxes, H, W), 0.0), targets
@@ -84,22 +90,27 @@ class InputNoise(Transform):
     labels kept. The same math as :class:`trainlab.nn.GaussianNoise` as a model's
     first layer ("noise robustness" in the course notes), drawn from the
     augmentation's own streams and composable with the other transforms (e.g. after
-    a geometric transform). The result is not clipped to the data range.
+    a geometric transform). The result is not clipped to the data range. ``p``
+    (default 1, per member): the probability that an example gets noise at all.
 
     See: Bishop, "Training with noise is equivalent to Tikhonov regularization", 1995.
     """
 
     name = "noise"
 
-    def __init__(self, std: float | Sequence[float]) -> None:
-        self._settings = dict(std=std)
-        self.std = std
+    def __init__(self, std: float | Sequence[float], p: float | Sequence[float] = 1.0) -> None:
+        self._settings = dict(std=std) if p == 1.0 else dict(std=std, p=p)
+        self.std, self.p = std, p
         self._setup_values(None)
 
     def _setup_values(self, P: int | None) -> None:
         self._std = self._member_values(self.std, P, "std", low=0.0)
+        self._p = self._member_values(self.p, P, "p", low=0.0, high=1.0)
 
     def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: Any) -> tuple[torch.Tensor, torch.Tensor]:
         eps = self.draw(tuple(x.shape[1:]), device=x.device, dtype=x.dtype, kind="normal")
         std = self._values("std", self._std, x.device, x.dtype)
+        (gate,) = self.gates([self._p], x.shape[1], x.device)
+        if gate is not None:  # scale 0: the example is left exactly as it was
+            eps = eps * gate.to(eps.dtype).view(*gate.shape, *([1] * (eps.ndim - 2)))
         return torch.addcmul(x, member_view(std, eps.ndim), eps), targets

@@ -14,7 +14,7 @@ from trainlab.augment._base import Transform
 from trainlab.data import GEOMETRIC_TRANSFORMS, DatasetInfo
 from trainlab.errors import ConfigError
 
-__all__ = ["Geometric", "LABEL_PRESERVING_LIMITS", "check_label_preserving"]
+__all__ = ["Geometric", "LABEL_PRESERVING_LIMITS", "check_label_preserving", "affine_resample"]
 
 #: The sizes behind the words of :data:`trainlab.data.GEOMETRIC_TRANSFORMS`: the
 #: largest rotation (degrees), shift (pixels) and relative zoom a data set that
@@ -35,6 +35,11 @@ class Geometric(Transform):
 
         angle ~ U(-rotate, rotate) degrees      shift_x, shift_y ~ U(-shift, shift) pixels
         zoom  ~ U(1 - scale, 1 + scale)         mirror left-right with probability 1/2 (hflip)
+
+    AutoAugment-style probabilities: ``rotate_p``, ``shift_p``, ``scale_p`` (default 1)
+    apply each part to an example with that probability (else angle 0, no shift, zoom
+    1), drawn per member and example from a separate ``gate`` stream, so the
+    magnitudes' draws stay those of a run without probabilities.
 
     The output pixel ``q`` (coordinates from the image centre) takes the input at
     ``p = M^-1 (q - t)``, ``M = zoom * R(angle) * mirror``, by bilinear interpolation
@@ -58,11 +63,17 @@ class Geometric(Transform):
     needs_images = True
 
     def __init__(self, *, rotate: float | Sequence[float] = 0.0, shift: float | Sequence[float] = 0.0,
-                 scale: float | Sequence[float] = 0.0, hflip: bool = False) -> None:
+                 scale: float | Sequence[float] = 0.0, hflip: bool = False,
+                 rotate_p: float | Sequence[float] = 1.0, shift_p: float | Sequence[float] = 1.0,
+                 scale_p: float | Sequence[float] = 1.0) -> None:
         if not isinstance(hflip, bool):
             raise ConfigError(f"Geometric hflip must be true or false, got {hflip!r}")
         self._settings = dict(rotate=rotate, shift=shift, scale=scale, hflip=hflip)
+        for k, v in (("rotate_p", rotate_p), ("shift_p", shift_p), ("scale_p", scale_p)):
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v == 1.0):
+                self._settings[k] = v  # shown only when set
         self.rotate, self.shift, self.scale, self.hflip = rotate, shift, scale, hflip
+        self.rotate_p, self.shift_p, self.scale_p = rotate_p, shift_p, scale_p
         self._setup_values(None)
         #: the last draw: angle (degrees), shift_x, shift_y (pixels), zoom, flip -- each (P, N)
         self.last_params: dict[str, torch.Tensor] | None = None
@@ -71,6 +82,8 @@ class Geometric(Transform):
         self._rotate = self._member_values(self.rotate, P, "rotate", low=0.0, high=180.0)
         self._shift = self._member_values(self.shift, P, "shift", low=0.0)
         self._scale = self._member_values(self.scale, P, "scale", low=0.0, high=1.0, high_inclusive=False)
+        self._probs = [self._member_values(v, P, k, low=0.0, high=1.0) for k, v in
+                       (("rotate_p", self.rotate_p), ("shift_p", self.shift_p), ("scale_p", self.scale_p))]
 
     def requested(self) -> dict[str, float]:
         """The transforms this instance applies, with their largest size over members."""
@@ -96,23 +109,43 @@ class Geometric(Transform):
         ty = (2.0 * u[..., 2] - 1.0) * sh
         zoom = 1.0 + (2.0 * u[..., 3] - 1.0) * sc
         flip = (u[..., 4] < 0.5) if self.hflip else torch.zeros_like(u[..., 4], dtype=torch.bool)
+        g_rot, g_shift, g_scale = self.gates(self._probs, N, dev)
+        if g_rot is not None:
+            angle = torch.where(g_rot, angle, torch.zeros_like(angle))
+        if g_shift is not None:
+            tx = torch.where(g_shift, tx, torch.zeros_like(tx))
+            ty = torch.where(g_shift, ty, torch.zeros_like(ty))
+        if g_scale is not None:
+            zoom = torch.where(g_scale, zoom, torch.ones_like(zoom))
         self.last_params = dict(angle=angle, shift_x=tx, shift_y=ty, zoom=zoom, flip=flip)
-        # Inverse map in pixel units (origin at the centre): p = mirror R(-angle) (q - t) / zoom ...
-        a = angle * (math.pi / 180.0)
-        cos, sin = torch.cos(a), torch.sin(a)
-        m = torch.where(flip, -1.0, 1.0).to(dt)
-        inv = torch.stack([torch.stack([m * cos, m * sin], -1), torch.stack([-sin, cos], -1)], -2)
-        inv = inv / zoom[..., None, None]  # (P, N, 2, 2)
-        # ... and in affine_grid's normalized units: x_n = x / (W/2), y_n = y / (H/2).
-        half = torch.tensor([W / 2.0, H / 2.0], device=dev, dtype=dt)
-        lin = inv * half[None, None, None, :] / half[None, None, :, None]
-        t = torch.stack([tx, ty], -1).unsqueeze(-1)  # (P, N, 2, 1) pixels
-        off = -(inv @ t).squeeze(-1) / half
-        theta = torch.cat([lin, off.unsqueeze(-1)], -1).reshape(P * N, 2, 3)
-        grid = F.affine_grid(theta, [P * N, C, H, W], align_corners=False)
         xs = x.expand(P, N, C, H, W).reshape(P * N, C, H, W)
-        out = F.grid_sample(xs, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        out = affine_resample(xs, angle.reshape(-1), tx.reshape(-1), ty.reshape(-1), zoom.reshape(-1),
+                              flip.reshape(-1))
         return out.view(P, N, C, H, W), targets
+
+
+def affine_resample(x: torch.Tensor, angle: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, zoom: torch.Tensor,
+                    flip: torch.Tensor) -> torch.Tensor:
+    """Images ``x (M, C, H, W)`` under ``M = zoom * R(angle) * mirror`` and a shift ``(tx, ty)``, each ``(M,)``.
+
+    Angles in degrees, shifts in pixels; bilinear, zeros from outside the image (see :class:`Geometric`).
+    """
+    _, C, H, W = x.shape
+    dev, dt = x.device, x.dtype
+    # Inverse map in pixel units (origin at the centre): p = mirror R(-angle) (q - t) / zoom ...
+    a = angle * (math.pi / 180.0)
+    cos, sin = torch.cos(a), torch.sin(a)
+    m = torch.where(flip, -1.0, 1.0).to(dt)
+    inv = torch.stack([torch.stack([m * cos, m * sin], -1), torch.stack([-sin, cos], -1)], -2)
+    inv = inv / zoom[..., None, None]  # (M, 2, 2)
+    # ... and in affine_grid's normalized units: x_n = x / (W/2), y_n = y / (H/2).
+    half = torch.tensor([W / 2.0, H / 2.0], device=dev, dtype=dt)
+    lin = inv * half[None, None, :] / half[None, :, None]
+    t = torch.stack([tx, ty], -1).unsqueeze(-1)  # (M, 2, 1) pixels
+    off = -(inv @ t).squeeze(-1) / half
+    theta = torch.cat([lin, off.unsqueeze(-1)], -1)
+    grid = F.affine_grid(theta, [x.shape[0], C, H, W], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def check_label_preserving(transform: Geometric, info: DatasetInfo, *, force: bool = False) -> None:

@@ -8,10 +8,13 @@ Each benchmark passes its own model factories:
 
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Callable
 
 import torch
+
+from trainlab.runtime import keep_freed_memory
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, steps: int, batch: int, seed: int):
@@ -61,3 +64,16 @@ def run_torch(make_torch: Callable, runs: int, data, device: torch.device) -> fl
             opt.step()
     sync(device)
     return time.perf_counter() - t
+
+
+def add_allocator_option(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="leave glibc's allocator as it is (default: trainlab.runtime.keep_freed_memory(), as the "
+                         "trainlab command line does; it applies to both sides of the comparison)")
+
+
+def apply_allocator_option(a: argparse.Namespace) -> str:
+    """Set the allocator as asked; the setting in words, for the result line."""
+    if a.system_malloc:
+        return "system malloc"
+    return "malloc keeps freed memory" if keep_freed_memory() else "system malloc (keep_freed_memory unavailable)"

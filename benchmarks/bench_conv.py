@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from _harness import batches, run_torch as _run_torch, run_trainlab as _run_trainlab, sync
+from _harness import add_allocator_option, apply_allocator_option, batches, run_torch as _run_torch, run_trainlab as _run_trainlab, sync
 from trainlab import nn
 from trainlab.data import load_splits
 from trainlab.nn._conv import Conv2d
@@ -162,14 +162,16 @@ def main() -> None:
     ap.add_argument("--skip-training", action="store_true", help="only the strategy timings")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true")
+    add_allocator_option(ap)
     a = ap.parse_args()
+    allocator = apply_allocator_option(a)
     if a.threads:
         torch.set_num_threads(a.threads)
     global CLOCK
     CLOCK = time.process_time if a.clock == "cpu" else time.perf_counter
     device = torch.device(a.device)
     res: dict = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}",
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}, {allocator}",
         "torch": torch.__version__, "repeats": a.repeats, "steps": a.steps, "pop_steps": a.pop_steps,
         "batch": a.batch,
     }

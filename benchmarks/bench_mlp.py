@@ -20,7 +20,7 @@ import statistics
 
 import torch
 
-from _harness import batches, run_torch as _run_torch, run_trainlab as _run_trainlab
+from _harness import add_allocator_option, apply_allocator_option, batches, run_torch as _run_torch, run_trainlab as _run_trainlab
 from trainlab import nn
 from trainlab.data import load_splits
 from trainlab.optim import SGD
@@ -74,7 +74,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true")
+    add_allocator_option(ap)
     a = ap.parse_args()
+    allocator = apply_allocator_option(a)
     device = torch.device(a.device)
     s = load_splits("mnist-5k", val=0, test=0, device=device)
     x, y = s.train.x, s.train.y
@@ -91,7 +93,7 @@ def main() -> None:
     n1 = a.steps * a.batch
     nP = a.pop_steps * a.batch * a.population
     res = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}",
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}, {allocator}",
         "torch": torch.__version__,
         "single": {"trainlab_samples_per_s": n1 / med(single_tl), "pytorch_samples_per_s": n1 / med(single_pt),
                    "ratio": med(single_pt) / med(single_tl)},

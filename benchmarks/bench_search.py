@@ -22,6 +22,8 @@ import time
 
 import torch
 
+from _harness import add_allocator_option, apply_allocator_option
+
 
 def run_chunked(base, spec, *, storage, study, population, trials, chunk, log):
     from trainlab.search import Tuner
@@ -73,7 +75,9 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=25)
     p.add_argument("--out", default="runs/bench-search")
     p.add_argument("--skip-sequential", action="store_true")
+    add_allocator_option(p)
     args = p.parse_args()
+    allocator = apply_allocator_option(args)
 
     from trainlab.search import load_search
 
@@ -103,7 +107,8 @@ def main() -> None:
     final = t.run()  # nothing left to run: the final test evaluation and the outputs
     pt, pres = pop
     res = {
-        "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(), "torch": torch.__version__},
+        "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(), "torch": torch.__version__,
+                    "allocator": allocator},
         "config": args.config, "trials": args.trials, "population": args.population,
         "population_run": {"wall_s": round(pt["loop_s"], 1), "fit_s": round(pt["fit_s"], 1),
                            "best_val_acc": pres.best["value"]},

@@ -168,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.formatwarning = _one_line_warning
+    from trainlab.runtime import keep_freed_memory
+
+    keep_freed_memory()  # reuse freed activation memory (docs/benchmarks.md); TRAINLAB_MALLOC=system: off
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

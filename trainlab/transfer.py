@@ -5,7 +5,9 @@ the layers must have the same type and each parameter/buffer the same per-member
 shape, else one :class:`~trainlab.errors.CheckpointError` lists every mismatch. By
 default every layer but the last parametric one (the output layer, which usually has
 a different number of classes) is copied. A one-member source fills every member of
-the target; otherwise the member counts must agree.
+the target; otherwise the member counts must agree. ``members`` says instead, per
+target member, which source member it receives (``None``: keep its own weights), so
+transferred and from-scratch members can train side by side in one population.
 
 :func:`freeze` stops layers from learning: their parameters get ``trainable=False``
 (the optimizer skips them: no update and no weight decay) and ``decay=False`` (no
@@ -37,8 +39,15 @@ def _state(layer) -> dict[str, torch.Tensor]:
     return out
 
 
-def transfer_weights(source: Sequential, target: Sequential, *, layers: Sequence[int] | None = None) -> list[int]:
-    """Copy the given layers (default: all but the last parametric one) from ``source`` into ``target``."""
+def transfer_weights(source: Sequential, target: Sequential, *, layers: Sequence[int] | None = None,
+                     members: Sequence[int | None] | None = None) -> list[int]:
+    """Copy the given layers (default: all but the last parametric one) from ``source`` into ``target``.
+
+    ``members``: one entry per target member, the source member it receives, or ``None`` to
+    leave that member as it is (e.g. ``[0, 1, None, None]``: members 0 and 1 start from source
+    members 0 and 1, members 2 and 3 keep their fresh initialization). Default: a one-member
+    source fills every member, else member ``i`` receives source member ``i``.
+    """
     if layers is None:
         params = parametric_layers(source)
         last = params[-1] if params else -1
@@ -62,11 +71,29 @@ def transfer_weights(source: Sequential, target: Sequential, *, layers: Sequence
     if problems:
         raise CheckpointError("cannot transfer: " + "; ".join(problems))
     Ps, Pt = source.size, target.size
-    if Ps not in (1, Pt):
-        raise CheckpointError(f"cannot transfer: the source has {Ps} members, the target {Pt} (need 1 or {Pt})")
-    for i in layers:
-        for name, tt in _state(target.layers[i]).items():
-            tt.copy_(_state(source.layers[i])[name].to(device=tt.device, dtype=tt.dtype).expand_as(tt))
+    if members is None:
+        if Ps not in (1, Pt):
+            raise CheckpointError(f"cannot transfer: the source has {Ps} members, the target {Pt} (need 1 or {Pt})")
+        for i in layers:
+            for name, tt in _state(target.layers[i]).items():
+                tt.copy_(_state(source.layers[i])[name].to(device=tt.device, dtype=tt.dtype).expand_as(tt))
+        return list(layers)
+    members = list(members)
+    if len(members) != Pt:
+        raise ConfigError(f"transfer members must give one entry per target member: the target has {Pt} members, "
+                          f"got {len(members)} entries")
+    bad = [m for m in members if m is not None and (isinstance(m, bool) or not isinstance(m, int) or not 0 <= m < Ps)]
+    if bad:
+        raise ConfigError(f"transfer members must be source members 0..{Ps - 1} or None, got {bad}")
+    pairs = [(j, m) for j, m in enumerate(members) if m is not None]
+    if pairs:
+        dst = torch.tensor([j for j, _ in pairs])
+        src = torch.tensor([m for _, m in pairs])
+        for i in layers:
+            ss = _state(source.layers[i])
+            for name, tt in _state(target.layers[i]).items():
+                rows = ss[name].index_select(0, src.to(ss[name].device))
+                tt.index_copy_(0, dst.to(tt.device), rows.to(device=tt.device, dtype=tt.dtype))
     return list(layers)
 
 

@@ -25,6 +25,13 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "test-artifacts" / "reproduce-quick"
 LIMIT_SECONDS = 600
+#: (experiment, check) pairs that did not hold at the quick preset, seed 0, with the reason in the report
+KNOWN_NOT_HOLDING = {
+    ("batchnorm", "BN does not reduce internal covariate shift"),  # Santurkar et al.'s finding, reproduced
+    ("dropout", "plenty of data: dropout matters less"),  # 4,000 images are not "plenty" for this net
+    ("augmentation", "mixup or cutmix raises test accuracy"),  # an MLP on 500 digits in 100 epochs: no gain
+    ("augmentation", "cutout raises test accuracy"),  # +0.9 points at seed 0, -1.3 / -0.4 at seeds 1 / 2
+}
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +66,10 @@ def test_every_check_holds_or_is_explained_with_numbers(quick):
             # a claim that did not hold must say why, with the numbers
             numbers = re.findall(r"\d+\.\d+|\d+", c["explanation"])
             assert len(c["explanation"]) > 150 and len(numbers) >= 4, (e["name"], c["name"], c["explanation"])
-    s = quick.results["summary"]
-    assert s["checks_passed"] >= s["checks"] - 3, f"{s['checks'] - s['checks_passed']} checks did not hold"
+    # The claims measured not to hold on this data at seed 0, each explained in the report and in
+    # docs/experiments.md. Any other check that fails is a regression.
+    failed = {(e["name"], c["name"]) for e in quick.results["experiments"] for c in e["checks"] if not c["passed"]}
+    assert failed <= KNOWN_NOT_HOLDING, sorted(failed - KNOWN_NOT_HOLDING)
 
 
 def test_quick_report_renders_in_chromium(quick):

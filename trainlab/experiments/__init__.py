@@ -60,11 +60,12 @@ BUILTIN: dict[str, str] = {
     "l1-vs-l2": "trainlab.experiments.l1_vs_l2",
     "dropout": "trainlab.experiments.dropout",
     "early-stopping": "trainlab.experiments.early_stopping",
-    "augmentation": "trainlab.experiments.pending:AUGMENTATION",
+    "augmentation": "trainlab.experiments.augmentation",
     "optimizers": "trainlab.experiments.optimizers",
-    "search": "trainlab.experiments.pending:SEARCH",
+    "search": "trainlab.experiments.search",
     "whitening": "trainlab.experiments.whitening",
     "second-order": "trainlab.experiments.second_order",
+    "ensembles": "trainlab.experiments.ensembles",
 }
 
 REGISTRY = Registry()

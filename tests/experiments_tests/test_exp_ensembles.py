@@ -12,21 +12,12 @@ import json
 import math
 
 import pytest
-import torch
 
 from trainlab.experiments import BUILTIN, REGISTRY, Preset
 from trainlab.report import validate_results
 
 CHECKS = ["an ensemble of {m} beats its average member", "an ensemble of {m} is better calibrated than its members",
           "diminishing returns: most of the gain of {M} members is reached with {m}"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_registered_after_second_order():

@@ -20,16 +20,6 @@ AVAILABLE = [n for n in REGISTRY if REGISTRY[n].available()[0]]
 SMOKE_SECONDS = 60  # generous: each takes ~1-5 s on an idle core
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small matrices gain nothing from a second thread, and two threads per pytest
-    # worker oversubscribe a 2-core machine (see docs/experiments.md, "Run time").
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def smoke_results():
     return {}

@@ -19,7 +19,7 @@ import torch
 
 from trainlab.errors import ConfigError
 
-__all__ = ["Population", "member_values", "member_view", "member_draw", "check_population"]
+__all__ = ["Population", "member_values", "member_view", "member_draw", "draw_from", "check_population"]
 
 
 def member_values(
@@ -89,9 +89,14 @@ def member_draw(population: "Population", shape: tuple[int, ...], *, kind: str, 
     ``kind`` is ``"uniform"`` (U[0, 1)) or ``"normal"`` (N(0, 1)). One fill per member:
     the price of every member drawing from its own stream (the population invariant).
     """
-    gens = population.generators(device)
-    out = torch.empty((len(gens), *shape), device=device, dtype=dtype)
-    for i, g in enumerate(gens):
+    return draw_from(population.generators(device), shape, kind=kind, device=device, dtype=dtype)
+
+
+def draw_from(generators: "list[torch.Generator]", shape: tuple[int, ...], *, kind: str,
+              device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+    """``(len(generators), *shape)``: slice ``i`` filled from ``generators[i]`` (U[0, 1) or N(0, 1))."""
+    out = torch.empty((len(generators), *shape), device=device, dtype=dtype)
+    for i, g in enumerate(generators):
         if kind == "uniform":
             out[i].uniform_(generator=g)
         else:

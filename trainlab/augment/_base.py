@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from trainlab.errors import CheckpointError, ConfigError
-from trainlab.population import Population, member_values
+from trainlab.population import Population, draw_from, member_values
 
 __all__ = ["Transform", "stream_seed", "sample_beta", "soft_targets"]
 
@@ -112,14 +112,7 @@ class Transform:
     def draw(self, shape: tuple[int, ...], *, device: torch.device, dtype: torch.dtype,
              kind: str = "uniform", stream: str = "") -> torch.Tensor:
         """``(P, *shape)``: slice ``i`` from member ``i``'s generator (U[0, 1) or N(0, 1))."""
-        gens = self.generators(device, stream)
-        out = torch.empty((len(gens), *shape), device=device, dtype=dtype)
-        for i, g in enumerate(gens):
-            if kind == "uniform":
-                out[i].uniform_(generator=g)
-            else:
-                out[i].normal_(generator=g)
-        return out
+        return draw_from(self.generators(device, stream), shape, kind=kind, device=device, dtype=dtype)
 
     def gates(self, tables: Sequence[torch.Tensor], n: int, device: torch.device) -> list[torch.Tensor | None]:
         """Per op, ``(P, n)`` booleans "apply to this example" with probabilities ``tables[k]`` ``(P,)``.

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from trainlab.errors import ConfigError
 from trainlab.init import Initializer, get_initializer
-from trainlab.nn._dropout import DropoutFamily, _check_drop_probability, _size_of
+from trainlab.nn._dropout import Dropout
 from trainlab.nn._module import Module, Parameter, check_allocation
 from trainlab.population import Population, member_values, member_view
 
@@ -284,7 +284,7 @@ class Conv2d(Module):
         return dx.sum(dim=0, keepdim=True) if shared else dx.contiguous()
 
 
-class SpatialDropout2d(DropoutFamily, Module):
+class SpatialDropout2d(Dropout):
     """Drop whole channels (feature maps) while training; ``p`` may differ per member.
 
     For ``x (P, N, C, H, W)``: one Bernoulli(1 - p) draw per member, example and
@@ -303,28 +303,11 @@ class SpatialDropout2d(DropoutFamily, Module):
     Localization Using Convolutional Networks", CVPR 2015.
     """
 
-    def __init__(self, p: float | Sequence[float] = 0.5, *, mode: str = "inverted") -> None:
-        if mode not in ("inverted", "classic"):
-            raise ConfigError(f"SpatialDropout2d mode must be 'inverted' or 'classic', got {mode!r}")
-        _check_drop_probability(p, _size_of(p, "SpatialDropout2d p"), owner="SpatialDropout2d", warn=True)
-        self._settings = dict(p=p, mode=mode)
-        self.p = p
-        self.mode = mode
-        self._init_family()
-
     def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
-        super().build(in_shape, population)
         if len(tuple(in_shape)) != 3:
             raise ConfigError(f"SpatialDropout2d expects feature maps (P, N, C, H, W), i.e. a per-example shape "
                               f"(C, H, W), got per-example shape {tuple(in_shape)}; use Dropout for flat features")
-        self.population = population
-        self.device = torch.device(device)
-        self.rate = _check_drop_probability(self.p, population.size, owner="SpatialDropout2d", dtype=dtype,
-                                            device=device)
-        keep_prob = 1.0 - self.rate
-        self._train_scale = 1.0 / keep_prob if self.mode == "inverted" else None
-        self._eval_scale = keep_prob if self.mode == "classic" else None
-        return tuple(in_shape)
+        return tuple(super().build(in_shape, population, device=device, dtype=dtype))
 
     def fix_mask(self, keep: torch.Tensor) -> None:
         """Hold a channel keep-mask ``(P, N, C)`` (or ``(P, N, C, 1, 1)``) fixed; 1 = kept."""
@@ -337,26 +320,7 @@ class SpatialDropout2d(DropoutFamily, Module):
         if x.ndim != 5 or x.shape[0] not in (1, P):
             raise ConfigError(f"SpatialDropout2d expects inputs (P, N, C, H, W) with P = {P} (or 1), got "
                               f"{tuple(x.shape)}")
-        self._shared = x.shape[0] == 1 and P > 1
-        if self._sampling(training):
-            keep = self._keep_mask(self.population, (x.shape[1], x.shape[2], 1, 1), self.rate, device=x.device,
-                                   dtype=x.dtype)
-            if self._train_scale is not None:
-                keep.mul_(member_view(self._train_scale, keep.ndim))
-            self._mult = keep
-            return x * keep
-        self._last_keep = None
-        if self._eval_scale is None:
-            self._mult = None
-            self._shared = False
-            return x
-        self._mult = member_view(self._eval_scale, x.ndim)
-        return x * self._mult
+        return super().forward(x, training=training)  # a dropped channel gets no gradient at any position
 
-    def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        if not self.input_grad:
-            return None
-        if self._mult is None:
-            return g
-        dx = g * self._mult  # a dropped channel gets no gradient at any of its positions
-        return dx.sum(dim=0, keepdim=True) if self._shared else dx
+    def _mask_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return (x.shape[1], x.shape[2], 1, 1)  # one draw per member, example and channel

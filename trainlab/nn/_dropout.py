@@ -173,9 +173,10 @@ class Dropout(DropoutFamily, Module):
     """
 
     def __init__(self, p: float | Sequence[float] = 0.5, *, mode: str = "inverted") -> None:
+        owner = type(self).__name__
         if mode not in _MODES:
-            raise ConfigError(f"Dropout mode must be 'inverted' or 'classic', got {mode!r}")
-        _check_drop_probability(p, _size_of(p, "Dropout p"), owner="Dropout", warn=True)
+            raise ConfigError(f"{owner} mode must be 'inverted' or 'classic', got {mode!r}")
+        _check_drop_probability(p, _size_of(p, f"{owner} p"), owner=owner, warn=True)
         self._settings = dict(p=p, mode=mode)
         self.p = p
         self.mode = mode
@@ -185,7 +186,8 @@ class Dropout(DropoutFamily, Module):
         super().build(in_shape, population)
         self.population = population
         self.device = torch.device(device)
-        self.rate = _check_drop_probability(self.p, population.size, owner="Dropout", dtype=dtype, device=device)
+        self.rate = _check_drop_probability(self.p, population.size, owner=type(self).__name__, dtype=dtype,
+                                            device=device)
         keep_prob = 1.0 - self.rate
         # inverted: the training mask carries 1/(1-p); classic: eval multiplies by (1-p)
         self._train_scale = 1.0 / keep_prob if self.mode == "inverted" else None
@@ -196,7 +198,7 @@ class Dropout(DropoutFamily, Module):
         P = self.population.size
         self._shared = x.shape[0] == 1 and P > 1
         if self._sampling(training):
-            keep = self._keep_mask(self.population, tuple(x.shape[1:]), self.rate, device=x.device, dtype=x.dtype)
+            keep = self._keep_mask(self.population, self._mask_shape(x), self.rate, device=x.device, dtype=x.dtype)
             if self._train_scale is not None:
                 keep.mul_(member_view(self._train_scale, keep.ndim))
             self._mult = keep
@@ -216,6 +218,10 @@ class Dropout(DropoutFamily, Module):
             return g
         dx = g * self._mult  # the units dropped going forward get no gradient going back
         return dx.sum(dim=0, keepdim=True) if self._shared else dx
+
+    def _mask_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        """The per-member shape of the keep-mask: one draw per unit of every example."""
+        return tuple(x.shape[1:])
 
 
 class DropConnectLinear(DropoutFamily, Linear):

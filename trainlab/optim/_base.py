@@ -124,7 +124,7 @@ class Optimizer:
                 if self.decoupled:
                     w.mul_(1.0 - lr * self.h("weight_decay", w.ndim))
                 elif self._has_decay:
-                    g = g + self.h("weight_decay", w.ndim) * w
+                    g = torch.addcmul(g, self.h("weight_decay", w.ndim), w)  # g + wd * w, one pass
             self._update(w, g, st, lr)
         if inactive:
             for p, (pd, st_saved), st in zip(self.params, saved, self.state):

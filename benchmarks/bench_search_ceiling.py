@@ -1,0 +1,196 @@
+"""How fast could a population of search trials be on this machine? The matrix products alone.
+
+A trial of an MLP search spends its arithmetic in matrix products: per layer ``(in, out)``
+and batch ``B``, the forward ``2 B in out`` flops, the weight gradient as many, the
+input gradient as many again (not for the first layer: nobody needs d(loss)/d(data)),
+plus a forward over each evaluated split after every epoch. This script
+
+1. counts those flops for one trial of ``--config`` (default: the textbook random search),
+2. times trainlab training one trial alone and ``--population`` trials as one population
+   (``Trainer.fit``, as ``trainlab tune`` runs them, medians),
+3. times the same products *and nothing else* (``baddbmm``/``bmm`` with the population's
+   shapes, for the trial's whole schedule of steps and evaluations): what a population
+   would take if every other operation (activations, loss, optimizer, bookkeeping) were free,
+4. times one large ``2048 x 2048`` product, the machine's practical peak for float32,
+
+and prints the ratio trainlab reaches and the bound ``alone / products-only population``:
+no population, however its other operations were written, can beat that bound.
+
+Usage: python benchmarks/bench_search_ceiling.py [--config ...] [--population 25] [--repeats 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from _harness import add_allocator_option, apply_allocator_option
+
+
+def _timed(f) -> float:
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def trial_values(spec, P: int) -> list[dict]:
+    """``P`` points of the search space, drawn at random (seed 0) as a random search would."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    dists = spec.space.distributions()
+    return [spec.space.decode(study.ask(fixed_distributions=dists).params) for _ in range(P)]
+
+
+def build(base, values: list[dict]):
+    """A built run training the trials ``values`` as one population, as ``trainlab tune`` does."""
+    from trainlab.build import build_run
+    from trainlab.search._population import PopulationEvaluator, trial_config
+
+    ev = PopulationEvaluator(base)
+    cfgs = [trial_config(base, v, seed=i) for i, v in enumerate(values)]
+
+    class _Job:  # PopulationEvaluator._merge reads only the seed
+        def __init__(self, seed: int) -> None:
+            self.seed = seed
+
+    return build_run(ev._merge(cfgs, [_Job(i) for i in range(len(values))]))
+
+
+def schedule(run):
+    """(layer shapes, batch sizes of one epoch's steps, epochs, evaluated split sizes) of a built MLP run."""
+    from trainlab.nn import Linear
+
+    layers = [m for m in run.model.layers if isinstance(m, Linear)]
+    other = [type(m).__name__ for m in run.model.layers
+             if not isinstance(m, Linear) and type(m).__name__ not in ("ReLU", "Flatten", "Identity")]
+    if not layers or other:
+        raise SystemExit(f"bench_search_ceiling: needs an MLP of Linear + ReLU layers; this config also has {other}")
+    tr = run.trainer
+    n = run.splits.train.x.shape[0]
+    batches = [min(tr.batch_size, n - i) for i in range(0, n, tr.batch_size)]
+    evals = ([n] if tr.eval_train else []) + ([run.splits.val.x.shape[0]] if run.splits.val is not None else [])
+    return [(m.in_features, m.out_features) for m in layers], batches, tr.epochs, evals
+
+
+def trial_flops(shapes, batches, epochs, evals) -> float:
+    per_step = lambda B: sum((2 if i == 0 else 3) * 2 * B * a * b for i, (a, b) in enumerate(shapes))  # noqa: E731
+    per_eval = sum(2 * N * a * b for N in evals for a, b in shapes)
+    return epochs * (sum(per_step(B) for B in batches) + per_eval)
+
+
+def products_only(shapes, batches, epochs, evals, P: int):
+    """A function doing exactly the trial schedule's matrix products for ``P`` members."""
+    g = torch.Generator().manual_seed(0)
+    W = [torch.randn(P, a, b, generator=g) * (2 / a) ** 0.5 for a, b in shapes]
+    bias = [torch.zeros(P, 1, b) for _, b in shapes]
+    dW = [torch.empty_like(w) for w in W]
+    x_of = {N: torch.rand(1, N, shapes[0][0], generator=g) for N in set(batches) | set(evals)}
+
+    def step(B: int) -> None:
+        h = x_of[B].expand(P, B, shapes[0][0])
+        inputs = []
+        for w, b in zip(W, bias):
+            inputs.append(h)
+            h = torch.baddbmm(b, h, w)
+        grad = h
+        for i in reversed(range(len(W))):
+            torch.bmm(inputs[i].transpose(1, 2), grad, out=dW[i])
+            if i > 0:
+                grad = torch.bmm(grad, W[i].transpose(1, 2))
+
+    def evaluate(N: int) -> None:
+        h = x_of[N].expand(P, N, shapes[0][0])
+        for w, b in zip(W, bias):
+            h = torch.baddbmm(b, h, w)
+
+    def trial() -> None:
+        for _ in range(epochs):
+            for B in batches:
+                step(B)
+            for N in evals:
+                evaluate(N)
+
+    return trial
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="examples/search/textbook_random.toml")
+    ap.add_argument("--population", type=int, default=25)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--json", action="store_true")
+    add_allocator_option(ap)
+    a = ap.parse_args()
+    allocator = apply_allocator_option(a)
+    from trainlab.search import load_search
+
+    base, spec = load_search(a.config)
+    P = a.population
+    values = trial_values(spec, P)
+    alone_run = build(base, values[:1])
+    shapes, batches, epochs, evals = schedule(alone_run)
+    flops = trial_flops(shapes, batches, epochs, evals)
+
+    # The machine's speed drifts (other virtual machines on the same host), so every round times
+    # each of the five in turn and the medians over rounds are compared. fit() continues where it
+    # stopped, so each fit gets a freshly built run (building is not timed); alone, the round's
+    # trial is the next of the population's trials.
+    prod_pop_f = products_only(shapes, batches, epochs, evals, P)
+    prod_alone_f = products_only(shapes, batches, epochs, evals, 1)
+    big = torch.randn(2048, 2048)
+
+    def fit_seconds(vals: list[dict]) -> float:
+        r = build(base, vals)
+        return _timed(lambda: r.trainer.fit(r.splits.train, r.splits.val)) / len(vals)
+
+    timings: dict[str, list[float]] = {k: [] for k in ("alone", "pop", "prod_pop", "prod_alone", "mm")}
+    for rnd in range(a.repeats + 1):  # round 0 is a warm-up
+        t = {"alone": fit_seconds([values[rnd % P]]), "pop": fit_seconds(values),
+             "prod_pop": _timed(prod_pop_f) / P, "prod_alone": _timed(prod_alone_f),
+             "mm": min(_timed(lambda: big @ big) for _ in range(3))}
+        if rnd:
+            for k, v in t.items():
+                timings[k].append(v)
+    alone, pop, prod_pop, prod_alone = (statistics.median(timings[k]) for k in ("alone", "pop", "prod_pop",
+                                                                                "prod_alone"))
+    peak = 2 * 2048 ** 3 / statistics.median(timings["mm"])
+    ratios = [al / po for al, po in zip(timings["alone"], timings["pop"])]
+    gf = lambda s: round(flops / s / 1e9, 1)  # noqa: E731
+    res = {
+        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "allocator": allocator},
+        "config": a.config, "population": P, "gflop_per_trial": round(flops / 1e9, 2),
+        "sgemm_2048_gflops": round(peak / 1e9, 1),
+        "alone_s_per_trial": round(alone, 4), "alone_gflops": gf(alone),
+        "population_s_per_trial": round(pop, 4), "population_gflops": gf(pop),
+        "products_only_population_s_per_trial": round(prod_pop, 4), "products_only_population_gflops": gf(prod_pop),
+        "products_only_alone_s_per_trial": round(prod_alone, 4),
+        "ratio_trainlab": round(alone / pop, 2),
+        "ratio_trainlab_per_round": [round(r, 2) for r in ratios],
+        "ratio_bound_products_only": round(alone / prod_pop, 2),
+        "ratio_bound_peak": round(alone / (flops / peak), 2),
+    }
+    s_ = "s" if a.repeats > 1 else ""
+    if a.json:
+        print(json.dumps(res, indent=1))
+        return
+    print(f"one trial: {res['gflop_per_trial']} GFLOP in matrix products; float32 peak (2048^3 mm) "
+          f"{res['sgemm_2048_gflops']} GFLOP/s on {res['machine']['threads']} thread(s)")
+    print(f"medians of {a.repeats} round{s_}, each timing all of these in turn:")
+    print(f"trainlab alone:            {alone:.3f} s/trial ({res['alone_gflops']} GFLOP/s)")
+    print(f"trainlab population of {P}: {pop:.3f} s/trial ({res['population_gflops']} GFLOP/s) "
+          f"-> {res['ratio_trainlab']}x (per round: {', '.join(map(str, res['ratio_trainlab_per_round']))})")
+    print(f"products only, population: {prod_pop:.3f} s/trial ({res['products_only_population_gflops']} GFLOP/s) "
+          f"-> at most {res['ratio_bound_products_only']}x; products only, alone: {prod_alone:.3f} s")
+    print(f"at the 2048^3 peak:        {flops / peak:.3f} s/trial -> at most {res['ratio_bound_peak']}x")
+
+
+if __name__ == "__main__":
+    main()

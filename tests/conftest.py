@@ -10,21 +10,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def real_mnist_dir() -> Path | None:
-    """The real MNIST files (test set + training labels) shipped beside the repo, if present."""
-    env = os.environ.get("TRAINLAB_MNIST_DIR")
-    p = Path(env) if env else REPO.parent / "shared" / "datasets" / "mnist"
-    return p if (p / "t10k-images-idx3-ubyte.gz").exists() else None
-
-
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    p = real_mnist_dir()
-    if p is None:
+    """The folder of real MNIST files (test set + training labels): $TRAINLAB_MNIST_DIR, else
+    <repo>/../shared/datasets/mnist. Missing: skip, unless TRAINLAB_REQUIRE_REAL_DATA=1 (CI: fail)."""
+    env = os.environ.get("TRAINLAB_MNIST_DIR")
+    folder = Path(env) if env else REPO.parent / "shared" / "datasets" / "mnist"
+    if not (folder / "t10k-images-idx3-ubyte.gz").is_file():
+        message = f"real MNIST files not found in {folder} (set TRAINLAB_MNIST_DIR)"
         if os.environ.get("TRAINLAB_REQUIRE_REAL_DATA") == "1":
-            pytest.fail("real MNIST files not found (set TRAINLAB_MNIST_DIR)")
-        pytest.skip("real MNIST files not found (set TRAINLAB_MNIST_DIR)")
-    return p
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import math
 from pathlib import Path
 import tomllib
@@ -47,6 +47,11 @@ class Key:
     per_member: bool = False
     optional: bool = False  # None allowed (absent)
     doc: str = ""
+
+
+def _probability(what: str) -> Key:
+    """An augmentation's per-member probability key (AutoAugment-style policies): 1 = always."""
+    return Key("float", 1.0, low=0.0, high=1.0, per_member=True, doc=f"probability that a training image {what}")
 
 
 ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "identity")
@@ -138,30 +143,25 @@ SCHEMA: dict[str, Any] = {
                                     "limit; 0 = identity)"),
         "rotate": Key("float", 0.0, low=0.0, high=180.0, per_member=True,
                       doc="max |rotation| in degrees of training images (label-preserving for MNIST: <= 15)"),
-        "rotate_p": Key("float", 1.0, low=0.0, high=1.0, per_member=True,
-                        doc="probability that a training image is rotated (AutoAugment-style; 1 = always)"),
+        "rotate_p": _probability("is rotated (AutoAugment-style; 1 = always)"),
         "shift": Key("float", 0.0, low=0.0, high=1e4, per_member=True,
                      doc="max translation in pixels along each axis (label-preserving: <= 3)"),
-        "shift_p": Key("float", 1.0, low=0.0, high=1.0, per_member=True,
-                       doc="probability that a training image is shifted (1 = always)"),
+        "shift_p": _probability("is shifted (1 = always)"),
         "scale": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True,
                      doc="max relative zoom: factor in [1 - scale, 1 + scale] (label-preserving: <= 0.1)"),
-        "scale_p": Key("float", 1.0, low=0.0, high=1.0, per_member=True,
-                       doc="probability that a training image is zoomed (1 = always)"),
+        "scale_p": _probability("is zoomed (1 = always)"),
         "hflip": Key("bool", False, doc="mirror left-right with probability 1/2 (Fashion-MNIST only)"),
         "force": Key("bool", False, doc="allow transforms the data set does not declare label-preserving"),
         "cutout": Key("int", 0, low=0, high=10_000, per_member=True,
                       doc="side in pixels of the square zeroed in each training image (0 = off)"),
-        "cutout_p": Key("float", 1.0, low=0.0, high=1.0, per_member=True,
-                        doc="probability that a training image gets a cutout square (1 = always)"),
+        "cutout_p": _probability("gets a cutout square (1 = always)"),
         "mixup": Key("float", 0.0, low=0.0, high=1e3, per_member=True,
                      doc="mixup alpha: lambda ~ Beta(alpha, alpha), soft targets (0 = off)"),
         "cutmix": Key("float", 0.0, low=0.0, high=1e3, per_member=True,
                       doc="cutmix alpha: paste a box of area 1 - lambda, labels mixed by area (0 = off)"),
         "noise": Key("float", 0.0, low=0.0, high=1e6, per_member=True,
                      doc="std of Gaussian noise added to training inputs (0 = off)"),
-        "noise_p": Key("float", 1.0, low=0.0, high=1.0, per_member=True,
-                       doc="probability that a training image gets input noise (1 = always)"),
+        "noise_p": _probability("gets input noise (1 = always)"),
     },
     "train": {
         "epochs": Key("int", 20, low=1, high=_MAX_INT),
@@ -318,13 +318,8 @@ def apply_overrides(given: dict[str, Any], overrides: list[str]) -> dict[str, An
     out = copy.deepcopy(given)
     for text in overrides:
         parts, value = parse_override(text)
-        node = out
-        for p in parts[:-1]:
-            nxt = node.setdefault(p, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {'.'.join(parts)}: {p} is not a table")
-            node = nxt
-        node[parts[-1]] = value
+        key = ".".join(parts)
+        set_key(out, key, value, where=f"--set {key}")
     return out
 
 
@@ -370,12 +365,23 @@ def get_key(cfg: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-def set_key(cfg: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set the value at a dotted path of a config dict in place (its tables must exist)."""
+def set_key(cfg: dict[str, Any], dotted: str, value: Any, *, where: str | None = None) -> None:
+    """Set the value at a dotted path of a config dict in place.
+
+    Without ``where`` the tables on the way must exist. With it (the name of what asked,
+    for the message: ``"--set optim.lr"``), missing tables are created, and a path through a
+    value that is not a table is a :class:`ConfigError` naming ``where``.
+    """
     parts = dotted.split(".")
     node = cfg
     for p in parts[:-1]:
-        node = node[p]
+        if where is None:
+            node = node[p]
+            continue
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{where}: '{p}' is not a table in the config")
+        node = nxt
     node[parts[-1]] = value
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for the data tests: the real MNIST folder, IDX bytes, a toy data set, a local HTTP server."""
+"""Fixtures for the data tests: IDX bytes, a toy data set, a local HTTP server (the real MNIST folder: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import functools
 import gzip
 import hashlib
 import http.server
-import os
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -59,23 +58,6 @@ def _one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def mnist_dir() -> Path:
-    """The folder of real MNIST files: $TRAINLAB_MNIST_DIR, else <repo>/../shared/datasets/mnist.
-
-    Missing: skip, unless TRAINLAB_REQUIRE_REAL_DATA=1 (then fail).
-    """
-    env = os.environ.get("TRAINLAB_MNIST_DIR")
-    repo_root = Path(__file__).resolve().parents[2]
-    folder = Path(env) if env else repo_root.parent / "shared" / "datasets" / "mnist"
-    if not (folder / "t10k-images-idx3-ubyte.gz").is_file():
-        message = f"real MNIST files not found in {folder} (set TRAINLAB_MNIST_DIR)"
-        if os.environ.get("TRAINLAB_REQUIRE_REAL_DATA") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return folder
 
 
 def toy_arrays(n: int, *, seed: int, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:

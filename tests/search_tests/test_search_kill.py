@@ -37,8 +37,9 @@ def check_study(db, reference):
     return trials
 
 
-@pytest.mark.slow
-def test_sigkill_then_the_same_command_resumes(tmp_path, reference):
+def signal_mid_trial(tmp_path, sig):
+    """Start a worker on the study, send it ``sig`` once trials are done and one is running;
+    (config path, out dir, database, the worker, its exit status)."""
     path = write_toml(tmp_path / "k.toml", CFG)
     out, db = tmp_path / "out", tmp_path / "out" / "study.db"
     w = start_worker(path, "--out", str(out), log=tmp_path / "w1.log")
@@ -46,8 +47,14 @@ def test_sigkill_then_the_same_command_resumes(tmp_path, reference):
         wait_for(lambda: db.exists() and sqlite_trial_states(db).get("COMPLETE", 0) >= 2
                  and sqlite_trial_states(db).get("RUNNING", 0) >= 1, 180, what="a worker mid-trial")
     finally:
-        w.send_signal(signal.SIGKILL)
-        w.wait(timeout=60)
+        w.send_signal(sig)
+        rc = w.wait(timeout=60)
+    return path, out, db, w, rc
+
+
+@pytest.mark.slow
+def test_sigkill_then_the_same_command_resumes(tmp_path, reference):
+    path, out, db, w, _ = signal_mid_trial(tmp_path, signal.SIGKILL)
     left = sqlite_trial_states(db)
     assert left.get("RUNNING", 0) >= 1  # kill -9 leaves them RUNNING: nobody could mark them
     r = start_worker(path, "--out", str(out), log=tmp_path / "w2.log")
@@ -67,15 +74,7 @@ def test_sigkill_then_the_same_command_resumes(tmp_path, reference):
 
 @pytest.mark.slow
 def test_ctrl_c_marks_running_trials_failed_and_resume_reruns_them(tmp_path, reference):
-    path = write_toml(tmp_path / "k.toml", CFG)
-    out, db = tmp_path / "out", tmp_path / "out" / "study.db"
-    w = start_worker(path, "--out", str(out), log=tmp_path / "w1.log")
-    try:
-        wait_for(lambda: db.exists() and sqlite_trial_states(db).get("COMPLETE", 0) >= 2
-                 and sqlite_trial_states(db).get("RUNNING", 0) >= 1, 180, what="a worker mid-trial")
-    finally:
-        w.send_signal(signal.SIGINT)
-        rc = w.wait(timeout=60)
+    path, out, db, w, rc = signal_mid_trial(tmp_path, signal.SIGINT)
     assert rc == 130, (tmp_path / "w1.log").read_text()
     assert "interrupted" in (tmp_path / "w1.log").read_text()
     states = sqlite_trial_states(db)

@@ -21,7 +21,6 @@ measured on CPU in ``docs/convolution.md`` with ``benchmarks/bench_conv.py``):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-import math
 from typing import Any
 
 import torch
@@ -30,8 +29,8 @@ import torch.nn.functional as F
 from trainlab.errors import ConfigError
 from trainlab.init import Initializer, get_initializer
 from trainlab.nn._dropout import Dropout
-from trainlab.nn._module import Module, Parameter, check_allocation
-from trainlab.population import Population, member_values, member_view
+from trainlab.nn._module import Module, Parameter, check_size, draw_weight
+from trainlab.population import Population
 
 __all__ = ["Conv2d", "SpatialDropout2d", "pair", "STRATEGIES"]
 
@@ -108,11 +107,8 @@ class Conv2d(Module):
         init_scale: float | Sequence[float] = 1.0,
         strategy: str = "auto",
     ) -> None:
-        for name, v in (("out_channels", out_channels), ("in_channels", in_channels)):
-            if v is None and name == "in_channels":
-                continue
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"Conv2d {name} must be an integer >= 1, got {v!r}")
+        check_size(out_channels, "out_channels", "Conv2d", optional=False)
+        check_size(in_channels, "in_channels", "Conv2d")
         if kernel_size is None:
             raise ConfigError("Conv2d kernel_size must be an integer >= 1 or a pair of them, got None")
         self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
@@ -168,13 +164,9 @@ class Conv2d(Module):
             raise ConfigError(f"Conv2d kernel {self.kernel_size} (dilation {self.dilation}, padding {self.padding}) "
                               f"does not fit inputs of {H}x{W}")
         P = population.size
-        shape = (self.out_channels, self.in_channels, kh, kw)
-        check_allocation(P * math.prod(shape), what=f"Conv2d({self.in_channels}, {self.out_channels}, "
-                                                    f"{self.kernel_size}) for {P} member(s)")
-        scale = member_values(self.init_scale, P, name="init_scale", dtype=torch.float64, low=0.0)
-        gens = population.generators("cpu")  # drawn on the CPU: CPU and GPU runs start from the same weights
-        w = torch.stack([self.initializer.sample(shape, g) for g in gens]) * member_view(scale, 5)
-        self.weight = Parameter(w.to(device=device, dtype=dtype), kind="weight", decay=True, name="weight")
+        self.weight = draw_weight(self.initializer, (self.out_channels, self.in_channels, kh, kw), population,
+                                  self.init_scale, what=f"Conv2d({self.in_channels}, {self.out_channels}, "
+                                                        f"{self.kernel_size})", device=device, dtype=dtype)
         self.bias = (Parameter(torch.zeros(P, self.out_channels, device=device, dtype=dtype), kind="bias",
                                decay=False, name="bias") if self.has_bias else None)
         self._cache: tuple[Any, ...] | None = None

@@ -9,8 +9,8 @@ import torch
 
 from trainlab.errors import ConfigError
 from trainlab.init import Initializer, get_initializer
-from trainlab.nn._module import Module, Parameter, check_allocation
-from trainlab.population import Population, member_values, member_view
+from trainlab.nn._module import Module, Parameter, check_size, draw_weight
+from trainlab.population import Population
 
 __all__ = ["Linear"]
 
@@ -47,11 +47,8 @@ class Linear(Module):
         init_scale: float | Sequence[float] = 1.0,
         bias: bool = True,
     ) -> None:
-        for name, v in (("out_features", out_features), ("in_features", in_features)):
-            if v is None and name == "in_features":
-                continue
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"Linear {name} must be an integer >= 1, got {v!r}")
+        check_size(out_features, "out_features", "Linear", optional=False)
+        check_size(in_features, "in_features", "Linear")
         self._settings = dict(in_features=in_features, out_features=out_features, init=init,
                               init_scale=init_scale, bias=bias)
         self.in_features = in_features
@@ -69,13 +66,9 @@ class Linear(Module):
         elif in_shape[0] != self.in_features:
             raise ConfigError(f"Linear({self.in_features}, {self.out_features}) got inputs with {in_shape[0]} features")
         P = population.size
-        scale = member_values(self.init_scale, P, name="init_scale", dtype=torch.float64, low=0.0)
-        shape = (self.in_features, self.out_features)
-        check_allocation(P * self.in_features * self.out_features,
-                         what=f"Linear({self.in_features}, {self.out_features}) for {P} member(s)")
-        gens = population.generators("cpu")  # draw on the CPU so CPU and GPU runs start from the same weights
-        w = torch.stack([self.initializer.sample(shape, g) for g in gens]) * member_view(scale, 3)
-        self.weight = Parameter(w.to(device=device, dtype=dtype), kind="weight", decay=True, name="weight")
+        self.weight = draw_weight(self.initializer, (self.in_features, self.out_features), population,
+                                  self.init_scale, what=f"Linear({self.in_features}, {self.out_features})",
+                                  device=device, dtype=dtype)
         self.bias = (
             Parameter(torch.zeros(P, 1, self.out_features, device=device, dtype=dtype), kind="bias", decay=False,
                       name="bias")

@@ -120,7 +120,7 @@ class MeanSquaredError(Loss):
     """
 
     def forward(self, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        P, N = y.shape[0], y.shape[1]
+        P = y.shape[0]
         if target.dtype in (torch.int64, torch.int32, torch.uint8, torch.int16):
             target = torch.nn.functional.one_hot(target.long(), y.shape[-1]).to(y.dtype)
         t = target if target.ndim == y.ndim else target.unsqueeze(0)

@@ -17,6 +17,7 @@ members on a device and dtype, and returns the per-example output shape. After t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
 from typing import Any
 
 import os
@@ -24,9 +25,9 @@ import os
 import torch
 
 from trainlab.errors import ConfigError
-from trainlab.population import Population
+from trainlab.population import Population, member_values, member_view
 
-__all__ = ["Parameter", "Module", "check_allocation"]
+__all__ = ["Parameter", "Module", "check_allocation", "check_size", "draw_weight"]
 
 
 def _physical_memory() -> int:
@@ -49,6 +50,27 @@ def check_allocation(numel: int, *, what: str, bytes_per_element: int = 8) -> No
     if need > total // 4:
         raise ConfigError(f"{what} needs {need / 2**30:.1f} GiB ({numel:,} values), more than a quarter of this "
                           f"machine's {total / 2**30:.1f} GiB of memory; use fewer units or members")
+
+
+def check_size(value: Any, name: str, layer: str, *, optional: bool = True) -> None:
+    """A layer size: an integer >= 1 (or None, taken from the input at build, when ``optional``)."""
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{layer} {name} must be an integer >= 1{' or None' if optional else ''}, got {value!r}")
+
+
+def draw_weight(initializer: Any, shape: tuple[int, ...], population: Population, init_scale: Any, *,
+                what: str, device: Any = "cpu", dtype: torch.dtype = torch.float32) -> Parameter:
+    """Every member's initial weight ``(P, *shape)``: the initializer's draw from the member's own
+    generator, times its ``init_scale`` (a number or one per member). Drawn on the CPU so that CPU
+    and GPU runs start from the same weights; refused first if it could not be trained here."""
+    P = population.size
+    check_allocation(P * math.prod(shape), what=f"{what} for {P} member(s)")
+    scale = member_values(init_scale, P, name="init_scale", dtype=torch.float64, low=0.0)
+    w = torch.stack([initializer.sample(shape, g) for g in population.generators("cpu")])
+    w = w * member_view(scale, len(shape) + 1)
+    return Parameter(w.to(device=device, dtype=dtype), kind="weight", decay=True, name="weight")
 
 
 @dataclass(eq=False)

@@ -31,7 +31,7 @@ import warnings
 import torch
 
 from trainlab.errors import ConfigError
-from trainlab.nn._module import Module, Parameter
+from trainlab.nn._module import Module, Parameter, check_size as _check_size
 from trainlab.population import Population, member_values
 
 __all__ = [
@@ -100,13 +100,6 @@ def _check_eps(eps: Any, layer: str) -> float:
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps) or eps <= 0:
         raise ConfigError(f"{layer} eps must be a number > 0, got {eps!r}")
     return float(eps)
-
-
-def _check_size(value: Any, name: str, layer: str, *, optional: bool = True) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{layer} {name} must be an integer >= 1{' or None' if optional else ''}, got {value!r}")
 
 
 def _check_bool(value: Any, name: str, layer: str) -> None:

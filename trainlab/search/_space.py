@@ -35,7 +35,7 @@ import optuna
 
 from trainlab.errors import ConfigError
 
-__all__ = ["Param", "FloatParam", "IntParam", "CategoricalParam", "FixedParam", "SearchSpace", "set_dotted",
+__all__ = ["Param", "FloatParam", "IntParam", "CategoricalParam", "FixedParam", "SearchSpace",
            "MAX_GRID_POINTS"]
 
 #: a grid larger than this is refused (a typo such as ``step = 1e-9`` would otherwise hang)
@@ -418,15 +418,3 @@ class SearchSpace:
             raise ConfigError(f"search.space: the grid has {size} points (more than {MAX_GRID_POINTS}); "
                               "use fewer values per parameter or random search")
         return [dict(zip(names, combo)) for combo in itertools.product(*columns)]
-
-
-def set_dotted(given: dict[str, Any], key: str, value: Any) -> None:
-    """``set_dotted(cfg, "optim.lr", 0.1)`` sets ``cfg["optim"]["lr"]``, creating tables on the way."""
-    parts = key.split(".")
-    node = given
-    for p in parts[:-1]:
-        nxt = node.setdefault(p, {})
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"search.space.{key}: '{p}' is not a table in the config")
-        node = nxt
-    node[parts[-1]] = copy.deepcopy(value)

@@ -30,9 +30,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trainlab.config import SCHEMA, Key, apply_overrides, read_toml, resolve_config
+from trainlab.config import SCHEMA, Key, apply_overrides, read_toml, resolve_config, set_key
 from trainlab.errors import ConfigError
-from trainlab.search._space import CategoricalParam, FixedParam, FloatParam, IntParam, SearchSpace, set_dotted
+from trainlab.search._space import CategoricalParam, FixedParam, FloatParam, IntParam, SearchSpace
 from trainlab.search._strategies import STRATEGIES, Strategy, make_strategy
 
 __all__ = ["SearchSpec", "SEARCH_KEYS", "load_search", "parse_search", "check_space_for_config", "apply_params",
@@ -186,7 +186,7 @@ def apply_params(given: Mapping[str, Any], values: Mapping[str, Any]) -> dict[st
     """A copy of the (unresolved) config ``given`` with each dotted key of ``values`` set."""
     out = copy.deepcopy(dict(given))
     for k, v in values.items():
-        set_dotted(out, k, v)
+        set_key(out, k, copy.deepcopy(v), where=f"search.space.{k}")
     return out
 
 

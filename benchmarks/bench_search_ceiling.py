@@ -51,16 +51,10 @@ def trial_values(spec, P: int) -> list[dict]:
 def build(base, values: list[dict]):
     """A built run training the trials ``values`` as one population, as ``trainlab tune`` does."""
     from trainlab.build import build_run
-    from trainlab.search._population import PopulationEvaluator, trial_config
+    from trainlab.search._population import population_config, trial_config
 
-    ev = PopulationEvaluator(base)
-    cfgs = [trial_config(base, v, seed=i) for i, v in enumerate(values)]
-
-    class _Job:  # PopulationEvaluator._merge reads only the seed
-        def __init__(self, seed: int) -> None:
-            self.seed = seed
-
-    return build_run(ev._merge(cfgs, [_Job(i) for i in range(len(values))]))
+    seeds = range(len(values))
+    return build_run(population_config([trial_config(base, v, seed=i) for i, v in zip(seeds, values)], seeds))
 
 
 def schedule(run):

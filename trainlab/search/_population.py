@@ -36,7 +36,7 @@ from trainlab.search._jobs import TrialJob, TrialOutcome
 from trainlab.search._spec import apply_params
 from trainlab.train import Callback
 
-__all__ = ["PopulationEvaluator", "group_key", "per_member_keys", "trial_config"]
+__all__ = ["PopulationEvaluator", "group_key", "per_member_keys", "population_config", "trial_config"]
 
 log = logging.getLogger("trainlab.search")
 _OOM = tuple(t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None),
@@ -65,6 +65,18 @@ def trial_config(base_given: Mapping[str, Any], values: Mapping[str, Any], seed:
         given["device"] = device
     given["population"] = {"size": 1, "seeds": [int(seed)]}
     return resolve_config(given)
+
+
+def population_config(cfgs: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
+    """One resolved config training the trials ``cfgs`` (of one :func:`group_key`) as members with
+    their own ``seeds``: each per-member key that differs between them becomes a list."""
+    merged = copy.deepcopy(dict(cfgs[0]))
+    for k in _PER_MEMBER:
+        vals = [get_key(c, k) for c in cfgs]
+        if any(v != vals[0] for v in vals):
+            set_key(merged, k, vals)
+    merged["population"] = {"size": len(cfgs), "seeds": [int(s) for s in seeds]}
+    return resolve_config(merged)
 
 
 class _Pruning(Callback):
@@ -133,22 +145,13 @@ class PopulationEvaluator:
                 outcomes[i] = out
         return [o for o in outcomes if o is not None]
 
-    def _merge(self, cfgs: Sequence[dict[str, Any]], jobs: Sequence[TrialJob]) -> dict[str, Any]:
-        merged = copy.deepcopy(cfgs[0])
-        for k in _PER_MEMBER:
-            vals = [get_key(c, k) for c in cfgs]
-            if any(v != vals[0] for v in vals):
-                set_key(merged, k, vals)
-        merged["population"] = {"size": len(cfgs), "seeds": [int(j.seed) for j in jobs]}
-        return resolve_config(merged)
-
     def _train(self, jobs: Sequence[TrialJob], cfgs: Sequence[dict[str, Any]]) -> list[TrialOutcome]:
         from trainlab.build import build_run
 
         self.populations += 1
         pop_id = f"{self._tag}:{self.populations}"
         try:
-            cfg = self._merge(cfgs, jobs)
+            cfg = population_config(cfgs, [j.seed for j in jobs])
             pruning = _Pruning(jobs, self.metric)
             t0 = time.perf_counter()
             run = build_run(cfg, callbacks=[pruning])

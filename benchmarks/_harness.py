@@ -14,6 +14,9 @@ from typing import Callable
 
 import torch
 
+from trainlab import nn
+from trainlab.optim import SGD
+from trainlab.population import Population
 from trainlab.runtime import keep_freed_memory
 
 
@@ -29,6 +32,16 @@ def batches(x: torch.Tensor, y: torch.Tensor, steps: int, batch: int, seed: int)
             if len(out) == steps:
                 break
     return out
+
+
+def sgd_population(model: nn.Sequential, in_shape: tuple[int, ...], P: int, device: torch.device, lr: float = 0.01):
+    """Build ``model`` for ``P`` members and give it what a training step needs: ``(model, SGD, loss)``
+    (no gradient for the data: the first layer skips it, as ``Trainer`` does)."""
+    model.build(in_shape, Population(P), device=device)
+    model.input_grad = False
+    loss = nn.SoftmaxCrossEntropy()
+    loss.build(P, device=device)
+    return model, SGD(model.parameters(), lr=lr), loss
 
 
 def sync(device: torch.device) -> None:

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from _harness import add_allocator_option, apply_allocator_option, batches, run_torch as _run_torch, run_trainlab as _run_trainlab, sync
+from _harness import add_allocator_option, apply_allocator_option, batches, run_torch as _run_torch, run_trainlab as _run_trainlab, sgd_population, sync
 from trainlab import nn
 from trainlab.data import load_splits
 from trainlab.nn._conv import Conv2d
@@ -37,11 +37,7 @@ from trainlab.population import Population
 def trainlab_model(P: int, device: torch.device) -> tuple[nn.Sequential, SGD, nn.SoftmaxCrossEntropy]:
     model = nn.Sequential([Conv2d(1, 30, 5, init="he_normal"), nn.ReLU(), MaxPool2d(2), Flatten(),
                            nn.Linear(None, 100, init="he_normal"), nn.ReLU(), nn.Linear(None, 10, init="he_normal")])
-    model.build((1, 28, 28), Population(P), device=device)
-    model.input_grad = False
-    loss = nn.SoftmaxCrossEntropy()
-    loss.build(P, device=device)
-    return model, SGD(model.parameters(), lr=0.01), loss
+    return sgd_population(model, (1, 28, 28), P, device)
 
 
 def torch_model(device: torch.device, seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:

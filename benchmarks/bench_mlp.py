@@ -20,11 +20,10 @@ import statistics
 
 import torch
 
-from _harness import add_allocator_option, apply_allocator_option, batches, run_torch as _run_torch, run_trainlab as _run_trainlab
+from _harness import add_allocator_option, apply_allocator_option, batches, run_torch as _run_torch, run_trainlab as _run_trainlab, sgd_population
 from trainlab import nn
 from trainlab.data import load_splits
 from trainlab.optim import SGD
-from trainlab.population import Population
 
 WIDTHS = [784] + [100] * 6 + [10]
 
@@ -35,12 +34,7 @@ def trainlab_model(P: int, device: torch.device) -> tuple[nn.Sequential, SGD, nn
         layers.append(nn.Linear(a, b, init="he_normal"))
         if i < len(WIDTHS) - 2:
             layers.append(nn.ReLU())
-    model = nn.Sequential(layers)
-    model.build((784,), Population(P), device=device)
-    model.input_grad = False
-    loss = nn.SoftmaxCrossEntropy()
-    loss.build(P, device=device)
-    return model, SGD(model.parameters(), lr=0.01), loss
+    return sgd_population(nn.Sequential(layers), (784,), P, device)
 
 
 def torch_model(device: torch.device, seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:

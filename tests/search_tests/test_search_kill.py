@@ -12,7 +12,9 @@ from trainlab.search import tune
 from trainlab.search.testing import sqlite_trial_states, start_worker, tiny_search_config, wait_for, write_toml
 
 TRIALS = 10
-CFG = tiny_search_config(data={"train": 300}, train={"epochs": 5},
+# Trials long enough (0.6 s a round here, polled every 0.02 s) that the poll below cannot miss every running
+# window: with 300 images and 5 epochs a round took 0.06 s and a CI run saw none of them.
+CFG = tiny_search_config(data={"train": 2000}, model={"hidden": [64]}, train={"epochs": 30},
                          search={"trials": TRIALS, "population": 2, "heartbeat": 1, "grace": 5})
 
 
@@ -43,9 +45,13 @@ def signal_mid_trial(tmp_path, sig):
     path = write_toml(tmp_path / "k.toml", CFG)
     out, db = tmp_path / "out", tmp_path / "out" / "study.db"
     w = start_worker(path, "--out", str(out), log=tmp_path / "w1.log")
+
+    def mid_trial() -> bool:
+        states = sqlite_trial_states(db) if db.exists() else {}
+        return states.get("COMPLETE", 0) >= 2 and states.get("RUNNING", 0) >= 1
+
     try:
-        wait_for(lambda: db.exists() and sqlite_trial_states(db).get("COMPLETE", 0) >= 2
-                 and sqlite_trial_states(db).get("RUNNING", 0) >= 1, 180, what="a worker mid-trial")
+        wait_for(mid_trial, 180, interval=0.02, what="a worker mid-trial", alive=w, log=tmp_path / "w1.log")
     finally:
         w.send_signal(sig)
         rc = w.wait(timeout=60)

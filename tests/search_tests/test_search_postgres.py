@@ -69,7 +69,8 @@ def _complete(engine):
 
 @pytest.mark.slow
 def test_three_workers_share_one_postgres_study_and_survive_a_sigkill(postgres_url, tmp_path):
-    cfg = tiny_search_config(data={"train": 200}, train={"epochs": 4},
+    # rounds long enough (about a second with three workers on two cores) that the poll cannot miss them all
+    cfg = tiny_search_config(data={"train": 2000}, model={"hidden": [64]}, train={"epochs": 30},
                              search={"trials": TRIALS, "population": 2, "heartbeat": 1, "grace": 6})
     path = write_toml(tmp_path / "pg.toml", cfg)
     eng = _engine(postgres_url)
@@ -89,8 +90,8 @@ def test_three_workers_share_one_postgres_study_and_survive_a_sigkill(postgres_u
                           log=tmp_path / f"w{i}.log") for i in range(3)]
     try:
         victim = procs[0]
-        wait_for(lambda: _complete(eng) >= 4 and _running_of(eng, victim.pid) >= 1, 240,
-                 what="the first worker mid-trial")
+        wait_for(lambda: _complete(eng) >= 4 and _running_of(eng, victim.pid) >= 1, 240, interval=0.02,
+                 what="the first worker mid-trial", alive=victim, log=tmp_path / "w0.log")
         victim.kill()  # SIGKILL: no chance to mark anything
         victim.wait(timeout=30)
         for i, p in enumerate(procs[1:], start=1):

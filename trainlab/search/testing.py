@@ -166,10 +166,17 @@ def postgres_server(database: str = "trainlab") -> Iterator[str]:
                 time.sleep(0.5)
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
-    """Poll ``predicate()`` until true; raise TimeoutError naming ``what`` after ``timeout`` s."""
+def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition",
+             alive: subprocess.Popen | None = None, log: str | Path | None = None) -> None:
+    """Poll ``predicate()`` until true; raise TimeoutError naming ``what`` after ``timeout`` s.
+
+    With ``alive``, a process the condition depends on: if it exits first, fail at once with its exit
+    status and the tail of ``log`` instead of waiting out the timeout."""
     deadline = time.monotonic() + timeout
     while not predicate():
+        if alive is not None and alive.poll() is not None:
+            tail = Path(log).read_text(errors="replace")[-4000:] if log is not None and Path(log).exists() else ""
+            raise AssertionError(f"process {alive.pid} exited ({alive.returncode}) before {what}:\n{tail}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)

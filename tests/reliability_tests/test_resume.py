@@ -20,6 +20,7 @@ from trainlab.build import build_run
 from trainlab.checkpoint import load_checkpoint, save_checkpoint
 from trainlab.config import load_config
 from trainlab.errors import CheckpointError
+from trainlab.search.testing import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 # dropout (member RNG), early stopping (callback state), an L2 penalty and Adam (optimizer
@@ -89,8 +90,8 @@ def test_sigterm_saves_a_checkpoint_at_a_step_boundary_and_resumes(tmp_path, ref
     p = subprocess.Popen([sys.executable, "-m", "trainlab.cli", "train", "examples/mlp.toml", "--out", str(out),
                           "--quiet", *SETTINGS], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = out / "metrics.jsonl"
-    while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
-        time.sleep(0.005)
+    wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 2, 120, interval=0.005,
+             what="the first evaluation", alive=p)
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err

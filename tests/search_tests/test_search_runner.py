@@ -146,17 +146,29 @@ def _orphan(storage_url, study, slot, worker):
     return t.number, t.params
 
 
-def test_a_trial_of_a_dead_local_worker_is_failed_at_once_and_retried(tmp_path):
-    tuner(tmp_path, 2).run()
+@pytest.mark.parametrize("heartbeat", ["none", "stale"])
+def test_a_trial_of_a_dead_local_worker_is_failed_at_once_and_retried(tmp_path, heartbeat):
+    """Failed at once, naming the process; also when its heartbeat has gone stale as well (a restart
+    more than ``grace`` seconds after a kill -9), where the process is the more telling reason."""
+    tuner(tmp_path, 2, heartbeat=1, grace=1).run()
     p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = dict(worker_identity(), pid=int(p.stdout), start="1")
     number, params = _orphan(f"sqlite:///{tmp_path}/study.db", "s", 2, dead)
+    if heartbeat == "stale":
+        store = open_storage(f"sqlite:///{tmp_path}/study.db", heartbeat=1, grace=1)
+        st = store.storage
+        tid = st.get_trial_id_from_study_id_trial_number(st.get_study_id_from_name("s"), number)
+        store.beat([tid])
+        time.sleep(2.5)  # SQLite's clock (CURRENT_TIMESTAMP) counts whole seconds
+        assert tid in store.raw._get_stale_trial_ids(st.get_study_id_from_name("s"))
+        store.close()
     t0 = time.monotonic()
-    r = tuner(tmp_path, 4).run()
+    r = tuner(tmp_path, 4, heartbeat=1, grace=1).run()
     assert time.monotonic() - t0 < 20  # no waiting for a grace period
     s2 = [x for x in r.trials if x["slot"] == 2]
     assert [x["state"] for x in s2] == ["FAIL", "COMPLETE"]
-    assert s2[0]["number"] == number and f"process {dead['pid']}" in s2[0]["fail_reason"]
+    assert s2[0]["number"] == number
+    assert s2[0]["fail_reason"] == f"worker died (process {dead['pid']} on {dead['host']} is gone)"
     assert (s2[1]["lr"], s2[1]["wd"]) == (params["lr"], params["wd"])
     assert r.counts["complete"] == 4 and r.counts["retries"] == 1
 

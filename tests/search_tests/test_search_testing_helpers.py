@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from trainlab.search.testing import wait_for
+from trainlab.search.testing import died_with, wait_for
 
 
 def test_wait_for_fails_at_once_when_the_watched_process_exits(tmp_path):
@@ -35,3 +35,16 @@ def test_wait_for_returns_when_true_and_times_out_when_never():
     assert n[0] == 3
     with pytest.raises(TimeoutError, match="timed out after 0.05 s waiting for never"):
         wait_for(lambda: False, 0.05, interval=0.01, what="never")
+
+
+@pytest.mark.parametrize("reason, ok", [
+    ("worker died (process 4242 on host-a is gone)", True),
+    ("worker died (process 42421 on host-a is gone)", False),  # another process
+    ("worker died before its first heartbeat", True),
+    ("worker died (no heartbeat for more than 5 s)", True),
+    ("worker died (no heartbeat for more than 2.5 s)", True),
+    ("interrupted (SIGINT)", False),
+    ("ValueError: boom", False),
+])
+def test_died_with_accepts_the_sweeps_reasons_for_that_process_only(reason, ok):
+    assert died_with(reason, 4242) is ok

@@ -262,20 +262,18 @@ class StudyStorage:
         running = [t for t in trials if t.state == TrialState.RUNNING]
         if not running:
             return out
-        if self.native_heartbeat:
-            for tid in self.raw._get_stale_trial_ids(study_id):
-                out[tid] = f"worker died (no heartbeat for more than {self.grace} s)"
+        # the most specific reason wins: a worker of this machine whose process is gone is named as such even
+        # when its heartbeat has also gone stale (a restart more than `grace` seconds after a kill -9)
+        silent = set(self.raw._get_stale_trial_ids(study_id)) if self.native_heartbeat else set()
         now = time.time()
         started_limit = _dt.datetime.now() - _dt.timedelta(seconds=self.grace + self.heartbeat)
         for t in running:
-            if t._trial_id in out:
-                continue
             worker = t.system_attrs.get(WORKER)
             if worker_is_dead_here(worker):
                 out[t._trial_id] = f"worker died (process {worker.get('pid')} on {worker.get('host')} is gone)"
-            elif not self.native_heartbeat and HEARTBEAT in t.system_attrs:
-                if now - float(t.system_attrs[HEARTBEAT]) > self.grace:
-                    out[t._trial_id] = f"worker died (no heartbeat for more than {self.grace} s)"
+            elif t._trial_id in silent or (not self.native_heartbeat and HEARTBEAT in t.system_attrs
+                                           and now - float(t.system_attrs[HEARTBEAT]) > self.grace):
+                out[t._trial_id] = f"worker died (no heartbeat for more than {self.grace} s)"
             elif worker is None and t.datetime_start is not None and t.datetime_start < started_limit:
                 out[t._trial_id] = "worker died before its first heartbeat"
         return out

@@ -11,6 +11,7 @@ import contextlib
 import copy
 import glob
 import os
+import re
 from pathlib import Path
 import shutil
 import socket
@@ -22,7 +23,7 @@ import time
 from typing import Any
 
 __all__ = ["tiny_search_config", "write_toml", "start_worker", "sqlite_trial_states", "postgres_binaries",
-           "postgres_server", "PostgresUnavailable"]
+           "postgres_server", "PostgresUnavailable", "wait_for", "kill_all", "died_with"]
 
 _TINY: dict[str, Any] = {
     "seed": 0,
@@ -190,3 +191,14 @@ def kill_all(procs: Sequence[subprocess.Popen]) -> None:
     for p in procs:
         with contextlib.suppress(Exception):
             p.wait(timeout=30)
+
+
+def died_with(reason: str, pid: int) -> bool:
+    """Is ``reason`` a fail reason the sweep gives a trial of worker process ``pid`` after a kill -9?
+
+    Killed with its identity recorded: the process is named (``worker died (process PID on HOST is
+    gone)``). Killed while claiming the trial (a few ms), it may have no identity yet: judged by its
+    heartbeat a grace period later (``no heartbeat for more than G s``) or, before its first heartbeat,
+    by its start time (``worker died before its first heartbeat``). The same outcome, another reason."""
+    return (reason.startswith(f"worker died (process {pid} on ") or reason == "worker died before its first heartbeat"
+            or re.fullmatch(r"worker died \(no heartbeat for more than [0-9.]+ s\)", reason) is not None)

@@ -150,7 +150,8 @@ def _orphan(storage_url, study, slot, worker):
 def test_a_trial_of_a_dead_local_worker_is_failed_at_once_and_retried(tmp_path, heartbeat):
     """Failed at once, naming the process; also when its heartbeat has gone stale as well (a restart
     more than ``grace`` seconds after a kill -9), where the process is the more telling reason."""
-    tuner(tmp_path, 2, heartbeat=1, grace=1).run()
+    beats = {"heartbeat": 1, "grace": 1} if heartbeat == "stale" else {}  # else the default grace (60 s)
+    tuner(tmp_path, 2, **beats).run()
     p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = dict(worker_identity(), pid=int(p.stdout), start="1")
     number, params = _orphan(f"sqlite:///{tmp_path}/study.db", "s", 2, dead)
@@ -163,7 +164,7 @@ def test_a_trial_of_a_dead_local_worker_is_failed_at_once_and_retried(tmp_path, 
         assert tid in store.raw._get_stale_trial_ids(st.get_study_id_from_name("s"))
         store.close()
     t0 = time.monotonic()
-    r = tuner(tmp_path, 4, heartbeat=1, grace=1).run()
+    r = tuner(tmp_path, 4, **beats).run()
     assert time.monotonic() - t0 < 20  # no waiting for a grace period
     s2 = [x for x in r.trials if x["slot"] == 2]
     assert [x["state"] for x in s2] == ["FAIL", "COMPLETE"]

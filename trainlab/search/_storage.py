@@ -57,6 +57,10 @@ __all__ = ["StudyStorage", "open_storage", "worker_identity", "worker_is_dead_he
 
 HEARTBEAT = "trainlab:heartbeat"
 WORKER = "trainlab:worker"
+# why the sweep declares a RUNNING trial dead (its fail_reason), most specific first
+PROCESS_GONE = "worker died (process {pid} on {host} is gone)"
+SILENT = "worker died (no heartbeat for more than {grace} s)"
+NEVER_BEAT = "worker died before its first heartbeat"
 #: seconds a worker waits for the study lock before giving up with an error
 LOCK_TIMEOUT = 600.0
 _PG_POOL = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True, "pool_recycle": 300, "pool_timeout": 60}
@@ -270,12 +274,12 @@ class StudyStorage:
         for t in running:
             worker = t.system_attrs.get(WORKER)
             if worker_is_dead_here(worker):
-                out[t._trial_id] = f"worker died (process {worker.get('pid')} on {worker.get('host')} is gone)"
+                out[t._trial_id] = PROCESS_GONE.format(pid=worker.get("pid"), host=worker.get("host"))
             elif t._trial_id in silent or (not self.native_heartbeat and HEARTBEAT in t.system_attrs
                                            and now - float(t.system_attrs[HEARTBEAT]) > self.grace):
-                out[t._trial_id] = f"worker died (no heartbeat for more than {self.grace} s)"
+                out[t._trial_id] = SILENT.format(grace=self.grace)
             elif worker is None and t.datetime_start is not None and t.datetime_start < started_limit:
-                out[t._trial_id] = "worker died before its first heartbeat"
+                out[t._trial_id] = NEVER_BEAT
         return out
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """Resolve a validated config into objects: data, model, loss, optimizer, trainer.
 
 This is the one place where names ("sgd", "relu", "mnist-5k") become classes.
-Later features register their layers in :data:`LAYERS` from their own modules.
+Layer names resolve through :data:`trainlab.nn.LAYERS` (re-exported here).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from trainlab import nn
+from trainlab.nn import LAYERS, register_layer
 from trainlab.errors import ConfigError
 from trainlab.optim import OPTIMIZERS, Optimizer
 from trainlab.population import Population
@@ -21,41 +22,9 @@ from trainlab.population import Population
 __all__ = ["LAYERS", "register_layer", "build_layer", "build_model", "build_loss", "build_optimizer",
            "build_population", "resolve_device", "Run", "build_run"]
 
-#: layer name in configs -> class
-LAYERS: dict[str, type[nn.Module]] = {
-    "linear": nn.Linear,
-    "identity": nn.Identity,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "softplus": nn.Softplus,
-    "dropout": nn.Dropout,
-    "dropconnect": nn.DropConnectLinear,
-    "gaussian_noise": nn.GaussianNoise,
-    "noisy_linear": nn.NoisyLinear,
-    "batchnorm": nn.BatchNorm,
-    "layernorm": nn.LayerNorm,
-    "groupnorm": nn.GroupNorm,
-    "instancenorm": nn.InstanceNorm,
-    "conv2d": nn.Conv2d,
-    "maxpool2d": nn.MaxPool2d,
-    "avgpool2d": nn.AvgPool2d,
-    "global_avgpool2d": nn.GlobalAvgPool2d,
-    "stochastic_pool2d": nn.StochasticPool2d,
-    "flatten": nn.Flatten,
-    "spatial_dropout2d": nn.SpatialDropout2d,
-}
 #: layers whose size is given as ``out`` in configs (``in_features`` comes from the input)
 _LINEAR_LIKE = {"linear", "dropconnect", "noisy_linear"}
 _RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "softplus"}
-
-
-def register_layer(name: str, cls: type[nn.Module]) -> None:
-    """Make ``cls`` available as ``type = name`` in ``[[model.layers]]``."""
-    LAYERS[name] = cls
 
 
 def build_layer(spec: Mapping[str, Any], index: int = 0) -> nn.Module:

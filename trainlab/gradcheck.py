@@ -15,14 +15,14 @@ Stochastic layers must hold their random mask fixed between the evaluations: pas
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from trainlab.nn._losses import Loss
-from trainlab.nn._module import Module
+from trainlab.nn import Loss, Module
 
-__all__ = ["GradcheckResult", "check_layer", "check_loss", "relative_error"]
+__all__ = ["GradcheckResult", "GradientMismatch", "check_layer", "check_loss", "check_penalty", "assert_gradients",
+           "relative_error"]
 
 
 def relative_error(analytic: torch.Tensor, numeric: torch.Tensor) -> float:
@@ -35,9 +35,11 @@ def relative_error(analytic: torch.Tensor, numeric: torch.Tensor) -> float:
 
 @dataclass
 class GradcheckResult:
-    """Relative error per checked tensor (``"input"`` and each parameter name)."""
+    """Relative error per checked tensor (``"input"`` and each parameter name), and for each
+    tensor its worst entry: ``(index, analytic value, numeric value)``."""
 
     errors: dict[str, float]
+    worst: dict[str, tuple[tuple[int, ...], float, float]] = field(default_factory=dict)
 
     @property
     def max_error(self) -> float:
@@ -90,12 +92,51 @@ def check_layer(
         prep()
         return float((layer.forward(x, training=training) * g).sum())
 
-    errors: dict[str, float] = {}
+    result = GradcheckResult({})
     if dx is not None:
-        errors["input"] = relative_error(dx, _numeric(s, x, h))
+        _record(result, "input", dx, _numeric(s, x, h))
     for name, p in layer.named_parameters().items():
-        errors[name] = relative_error(analytic[name], _numeric(s, p.data, h))
-    return GradcheckResult(errors)
+        _record(result, name, analytic[name], _numeric(s, p.data, h))
+    return result
+
+
+def _record(result: GradcheckResult, name: str, analytic: torch.Tensor, numeric: torch.Tensor) -> None:
+    result.errors[name] = relative_error(analytic, numeric)
+    flat = (analytic - numeric).abs().reshape(-1)
+    if flat.numel():
+        k = int(flat.argmax())
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(k), analytic.shape))
+        result.worst[name] = (index, float(analytic.reshape(-1)[k]), float(numeric.reshape(-1)[k]))
+
+
+class GradientMismatch(AssertionError):
+    """A backward that disagrees with central differences (raised by :func:`assert_gradients`)."""
+
+
+def assert_gradients(
+    layer: Module,
+    x: torch.Tensor,
+    *,
+    atol: float = 1e-6,
+    training: bool = True,
+    h: float = 1e-6,
+    seed: int = 0,
+    before_forward: Callable[[], None] | None = None,
+    what: str = "",
+) -> GradcheckResult:
+    """:func:`check_layer`, raising :class:`GradientMismatch` when any tensor's relative error is
+    above ``atol``; the message names the tensor and its worst entry. Returns the result otherwise.
+    """
+    result = check_layer(layer, x, training=training, h=h, seed=seed, before_forward=before_forward)
+    bad = {k: v for k, v in result.errors.items() if not v <= atol}  # NaN counts as bad
+    if bad:
+        name = max(bad, key=lambda k: bad[k] if bad[k] == bad[k] else float("inf"))
+        index, a, n = result.worst.get(name, ((), float("nan"), float("nan")))
+        raise GradientMismatch(
+            f"{what or type(layer).__name__}: gradient of {name} has relative error {bad[name]:.3g} > {atol:g}; "
+            f"worst entry {name}{list(index)}: backward gives {a:.6g}, central differences {n:.6g} "
+            f"(all: {result})")
+    return result
 
 
 def check_loss(loss: Loss, out: torch.Tensor, target: torch.Tensor, *, h: float = 1e-6) -> GradcheckResult:
@@ -104,7 +145,9 @@ def check_loss(loss: Loss, out: torch.Tensor, target: torch.Tensor, *, h: float 
     loss.forward(out, target)
     analytic = loss.backward()
     numeric = _numeric(lambda: float(loss.forward(out, target).sum()), out, h)
-    return GradcheckResult({"input": relative_error(analytic, numeric)})
+    result = GradcheckResult({})
+    _record(result, "input", analytic, numeric)
+    return result
 
 
 def check_penalty(regularizer, model, *, h: float = 1e-6) -> GradcheckResult:

@@ -303,49 +303,6 @@ def test_per_layer_rates_input_02_hidden_05() -> None:
     assert all(p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-# ---- population invariant ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("mode", ["inverted", "classic"])
-def test_member_i_equals_member_i_alone(mode: str) -> None:
-    seed, P = 60, 3
-    big = built(Dropout(RATES, mode=mode), (7,), P, seed=seed)
-    alone = [built(Dropout(RATES[i], mode=mode), (7,), 1, seeds=[seed + i]) for i in range(P)]
-    for step in range(4):
-        shared = step % 2 == 0
-        x = randn(1 if shared else P, 5, 7, seed=61 + step)
-        g = randn(P, 5, 7, seed=71 + step)
-        training = step != 3
-        y, dx = big.forward(x, training=training), big.backward(g)
-        dx_alone = []
-        for i, layer in enumerate(alone):
-            xi = x if shared else x[i:i + 1]
-            yi = layer.forward(xi, training=training)
-            assert torch.equal(y[i:i + 1] if y.shape[0] == P else y, yi), (mode, step, i)
-            if training:
-                assert torch.equal(big.last_mask[i:i + 1], layer.last_mask)
-            dx_alone.append(layer.backward(g[i:i + 1]))
-        dx_ref = torch.cat(dx_alone)
-        torch.testing.assert_close(dx, dx_ref.sum(0, keepdim=True) if shared else dx_ref, atol=1e-15, rtol=1e-15)
-
-
-def test_dropconnect_member_i_equals_member_i_alone() -> None:
-    seed, P = 80, 3
-    big = built(DropConnectLinear(4, 3, p=RATES), (4,), P, seed=seed)
-    alone = [built(DropConnectLinear(4, 3, p=RATES[i]), (4,), 1, seeds=[seed + i]) for i in range(P)]
-    for step in range(3):
-        x = randn(1, 5, 4, seed=81 + step)
-        y = big.forward(x, training=True)
-        big.backward(randn(P, 5, 3, seed=91 + step))
-        for i, layer in enumerate(alone):
-            assert torch.equal(layer.weight.data[0], big.weight.data[i])
-            yi = layer.forward(x, training=True)
-            layer.backward(randn(P, 5, 3, seed=91 + step)[i:i + 1])
-            assert torch.equal(layer.last_mask[0], big.last_mask[i])
-            torch.testing.assert_close(yi[0], y[i], atol=1e-14, rtol=1e-14)
-            torch.testing.assert_close(layer.weight.grad[0], big.weight.grad[i], atol=1e-14, rtol=1e-14)
-
-
 def test_fixing_a_mask_draws_nothing_and_release_resumes_the_stream() -> None:
     a, b = built(Dropout(0.5), (8,), 2, seed=3), built(Dropout(0.5), (8,), 2, seed=3)
     x = randn(1, N, 8, seed=4)

@@ -161,25 +161,6 @@ def test_shared_input_gets_per_member_noise_and_summed_gradient() -> None:
     assert layer.backward(g) is None
 
 
-@pytest.mark.parametrize("kind", ["gaussian_noise", "noisy_linear"])
-def test_member_i_equals_member_i_alone(kind: str) -> None:
-    seed, P = 20, 3
-
-    def make(std):
-        return GaussianNoise(std) if kind == "gaussian_noise" else NoisyLinear(4, 3, std=std)
-
-    big = built(make(STDS), (4,), P, seed=seed)
-    alone = [built(make(STDS[i]), (4,), 1, seeds=[seed + i]) for i in range(P)]
-    for step in range(3):
-        shared = step != 1
-        x = randn(1 if shared else P, 5, 4, seed=21 + step)
-        y = big.forward(x, training=True)
-        for i, layer in enumerate(alone):
-            yi = layer.forward(x if shared else x[i:i + 1], training=True)
-            assert torch.equal(layer.last_noise[0], big.last_noise[i]), (kind, step, i)
-            torch.testing.assert_close(yi[0], y[i], atol=1e-14, rtol=1e-14)
-
-
 def test_a_fixed_noise_draws_nothing() -> None:
     a, b = built(GaussianNoise(1.0), (3,), 2, seed=1), built(GaussianNoise(1.0), (3,), 2, seed=1)
     x = randn(1, N, 3, seed=2)

@@ -1,6 +1,7 @@
-"""Optimizers against ``torch.optim``, member by member, float64, atol 1e-12.
+"""Optimizers against ``torch.optim`` on a real loss, and the weight-decay conventions.
 
-A P=3 population of a 2-layer net, with a different learning rate (and weight
+The fixed-gradient trajectories, member independence and state round trips of every registered
+optimizer are the contract suite's (tests/optim_tests/test_contract.py). Here a P=3 population of a 2-layer net, with a different learning rate (and weight
 decay, momentum, betas, ...) per member, takes 10 steps; member ``i`` must end where
 ``torch.optim`` takes a copy of member ``i`` alone with member ``i``'s settings.
 trainlab decays only parameters flagged ``decay=True`` (weights), so the torch side
@@ -9,85 +10,22 @@ puts biases in a param group with ``weight_decay=0``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 import torch
 
-from trainlab.nn import Linear, MeanSquaredError, Sequential, Tanh
-from trainlab.optim import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, Optimizer, RMSProp
-from trainlab.population import Population
+from trainlab.nn import MeanSquaredError, Sequential
+from trainlab.optim import OPTIMIZERS, SGD, Adam, AdamW, RMSProp
+from trainlab.optim import testing as contract
 
 DT = torch.float64
 ATOL, RTOL = 1e-12, 0.0
-P, STEPS = 3, 10
-LR = [0.1, 0.03, 0.01]
-WD = [0.0, 0.05, 0.3]
+P, STEPS = contract.P, contract.STEPS
+LR, WD = contract.LR, contract.WD
+make_net, grad_sequence = contract.make_net, contract.grad_sequence
 
-
-def make_net(seed: int = 0) -> Sequential:
-    net = Sequential([Linear(4, 5), Tanh(), Linear(5, 3)])
-    net.build((4,), Population(P, seed=seed), dtype=DT)
-    g = torch.Generator().manual_seed(seed + 100)
-    for name, p in net.named_parameters().items():
-        if name.endswith("bias"):
-            p.data.copy_(torch.randn(p.shape, generator=g, dtype=DT) * 0.1)
-    return net
-
-
-def grad_sequence(net: Sequential, steps: int = STEPS, seed: int = 1) -> list[list[torch.Tensor]]:
-    """A fixed random gradient per step and parameter (shape (P, ...))."""
-    g = torch.Generator().manual_seed(seed)
-    return [[torch.randn(p.shape, generator=g, dtype=DT) for p in net.parameters()] for _ in range(steps)]
-
-
-# Each case: trainlab class, its per-member kwargs, and a torch factory
-#   torch_factory(i, weights, biases, wd_i) -> torch.optim.Optimizer for member i.
-Case = tuple[type[Optimizer], dict[str, Any], Callable[..., torch.optim.Optimizer]]
-
-
-def _groups(weights, biases, wd):
-    return [{"params": weights, "weight_decay": wd}, {"params": biases, "weight_decay": 0.0}]
-
-
-MOM = [0.9, 0.5, 0.0]
-NEST = [0.9, 0.5, 0.3]
-ALPHA = [0.99, 0.9, 0.5]
-B1 = [0.9, 0.8, 0.5]
-B2 = [0.999, 0.99, 0.9]
-
-CASES: dict[str, Case] = {
-    "sgd": (SGD, {}, lambda i, w, b, wd: torch.optim.SGD(_groups(w, b, wd), lr=LR[i], foreach=False)),
-    "momentum": (
-        Momentum, {"momentum": MOM},
-        lambda i, w, b, wd: torch.optim.SGD(_groups(w, b, wd), lr=LR[i], momentum=MOM[i], foreach=False),
-    ),
-    "nesterov": (
-        Nesterov, {"momentum": NEST},
-        lambda i, w, b, wd: torch.optim.SGD(_groups(w, b, wd), lr=LR[i], momentum=NEST[i], nesterov=True,
-                                            foreach=False),
-    ),
-    "adagrad": (
-        AdaGrad, {},
-        lambda i, w, b, wd: torch.optim.Adagrad(_groups(w, b, wd), lr=LR[i], eps=1e-10, foreach=False),
-    ),
-    "rmsprop": (
-        RMSProp, {"alpha": ALPHA},
-        lambda i, w, b, wd: torch.optim.RMSprop(_groups(w, b, wd), lr=LR[i], alpha=ALPHA[i], eps=1e-8,
-                                                foreach=False),
-    ),
-    "adam": (
-        Adam, {"beta1": B1, "beta2": B2},
-        lambda i, w, b, wd: torch.optim.Adam(_groups(w, b, wd), lr=LR[i], betas=(B1[i], B2[i]), eps=1e-8,
-                                             foreach=False),
-    ),
-    "adamw": (
-        AdamW, {"beta1": B1, "beta2": B2},
-        lambda i, w, b, wd: torch.optim.AdamW(_groups(w, b, wd), lr=LR[i], betas=(B1[i], B2[i]), eps=1e-8,
-                                              foreach=False),
-    ),
-}
+# name -> (class, per-member kwargs, torch factory): the contract suite's examples (one table)
+CASES = {name: (cls, contract.EXAMPLES[cls].hparams, contract.EXAMPLES[cls].torch_factory)
+         for name, cls in OPTIMIZERS.items() if contract.EXAMPLES[cls].torch_factory is not None}
 
 
 def _member_copies(net: Sequential, i: int) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
@@ -101,36 +39,6 @@ def _member_copies(net: Sequential, i: int) -> tuple[list[torch.Tensor], list[to
 
 def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     torch.testing.assert_close(actual, expected.detach(), atol=ATOL, rtol=RTOL)
-
-
-@pytest.mark.parametrize("decay", [False, True], ids=["no_wd", "wd"])
-@pytest.mark.parametrize("name", list(CASES))
-def test_fixed_gradients_match_torch_optim(name: str, decay: bool) -> None:
-    cls, kwargs, torch_opt = CASES[name]
-    net = make_net()
-    start = [p.data.clone() for p in net.parameters()]
-    wd = WD if decay else 0.0
-    opt = cls(net.parameters(), lr=LR, weight_decay=wd, **kwargs)
-    grads = grad_sequence(net)
-    for step_grads in grads:
-        for p, g in zip(net.parameters(), step_grads):
-            p.grad.copy_(g)
-        opt.step()
-    assert opt.steps.tolist() == [STEPS] * P
-
-    for i in range(P):
-        params, weights, biases = _member_copies(net, i)
-        with torch.no_grad():
-            for t, s in zip(params, start):
-                t.copy_(s[i])
-        ref = torch_opt(i, weights, biases, WD[i] if decay else 0.0)
-        for step_grads in grads:
-            for t, g in zip(params, step_grads):
-                t.grad = g[i].clone()
-            ref.step()
-        for t, p in zip(params, net.parameters()):
-            _close(p.data[i], t)
-        assert not torch.equal(params[0].detach(), start[0][i])  # it moved
 
 
 def _loss_and_data(seed: int = 2) -> tuple[MeanSquaredError, torch.Tensor, torch.Tensor]:

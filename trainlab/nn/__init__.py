@@ -29,8 +29,11 @@ from trainlab.nn._blocks import conv_block
 from trainlab.nn._losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, accuracy
 from trainlab.nn._module import Module, Parameter
 from trainlab.nn._sequential import Sequential
+from trainlab.nn._registry import LAYERS, register_layer
 
 __all__ = [
+    "LAYERS",
+    "register_layer",
     "Module",
     "Parameter",
     "Sequential",

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from trainlab.errors import CheckpointError, ConfigError
-from trainlab.nn._module import Parameter
+from trainlab.nn import Parameter
 from trainlab.population import member_values, member_view
 
 __all__ = ["Optimizer"]

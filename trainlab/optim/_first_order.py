@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import torch
 
-from trainlab.nn._module import Parameter
+from trainlab.nn import Parameter
 from trainlab.optim._base import Number, Optimizer
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam", "AdamW"]

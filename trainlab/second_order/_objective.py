@@ -17,9 +17,10 @@ from collections.abc import Sequence
 import torch
 
 from trainlab.errors import ConfigError
-from trainlab.nn import Loss, Sequential
+from trainlab.nn import Linear, Loss, Sequential, SoftmaxCrossEntropy
 from trainlab.regularize import L2, MaxNorm, Regularizer
 from trainlab.second_order._flat import flatten, flatten_grads, num_parameters, unflatten_into
+from trainlab.second_order._softmax import softmax_regression_hessian
 
 __all__ = ["Objective", "ModelObjective"]
 
@@ -149,8 +150,6 @@ class ModelObjective(Objective):
     @property
     def is_softmax_regression(self) -> bool:
         """One ``Linear`` layer, softmax cross-entropy, and only L2 penalties."""
-        from trainlab.nn import Linear, SoftmaxCrossEntropy
-
         return (len(self.model.layers) == 1 and isinstance(self.model.layers[0], Linear)
                 and isinstance(self.loss, SoftmaxCrossEntropy)
                 and all(isinstance(r, L2) for r in self.regularizers))
@@ -158,6 +157,4 @@ class ModelObjective(Objective):
     def analytic_hessian(self, w: torch.Tensor) -> torch.Tensor | None:
         if not self.is_softmax_regression:
             return None
-        from trainlab.second_order._softmax import softmax_regression_hessian
-
         return softmax_regression_hessian(self, w)

@@ -20,20 +20,31 @@ but not a unique minimizer. ``L2(..., include_1d=True)`` makes ``H`` positive de
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 
+from trainlab.nn import Sequential
 from trainlab.population import member_values
+from trainlab.regularize import Regularizer
 from trainlab.second_order._flat import trainable_parameters
 
-if TYPE_CHECKING:
-    from trainlab.second_order._objective import ModelObjective
-
-__all__ = ["softmax_regression_hessian"]
+__all__ = ["softmax_regression_hessian", "SoftmaxObjective"]
 
 
-def softmax_regression_hessian(objective: "ModelObjective", w: torch.Tensor) -> torch.Tensor | None:
+class SoftmaxObjective(Protocol):
+    """What the Hessian formula reads of an objective (``ModelObjective`` has it): the model, the
+    inputs, the penalties, and a way to load a flat point into the model."""
+
+    model: Sequential
+    x: torch.Tensor
+    regularizers: Sequence[Regularizer]
+
+    def set_point(self, w: torch.Tensor) -> None: ...
+
+
+def softmax_regression_hessian(objective: SoftmaxObjective, w: torch.Tensor) -> torch.Tensor | None:
     """``H (P, m, m)`` at ``w (P, m)`` for a softmax-regression :class:`ModelObjective`.
 
     Returns ``None`` when some parameter of the layer is frozen (the formula below

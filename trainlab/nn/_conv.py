@@ -207,73 +207,131 @@ class Conv2d(Module):
             raise ConfigError(f"Conv2d({self.in_channels}, {self.out_channels}) expects inputs (P, N, "
                               f"{self.in_channels}, H, W) with P = {P} (or 1 for a shared input), got {tuple(x.shape)}")
         shared = x.shape[0] == 1 and P > 1
-        how = self._choose(shared, x.device)
-        self.last_strategy = how
-        s, p, d = self._args()
-        b = self.bias.data if self.bias is not None else None
-        N, out = x.shape[1], self.out_channels
-        if how == "loop":
-            ys = [F.conv2d(x[0 if shared else m], W[m], None if b is None else b[m], s, p, d) for m in range(P)]
-            y = torch.stack(ys)
-            self._cache = ("loop", x, shared)
-            return y
-        if how == "wide":
-            # Every member reads the same data: stack the members' filters into one bank of P*out.
-            x4 = x[0]
-            flat_b = None if b is None else b.reshape(P * out)
-            y4 = F.conv2d(x4, W.reshape(P * out, *W.shape[2:]), flat_b, s, p, d)
-            self._cache = ("wide", x4, shared)
-        else:
-            # Members as groups: (P, N, C, H, W) -> (N, P*C, H, W); member m owns channels m*C .. (m+1)*C - 1.
-            x4 = x.expand(P, *x.shape[1:]).transpose(0, 1).reshape(N, P * self.in_channels, *x.shape[3:])
-            flat_b = None if b is None else b.reshape(P * out)
-            y4 = F.conv2d(x4, W.reshape(P * out, *W.shape[2:]), flat_b, s, p, d, P)
-            self._cache = ("grouped", x4, shared)
-        Ho, Wo = y4.shape[2], y4.shape[3]
-        return y4.view(N, P, out, Ho, Wo).transpose(0, 1).contiguous()
+        how = _STRATEGIES[self._choose(shared, x.device)]
+        self.last_strategy = how.name
+        y, saved = how.forward(self, x, shared)
+        self._cache = (how, saved, shared)
+        return y
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        how, x, shared = self._cache
+        how, saved, shared = self._cache
         self._cache = None
-        W = self.weight.data
-        P, out = W.shape[0], self.out_channels
-        s, p, d = self._args()
-        need_dx = self.input_grad
-        mask = [need_dx, True, self.bias is not None]
-        if how == "loop":
-            dxs = []
-            for m in range(P):
-                xm = x[0 if shared else m]
-                dx_m, dw_m, db_m = _conv_backward(g[m], xm, W[m], [out] if self.bias is not None else None,
-                                                  s, p, d, False, [0, 0], 1, mask)
-                self.weight.grad[m].copy_(dw_m)
-                if self.bias is not None:
-                    self.bias.grad[m].copy_(db_m)
-                if need_dx:
-                    dxs.append(dx_m)
-            if not need_dx:
-                return None
-            if shared:
-                # The shared input feeds every member: its gradient is their sum.
-                return torch.stack(dxs).sum(dim=0, keepdim=True)
-            return torch.stack(dxs)
-        N = g.shape[1]
-        g4 = g.transpose(0, 1).reshape(N, P * out, *g.shape[3:])
-        groups = P if how == "grouped" else 1
-        dx4, dw, db = _conv_backward(g4, x, W.reshape(P * out, *W.shape[2:]),
-                                     [P * out] if self.bias is not None else None, s, p, d, False, [0, 0],
-                                     groups, mask)
-        self.weight.grad.view(P * out, *W.shape[2:]).copy_(dw)
-        if self.bias is not None:
-            self.bias.grad.view(P * out).copy_(db)
-        if not need_dx:
+        return how.backward(self, g, saved, shared)
+
+
+class _Strategy:
+    """One way of running the P members' convolutions; owns its forward and its backward.
+
+    ``forward(layer, x, shared) -> (y, saved)``; ``backward(layer, g, saved, shared) -> dx or None``
+    (fills the layer's parameter gradients). ``shared``: one input ``(1, N, ...)`` for all members.
+    """
+
+    name = ""
+
+    def forward(self, layer: Conv2d, x: torch.Tensor, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def backward(self, layer: Conv2d, g: torch.Tensor, x: torch.Tensor, shared: bool) -> torch.Tensor | None:
+        raise NotImplementedError
+
+
+class _Loop(_Strategy):
+    """One ordinary convolution per member (the CPU's fastest in every measured case)."""
+
+    name = "loop"
+
+    def forward(self, layer: Conv2d, x: torch.Tensor, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        W, b = layer.weight.data, None if layer.bias is None else layer.bias.data
+        s, p, d = layer._args()
+        ys = [F.conv2d(x[0 if shared else m], W[m], None if b is None else b[m], s, p, d) for m in range(W.shape[0])]
+        return torch.stack(ys), x
+
+    def backward(self, layer: Conv2d, g: torch.Tensor, x: torch.Tensor, shared: bool) -> torch.Tensor | None:
+        W = layer.weight.data
+        s, p, d = layer._args()
+        mask = [layer.input_grad, True, layer.bias is not None]
+        dxs = []
+        for m in range(W.shape[0]):
+            dx_m, dw_m, db_m = _conv_backward(g[m], x[0 if shared else m], W[m],
+                                              [layer.out_channels] if layer.bias is not None else None,
+                                              s, p, d, False, [0, 0], 1, mask)
+            layer.weight.grad[m].copy_(dw_m)
+            if layer.bias is not None:
+                layer.bias.grad[m].copy_(db_m)
+            if layer.input_grad:
+                dxs.append(dx_m)
+        if not layer.input_grad:
             return None
-        if how == "wide":
-            # One convolution over all P*out filters: dx already sums every member's contribution.
-            return dx4.unsqueeze(0)
-        C = self.in_channels
-        dx = dx4.view(N, P, C, *dx4.shape[2:]).transpose(0, 1)
+        # A shared input feeds every member: its gradient is their sum.
+        return torch.stack(dxs).sum(dim=0, keepdim=True) if shared else torch.stack(dxs)
+
+
+class _Stacked(_Strategy):
+    """The members' filters stacked into one bank of ``P * out`` and run as one convolution:
+    ``groups = 1`` (wide: the shared input is read once) or ``groups = P`` (grouped)."""
+
+    groups_per_member = False
+
+    def _input(self, layer: Conv2d, x: torch.Tensor, P: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, layer: Conv2d, x: torch.Tensor, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        W, b = layer.weight.data, None if layer.bias is None else layer.bias.data
+        P, out, N = W.shape[0], layer.out_channels, x.shape[1]
+        s, p, d = layer._args()
+        x4 = self._input(layer, x, P)
+        flat_b = None if b is None else b.reshape(P * out)
+        y4 = F.conv2d(x4, W.reshape(P * out, *W.shape[2:]), flat_b, s, p, d, P if self.groups_per_member else 1)
+        return y4.view(N, P, out, y4.shape[2], y4.shape[3]).transpose(0, 1).contiguous(), x4
+
+    def backward(self, layer: Conv2d, g: torch.Tensor, x4: torch.Tensor, shared: bool) -> torch.Tensor | None:
+        W = layer.weight.data
+        P, out, N = W.shape[0], layer.out_channels, g.shape[1]
+        s, p, d = layer._args()
+        g4 = g.transpose(0, 1).reshape(N, P * out, *g.shape[3:])
+        dx4, dw, db = _conv_backward(g4, x4, W.reshape(P * out, *W.shape[2:]),
+                                     [P * out] if layer.bias is not None else None, s, p, d, False, [0, 0],
+                                     P if self.groups_per_member else 1,
+                                     [layer.input_grad, True, layer.bias is not None])
+        layer.weight.grad.view(P * out, *W.shape[2:]).copy_(dw)
+        if layer.bias is not None:
+            layer.bias.grad.view(P * out).copy_(db)
+        return self._input_grad(layer, dx4, P, N, shared) if layer.input_grad else None
+
+    def _input_grad(self, layer: Conv2d, dx4: torch.Tensor, P: int, N: int, shared: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _Wide(_Stacked):
+    """Input shared by all members (e.g. the first layer): read once, ``P * out`` output channels."""
+
+    name = "wide"
+
+    def _input(self, layer: Conv2d, x: torch.Tensor, P: int) -> torch.Tensor:
+        return x[0]
+
+    def _input_grad(self, layer: Conv2d, dx4: torch.Tensor, P: int, N: int, shared: bool) -> torch.Tensor:
+        # One convolution over all P*out filters: dx already sums every member's contribution.
+        return dx4.unsqueeze(0)
+
+
+class _Grouped(_Stacked):
+    """Each member its own input: the members become the groups of one grouped convolution,
+    ``(P, N, C, H, W) -> (N, P*C, H, W)``; member m owns channels m*C .. (m+1)*C - 1."""
+
+    name = "grouped"
+    groups_per_member = True
+
+    def _input(self, layer: Conv2d, x: torch.Tensor, P: int) -> torch.Tensor:
+        N = x.shape[1]
+        return x.expand(P, *x.shape[1:]).transpose(0, 1).reshape(N, P * layer.in_channels, *x.shape[3:])
+
+    def _input_grad(self, layer: Conv2d, dx4: torch.Tensor, P: int, N: int, shared: bool) -> torch.Tensor:
+        dx = dx4.view(N, P, layer.in_channels, *dx4.shape[2:]).transpose(0, 1)
         return dx.sum(dim=0, keepdim=True) if shared else dx.contiguous()
+
+
+_STRATEGIES: dict[str, _Strategy] = {s.name: s for s in (_Loop(), _Wide(), _Grouped())}
 
 
 class SpatialDropout2d(Dropout):

@@ -261,37 +261,20 @@ class DropConnectLinear(DropoutFamily, Linear):
         self._scale = 1.0 / (1.0 - self.rate)
         return out
 
-    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
+    def _effective_weight(self, training: bool) -> torch.Tensor:
         W = self.weight.data
-        P = W.shape[0]
-        xb = x.expand(P, *x.shape[1:])
-        self._x = xb
-        self._shared = x.shape[0] == 1 and P > 1
         if self._sampling(training):
             keep = self._keep_mask(self.population, tuple(W.shape[1:]), self.rate, device=W.device, dtype=W.dtype)
             self._mult = keep.mul_(member_view(self._scale, 3))
-            self._w = W * self._mult
-        else:
-            self._last_keep = None
-            self._mult = None
-            self._w = W
-        if self.bias is None:
-            return torch.bmm(xb, self._w)
-        return torch.baddbmm(self.bias.data, xb, self._w)
+            return W * self._mult
+        self._last_keep = None
+        self._mult = None
+        return W
 
-    def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        torch.bmm(self._x.transpose(1, 2), g, out=self.weight.grad)
+    def _chain_weight_grad(self, grad: torch.Tensor) -> None:
         if self._mult is not None:
             # y depends on W only through W~ = W * M / (1-p): the chain rule masks and scales dW.
-            self.weight.grad.mul_(self._mult)
-        if self.bias is not None:
-            torch.sum(g, dim=1, keepdim=True, out=self.bias.grad)
-        self._x = None
-        w, self._w = self._w, None
-        if not self.input_grad:
-            return None
-        dx = torch.bmm(g, w.transpose(1, 2))
-        return dx.sum(dim=0, keepdim=True) if self._shared else dx
+            grad.mul_(self._mult)
 
 
 # ---- Monte-Carlo dropout ---------------------------------------------------------------

@@ -79,23 +79,35 @@ class Linear(Module):
     def parameters(self) -> list[Parameter]:
         return [self.weight] + ([self.bias] if self.bias is not None else [])
 
+    # ---- the affine core (DropConnectLinear and NoisyLinear change only the weight it uses) ----
+    def _effective_weight(self, training: bool) -> torch.Tensor:
+        """The weight this forward multiplies by: ``W`` itself here; DropConnect masks it, weight
+        noise perturbs it. Its backward hook is :meth:`_chain_weight_grad`."""
+        return self.weight.data
+
+    def _chain_weight_grad(self, grad: torch.Tensor) -> None:
+        """Turn ``dL/dW~`` (in ``grad``, in place) into ``dL/dW`` for the effective weight ``W~``;
+        the identity when ``W~ = W`` or ``W~ = W + noise``."""
+
     def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         P = self.weight.data.shape[0]
         xb = x.expand(P, *x.shape[1:])
         self._x = xb
         self._shared = x.shape[0] == 1 and P > 1
+        w = self._w = self._effective_weight(training)
         if self.bias is None:
-            return torch.bmm(xb, self.weight.data)
-        return torch.baddbmm(self.bias.data, xb, self.weight.data)
+            return torch.bmm(xb, w)
+        return torch.baddbmm(self.bias.data, xb, w)
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        x = self._x
-        torch.bmm(x.transpose(1, 2), g, out=self.weight.grad)
+        torch.bmm(self._x.transpose(1, 2), g, out=self.weight.grad)
+        self._chain_weight_grad(self.weight.grad)
         if self.bias is not None:
             torch.sum(g, dim=1, keepdim=True, out=self.bias.grad)
         self._x = None
+        w, self._w = self._w, None
         if not self.input_grad:
             return None
-        dx = torch.bmm(g, self.weight.data.transpose(1, 2))
+        dx = torch.bmm(g, w.transpose(1, 2))  # through the weights actually used
         # An input shared by all members receives the sum of their gradients.
         return dx.sum(dim=0, keepdim=True) if self._shared else dx

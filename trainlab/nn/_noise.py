@@ -152,29 +152,10 @@ class NoisyLinear(NoiseFamily, Linear):
         self.sigma = _check_std(self.std, population.size, owner="NoisyLinear", dtype=dtype, device=device)
         return out
 
-    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
+    def _effective_weight(self, training: bool) -> torch.Tensor:
         W = self.weight.data
-        P = W.shape[0]
-        xb = x.expand(P, *x.shape[1:])
-        self._x = xb
-        self._shared = x.shape[0] == 1 and P > 1
         if training:
             eps = self._eps(self.population, tuple(W.shape[1:]), device=W.device, dtype=W.dtype)
-            self._w = torch.addcmul(W, member_view(self.sigma, 3), eps)
-        else:
-            self._last_eps = None
-            self._w = W
-        if self.bias is None:
-            return torch.bmm(xb, self._w)
-        return torch.baddbmm(self.bias.data, xb, self._w)
-
-    def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        torch.bmm(self._x.transpose(1, 2), g, out=self.weight.grad)
-        if self.bias is not None:
-            torch.sum(g, dim=1, keepdim=True, out=self.bias.grad)
-        self._x = None
-        w, self._w = self._w, None
-        if not self.input_grad:
-            return None
-        dx = torch.bmm(g, w.transpose(1, 2))  # through the weights actually used
-        return dx.sum(dim=0, keepdim=True) if self._shared else dx
+            return torch.addcmul(W, member_view(self.sigma, 3), eps)  # dW~/dW = 1: the gradient passes as is
+        self._last_eps = None
+        return W

@@ -79,6 +79,46 @@ def run_torch(make_torch: Callable, runs: int, data, device: torch.device) -> fl
     return time.perf_counter() - t
 
 
+def vmap_ensemble(make_torch: Callable, runs: int, device: torch.device, lr: float = 0.01):
+    """``runs`` PyTorch models as one ``torch.func`` ensemble: the models' parameters stacked
+    (``stack_module_state``), every model's loss gradient from one ``functional_call`` under ``vmap``,
+    and a per-model SGD step on the stacked tensors -- how a PyTorch user trains many small models at
+    once today (the torch.func "model ensembling" recipe). Returns ``(params, step)``: the stacked
+    parameters by name, and ``step(xb, yb)`` taking one SGD step of every model on the batch."""
+    import copy
+
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    nets = [make_torch(device, seed)[0] for seed in range(runs)]
+    params, buffers = stack_module_state(nets)
+    params = {k: v.detach() for k, v in params.items()}
+    base = copy.deepcopy(nets[0]).to("meta")
+
+    def loss_of(p, b, xb, yb):
+        return torch.nn.functional.cross_entropy(functional_call(base, (p, b), (xb,)), yb)
+
+    grads_of = vmap(grad(loss_of), in_dims=(0, 0, None, None))
+    names = list(params)
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
+        grads = grads_of(params, buffers, xb, yb)
+        torch._foreach_add_([params[k] for k in names], [grads[k] for k in names], alpha=-lr)
+
+    return params, step
+
+
+def run_vmap(make_torch: Callable, runs: int, data, device: torch.device, lr: float = 0.01) -> float:
+    """Seconds for ``runs`` PyTorch models, trained at once as a :func:`vmap_ensemble`, to take a step
+    on every batch."""
+    _, step = vmap_ensemble(make_torch, runs, device, lr)
+    sync(device)
+    t = time.perf_counter()
+    for xb, yb in data:
+        step(xb, yb)
+    sync(device)
+    return time.perf_counter() - t
+
+
 def add_allocator_option(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--system-malloc", action="store_true",
                     help="leave glibc's allocator as it is (default: trainlab.runtime.keep_freed_memory(), as the "

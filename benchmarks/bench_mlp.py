@@ -6,7 +6,8 @@ process, with the same batch order; runs are interleaved and repeated, and the
 medians are compared.
 
 1. single model: trainlab (P = 1) vs torch.nn.Sequential + autograd + torch.optim.SGD
-2. population: one trainlab run of P members vs P sequential PyTorch runs
+2. population: one trainlab run of P members vs P sequential PyTorch runs, and vs one
+   ``torch.func`` ensemble of P models (stacked parameters, ``vmap`` of ``functional_call``)
 
 Usage: python benchmarks/bench_mlp.py [--repeats 5] [--steps 300] [--population 32] [--device cpu]
 """
@@ -20,7 +21,8 @@ import statistics
 
 import torch
 
-from _harness import add_allocator_option, apply_allocator_option, batches, run_torch as _run_torch, run_trainlab as _run_trainlab, sgd_population
+from _harness import (add_allocator_option, apply_allocator_option, batches, run_torch as _run_torch,
+                      run_trainlab as _run_trainlab, run_vmap as _run_vmap, sgd_population)
 from trainlab import nn
 from trainlab.data import load_splits
 from trainlab.optim import SGD
@@ -59,6 +61,10 @@ def run_torch(runs: int, data, device) -> float:
     return _run_torch(torch_model, runs, data, device)
 
 
+def run_vmap(runs: int, data, device) -> float:
+    return _run_vmap(torch_model, runs, data, device)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -77,12 +83,14 @@ def main() -> None:
     data = batches(x, y, a.steps, a.batch, 0)
     pop_data = data[: a.pop_steps]
     run_trainlab(1, data[:20], device), run_torch(1, data[:20], device)  # warm-up
-    single_tl, single_pt, pop_tl, pop_pt = [], [], [], []
+    run_vmap(2, data[:5], device)  # warm-up
+    single_tl, single_pt, pop_tl, pop_pt, pop_vm = [], [], [], [], []
     for _ in range(a.repeats):
         single_tl.append(run_trainlab(1, data, device))
         single_pt.append(run_torch(1, data, device))
         pop_tl.append(run_trainlab(a.population, pop_data, device))
         pop_pt.append(run_torch(a.population, pop_data, device))
+        pop_vm.append(run_vmap(a.population, pop_data, device))
     med = statistics.median
     n1 = a.steps * a.batch
     nP = a.pop_steps * a.batch * a.population
@@ -92,7 +100,8 @@ def main() -> None:
         "single": {"trainlab_samples_per_s": n1 / med(single_tl), "pytorch_samples_per_s": n1 / med(single_pt),
                    "ratio": med(single_pt) / med(single_tl)},
         "population": {"members": a.population, "trainlab_samples_per_s": nP / med(pop_tl),
-                       "pytorch_sequential_samples_per_s": nP / med(pop_pt), "ratio": med(pop_pt) / med(pop_tl)},
+                       "pytorch_sequential_samples_per_s": nP / med(pop_pt), "ratio": med(pop_pt) / med(pop_tl),
+                       "torch_func_vmap_samples_per_s": nP / med(pop_vm), "ratio_vs_vmap": med(pop_vm) / med(pop_tl)},
         "repeats": a.repeats, "steps": a.steps, "pop_steps": a.pop_steps, "batch": a.batch,
     }
     if a.json:
@@ -105,6 +114,8 @@ def main() -> None:
     r = res["population"]
     print(f"population {a.population:>2}: trainlab {r['trainlab_samples_per_s']:>10.0f} samples/s | PyTorch x{a.population} "
           f"{r['pytorch_sequential_samples_per_s']:>7.0f} samples/s | trainlab/PyTorch = {r['ratio']:.2f}x")
+    print(f"              vs torch.func vmap ensemble of {a.population}: {r['torch_func_vmap_samples_per_s']:>10.0f} "
+          f"samples/s | trainlab/vmap = {r['ratio_vs_vmap']:.2f}x")
 
 
 if __name__ == "__main__":

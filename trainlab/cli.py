@@ -133,10 +133,12 @@ class EvaluateCommand(Command):
         if args.json:
             print(json.dumps(result))
         elif not args.quiet:
-            _print_table(result["members"], ["member", "loss", "acc"])
+            _print_table([{**r, "member": r.get("member_label", r["member"])} for r in result["members"]],
+                         ["member", "loss", "acc"])
             if "ensemble" in result:
                 e = result["ensemble"]
-                print(f"ensemble ({e['method']}, members {e['members']}): acc {e['acc']:.4f}, ECE {e['ece']:.4f}, "
+                who = "; ".join(map(str, e.get("member_labels", e["members"])))
+                print(f"ensemble ({e['method']}, members {who}): acc {e['acc']:.4f}, ECE {e['ece']:.4f}, "
                       f"mean disagreement {e['mean_disagreement']:.4f}")
             print(f"{result['data']} {result['split']}: {result['examples']} examples")
         return 0

@@ -59,7 +59,12 @@ def evaluate_saved(run: str | Path, *, split: str = "test", data: str | None = N
     loss.build(saved.model.size, device=saved.model.device, dtype=saved.model.dtype)
     losses = loss.forward(out, part.y).tolist()
     accs = (out.argmax(-1) == part.y.unsqueeze(0)).double().mean(1).tolist()
-    rows = [{"member": m, "loss": losses[m], "acc": accs[m]} for m in range(saved.model.size)]
+    from trainlab.labels import member_labels
+
+    labels = member_labels(cfg) if cfg["population"]["size"] == saved.model.size else \
+        [f"member {m}" for m in range(saved.model.size)]
+    rows = [{"member": m, "member_label": labels[m], "loss": losses[m], "acc": accs[m]}
+            for m in range(saved.model.size)]
     result: dict[str, Any] = {"data": name, "split": split, "examples": int(x.shape[0]), "members": rows}
     if ensemble is not None:
         from trainlab.ensemble import ensemble_predict, expected_calibration_error, load_snapshots
@@ -72,7 +77,9 @@ def evaluate_saved(run: str | Path, *, split: str = "test", data: str | None = N
             pred = ensemble_predict(saved.model, x.to(saved.model.dtype), method=ensemble, members=members)
             used = members if members is not None else list(range(saved.model.size))
         y = part.y.to(pred.labels.device)
-        result["ensemble"] = {"method": ensemble, "members": used, "acc": pred.accuracy(y),
+        used_labels = [labels[m] for m in used] if ensemble != "snapshots" else used
+        result["ensemble"] = {"method": ensemble, "members": used, "member_labels": used_labels,
+                              "acc": pred.accuracy(y),
                               "ece": expected_calibration_error(pred.probs, y),
                               "mean_disagreement": float(pred.disagreement.mean())}
     return result

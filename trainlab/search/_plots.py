@@ -144,10 +144,13 @@ def optimization_history(trials: list[FrozenTrial], *, metric: str, maximize: bo
 def importance(imp: dict[str, Any]):
     plt = _plt()
     items = sorted(imp["importance"].items(), key=lambda kv: kv[1])
-    fig, ax = plt.subplots(figsize=(6.4, 0.5 * len(items) + 1.6))
+    # Wide enough for the longest parameter name; the title is the figure's (centred on the whole
+    # width, not on the axes that long names push right, where it was cut off).
+    longest = max((len(k) for k, _ in items), default=0)
+    fig, ax = plt.subplots(figsize=(max(6.4, 3.2 + 0.085 * longest), 0.5 * len(items) + 1.6))
     ax.barh([k for k, _ in items], [v for _, v in items], color="tab:blue")
     ax.set_xlabel("importance")
-    ax.set_title(f"parameter importance ({imp['method']}, {imp['trials']} trials)")
+    fig.suptitle(f"parameter importance ({imp['method']}, {imp['trials']} trials)", fontsize=11)
     fig.tight_layout()
     return fig
 

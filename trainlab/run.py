@@ -34,7 +34,6 @@ from trainlab.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from trainlab.config import dumps, load_config
 from trainlab.errors import CheckpointError, ConfigError
 from trainlab.io import atomic_write_text, save_model
-from trainlab.labels import member_labels
 from trainlab.train import Callback, ConsoleSink, History, Trainer
 
 __all__ = ["train_run", "environment", "summarize"]
@@ -204,8 +203,7 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
     writer = _MetricsWriter(out / "metrics.jsonl")
     checkpointer = _Checkpointer(out)
     run = build_run(cfg, callbacks=[writer])
-    labels = member_labels(cfg)
-    run.trainer.history.info["member_labels"] = labels
+    labels = run.trainer.labels
     if progress:
         run.trainer.sinks.append(ConsoleSink(members=members))
     if cfg["train"]["snapshot_every"]:
@@ -214,7 +212,7 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
     run.trainer.callbacks.append(checkpointer)  # last: it saves what the other callbacks did
     if resume and has_checkpoint(out):
         meta = load_checkpoint(out, run.trainer)
-        run.trainer.history.info["member_labels"] = labels
+        run.trainer.history.info["member_labels"] = labels  # a checkpoint from before labels existed
         checkpointer.seconds_before = float(meta.get("seconds", 0.0))
         writer.flush_all(run.trainer.history)  # metrics.jsonl = exactly the checkpoint's evaluations
     with _stop_on_signals(run.trainer):

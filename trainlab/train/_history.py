@@ -125,23 +125,34 @@ class History:
                 lines.append(json.dumps(row))
         return lines
 
+    def _repr_html_(self) -> str:
+        """A table in Jupyter (:func:`trainlab.notebook.history_html`)."""
+        from trainlab.notebook import history_html
+
+        return history_html(self)
+
     # ---- plotting -----------------------------------------------------------------------
     def plot(self, members: Sequence[int] | None = None, *, title: str = ""):
         """Loss and accuracy curves (train solid, validation dashed), one colour per member.
 
         Members are named by :attr:`labels` and coloured by :func:`trainlab.labels.member_colors`
-        (the same colour in every figure of a run); epoch ticks are integers. Returns a
-        :class:`matplotlib.figure.Figure` (not registered with pyplot, so no backend is touched).
+        (the same colour in every figure of a run); epoch ticks are integers. Returns the
+        pyplot figure (close it with ``plt.close(fig)`` when drawing many).
         """
-        from matplotlib.figure import Figure
+        import matplotlib
+
+        from trainlab.train._console import in_notebook
+
+        if not in_notebook():  # in Jupyter, keep the inline backend: the figure shows as the cell's result
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
         from matplotlib.lines import Line2D
         from matplotlib.ticker import MaxNLocator
 
         from trainlab.labels import member_colors
 
         members = list(range(self.size)) if members is None else list(members)
-        fig = Figure(figsize=(10, 4))
-        ax_l, ax_a = fig.subplots(1, 2)
+        fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 4))
         x = self["epoch"]
         colors = member_colors(self.size)
         labels = self.labels

@@ -86,6 +86,9 @@ class Trainer:
     live:
         In Jupyter: redraw the learning curves in place after every evaluation, with a
         notebook progress bar (:class:`trainlab.notebook.LiveCurves`).
+    labels:
+        A name per member for tables, legends and metrics (``history.labels``); from a config,
+        :func:`trainlab.labels.member_labels` names members by the settings in which they differ.
     sinks:
         Observers of the training events (same hooks as callbacks) that never change
         training and are not saved in checkpoints: the console, the live plot.
@@ -95,7 +98,8 @@ class Trainer:
                  steps: int | None = None, batch_size: int = 100, seed: int = 0, eval_every: int | None = None,
                  eval_train: bool = True, eval_batch_size: int = 1000, progress: bool = False,
                  callbacks: Sequence[Callback] = (), regularizers: Sequence[Regularizer] = (),
-                 augment: Any = None, live: bool = False, sinks: Sequence[Callback] = ()) -> None:
+                 augment: Any = None, live: bool = False, sinks: Sequence[Callback] = (),
+                 labels: Sequence[str] | None = None) -> None:
         if model.population is None:
             raise ConfigError("the model is not built: call model.build(input_shape, population) first")
         for name, v in (("epochs", epochs), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -109,6 +113,9 @@ class Trainer:
         self.seed, self.eval_every, self.eval_train = seed, eval_every, eval_train
         self.eval_batch_size, self.progress = eval_batch_size, progress
         self.callbacks = list(callbacks)
+        if labels is not None and len(labels) != model.size:
+            raise ConfigError(f"Trainer labels must name each of the {model.size} members, got {len(labels)}")
+        self.labels = None if labels is None else [str(x) for x in labels]
         #: observers that never change training (console, live plot); unlike callbacks, not checkpointed
         self.sinks = list(sinks)
         if progress:
@@ -236,6 +243,8 @@ class Trainer:
         eval_every = self.eval_every or self.steps_per_epoch
         self.history.info.update(steps_per_epoch=self.steps_per_epoch, total_steps=total, batch_size=self.batch_size,
                                  train_size=n)
+        if self.labels is not None:
+            self.history.info["member_labels"] = list(self.labels)
         for cb in self._listeners():
             cb.on_train_begin(self)
         with torch.no_grad():

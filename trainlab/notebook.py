@@ -54,7 +54,9 @@ def _cell(v: Any) -> str:
     if isinstance(v, float):
         if not math.isfinite(v):
             return str(v)
-        return str(int(v)) if v.is_integer() and abs(v) >= 2 else f"{v:.4f}"
+        if v.is_integer() and abs(v) >= 2:
+            return str(int(v))
+        return f"{v:.3g}" if v != 0 and abs(v) < 1e-3 else f"{v:.4f}"  # a weight decay of 1e-05 is not 0.0000
     if isinstance(v, dict):
         return html.escape(f"step {v.get('step', v.get('epoch'))}")
     return html.escape(str(v))
@@ -89,9 +91,9 @@ def history_html(history: Any, *, max_rows: int = 30) -> str:
     from trainlab.run import summarize
 
     members = summarize(history, seconds=0.0)["members"]
-    keys = ["member_label", "final_train_loss", "final_train_acc", "final_val_loss", "final_val_acc",
+    keys = ["member", "final_train_loss", "final_train_acc", "final_val_loss", "final_val_acc",
             "final_test_acc", "best_val_acc", "best_epoch", "diverged", "stopped"]
-    rows = [{**r, "member_label": r["member_label"]} for r in members]
+    rows = [{**r, "member": r["member_label"]} for r in members]
     return _table(rows, keys, caption=f"History: {history.size} members, {len(history.records)} evaluations")
 
 
@@ -228,11 +230,12 @@ class LiveCurves(Callback):
         if self._handle is not None:
             from IPython.display import HTML, Image
 
-            done = trainer.step - self._step0
-            left = (time.perf_counter() - self._t0) / done * (self._total - trainer.step) if done else float("nan")
-            self._text.update(HTML(f"epoch {_epoch(history)}/{_epochs(history)}; time left "
-                                   f"~{format_duration(left)}" if trainer.step < self._total else
-                                   f"done: epoch {_epoch(history)}"))
+            done, took = trainer.step - self._step0, time.perf_counter() - self._t0
+            left = took / done * (self._total - trainer.step) if done else float("nan")
+            self._text.update(HTML(
+                f"epoch {_epoch(history)}/{_epochs(history)}; time left ~{format_duration(left)}"
+                if trainer.step < self._total else
+                f"done: epoch {_epoch(history)}/{_epochs(history)}, {done} steps in {format_duration(took)}"))
             self._handle.update(Image(data=png))
         if self.path is not None:
             tmp = self.path.with_name(self.path.name + ".tmp")

@@ -217,3 +217,20 @@ def test_cli_resume_says_where_it_resumes(tmp_path, monkeypatch):
 def _with(run, cb):
     run.trainer.callbacks.append(cb)
     return run
+
+
+def test_reproduce_progress_shows_time_left_on_a_terminal():
+    from trainlab.report._reproduce import ProgressEvent
+    from trainlab.report.cli import ProgressPrinter
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    p = ProgressPrinter(out)
+    p(ProgressEvent("start", 1, 3, "a"))
+    assert "left" not in out.getvalue()  # nothing to estimate from yet
+    p(ProgressEvent("done", 1, 3, "a", status="held", seconds=10.0, passed=1, checks=1))
+    p(ProgressEvent("start", 2, 3, "b"))
+    assert out.getvalue().endswith("~20s left at this pace)")  # two experiments to go at 10 s each

@@ -129,7 +129,8 @@ class EvaluateCommand(Command):
             except ValueError:
                 raise TrainlabError(f"--members expects comma-separated integers, got {args.members!r}") from None
         result = evaluate_saved(args.run, split=args.split, data=args.data, data_dir=args.data_dir,
-                                device=args.device, ensemble=args.ensemble, members=members)
+                                device=args.device, ensemble=args.ensemble, members=members,
+                                progress=not (args.quiet or args.json))
         if args.json:
             print(json.dumps(result))
         elif not args.quiet:

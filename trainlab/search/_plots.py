@@ -108,8 +108,11 @@ def curves(trials: list[FrozenTrial], space: SearchSpace, *, metric: str, maximi
                 ax.plot(e, np.array([np.nan if v is None else v for v in c[k]], dtype=float), style, color=col,
                         lw=1.2, label=f"#{t.number} {_label(space, t, names)}" if style == "--" else None)
     ax.set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel(what)
-    ax.set_title(f"best {len(done)} trials: train (solid) and validation (dashed) {what}")
+    ax.set_title(f"best {len(done)} trials: train (solid) and validation (dashed) {what}", fontsize=10)
     if done:
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()

@@ -153,6 +153,13 @@ def _stop_on_signals(trainer: Trainer):
             signal.signal(sig, h)
 
 
+def _show_members(trainer: Trainer, members: str) -> None:
+    """Which members the console lines list (``--members``): auto, all or summary."""
+    for sink in trainer.sinks:
+        if isinstance(sink, ConsoleSink):
+            sink.members = members
+
+
 def _config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
@@ -202,10 +209,9 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
         atomic_write_text(out / "config.toml", dumps(cfg))
     writer = _MetricsWriter(out / "metrics.jsonl")
     checkpointer = _Checkpointer(out)
-    run = build_run(cfg, callbacks=[writer])
+    run = build_run(cfg, progress=progress, callbacks=[writer])
+    _show_members(run.trainer, members)
     labels = run.trainer.labels
-    if progress:
-        run.trainer.sinks.append(ConsoleSink(members=members))
     if cfg["train"]["snapshot_every"]:
         run.trainer.callbacks.append(_Snapshots(out, cfg["train"]["snapshot_every"], run.splits.preprocessor,
                                                 run.splits.num_classes))

@@ -113,6 +113,14 @@ class Trainer:
         self.seed, self.eval_every, self.eval_train = seed, eval_every, eval_train
         self.eval_batch_size, self.progress = eval_batch_size, progress
         self.callbacks = list(callbacks)
+        self.regularizers = list(regularizers)
+        #: ``augment(x (1, N, ...), y, trainer) -> (x', targets)``: training batches only. ``x'`` may
+        #: gain the population axis (each member its own augmentation) and ``targets`` may be
+        #: soft ``(N, C)`` / ``(P, N, C)`` (mixup, cutmix). Its ``state_dict``/``load_state_dict``
+        #: (if any) are saved in checkpoints.
+        self.augment = augment
+        for r in self.regularizers:
+            r.attach(model)
         if labels is not None and len(labels) != model.size:
             raise ConfigError(f"Trainer labels must name each of the {model.size} members, got {len(labels)}")
         self.labels = None if labels is None else [str(x) for x in labels]
@@ -126,14 +134,6 @@ class Trainer:
             from trainlab.notebook import LiveCurves
 
             self.sinks.append(LiveCurves())
-        self.regularizers = list(regularizers)
-        #: ``augment(x (1, N, ...), y, trainer) -> (x', targets)``: training batches only. ``x'`` may
-        #: gain the population axis (each member its own augmentation) and ``targets`` may be
-        #: soft ``(N, C)`` / ``(P, N, C)`` (mixup, cutmix). Its ``state_dict``/``load_state_dict``
-        #: (if any) are saved in checkpoints.
-        self.augment = augment
-        for r in self.regularizers:
-            r.attach(model)
         self.size = model.size
         self.device = model.device
         self.loss.build(self.size, device=self.device, dtype=model.dtype)

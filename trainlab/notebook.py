@@ -80,6 +80,9 @@ def history_html(history: Any, *, max_rows: int = 30) -> str:
     if history.size == 1:
         recs = history.records
         rows = [{k: (v[0] if isinstance(v, list) else v) for k, v in r.items()} for r in recs]
+        for r in rows:  # epoch 1, not 1.0000 (an accuracy of 1.0 keeps its decimals)
+            if float(r["epoch"]).is_integer():
+                r["epoch"] = int(r["epoch"])
         note = ""
         if len(rows) > max_rows:  # the first few and the last ones
             note = f" (showing {max_rows} of {len(rows)})"

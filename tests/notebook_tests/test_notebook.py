@@ -95,7 +95,7 @@ def test_history_html_tables():
     one = Trainer(*_single(), epochs=3, batch_size=20).fit(_data(), val=_data())
     html = one._repr_html_()
     assert html.count("<tr>") == 4 and "val_acc" in html  # a head row + one per epoch
-    assert "<td>3</td>" in html  # the epoch is an integer
+    assert "<tr><td>1</td><td>4</td>" in html and "<td>3</td>" in html  # epochs (and steps) are integers
 
 
 def _single():

@@ -36,7 +36,7 @@ def render_text(text: str, path: Path, *, title: str) -> None:
 
     lines = [l.rstrip() for l in text.rstrip().split("\n")]
     cols = max(len(l) for l in lines)
-    w, h = 0.082 * cols + 0.5, 0.2 * len(lines) + 0.75
+    w, h = 0.082 * cols + 0.5, 0.176 * len(lines) + 0.8  # 10 pt x 1.25 line spacing = 0.174 in a line
     fig = plt.figure(figsize=(w, h), facecolor="#1e1e1e")
     fig.text(0.25 / w, 1 - 0.2 / h, title, color="#9a9a9a", family="monospace", fontsize=9, va="top")
     fig.text(0.25 / w, 1 - 0.5 / h, "\n".join(lines), color="#e8e8e8", family="DejaVu Sans Mono", fontsize=10,

@@ -191,13 +191,16 @@ class Run:
 
 
 def build_run(cfg: Mapping[str, Any], *, progress: bool = False,
-              callbacks: list[Callable] | None = None, splits: Any = None) -> Run:
+              callbacks: list[Callable] | None = None, splits: Any = None, live: bool = False) -> Run:
     """Load data and build every object a config describes (model built for its population).
 
     ``splits``: data already loaded for this config (e.g. by the doctor, which builds many runs
     on one data set); the objects and their order of random draws are the same either way.
+    ``progress`` / ``live``: the Trainer's console lines / live notebook curves. Members are
+    named by :func:`trainlab.labels.member_labels`.
     """
     from trainlab.data import load_splits
+    from trainlab.labels import member_labels
     from trainlab.train import Trainer
 
     device = resolve_device(cfg["device"])
@@ -221,5 +224,6 @@ def build_run(cfg: Mapping[str, Any], *, progress: bool = False,
                       seed=cfg["seed"], eval_every=t["eval_every"], eval_train=t["eval_train"],
                       eval_batch_size=t["eval_batch_size"], progress=progress,
                       callbacks=build_callbacks(cfg) + list(callbacks or []),
-                      regularizers=build_regularizers(cfg["regularize"]), augment=augment)
+                      regularizers=build_regularizers(cfg["regularize"]), augment=augment, live=live,
+                      labels=member_labels(cfg))
     return Run(dict(cfg), splits, model, loss, optimizer, trainer)

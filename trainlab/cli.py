@@ -37,9 +37,12 @@ class Command:
 def _print_table(rows: list[dict[str, Any]], keys: list[str]) -> None:
     keys = [k for k in keys if any(k in r for r in rows)]
     widths = [max(len(k), *(len(_fmt(r.get(k))) for r in rows)) for k in keys]
-    print("  ".join(k.rjust(w) for k, w in zip(keys, widths)))
+    # text columns (member labels) align left, numbers right
+    left = [all(isinstance(r.get(k), str) for r in rows) for k in keys]
+    just = [(str.ljust if lft else str.rjust) for lft in left]
+    print("  ".join(j(k, w) for k, w, j in zip(keys, widths, just)).rstrip())
     for r in rows:
-        print("  ".join(_fmt(r.get(k)).rjust(w) for k, w in zip(keys, widths)))
+        print("  ".join(j(_fmt(r.get(k)), w) for k, w, j in zip(keys, widths, just)).rstrip())
 
 
 def _fmt(v: Any) -> str:
@@ -66,6 +69,9 @@ class TrainCommand(Command):
         p.add_argument("--device", default=None, help="cpu or cuda (overrides the config's device)")
         p.add_argument("--json", action="store_true", help="print the summary as JSON")
         p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+        p.add_argument("--members", choices=["auto", "all", "summary"], default="auto",
+                       help="which members of a population the per-epoch lines show: every member up to 4 "
+                            "(auto, default), all, or the best/median/worst (summary)")
 
     def run(self, args):
         from trainlab.config import load_config
@@ -84,11 +90,13 @@ class TrainCommand(Command):
                 raise TrainlabError("train needs a CONFIG file (or --resume DIR)")
             cfg = load_config(args.config, overrides)
             out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-        _, summary = train_run(cfg, out, progress=not (args.quiet or args.json), resume=bool(args.resume))
+        _, summary = train_run(cfg, out, progress=not (args.quiet or args.json), resume=bool(args.resume),
+                               members=args.members)
         if args.json:
             print(json.dumps(summary))
         elif not args.quiet:
-            _print_table(summary["members"], ["member", "final_train_acc", "final_val_acc", "final_test_acc",
+            rows = [{**r, "member": r.get("member_label", r["member"])} for r in summary["members"]]
+            _print_table(rows, ["member", "final_train_acc", "final_val_acc", "final_test_acc",
                                               "best_val_acc", "best_epoch", "diverged"])
             print(f"{summary['steps']} steps in {summary['seconds']:.1f} s; wrote {out}/")
         return 0
@@ -121,14 +129,17 @@ class EvaluateCommand(Command):
             except ValueError:
                 raise TrainlabError(f"--members expects comma-separated integers, got {args.members!r}") from None
         result = evaluate_saved(args.run, split=args.split, data=args.data, data_dir=args.data_dir,
-                                device=args.device, ensemble=args.ensemble, members=members)
+                                device=args.device, ensemble=args.ensemble, members=members,
+                                progress=not (args.quiet or args.json))
         if args.json:
             print(json.dumps(result))
         elif not args.quiet:
-            _print_table(result["members"], ["member", "loss", "acc"])
+            _print_table([{**r, "member": r.get("member_label", r["member"])} for r in result["members"]],
+                         ["member", "loss", "acc"])
             if "ensemble" in result:
                 e = result["ensemble"]
-                print(f"ensemble ({e['method']}, members {e['members']}): acc {e['acc']:.4f}, ECE {e['ece']:.4f}, "
+                who = "; ".join(map(str, e.get("member_labels", e["members"])))
+                print(f"ensemble ({e['method']}, members {who}): acc {e['acc']:.4f}, ECE {e['ece']:.4f}, "
                       f"mean disagreement {e['mean_disagreement']:.4f}")
             print(f"{result['data']} {result['split']}: {result['examples']} examples")
         return 0

@@ -16,15 +16,29 @@ __all__ = ["evaluate_saved", "predict"]
 
 
 @torch.no_grad()
-def predict(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Eval-mode outputs ``(P, N, C)`` for inputs ``(N, ...)`` (shared by all members)."""
-    outs = [model.forward(x[i:i + batch_size].unsqueeze(0), training=False) for i in range(0, x.shape[0], batch_size)]
+def predict(model, x: torch.Tensor, batch_size: int = 1000, *, progress: bool = False) -> torch.Tensor:
+    """Eval-mode outputs ``(P, N, C)`` for inputs ``(N, ...)`` (shared by all members).
+
+    ``progress``: a bar over the examples with the time left, on a terminal only (it is
+    cleared when done; nothing is printed in pipes and logs)."""
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=x.shape[0], unit="img", desc="evaluating", leave=False, dynamic_ncols=True, disable=None)
+    outs = []
+    for i in range(0, x.shape[0], batch_size):
+        outs.append(model.forward(x[i:i + batch_size].unsqueeze(0), training=False))
+        if bar is not None:
+            bar.update(min(batch_size, x.shape[0] - i))
+    if bar is not None:
+        bar.close()
     return torch.cat(outs, dim=1)
 
 
 def evaluate_saved(run: str | Path, *, split: str = "test", data: str | None = None, data_dir: str | None = None,
                    device: str = "cpu", ensemble: str | None = None,
-                   members: list[int] | None = None) -> dict[str, Any]:
+                   members: list[int] | None = None, progress: bool = False) -> dict[str, Any]:
     """Loss and accuracy per member of the model saved in ``run`` on ``split``.
 
     The split is rebuilt from the run's ``config.toml`` (same data set, sizes and
@@ -54,12 +68,17 @@ def evaluate_saved(run: str | Path, *, split: str = "test", data: str | None = N
     x = part.x
     if saved.preprocessor is not None:
         x = saved.preprocessor.transform(x.cpu()).to(saved.model.device)
-    out = predict(saved.model, x.to(saved.model.dtype))
+    out = predict(saved.model, x.to(saved.model.dtype), progress=progress)
     loss = SoftmaxCrossEntropy()
     loss.build(saved.model.size, device=saved.model.device, dtype=saved.model.dtype)
     losses = loss.forward(out, part.y).tolist()
     accs = (out.argmax(-1) == part.y.unsqueeze(0)).double().mean(1).tolist()
-    rows = [{"member": m, "loss": losses[m], "acc": accs[m]} for m in range(saved.model.size)]
+    from trainlab.labels import member_labels
+
+    labels = member_labels(cfg) if cfg["population"]["size"] == saved.model.size else \
+        [f"member {m}" for m in range(saved.model.size)]
+    rows = [{"member": m, "member_label": labels[m], "loss": losses[m], "acc": accs[m]}
+            for m in range(saved.model.size)]
     result: dict[str, Any] = {"data": name, "split": split, "examples": int(x.shape[0]), "members": rows}
     if ensemble is not None:
         from trainlab.ensemble import ensemble_predict, expected_calibration_error, load_snapshots
@@ -72,7 +91,9 @@ def evaluate_saved(run: str | Path, *, split: str = "test", data: str | None = N
             pred = ensemble_predict(saved.model, x.to(saved.model.dtype), method=ensemble, members=members)
             used = members if members is not None else list(range(saved.model.size))
         y = part.y.to(pred.labels.device)
-        result["ensemble"] = {"method": ensemble, "members": used, "acc": pred.accuracy(y),
+        used_labels = [labels[m] for m in used] if ensemble != "snapshots" else used
+        result["ensemble"] = {"method": ensemble, "members": used, "member_labels": used_labels,
+                              "acc": pred.accuracy(y),
                               "ece": expected_calibration_error(pred.probs, y),
                               "mean_disagreement": float(pred.disagreement.mean())}
     return result

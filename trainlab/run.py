@@ -34,7 +34,7 @@ from trainlab.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from trainlab.config import dumps, load_config
 from trainlab.errors import CheckpointError, ConfigError
 from trainlab.io import atomic_write_text, save_model
-from trainlab.train import Callback, History, Trainer
+from trainlab.train import Callback, ConsoleSink, History, Trainer
 
 __all__ = ["train_run", "environment", "summarize"]
 
@@ -77,15 +77,17 @@ def summarize(history: History, *, seconds: float) -> dict[str, Any]:
     members = []
     metrics = history.metrics
     final = history.final or (history.records[-1] if history.records else {})
+    labels = history.labels
     for m in range(history.size):
-        row: dict[str, Any] = {"member": m}
+        row: dict[str, Any] = {"member": m, "member_label": labels[m]}
         for k, v in final.items():
             if isinstance(v, list):
                 row[f"final_{k}"] = v[m] if v[m] is None or np.isfinite(v[m]) else None
         if "val_acc" in metrics and np.isfinite(history["val_acc"][:, m]).any():
             i = int(np.nanargmax(history["val_acc"][:, m]))
             row["best_val_acc"] = float(history["val_acc"][i, m])
-            row["best_epoch"] = float(history["epoch"][i])
+            epoch = float(history["epoch"][i])
+            row["best_epoch"] = int(epoch) if epoch.is_integer() else epoch
         row["diverged"] = history.diverged.get(m)
         row["stopped"] = history.stopped.get(m)
         members.append(row)
@@ -151,6 +153,13 @@ def _stop_on_signals(trainer: Trainer):
             signal.signal(sig, h)
 
 
+def _show_members(trainer: Trainer, members: str) -> None:
+    """Which members the console lines list (``--members``): auto, all or summary."""
+    for sink in trainer.sinks:
+        if isinstance(sink, ConsoleSink):
+            sink.members = members
+
+
 def _config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
@@ -161,7 +170,7 @@ def _config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = False,
-              resume: bool = False) -> tuple[Run, dict[str, Any]]:
+              resume: bool = False, members: str = "auto") -> tuple[Run, dict[str, Any]]:
     """Build everything ``cfg`` describes, train, and write the run directory ``out``.
 
     With ``resume=True``, ``out`` must hold a run started earlier: its checkpoint is
@@ -169,6 +178,10 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
     weights and metrics equal an uninterrupted run's bit for bit). ``cfg`` may then be
     ``None`` (the run's own config is used); a different config is an error naming
     the keys that differ.
+
+    ``progress``: print a line per epoch (and a live bar on a terminal) through
+    :class:`~trainlab.train.ConsoleSink`; ``members`` ("auto", "all", "summary") says which
+    members of a population it lists.
     """
     out = Path(out)
     summary_path = out / "summary.json"
@@ -197,12 +210,15 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
     writer = _MetricsWriter(out / "metrics.jsonl")
     checkpointer = _Checkpointer(out)
     run = build_run(cfg, progress=progress, callbacks=[writer])
+    _show_members(run.trainer, members)
+    labels = run.trainer.labels
     if cfg["train"]["snapshot_every"]:
         run.trainer.callbacks.append(_Snapshots(out, cfg["train"]["snapshot_every"], run.splits.preprocessor,
                                                 run.splits.num_classes))
     run.trainer.callbacks.append(checkpointer)  # last: it saves what the other callbacks did
     if resume and has_checkpoint(out):
         meta = load_checkpoint(out, run.trainer)
+        run.trainer.history.info["member_labels"] = labels  # a checkpoint from before labels existed
         checkpointer.seconds_before = float(meta.get("seconds", 0.0))
         writer.flush_all(run.trainer.history)  # metrics.jsonl = exactly the checkpoint's evaluations
     with _stop_on_signals(run.trainer):
@@ -221,7 +237,7 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
     decayed = sorted({n for r in run.trainer.regularizers for n in r.parameter_names()} |
                      ({n for n, p in run.model.named_parameters().items() if p.decay}
                       if _any_positive(cfg["optim"]["weight_decay"]) else set()))
-    summary.update(seed=cfg["seed"], environment=environment(run.model.device),
+    summary.update(member_labels=labels, seed=cfg["seed"], environment=environment(run.model.device),
                    regularized_parameters=decayed,
                    parameters_per_member=run.model.num_parameters(),
                    data={"name": cfg["data"]["name"], "train": int(run.splits.train.x.shape[0]),

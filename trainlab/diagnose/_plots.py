@@ -171,6 +171,12 @@ def plot_lr_range(result, ax_curves=None, ax_final=None):
     ax_curves.set_title("loss at each learning rate (solid: falls steadily)", fontsize=9)
     if len(lrs) <= 24:
         ax_curves.legend(fontsize=6, ncol=2, title="lr", title_fontsize=7)
+    elif len(lrs) > 1:  # too many rates for a legend: a colour bar is the key
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import LogNorm
+
+        ax_curves.figure.colorbar(ScalarMappable(norm=LogNorm(lrs.min(), lrs.max()), cmap=cmap), ax=ax_curves,
+                                  label="learning rate")
     finals = np.array([np.nan if st == "diverged" else (S[-1, m] if T else np.nan)
                        for m, st in enumerate(result.status)])
     colors = {"steady": "C2", "flat": "C7", "unstable": "C1", "diverged": "C3"}

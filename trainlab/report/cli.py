@@ -23,14 +23,26 @@ class ProgressPrinter:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.t0 = time.perf_counter()
         self.width = max(len(n) for n in REGISTRY) if len(REGISTRY) else 10
+        self.ran: list[float] = []  # seconds of each experiment that ran here
+
+    def left(self, ev: ProgressEvent) -> str:
+        """Time left at the mean pace so far (experiments differ, so it is a rough estimate)."""
+        remaining = ev.total - ev.index + (1 if ev.kind == "start" else 0)
+        if not self.ran or remaining <= 0:
+            return ""
+        from trainlab.train._console import format_duration
+
+        return f"; ~{format_duration(sum(self.ran) / len(self.ran) * remaining)} left at this pace"
 
     def __call__(self, ev: ProgressEvent) -> None:
         head = f"[{ev.index:>2}/{ev.total}] {ev.name:<{self.width}}"
         if ev.kind == "start":
             if self.tty:
-                self.stream.write(f"{head}  running ... ({time.perf_counter() - self.t0:.0f} s so far)")
+                self.stream.write(f"{head}  running ... ({time.perf_counter() - self.t0:.0f} s so far{self.left(ev)})")
                 self.stream.flush()
             return
+        if ev.kind == "done" and ev.seconds is not None:
+            self.ran.append(float(ev.seconds))
         if ev.kind == "skip":
             line = f"{head}  not available: {ev.reason}"
         elif ev.status == "error":

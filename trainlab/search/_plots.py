@@ -108,8 +108,11 @@ def curves(trials: list[FrozenTrial], space: SearchSpace, *, metric: str, maximi
                 ax.plot(e, np.array([np.nan if v is None else v for v in c[k]], dtype=float), style, color=col,
                         lw=1.2, label=f"#{t.number} {_label(space, t, names)}" if style == "--" else None)
     ax.set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel(what)
-    ax.set_title(f"best {len(done)} trials: train (solid) and validation (dashed) {what}")
+    ax.set_title(f"best {len(done)} trials: train (solid) and validation (dashed) {what}", fontsize=10)
     if done:
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -144,10 +147,13 @@ def optimization_history(trials: list[FrozenTrial], *, metric: str, maximize: bo
 def importance(imp: dict[str, Any]):
     plt = _plt()
     items = sorted(imp["importance"].items(), key=lambda kv: kv[1])
-    fig, ax = plt.subplots(figsize=(6.4, 0.5 * len(items) + 1.6))
+    # Wide enough for the longest parameter name; the title is the figure's (centred on the whole
+    # width, not on the axes that long names push right, where it was cut off).
+    longest = max((len(k) for k, _ in items), default=0)
+    fig, ax = plt.subplots(figsize=(max(6.4, 3.2 + 0.085 * longest), 0.5 * len(items) + 1.6))
     ax.barh([k for k, _ in items], [v for _, v in items], color="tab:blue")
     ax.set_xlabel("importance")
-    ax.set_title(f"parameter importance ({imp['method']}, {imp['trials']} trials)")
+    fig.suptitle(f"parameter importance ({imp['method']}, {imp['trials']} trials)", fontsize=11)
     fig.tight_layout()
     return fig
 

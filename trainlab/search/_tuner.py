@@ -146,6 +146,12 @@ class TuneResult:
     out: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
 
+    def _repr_html_(self) -> str:
+        """The top trials and the scatter, in Jupyter (:func:`trainlab.notebook.tune_result_html`)."""
+        from trainlab.notebook import tune_result_html
+
+        return tune_result_html(self)
+
 
 class _Heartbeats:
     """Records heartbeats for the given trials every ``interval`` seconds while training runs."""

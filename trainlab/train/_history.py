@@ -45,6 +45,15 @@ class History:
         self.records.append(record)
 
     @property
+    def labels(self) -> list[str]:
+        """Each member's name (``info["member_labels"]``, set from the config by
+        :func:`trainlab.labels.member_labels`; ``member i`` when nobody set them)."""
+        labels = self.info.get("member_labels")
+        if isinstance(labels, list) and len(labels) == self.size:
+            return [str(x) for x in labels]
+        return [f"member {m}" for m in range(self.size)]
+
+    @property
     def metrics(self) -> list[str]:
         names: list[str] = []
         for r in self.records:
@@ -104,9 +113,11 @@ class History:
     def jsonl_lines(self, start: int = 0) -> list[str]:
         """One JSON line per evaluation per member (``metrics.jsonl``), from record ``start`` on."""
         lines = []
+        labels = self.labels
         for r in self.records[start:]:
             for m in range(self.size):
-                row: dict[str, Any] = {"member": m, "step": r["step"], "epoch": r["epoch"]}
+                row: dict[str, Any] = {"member": m, "member_label": labels[m], "step": r["step"],
+                                       "epoch": r["epoch"]}
                 for k, v in r.items():
                     if isinstance(v, list):
                         row[k] = _clean(v[m])
@@ -114,30 +125,57 @@ class History:
                 lines.append(json.dumps(row))
         return lines
 
+    def _repr_html_(self) -> str:
+        """A table in Jupyter (:func:`trainlab.notebook.history_html`)."""
+        from trainlab.notebook import history_html
+
+        return history_html(self)
+
     # ---- plotting -----------------------------------------------------------------------
     def plot(self, members: Sequence[int] | None = None, *, title: str = ""):
-        """Loss and accuracy curves (train solid, validation dashed), one colour per member."""
+        """Loss and accuracy curves (train solid, validation dashed), one colour per member.
+
+        Members are named by :attr:`labels` and coloured by :func:`trainlab.labels.member_colors`
+        (the same colour in every figure of a run); epoch ticks are integers. Returns the
+        pyplot figure (close it with ``plt.close(fig)`` when drawing many).
+        """
         import matplotlib
 
-        matplotlib.use("Agg", force=False)
+        from trainlab.train._console import in_notebook
+
+        if not in_notebook():  # in Jupyter, keep the inline backend: the figure shows as the cell's result
+            matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
+        from matplotlib.ticker import MaxNLocator
+
+        from trainlab.labels import member_colors
 
         members = list(range(self.size)) if members is None else list(members)
         fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 4))
         x = self["epoch"]
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        colors = member_colors(self.size)
+        labels = self.labels
         have = self.metrics
-        for j, m in enumerate(members):
-            c = colors[j % len(colors)]
-            lab = f"member {m}" if len(members) > 1 else ""
-            for metric, ax, style, what in (("train_loss", ax_l, "-", "train"), ("val_loss", ax_l, "--", "val"),
-                                            ("train_acc", ax_a, "-", "train"), ("val_acc", ax_a, "--", "val")):
+        for m in members:
+            for metric, ax, style in (("train_loss", ax_l, "-"), ("val_loss", ax_l, "--"),
+                                      ("train_acc", ax_a, "-"), ("val_acc", ax_a, "--")):
                 if metric in have:
-                    ax.plot(x, self[metric][:, m], style, color=c, label=f"{lab} {what}".strip())
-        ax_l.set_xlabel("epoch"), ax_l.set_ylabel("loss"), ax_l.set_title("loss")
-        ax_a.set_xlabel("epoch"), ax_a.set_ylabel("accuracy"), ax_a.set_title("accuracy")
-        if len(members) <= 8 and ax_a.get_legend_handles_labels()[0]:
-            ax_a.legend(fontsize=8)
+                    ax.plot(x, self[metric][:, m], style, color=colors[m])
+        for ax, what in ((ax_l, "loss"), (ax_a, "accuracy")):
+            ax.set_xlabel("epoch"), ax.set_ylabel(what), ax.set_title(what)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # The key: one entry per member (its colour), then the line styles (train solid, val dashed).
+        shown = members if len(members) <= 16 else members[::-(-len(members) // 12)]
+        handles = [Line2D([], [], color=colors[m], label=labels[m]) for m in shown] if len(members) > 1 else []
+        if len(shown) < len(members):
+            handles.append(Line2D([], [], color="none", label=f"({len(members) - len(shown)} more not listed)"))
+        styles = [(s, w) for s, w, k in (("-", "train", "train_acc"), ("--", "val", "val_acc")) if k in have]
+        handles += [Line2D([], [], color="0.3", ls=s, label=w) for s, w in styles]
+        if handles:
+            ax_a.legend(handles=handles, fontsize=7, ncol=2 if len(handles) > 10 else 1, loc="best")
+        if len(members) == 1 and self.size > 1:
+            title = f"{title}  ({labels[members[0]]})".strip()
         if title:
             fig.suptitle(title)
         fig.tight_layout()

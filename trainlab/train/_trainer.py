@@ -31,6 +31,9 @@ class Callback:
     def on_interrupt(self, trainer: "Trainer") -> None:
         """Training is being interrupted at a step boundary (Ctrl-C / SIGTERM)."""
 
+    def on_diverged(self, trainer: "Trainer", members: list[int]) -> None:
+        """These members' losses just became NaN/inf; they are frozen (``trainer.history.diverged``)."""
+
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """``(tensors, json_state)`` to save in checkpoints; stateless callbacks return empty dicts."""
         return {}, {}
@@ -77,13 +80,26 @@ class Trainer:
         Steps between evaluations (default: one epoch).
     eval_train:
         Also evaluate on the whole training split (``train_loss``, ``train_acc``).
+    progress:
+        Show progress: a line per epoch that stays and a live bar within the epoch
+        (:class:`~trainlab.train.ConsoleSink`; plain lines when not on a terminal).
+    live:
+        In Jupyter: redraw the learning curves in place after every evaluation, with a
+        notebook progress bar (:class:`trainlab.notebook.LiveCurves`).
+    labels:
+        A name per member for tables, legends and metrics (``history.labels``); from a config,
+        :func:`trainlab.labels.member_labels` names members by the settings in which they differ.
+    sinks:
+        Observers of the training events (same hooks as callbacks) that never change
+        training and are not saved in checkpoints: the console, the live plot.
     """
 
     def __init__(self, model: Sequential, loss: Loss, optimizer: Optimizer, *, epochs: int = 10,
                  steps: int | None = None, batch_size: int = 100, seed: int = 0, eval_every: int | None = None,
                  eval_train: bool = True, eval_batch_size: int = 1000, progress: bool = False,
                  callbacks: Sequence[Callback] = (), regularizers: Sequence[Regularizer] = (),
-                 augment: Any = None) -> None:
+                 augment: Any = None, live: bool = False, sinks: Sequence[Callback] = (),
+                 labels: Sequence[str] | None = None) -> None:
         if model.population is None:
             raise ConfigError("the model is not built: call model.build(input_shape, population) first")
         for name, v in (("epochs", epochs), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -105,6 +121,19 @@ class Trainer:
         self.augment = augment
         for r in self.regularizers:
             r.attach(model)
+        if labels is not None and len(labels) != model.size:
+            raise ConfigError(f"Trainer labels must name each of the {model.size} members, got {len(labels)}")
+        self.labels = None if labels is None else [str(x) for x in labels]
+        #: observers that never change training (console, live plot); unlike callbacks, not checkpointed
+        self.sinks = list(sinks)
+        if progress:
+            from trainlab.train._console import ConsoleSink
+
+            self.sinks.append(ConsoleSink())
+        if live:
+            from trainlab.notebook import LiveCurves
+
+            self.sinks.append(LiveCurves())
         self.size = model.size
         self.device = model.device
         self.loss.build(self.size, device=self.device, dtype=model.dtype)
@@ -214,13 +243,9 @@ class Trainer:
         eval_every = self.eval_every or self.steps_per_epoch
         self.history.info.update(steps_per_epoch=self.steps_per_epoch, total_steps=total, batch_size=self.batch_size,
                                  train_size=n)
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            # disable=None: no bar when stderr is not a terminal (CI logs, pipes)
-            bar = tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True, leave=False, disable=None)
-        for cb in self.callbacks:
+        if self.labels is not None:
+            self.history.info["member_labels"] = list(self.labels)
+        for cb in self._listeners():
             cb.on_train_begin(self)
         with torch.no_grad():
             while self.step < total and not self.should_stop:
@@ -236,32 +261,24 @@ class Trainer:
                         self._warn_batch_of_one(n)
                         continue
                     loss = self.train_step(xs[i:i + self.batch_size], ys[i:i + self.batch_size])
-                    if bar is not None:
-                        bar.update(1)
                     if self.step % eval_every == 0 or self.step == total:
                         rec = self._evaluate_all(splits)
                         self.history.append(rec)
-                        for cb in self.callbacks:
+                        for cb in self._listeners():
                             cb.on_evaluate(self, rec)
-                        if bar is not None and "val_acc" in rec:
-                            bar.set_postfix(val_acc=f"{max(rec['val_acc']):.4f}")
-                    for cb in self.callbacks:
+                    for cb in self._listeners():
                         cb.on_step_end(self, loss)
                     if self.interrupt_requested:
                         # At a step boundary every piece of state is consistent: save and stop.
-                        for cb in self.callbacks:
+                        for cb in self._listeners():
                             cb.on_interrupt(self)
-                        if bar is not None:
-                            bar.close()
                         raise KeyboardInterrupt(f"interrupted at step {self.step}")
                 if self._pos >= n:
                     self._perm = None
             if self._batches_since_eval:  # stopped between evaluations: record where it ended
                 rec = self._evaluate_all(splits)
                 self.history.append(rec)
-        if bar is not None:
-            bar.close()
-        for cb in self.callbacks:
+        for cb in self._listeners():
             cb.on_train_end(self)
         # What the caller ends up with (e.g. after early stopping restored the best weights).
         self._refresh_population_statistics()
@@ -334,6 +351,10 @@ class Trainer:
         if self.augment is not None and hasattr(self.augment, "load_state_dict"):
             self.augment.load_state_dict(part("augment."))
 
+    def _listeners(self) -> list[Callback]:
+        """Callbacks first (they may stop members), then the sinks that only report."""
+        return [*self.callbacks, *self.sinks]
+
     def _warn_batch_of_one(self, n: int) -> None:
         if not getattr(self, "_warned_one", False):
             import warnings
@@ -363,6 +384,8 @@ class Trainer:
                                             "loss": str(float(loss[m]))}
             self.alive &= ~bad
             self._sync_active()
+            for cb in self._listeners():
+                cb.on_diverged(self, bad.nonzero().flatten().tolist())
         self.model.backward(self.loss.backward())
         for r in self.regularizers:
             r.add_grad()

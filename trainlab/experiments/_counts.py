@@ -2,7 +2,8 @@
 
 The report counts checks as ``len(result.checks)`` per experiment that ran (see
 ``trainlab.report._reproduce``). Every built-in experiment builds each of its checks with
-one ``Check(...)`` expression in its module (no loops), so the number of such
+one ``Check(...)`` expression in its module (no loops; a ``checks[i] = Check(...)``
+replacing one is not counted), so the number of such
 expressions is the number of checks its run returns; ``tests/experiments_tests/
 test_exp_smoke.py`` holds the two equal for every experiment, and the docs test
 (``tests/docs_tests/test_counts.py``) holds the numbers the README and
@@ -27,15 +28,25 @@ def _source(module: str) -> str:
     return Path(spec.origin).read_text(encoding="utf-8")
 
 
+def _is_check(node: ast.AST) -> bool:
+    if not isinstance(node, ast.Call):
+        return False
+    f = node.func
+    return (f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None) == "Check"
+
+
 def declared_checks(module: str) -> int:
-    """The number of ``Check(...)`` expressions in the experiment module ``module``."""
-    n = 0
-    for node in ast.walk(ast.parse(_source(module))):
-        if isinstance(node, ast.Call):
-            f = node.func
-            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
-            n += name == "Check"
-    return n
+    """The number of ``Check(...)`` expressions in the experiment module ``module``.
+
+    A ``Check(...)`` assigned into an existing slot (``checks[-1] = Check(...)``, a check
+    rebuilt with another threshold) replaces one and is not counted.
+    """
+    tree = ast.parse(_source(module))
+    replacing: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Subscript) for t in node.targets):
+            replacing.update(id(n) for n in ast.walk(node.value) if _is_check(n))
+    return sum(1 for n in ast.walk(tree) if _is_check(n) and id(n) not in replacing)
 
 
 def check_counts() -> dict[str, int]:

@@ -209,3 +209,18 @@ def test_prelu_slope_learns_and_is_not_decayed_by_default() -> None:
     assert "1.weight" not in names and "0.weight" in names
     assert model.layers[1].weight.kind == "slope" and not model.layers[1].weight.decay
     assert L2  # the penalty selects through select_parameters
+
+
+def test_save_and_load_a_model_with_maxout_prelu_and_textbook_bn(tmp_path) -> None:
+    from trainlab.io import load_model, save_model
+    from trainlab.nn import Flatten, textbook_batch_norm
+
+    m = Sequential([Conv2d(1, 4, 3, padding=1), textbook_batch_norm(), Maxout(2), PReLU(None, init=[0.1, 0.2]),
+                    Flatten(), Linear(None, 6), PReLU(1)])
+    m.build((1, 4, 4), Population(2), dtype=DT)
+    m.forward(randn(1, 5, 1, 4, 4, seed=20), training=True)  # running statistics with values
+    save_model(tmp_path, m)
+    loaded = load_model(tmp_path).model
+    x = randn(1, 3, 1, 4, 4, seed=21)
+    assert torch.equal(loaded.forward(x, training=False), m.forward(x, training=False))
+    assert loaded.layers[1].settings() == m.layers[1].settings()

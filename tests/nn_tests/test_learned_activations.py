@@ -224,3 +224,10 @@ def test_save_and_load_a_model_with_maxout_prelu_and_textbook_bn(tmp_path) -> No
     x = randn(1, 3, 1, 4, 4, seed=21)
     assert torch.equal(loaded.forward(x, training=False), m.forward(x, training=False))
     assert loaded.layers[1].settings() == m.layers[1].settings()
+
+
+def test_conv_block_with_a_prelu_layer_uses_he_init() -> None:
+    from trainlab.nn import conv_block
+
+    layers = conv_block(1, 4, activation=PReLU(None))
+    assert layers[0].initializer.name == "he_normal" and isinstance(layers[2], PReLU)

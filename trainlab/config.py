@@ -54,7 +54,7 @@ def _probability(what: str) -> Key:
     return Key("float", 1.0, low=0.0, high=1.0, per_member=True, doc=f"probability that a training image {what}")
 
 
-ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "identity")
+ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "identity", "prelu", "maxout")
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 DATASET_NAMES = ("mnist-5k", "mnist", "fashion-mnist", "kmnist")
 PREPROCESS_NAMES = ("none", "minmax", "minmax-feature", "standardize", "pca-whiten", "zca-whiten")
@@ -83,6 +83,10 @@ SCHEMA: dict[str, Any] = {
         "hidden": Key("int_list", [100, 100], low=1, high=100_000, doc="hidden widths of an mlp"),
         "activation": Key("str", "relu", choices=ACTIVATION_NAMES),
         "slope": Key("float", 0.01, low=0.0, per_member=True, doc="leaky_relu slope"),
+        "prelu_init": Key("float", 0.25, per_member=True, doc="prelu: initial learned slope (He et al. 2015: 0.25)"),
+        "prelu_shared": Key("bool", False, doc="prelu: one slope per layer instead of one per unit"),
+        "maxout_pieces": Key("int", 2, low=2, high=64,
+                             doc="maxout: affine pieces per unit k (each hidden Linear is k times wider)"),
         "init": Key("str_or_table", "auto", doc="initializer name; 'auto' = He for ReLU-like, Xavier otherwise"),
         "init_scale": Key("float", 1.0, low=0.0, high=1e6, per_member=True),
         "input_dropout": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True,
@@ -96,6 +100,13 @@ SCHEMA: dict[str, Any] = {
                     doc="normalization between each hidden Linear and its activation (mlp)"),
         "bn_momentum": Key("float", 0.1, low=0.0, high=1.0, per_member=True,
                            doc="BatchNorm running-average momentum, PyTorch convention (weight of the new batch)"),
+        "bn_running_var": Key("str", "unbiased", choices=("unbiased", "biased"),
+                              doc="BatchNorm running variance: of the unbiased batch variance (torch) or the biased "
+                                  "one (Keras, the textbook)"),
+        "bn_running_var_init": Key("float", 1.0, low=0.0, high=1e6,
+                                   doc="BatchNorm running variance at the start (torch, Keras: 1; the textbook: 0)"),
+        "bn_eps": Key("float", 1e-5, low=0.0, low_inclusive=False, high=1.0,
+                      doc="BatchNorm eps in sqrt(var + eps) (torch 1e-5, Keras 1e-3, the textbook 1e-6)"),
         "bn_inference": Key("str", "running", choices=("running", "population"),
                             doc="BatchNorm statistics at inference: running averages or a pass over the training set"),
         "layers": Key("table_list", None, optional=True, doc="explicit layers for type = 'sequential'"),
@@ -130,7 +141,8 @@ SCHEMA: dict[str, Any] = {
         "enabled": Key("bool", False),
         "monitor": Key("str", "val_loss", choices=("val_loss", "val_acc", "train_loss", "train_acc")),
         "mode": Key("str", "auto", choices=("auto", "min", "max")),
-        "patience": Key("int", 10, low=0, high=_MAX_INT),
+        "patience": Key("int", 10, low=0, high=_MAX_INT,
+                        doc="stop at this many evaluations in a row without improvement (Keras' count)"),
         "min_delta": Key("float", 0.0, low=0.0, high=1e6),
         "restore_best": Key("bool", True),
     },
@@ -151,6 +163,12 @@ SCHEMA: dict[str, Any] = {
                      doc="max relative zoom: factor in [1 - scale, 1 + scale] (label-preserving: <= 0.1)"),
         "scale_p": _probability("is zoomed (1 = always)"),
         "hflip": Key("bool", False, doc="mirror left-right with probability 1/2 (Fashion-MNIST only)"),
+        "rot90": Key("bool", False, doc="turn by k * 90 degrees, k uniform in 0..3 (no built-in data set allows it)"),
+        "elastic": Key("float", 0.0, low=0.0, high=1000.0, per_member=True,
+                       doc="elastic distortion alpha in pixels (Simard et al. 2003: 34 on MNIST; 0 = off)"),
+        "elastic_sigma": Key("float", 4.0, low=0.0, low_inclusive=False, high=100.0, per_member=True,
+                             doc="std in pixels of the Gaussian smoothing the elastic displacement field (Simard: 4)"),
+        "elastic_p": _probability("is elastically distorted (1 = always)"),
         "force": Key("bool", False, doc="allow transforms the data set does not declare label-preserving"),
         "cutout": Key("int", 0, low=0, high=10_000, per_member=True,
                       doc="side in pixels of the square zeroed in each training image (0 = off)"),

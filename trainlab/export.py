@@ -47,8 +47,10 @@ from trainlab.nn import (
     Identity,
     LeakyReLU,
     Linear,
+    Maxout,
     Module,
     NoisyLinear,
+    PReLU,
     ReLU,
     Sequential,
     Sigmoid,
@@ -56,7 +58,7 @@ from trainlab.nn import (
     Tanh,
 )
 
-__all__ = ["Converter", "register_converter", "converter_for", "to_torch", "to_torch_population"]
+__all__ = ["Converter", "register_converter", "converter_for", "to_torch", "to_torch_population", "TorchMaxout"]
 
 #: ``(layer, member) -> torch.nn.Module``
 Converter = Callable[[Module, int], torch.nn.Module]
@@ -182,6 +184,36 @@ def _softplus(layer: Softplus, member: int) -> torch.nn.Module:
     return torch.nn.Softplus(beta=_member_scalar(layer._p, member), threshold=layer.threshold)
 
 
+@register_converter(PReLU)
+def _prelu(layer: PReLU, member: int) -> torch.nn.Module:
+    a = layer.weight.data[member]
+    out = torch.nn.PReLU(num_parameters=a.shape[0], device=a.device, dtype=a.dtype)
+    with torch.no_grad():
+        out.weight.copy_(a)
+    return out
+
+
+class TorchMaxout(torch.nn.Module):
+    """Maxout for torch (which has none): ``(N, C*k, ...) -> (N, C, ...)``, the max over
+    each unit's ``k`` contiguous features/channels -- trainlab's :class:`~trainlab.nn.Maxout`
+    grouping. Autograd's backward of ``max`` routes to the arg-max piece, as trainlab's does."""
+
+    def __init__(self, pieces: int) -> None:
+        super().__init__()
+        self.pieces = int(pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(1, (x.shape[1] // self.pieces, self.pieces)).max(dim=2).values
+
+    def extra_repr(self) -> str:
+        return f"pieces={self.pieces}"
+
+
+@register_converter(Maxout)
+def _maxout(layer: Maxout, member: int) -> torch.nn.Module:
+    return TorchMaxout(layer.pieces)
+
+
 class _Scale(torch.nn.Module):
     """``y = c * x``: classic dropout's keep-probability scaling."""
 
@@ -220,17 +252,24 @@ def batchnorm_to_torch(layer: BatchNorm, member: int) -> torch.nn.Module:
     """
     C = layer.num_features
     ref = layer.running_mean
-    cls = torch.nn.BatchNorm1d if layer._ndim == 3 else torch.nn.BatchNorm2d
+    per_activation = layer._ndim == 5 and layer._dims == (1,)
+    if per_activation:
+        # statistics per (c, h, w): torch's BatchNorm1d over the flattened C*H*W features
+        shape = tuple(layer._stat_shape)
+        C = shape[0] * shape[1] * shape[2]
+    cls = torch.nn.BatchNorm1d if layer._ndim == 3 or per_activation else torch.nn.BatchNorm2d
     bn = cls(C, eps=layer.eps, momentum=float(layer._momentum[member]), affine=layer.affine,
              device=ref.device, dtype=ref.dtype)
     population = layer.inference == "population"
     with torch.no_grad():
         if layer.affine:
-            bn.weight.copy_(layer.gamma.data[member])
-            bn.bias.copy_(layer.beta.data[member])
-        bn.running_mean.copy_((layer.population_mean if population else layer.running_mean)[member])
-        bn.running_var.copy_((layer.population_var if population else layer.running_var)[member])
+            bn.weight.copy_(layer.gamma.data[member].reshape(-1))
+            bn.bias.copy_(layer.beta.data[member].reshape(-1))
+        bn.running_mean.copy_((layer.population_mean if population else layer.running_mean)[member].reshape(-1))
+        bn.running_var.copy_((layer.population_var if population else layer.running_var)[member].reshape(-1))
         bn.num_batches_tracked.fill_(int(layer.num_batches_tracked[member]))
+    if per_activation:
+        return torch.nn.Sequential(torch.nn.Flatten(), bn, torch.nn.Unflatten(1, shape))
     return bn
 
 

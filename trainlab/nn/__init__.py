@@ -19,9 +19,11 @@ from trainlab.nn._norm import (
     momentum_from_keras,
     momentum_to_keras,
     recompute_running_statistics,
+    textbook_batch_norm,
 )
 from trainlab.nn._noise import GaussianNoise, NoiseFamily, NoisyLinear
 from trainlab.nn._activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from trainlab.nn._learned_activations import Maxout, PReLU
 from trainlab.nn._linear import Linear
 from trainlab.nn._conv import Conv2d, SpatialDropout2d
 from trainlab.nn._pool import AvgPool2d, Flatten, GlobalAvgPool2d, MaxPool2d, StochasticPool2d
@@ -54,6 +56,8 @@ __all__ = [
     "ELU",
     "GELU",
     "Softplus",
+    "Maxout",
+    "PReLU",
     "Dropout",
     "DropConnectLinear",
     "DropoutFamily",
@@ -70,6 +74,7 @@ __all__ = [
     "recompute_running_statistics",
     "momentum_from_keras",
     "momentum_to_keras",
+    "textbook_batch_norm",
     "GaussianNoise",
     "NoisyLinear",
     "NoiseFamily",

@@ -36,6 +36,9 @@ class NoiseFamily:
     * ``last_noise``: the ``eps`` of the last training forward (``None`` after an eval one).
     """
 
+    #: when ``True`` the layer draws noise even in eval mode (``training=False``): set by
+    #: :func:`~trainlab.nn.mc_dropout` for Monte-Carlo prediction
+    mc: bool = False
     _fixed_eps: torch.Tensor | None = None
     _last_eps: torch.Tensor | None = None
 
@@ -98,7 +101,7 @@ class GaussianNoise(NoiseFamily, Module):
         return in_shape
 
     def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
-        if not training:
+        if not (training or self.mc):
             self._last_eps = None
             self._shared = False  # the output is x itself
             return x
@@ -154,7 +157,7 @@ class NoisyLinear(NoiseFamily, Linear):
 
     def _effective_weight(self, training: bool) -> torch.Tensor:
         W = self.weight.data
-        if training:
+        if training or self.mc:
             eps = self._eps(self.population, tuple(W.shape[1:]), device=W.device, dtype=W.dtype)
             return torch.addcmul(W, member_view(self.sigma, 3), eps)  # dW~/dW = 1: the gradient passes as is
         self._last_eps = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from trainlab.nn._activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from trainlab.nn._conv import Conv2d, SpatialDropout2d
 from trainlab.nn._dropout import DropConnectLinear, Dropout
+from trainlab.nn._learned_activations import Maxout, PReLU
 from trainlab.nn._linear import Linear
 from trainlab.nn._module import Module
 from trainlab.nn._noise import GaussianNoise, NoisyLinear
@@ -30,6 +31,8 @@ LAYERS: dict[str, type[Module]] = {
     "elu": ELU,
     "gelu": GELU,
     "softplus": Softplus,
+    "prelu": PReLU,
+    "maxout": Maxout,
     "dropout": Dropout,
     "dropconnect": DropConnectLinear,
     "gaussian_noise": GaussianNoise,

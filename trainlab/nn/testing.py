@@ -36,6 +36,7 @@ from trainlab.gradcheck import assert_gradients
 from trainlab.nn._activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from trainlab.nn._conv import Conv2d, SpatialDropout2d
 from trainlab.nn._dropout import DropConnectLinear, Dropout
+from trainlab.nn._learned_activations import Maxout, PReLU
 from trainlab.nn._linear import Linear
 from trainlab.nn._module import Module
 from trainlab.nn._noise import GaussianNoise, NoisyLinear
@@ -312,6 +313,8 @@ for _cls, _ex in {
     ELU: LayerExample(lambda pk: ELU(pk([1.0, 0.5, 2.0])), _VEC),
     GELU: LayerExample(lambda pk: GELU(), _VEC),
     Softplus: LayerExample(lambda pk: Softplus(pk([1.0, 0.5, 3.0])), _VEC),
+    PReLU: LayerExample(lambda pk: PReLU(None, init=pk([0.25, 0.1, 0.5])), _VEC),
+    Maxout: LayerExample(lambda pk: Maxout(2), (6,)),
     Dropout: LayerExample(lambda pk: Dropout(pk([0.2, 0.5, 0.7])), _VEC),
     DropConnectLinear: LayerExample(lambda pk: DropConnectLinear(4, 3, p=pk([0.2, 0.4, 0.6])), _VEC),
     GaussianNoise: LayerExample(lambda pk: GaussianNoise(pk([0.1, 0.5, 1.0])), _VEC),

@@ -32,6 +32,12 @@ LAYERS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
     "gelu": nn.GELU,
     "softplus": nn.Softplus,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,
+    "mish": nn.Mish,
+    "selu": nn.SELU,
+    "hardswish": nn.Hardswish,
+    "alpha_dropout": nn.AlphaDropout,
     "dropout": nn.Dropout,
     "dropconnect": nn.DropConnectLinear,
     "gaussian_noise": nn.GaussianNoise,
@@ -50,7 +56,7 @@ LAYERS: dict[str, type[nn.Module]] = {
 }
 #: layers whose size is given as ``out`` in configs (``in_features`` comes from the input)
 _LINEAR_LIKE = {"linear", "dropconnect", "noisy_linear"}
-_RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "softplus"}
+_RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "softplus", "silu", "swish", "mish", "hardswish"}
 
 
 def register_layer(name: str, cls: type[nn.Module]) -> None:
@@ -121,16 +127,22 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Sequential
     act = model_cfg["activation"]
     init = model_cfg["init"]
     if init == "auto":
-        # The textbook's rule: He for ReLU-like units, Xavier for sigmoid/tanh/linear.
-        init = "he_normal" if act in _RELU_LIKE else "xavier_normal"
+        # The textbook's rule: He for ReLU-like units, Xavier for sigmoid/tanh/linear;
+        # SELU needs LeCun-normal, N(0, 1/fan_in), for its self-normalizing fixed point.
+        init = "lecun_normal" if act == "selu" else "he_normal" if act in _RELU_LIKE else "xavier_normal"
     def on(v: Any) -> bool:
         return any(x > 0 for x in v) if isinstance(v, list) else v > 0
+
+    def dropout(rate: Any) -> nn.Module:
+        if model_cfg["dropout_mode"] == "alpha":
+            return nn.AlphaDropout(rate)
+        return nn.Dropout(rate, mode=model_cfg["dropout_mode"])
 
     layers: list[nn.Module] = []
     if on(model_cfg["input_noise"]):
         layers.append(nn.GaussianNoise(model_cfg["input_noise"]))
     if on(model_cfg["input_dropout"]):
-        layers.append(nn.Dropout(model_cfg["input_dropout"], mode=model_cfg["dropout_mode"]))
+        layers.append(dropout(model_cfg["input_dropout"]))
     for width in model_cfg["hidden"]:
         layers.append(nn.Linear(None, width, init=init, init_scale=model_cfg["init_scale"]))
         if model_cfg["norm"] == "batchnorm":
@@ -139,7 +151,7 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Sequential
             layers.append(nn.LayerNorm())
         layers.append(_activation(act, model_cfg))
         if on(model_cfg["dropout"]):
-            layers.append(nn.Dropout(model_cfg["dropout"], mode=model_cfg["dropout_mode"]))
+            layers.append(dropout(model_cfg["dropout"]))
     layers.append(nn.Linear(None, num_classes, init=init, init_scale=model_cfg["init_scale"]))
     return nn.Sequential(layers)
 

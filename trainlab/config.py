@@ -54,7 +54,8 @@ def _probability(what: str) -> Key:
     return Key("float", 1.0, low=0.0, high=1.0, per_member=True, doc=f"probability that a training image {what}")
 
 
-ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "identity")
+ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "identity", "silu", "swish",
+                    "mish", "selu", "hardswish")
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 DATASET_NAMES = ("mnist-5k", "mnist", "fashion-mnist", "kmnist")
 PREPROCESS_NAMES = ("none", "minmax", "minmax-feature", "standardize", "pca-whiten", "zca-whiten")
@@ -89,7 +90,8 @@ SCHEMA: dict[str, Any] = {
                              doc="dropout rate on the inputs (mlp); the course's 0.2"),
         "dropout": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True,
                        doc="dropout rate after each hidden activation (mlp); the course's 0.5"),
-        "dropout_mode": Key("str", "inverted", choices=("inverted", "classic")),
+        "dropout_mode": Key("str", "inverted", choices=("inverted", "classic", "alpha"),
+                            doc="'alpha': AlphaDropout (Klambauer et al. 2017), the dropout of SELU nets"),
         "input_noise": Key("float", 0.0, low=0.0, high=1e6, per_member=True,
                            doc="std of Gaussian noise added to the inputs in training (mlp)"),
         "norm": Key("str", "none", choices=("none", "batchnorm", "layernorm"),

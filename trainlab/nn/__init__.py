@@ -21,7 +21,21 @@ from trainlab.nn._norm import (
     recompute_running_statistics,
 )
 from trainlab.nn._noise import GaussianNoise, NoiseFamily, NoisyLinear
-from trainlab.nn._activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from trainlab.nn._activations import (
+    ELU,
+    GELU,
+    SELU,
+    Hardswish,
+    Identity,
+    LeakyReLU,
+    Mish,
+    ReLU,
+    SiLU,
+    Sigmoid,
+    Softplus,
+    Tanh,
+)
+from trainlab.nn._alpha_dropout import AlphaDropout
 from trainlab.nn._linear import Linear
 from trainlab.nn._conv import Conv2d, SpatialDropout2d
 from trainlab.nn._pool import AvgPool2d, Flatten, GlobalAvgPool2d, MaxPool2d, StochasticPool2d
@@ -51,6 +65,11 @@ __all__ = [
     "ELU",
     "GELU",
     "Softplus",
+    "SiLU",
+    "Mish",
+    "SELU",
+    "Hardswish",
+    "AlphaDropout",
     "Dropout",
     "DropConnectLinear",
     "DropoutFamily",

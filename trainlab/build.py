@@ -157,9 +157,14 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Sequential
 
 
 def build_loss(loss_cfg: Mapping[str, Any]) -> nn.Loss:
-    if loss_cfg["name"] == "mse":
+    name = loss_cfg["name"]
+    if name == "mse":
         return nn.MeanSquaredError()
-    return nn.SoftmaxCrossEntropy(label_smoothing=loss_cfg["label_smoothing"])
+    if name == "bce":
+        return nn.BCEWithLogits()
+    if name == "focal":
+        return nn.SigmoidFocalLoss(gamma=loss_cfg["focal_gamma"], alpha=loss_cfg["focal_alpha"])
+    return nn.SoftmaxCrossEntropy(label_smoothing=loss_cfg["label_smoothing"], weight=loss_cfg.get("class_weights"))
 
 
 def build_optimizer(optim_cfg: Mapping[str, Any], params: list[nn.Parameter]) -> Optimizer:

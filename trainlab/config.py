@@ -35,7 +35,7 @@ _MAX_INT = 10**9
 
 @dataclass(frozen=True)
 class Key:
-    """One config key: ``kind`` is int, float, str, bool, int_list, str_or_table, table_list."""
+    """One config key: ``kind`` is int, float, str, bool, int_list, float_list, str_or_table, table_list."""
 
     kind: str
     default: Any = None
@@ -103,8 +103,15 @@ SCHEMA: dict[str, Any] = {
         "layers": Key("table_list", None, optional=True, doc="explicit layers for type = 'sequential'"),
     },
     "loss": {
-        "name": Key("str", "cross_entropy", choices=("cross_entropy", "mse")),
+        "name": Key("str", "cross_entropy", choices=("cross_entropy", "mse", "bce", "focal"),
+                    doc="'bce': binary cross-entropy on sigmoids (multi-label); 'focal': sigmoid focal loss"),
         "label_smoothing": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True),
+        "class_weights": Key("float_list", None, low=0.0, high=1e6, optional=True,
+                             doc="cross-entropy weight of each class (one number per class), as torch's weight="),
+        "focal_gamma": Key("float", 2.0, low=0.0, high=100.0, per_member=True,
+                           doc="focal loss focusing parameter gamma (Lin et al. 2017; 0 = BCE)"),
+        "focal_alpha": Key("float", 0.25, low=0.0, high=1.0, per_member=True,
+                           doc="focal loss weight alpha of the positive targets (0.5 = both equal)"),
     },
     "optim": {
         "name": Key("str", "sgd", choices=OPTIMIZER_NAMES),
@@ -182,7 +189,7 @@ def _describe(k: Key) -> str:
     if k.choices:
         return "one of " + ", ".join(repr(c) for c in k.choices)
     base = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
-            "int_list": "a list of integers", "str_or_table": "a name or a table",
+            "int_list": "a list of integers", "float_list": "a list of numbers", "str_or_table": "a name or a table",
             "table_list": "a list of tables"}[k.kind]
     if k.per_member:
         base += " or a list with one per member"
@@ -234,6 +241,11 @@ def _check_value(path: str, k: Key, v: Any) -> Any:
         if not isinstance(v, list):
             raise ConfigError(f"config: {path} must be a list of integers, got {v!r}")
         item = Key("int", low=k.low, high=k.high)
+        return [_check_number(f"{path}[{i}]", item, x) for i, x in enumerate(v)]
+    if k.kind == "float_list":
+        if not isinstance(v, list) or not v:
+            raise ConfigError(f"config: {path} must be a non-empty list of numbers, got {v!r}")
+        item = Key("float", low=k.low, high=k.high)
         return [_check_number(f"{path}[{i}]", item, x) for i, x in enumerate(v)]
     if k.kind == "str_or_table":
         if not isinstance(v, (str, dict)):

@@ -41,6 +41,7 @@ from trainlab.nn._conv import Conv2d, SpatialDropout2d
 from trainlab.nn._pool import AvgPool2d, Flatten, GlobalAvgPool2d, MaxPool2d, StochasticPool2d
 from trainlab.nn._blocks import conv_block
 from trainlab.nn._losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, accuracy
+from trainlab.nn._sigmoid_losses import BCEWithLogits, SigmoidFocalLoss
 from trainlab.nn._module import Module, Parameter
 from trainlab.nn._sequential import Sequential
 
@@ -92,5 +93,7 @@ __all__ = [
     "Loss",
     "SoftmaxCrossEntropy",
     "MeanSquaredError",
+    "BCEWithLogits",
+    "SigmoidFocalLoss",
     "accuracy",
 ]

@@ -168,10 +168,19 @@ def build_loss(loss_cfg: Mapping[str, Any]) -> nn.Loss:
 
 
 def build_optimizer(optim_cfg: Mapping[str, Any], params: list[nn.Parameter]) -> Optimizer:
-    cls = OPTIMIZERS[optim_cfg["name"]]
+    """The ``[optim]`` table's optimizer; ``lookahead_k > 0`` wraps it in :class:`~trainlab.optim.Lookahead`."""
+    from trainlab.optim import CLOSURE_OPTIMIZERS, Lookahead
+
+    name = optim_cfg["name"]
+    cls = OPTIMIZERS[name] if name in OPTIMIZERS else CLOSURE_OPTIMIZERS[name]
     accepted = inspect.signature(cls.__init__).parameters
     kwargs = {k: v for k, v in optim_cfg.items() if k in accepted and k != "params" and v is not None}
-    return cls(params, **kwargs)
+    if name in CLOSURE_OPTIMIZERS and optim_cfg.get("lookahead_k"):
+        raise ConfigError(f"config: optim.lookahead_k wraps a first-order optimizer, not {name!r}")
+    opt = cls(params, **kwargs)
+    if optim_cfg.get("lookahead_k"):
+        opt = Lookahead(opt, k=optim_cfg["lookahead_k"], alpha=optim_cfg["lookahead_alpha"])
+    return opt
 
 
 def build_population(cfg: Mapping[str, Any]) -> Population:
@@ -220,10 +229,15 @@ def build_callbacks(cfg: Mapping[str, Any]) -> list:
     from trainlab.train import EarlyStopping
 
     es = cfg["early_stopping"]
-    if not es["enabled"]:
-        return []
-    return [EarlyStopping(es["monitor"], mode=es["mode"], patience=es["patience"], min_delta=es["min_delta"],
-                          restore_best=es["restore_best"])]
+    out: list = []
+    if es["enabled"]:
+        out.append(EarlyStopping(es["monitor"], mode=es["mode"], patience=es["patience"], min_delta=es["min_delta"],
+                                 restore_best=es["restore_best"]))
+    if cfg["optim"].get("swa_start") is not None:  # after early stopping: the average is what the run ends with
+        from trainlab.train import SWA
+
+        out.append(SWA(start_epoch=cfg["optim"]["swa_start"], every=cfg["optim"]["swa_every"]))
+    return out
 
 
 @dataclass

@@ -56,7 +56,8 @@ def _probability(what: str) -> Key:
 
 ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "identity", "silu", "swish",
                     "mish", "selu", "hardswish")
-OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "nadam", "radam", "adamax",
+                   "adadelta", "lbfgs")
 DATASET_NAMES = ("mnist-5k", "mnist", "fashion-mnist", "kmnist")
 PREPROCESS_NAMES = ("none", "minmax", "minmax-feature", "standardize", "pca-whiten", "zca-whiten")
 
@@ -124,6 +125,18 @@ SCHEMA: dict[str, Any] = {
         "beta2": Key("float", 0.999, low=0.0, high=1.0, high_inclusive=False, per_member=True),
         "eps": Key("float", None, low=0.0, low_inclusive=False, high=1.0, per_member=True, optional=True,
                    doc="default: the optimizer's own"),
+        "rho": Key("float", 0.9, low=0.0, high=1.0, per_member=True, doc="adadelta's running-average decay"),
+        "momentum_decay": Key("float", 4e-3, low=0.0, high=1.0, per_member=True,
+                              doc="nadam's momentum schedule psi (torch.optim.NAdam)"),
+        "centered": Key("bool", False, doc="rmsprop: divide by the estimated gradient std (torch's centered=True)"),
+        "history": Key("int", 10, low=1, high=1000, doc="lbfgs: curvature pairs kept"),
+        "max_iter": Key("int", 1, low=1, high=10_000, doc="lbfgs: iterations per training step"),
+        "lookahead_k": Key("int", 0, low=0, high=_MAX_INT,
+                           doc="Lookahead: synchronize the slow weights every k steps (0 = off)"),
+        "lookahead_alpha": Key("float", 0.5, low=0.0, high=1.0, per_member=True, doc="Lookahead slow step size"),
+        "swa_start": Key("int", None, low=0, high=_MAX_INT, optional=True,
+                         doc="SWA: average the weights at the end of every epoch from this one on (absent = off)"),
+        "swa_every": Key("int", 1, low=1, high=_MAX_INT, doc="SWA: epochs between averaged snapshots"),
     },
     "regularize": {
         "l2": Key("float", 0.0, low=0.0, high=1e6, per_member=True, doc="L2 penalty lambda"),
@@ -291,6 +304,18 @@ def _check_members(cfg: dict[str, Any], schema: Mapping[str, Any], size: int, pr
                 f"give one number or exactly {size}")
 
 
+def _optimizer_defaults(optim: dict[str, Any], given: Any) -> None:
+    """A key of ``[optim]`` the user did not give takes the chosen optimizer's own default, so
+    ``name = "adam"`` means what ``Adam(params)`` means in Python (lr 1e-3, not [optim]'s 0.01;
+    AdamW's weight_decay 0.01). Keys the optimizer does not take keep the schema's default."""
+    from trainlab.optim import optimizer_defaults
+
+    given = given if isinstance(given, Mapping) else {}
+    for k, v in optimizer_defaults(optim["name"]).items():
+        if k in optim and k not in given:
+            optim[k] = v
+
+
 def resolve_config(given: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a nested dict against :data:`SCHEMA` and fill defaults."""
     if not isinstance(given, Mapping):
@@ -300,6 +325,7 @@ def resolve_config(given: Mapping[str, Any]) -> dict[str, Any]:
                           "'float64'; half precision would need loss scaling and float32 master weights, "
                           "which trainlab does not implement")
     cfg = _resolve(SCHEMA, given, "")
+    _optimizer_defaults(cfg["optim"], given.get("optim", {}))
     size = cfg["population"]["size"]
     seeds = cfg["population"]["seeds"]
     if seeds is not None and len(seeds) != size:

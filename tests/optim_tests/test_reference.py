@@ -16,7 +16,20 @@ import pytest
 import torch
 
 from trainlab.nn import Linear, MeanSquaredError, Sequential, Tanh
-from trainlab.optim import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, Optimizer, RMSProp
+from trainlab.optim import (
+    SGD,
+    AdaGrad,
+    Adadelta,
+    Adam,
+    Adamax,
+    AdamW,
+    Momentum,
+    NAdam,
+    Nesterov,
+    Optimizer,
+    RAdam,
+    RMSProp,
+)
 from trainlab.population import Population
 
 DT = torch.float64
@@ -56,6 +69,8 @@ NEST = [0.9, 0.5, 0.3]
 ALPHA = [0.99, 0.9, 0.5]
 B1 = [0.9, 0.8, 0.5]
 B2 = [0.999, 0.99, 0.9]
+PSI = [4e-3, 1e-2, 0.0]
+RHO = [0.9, 0.5, 0.99]
 
 CASES: dict[str, Case] = {
     "sgd": (SGD, {}, lambda i, w, b, wd: torch.optim.SGD(_groups(w, b, wd), lr=LR[i], foreach=False)),
@@ -87,6 +102,37 @@ CASES: dict[str, Case] = {
         lambda i, w, b, wd: torch.optim.AdamW(_groups(w, b, wd), lr=LR[i], betas=(B1[i], B2[i]), eps=1e-8,
                                               foreach=False),
     ),
+    "rmsprop_centered": (
+        RMSProp, {"alpha": ALPHA, "centered": True},
+        lambda i, w, b, wd: torch.optim.RMSprop(_groups(w, b, wd), lr=LR[i], alpha=ALPHA[i], eps=1e-8, centered=True,
+                                                foreach=False),
+    ),
+    "nadam": (
+        NAdam, {"beta1": B1, "beta2": B2, "momentum_decay": PSI},
+        lambda i, w, b, wd: torch.optim.NAdam(_groups(w, b, wd), lr=LR[i], betas=(B1[i], B2[i]), eps=1e-8,
+                                              momentum_decay=PSI[i], foreach=False),
+    ),
+    "nadam_decoupled": (
+        NAdam, {"beta1": B1, "beta2": B2, "decoupled": True},
+        lambda i, w, b, wd: torch.optim.NAdam(_groups(w, b, wd), lr=LR[i], betas=(B1[i], B2[i]), eps=1e-8,
+                                              decoupled_weight_decay=True, foreach=False),
+    ),
+    # beta2 = 0.6 gives rho_inf = 4: that member never rectifies (torch's SGD-with-momentum branch);
+    # beta2 = 0.99 switches to the rectified step at t = 6 within the 10 steps (rho_t > 5).
+    "radam": (
+        RAdam, {"beta1": B1, "beta2": [0.999, 0.99, 0.6]},
+        lambda i, w, b, wd: torch.optim.RAdam(_groups(w, b, wd), lr=LR[i], betas=(B1[i], [0.999, 0.99, 0.6][i]),
+                                              eps=1e-8, foreach=False),
+    ),
+    "adamax": (
+        Adamax, {"beta1": B1, "beta2": B2},
+        lambda i, w, b, wd: torch.optim.Adamax(_groups(w, b, wd), lr=LR[i], betas=(B1[i], B2[i]), eps=1e-8,
+                                               foreach=False),
+    ),
+    "adadelta": (
+        Adadelta, {"rho": RHO},
+        lambda i, w, b, wd: torch.optim.Adadelta(_groups(w, b, wd), lr=LR[i], rho=RHO[i], eps=1e-6, foreach=False),
+    ),
 }
 
 
@@ -97,6 +143,17 @@ def _member_copies(net: Sequential, i: int) -> tuple[list[torch.Tensor], list[to
     biases = [t for t, p in zip(params, net.parameters()) if not p.decay]
     assert len(weights) == 2 and len(biases) == 2
     return params, weights, biases
+
+
+@pytest.fixture(autouse=True)
+def _torch_scalar_state_in_float64():
+    """torch.optim keeps scalar state (step counts, NAdam's mu_product) in the *default* dtype,
+    float32 unless changed; trainlab computes them in the parameters' dtype. For a float64
+    comparison torch's scalars must be float64 too (NAdam's mu_product differs at 1e-8 otherwise)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:

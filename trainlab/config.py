@@ -85,7 +85,7 @@ SCHEMA: dict[str, Any] = {
         "hidden": Key("int_list", [100, 100], low=1, high=100_000, doc="hidden widths of an mlp"),
         "activation": Key("str", "relu", choices=ACTIVATION_NAMES),
         "slope": Key("float", 0.01, low=0.0, per_member=True, doc="leaky_relu slope"),
-        "init": Key("str_or_table", "auto", doc="initializer name; 'auto' = He for ReLU-like, Xavier otherwise"),
+        "init": Key("str_or_table", "auto", doc="initializer name; 'auto' = He for ReLU-like, LeCun-normal for SELU, Xavier otherwise"),
         "init_scale": Key("float", 1.0, low=0.0, high=1e6, per_member=True),
         "input_dropout": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True,
                              doc="dropout rate on the inputs (mlp); the course's 0.2"),

@@ -303,3 +303,56 @@ def test_new_optimizers_train_a_population_from_config() -> None:
         h = Trainer(net, MeanSquaredError(), opt, epochs=15, batch_size=8).fit((x, t), (x, t))
         first, last = h.records[0]["train_loss"], h.records[-1]["train_loss"]
         assert all(b < a for a, b in zip(first, last)), name
+
+
+# ---- resume and population invariants ---------------------------------------------------------------
+
+
+def _bn_net(P: int, seed: int) -> Sequential:
+    return make_net(P, seed=seed, layers=[Linear(4, 8), BatchNorm(), ReLU(), Linear(8, 3)])
+
+
+class _Capture(Callback):
+    """Takes the trainer's checkpoint state at one step, as run.py's checkpoint callback does mid-run."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.saved = at, None
+
+    def on_step_end(self, trainer, loss):
+        if trainer.step == self.at:
+            t, m = trainer.state_dict()
+            self.saved = ({k: v.clone() for k, v in t.items()}, m)
+
+
+def test_trainer_with_lookahead_and_swa_resumes_bit_for_bit() -> None:
+    x, y = _data(64)
+
+    def trainer(net, extra=()):
+        opt = Lookahead(Adam(net.parameters(), lr=[0.01, 0.003]), k=3, alpha=[0.5, 0.8])
+        return Trainer(net, SoftmaxCrossEntropy(), opt, epochs=4, batch_size=16, callbacks=[SWA(1), *extra],
+                       eval_train=False)
+
+    whole = _bn_net(2, 0)
+    capture = _Capture(at=9)  # mid-epoch 3: the slow weights, SWA's average and Adam's state all matter
+    trainer(whole, [capture]).fit((x, y))
+    resumed = _bn_net(2, 5)
+    t2 = trainer(resumed, [_Capture(at=-1)])
+    t2.load_state_dict(*capture.saved)
+    t2.fit((x, y))
+    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert t2.callbacks[0].count.tolist() == [4, 4]
+
+
+def test_lbfgs_member_of_a_population_equals_member_alone() -> None:
+    x, y = _data(40)
+    pop = make_net(3, seed=11)
+    opt = LBFGS(pop.parameters(), lr=[1.0, 0.5, 0.8], history=4)
+    Trainer(pop, SoftmaxCrossEntropy(), opt, steps=5, batch_size=40, eval_train=False).fit((x, y))
+    for i in range(3):
+        alone = Sequential([Linear(4, 5), Tanh(), Linear(5, 3)])
+        alone.build((4,), Population(1, seeds=[pop.population.seeds[i]]), dtype=DT)
+        o = LBFGS(alone.parameters(), lr=[1.0, 0.5, 0.8][i], history=4)
+        Trainer(alone, SoftmaxCrossEntropy(), o, steps=5, batch_size=40, eval_train=False).fit((x, y))
+        for a, b in zip(pop.parameters(), alone.parameters()):
+            torch.testing.assert_close(a.data[i], b.data[0], atol=1e-12, rtol=0)

@@ -108,7 +108,7 @@ class Trainer:
         if getattr(optimizer, "needs_closure", False):
             from trainlab.nn import DropoutFamily, GaussianNoise
 
-            random = [type(l).__name__ for l in model.layers if isinstance(l, (DropoutFamily, GaussianNoise))]
+            random = sorted({type(l).__name__ for l in model.layers if isinstance(l, (DropoutFamily, GaussianNoise))})
             if random or augment is not None:
                 raise ConfigError(f"{type(optimizer).__name__} needs a deterministic objective for its line search; "
                                   f"remove {', '.join(random) or 'the augmentation'} (each evaluation would draw anew)")

@@ -171,20 +171,29 @@ def test_config_builds_each_activation(act: str) -> None:
     assert model.layers[0]._settings["init"] == want
 
 
-def test_selu_with_lecun_normal_is_self_normalizing() -> None:
-    # Klambauer et al.: with LeCun-normal weights, SELU keeps activations near mean 0 / variance 1
-    # through depth; ReLU with the same init halves the second moment at every layer (variance
-    # after 16 layers ~ 2^-16 of the input's). Measured here (width 256, 2000 standardized
-    # inputs, 16 layers): SELU's mean stays within 0.1 of 0 and variance within 0.25 of 1 at every layer.
-    torch.manual_seed(0)
-    x = torch.randn(1, 2000, 256, dtype=DT)
+def test_selu_with_lecun_normal_is_self_normalizing_on_mnist() -> None:
+    # Klambauer et al. 2017: with LeCun-normal weights, (mean, variance) = (0, 1) is an attracting
+    # fixed point of a SELU layer. Measured here on 2000 real MNIST digits (mnist-5k, standardized
+    # per pixel: mean 0, variance 0.82 since constant border pixels stay 0), 16 layers of width 256,
+    # one seed: SELU's |mean| stayed <= 0.023 and its variance went 0.79 -> 0.998 (pulled towards 1);
+    # ReLU's second moment fell from 0.41 to 1e-5 and tanh's variance to 0.032. Thresholds: SELU mean
+    # within 0.05 of 0 and variance in [0.7, 1.1] at every layer, and ending within 0.05 of 1;
+    # ReLU's second moment below 1e-3 and tanh's variance below 0.05 at the end.
+    from trainlab.data import load_splits
+
+    splits = load_splits("mnist-5k", val=0, test=0, preprocess="standardize", dtype=DT)
+    x = splits.train.x[:2000].reshape(1, 2000, -1).to(DT)
     init = LecunNormal()
-    h_selu, h_relu = x, x
+    h_selu = h_relu = h_tanh = x
+    fan = x.shape[-1]
+    selu = SELU()
+    selu.build((256,), Population(1), dtype=DT)
     for layer in range(16):
-        w = init.sample((256, 256), torch.Generator().manual_seed(layer)).to(DT)
-        s = SELU()
-        s.build((256,), Population(1), dtype=DT)
-        h_selu = s.forward(h_selu @ w, training=False)
-        h_relu = torch.relu(h_relu @ w)
-        assert abs(float(h_selu.mean())) < 0.1 and abs(float(h_selu.var()) - 1.0) < 0.25, layer
-    assert float(h_relu.pow(2).mean()) < 1e-3
+        w = init.sample((fan, 256), torch.Generator().manual_seed(layer)).to(DT)
+        fan = 256
+        h_selu = selu.forward(h_selu @ w, training=False)
+        h_relu, h_tanh = torch.relu(h_relu @ w), torch.tanh(h_tanh @ w)
+        m, v = float(h_selu.mean()), float(h_selu.var())
+        assert abs(m) < 0.05 and 0.7 < v < 1.1, (layer, m, v)
+    assert abs(float(h_selu.var()) - 1.0) < 0.05
+    assert float(h_relu.pow(2).mean()) < 1e-3 and float(h_tanh.var()) < 0.05

@@ -356,3 +356,32 @@ def test_lbfgs_member_of_a_population_equals_member_alone() -> None:
         Trainer(alone, SoftmaxCrossEntropy(), o, steps=5, batch_size=40, eval_train=False).fit((x, y))
         for a, b in zip(pop.parameters(), alone.parameters()):
             torch.testing.assert_close(a.data[i], b.data[0], atol=1e-12, rtol=0)
+
+
+def test_centered_rmsprop_from_config_and_its_state_round_trips() -> None:
+    cfg = load_config(None, ["optim.name='rmsprop'", "optim.centered=true"])
+    net = make_net(2)
+    opt = build_optimizer(cfg["optim"], net.parameters())
+    assert opt.centered and set(opt.state[0]) == {"mean_sq", "grad_avg"}
+    seq = grads(net, 6)
+    for step_grads in seq[:3]:
+        for p, g in zip(net.parameters(), step_grads):
+            p.grad.copy_(g)
+        opt.step()
+    saved_model = {k: v.clone() for k, v in net.state_dict().items()}
+    saved_opt = {k: v.clone() for k, v in opt.state_dict().items()}
+    net2 = make_net(2, seed=4)
+    opt2 = build_optimizer(cfg["optim"], net2.parameters())
+    net2.load_state_dict(saved_model)
+    opt2.load_state_dict(saved_opt)
+    for n, o in ((net, opt), (net2, opt2)):
+        for step_grads in seq[3:]:
+            for p, g in zip(n.parameters(), step_grads):
+                p.grad.copy_(g)
+            o.step()
+    assert all(torch.equal(a.data, b.data) for a, b in zip(net.parameters(), net2.parameters()))
+    plain = build_optimizer(load_config(None, ["optim.name='rmsprop'"])["optim"], make_net(2).parameters())
+    from trainlab.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="grad_avg"):
+        plain.load_state_dict(saved_opt)

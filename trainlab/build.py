@@ -177,6 +177,10 @@ def build_optimizer(optim_cfg: Mapping[str, Any], params: list[nn.Parameter]) ->
     kwargs = {k: v for k, v in optim_cfg.items() if k in accepted and k != "params" and v is not None}
     if name in CLOSURE_OPTIMIZERS and optim_cfg.get("lookahead_k"):
         raise ConfigError(f"config: optim.lookahead_k wraps a first-order optimizer, not {name!r}")
+    wd = optim_cfg.get("weight_decay") or 0.0
+    if "weight_decay" not in accepted and (any(v > 0 for v in wd) if isinstance(wd, list) else wd > 0):
+        raise ConfigError(f"config: optim.weight_decay is not used by {name!r}; penalize the weights with "
+                          "regularize.l2 instead")
     opt = cls(params, **kwargs)
     if optim_cfg.get("lookahead_k"):
         opt = Lookahead(opt, k=optim_cfg["lookahead_k"], alpha=optim_cfg["lookahead_alpha"])

@@ -255,6 +255,10 @@ def test_lbfgs_refuses_random_layers_and_works_from_config() -> None:
     cfg = load_config(None, ["optim.name='lbfgs'", "optim.history=4", "optim.max_iter=3"])
     opt = build_optimizer(cfg["optim"], make_net(1).parameters())
     assert isinstance(opt, LBFGS) and (opt.history, opt.max_iter) == (4, 3) and opt.lr.tolist() == [1.0]
+    with pytest.raises(ConfigError, match="optim.weight_decay is not used by 'lbfgs'; penalize the weights with "
+                                          "regularize.l2 instead"):
+        build_optimizer(load_config(None, ["optim.name='lbfgs'", "optim.weight_decay=0.1"])["optim"],
+                        make_net(1).parameters())
     with pytest.raises(ConfigError, match="lookahead_k wraps a first-order optimizer, not 'lbfgs'"):
         build_optimizer(load_config(None, ["optim.name='lbfgs'", "optim.lookahead_k=5"])["optim"],
                         make_net(1).parameters())

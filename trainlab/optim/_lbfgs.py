@@ -8,6 +8,7 @@ member: every evaluation of the closure evaluates all members, each at its own t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -108,6 +109,17 @@ class LBFGS(Optimizer):
         self.converged = torch.zeros(P, dtype=torch.bool, device=first.device)
         self.failures = torch.zeros(P, dtype=torch.int64, device=first.device)
         self.evals = 0
+
+    def check_deterministic(self, model: Any, augment: Any = None) -> None:
+        """Refuse what makes the objective random (the Trainer calls this): every evaluation in a line
+        search would draw new dropout masks, noise or augmentations, so no step could be accepted reliably."""
+        from trainlab.nn import DropoutFamily, GaussianNoise
+
+        layers = getattr(model, "layers", [model])
+        random = sorted({type(l).__name__ for l in layers if isinstance(l, (DropoutFamily, GaussianNoise))})
+        if random or augment is not None:
+            raise ConfigError(f"{type(self).__name__} needs a deterministic objective for its line search; "
+                              f"remove {', '.join(random) or 'the augmentation'} (each evaluation would draw anew)")
 
     def _update(self, w, g, state, lr):  # pragma: no cover - step() is overridden
         raise NotImplementedError

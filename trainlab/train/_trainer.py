@@ -105,13 +105,8 @@ class Trainer:
         self.augment = augment
         for r in self.regularizers:
             r.attach(model)
-        if getattr(optimizer, "needs_closure", False):
-            from trainlab.nn import DropoutFamily, GaussianNoise
-
-            random = sorted({type(l).__name__ for l in model.layers if isinstance(l, (DropoutFamily, GaussianNoise))})
-            if random or augment is not None:
-                raise ConfigError(f"{type(optimizer).__name__} needs a deterministic objective for its line search; "
-                                  f"remove {', '.join(random) or 'the augmentation'} (each evaluation would draw anew)")
+        if getattr(optimizer, "needs_closure", False):  # L-BFGS: refuses random layers and augmentation
+            optimizer.check_deterministic(model, augment)
         self.size = model.size
         self.device = model.device
         self.loss.build(self.size, device=self.device, dtype=model.dtype)

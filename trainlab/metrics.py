@@ -149,10 +149,7 @@ def plot_confusion(cm: torch.Tensor | Sequence[Sequence[Sequence[int]]], *, clas
     Cells are coloured by the row-normalized fraction (each true class sums to 1, so a
     rare class's errors are as visible as a common one's) and labelled with the counts.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # a bare Figure: no pyplot, no backend switched for the caller
 
     m = torch.as_tensor(cm, dtype=torch.float64)
     if m.ndim == 2:

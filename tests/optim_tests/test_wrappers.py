@@ -389,3 +389,15 @@ def test_centered_rmsprop_from_config_and_its_state_round_trips() -> None:
 
     with pytest.raises(CheckpointError, match="grad_avg"):
         plain.load_state_dict(saved_opt)
+
+
+def test_lookahead_shares_what_rides_on_the_inner_optimizer() -> None:
+    # Gradient clipping and schedule hooks attach to the optimizer the Trainer holds; with Lookahead
+    # they must reach the inner optimizer, whose step does the work.
+    inner = SGD(make_net(1).parameters(), lr=0.1)
+    la = Lookahead(inner, k=2)
+    marker = object()
+    la.clip = marker
+    assert inner.clip is marker and la.clip is marker
+    la.hooks.append(marker)
+    assert inner.hooks[-1] is marker and la.hooks is inner.hooks

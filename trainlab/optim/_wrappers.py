@@ -69,6 +69,26 @@ class Lookahead(Optimizer):
     def set_hparam(self, name: str, value: Number) -> None:
         self.inner.set_hparam(name, value)
 
+    def assign_hparam(self, name: str, values: torch.Tensor) -> None:
+        """A schedule's unvalidated fast path, where the optimizer base has one: the inner optimizer's."""
+        self.inner.assign_hparam(name, values)  # type: ignore[attr-defined]
+
+    # Whatever rides on an optimizer (gradient clipping, a schedule's hooks) rides on the inner one:
+    # its step clips the gradients, and the Trainer reads the hooks through these properties.
+    @property
+    def clip(self) -> object:
+        return getattr(self.inner, "clip", None)
+
+    @clip.setter
+    def clip(self, value: object) -> None:
+        self.inner.clip = value  # type: ignore[attr-defined]
+
+    @property
+    def hooks(self) -> list:
+        if not hasattr(self.inner, "hooks"):
+            self.inner.hooks = []  # type: ignore[attr-defined]
+        return self.inner.hooks  # type: ignore[attr-defined]
+
     def set_active(self, mask: torch.Tensor) -> None:
         self.inner.set_active(mask)
 

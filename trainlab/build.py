@@ -24,7 +24,7 @@ __all__ = ["LAYERS", "register_layer", "build_layer", "build_model", "build_loss
 
 #: layers whose size is given as ``out`` in configs (``in_features`` comes from the input)
 _LINEAR_LIKE = {"linear", "dropconnect", "noisy_linear"}
-_RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "softplus", "prelu", "maxout"}
+_RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "softplus", "prelu", "maxout", "silu", "swish", "mish", "hardswish"}
 
 
 def build_layer(spec: Mapping[str, Any], index: int = 0) -> nn.Module:
@@ -94,16 +94,22 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Sequential
     act = model_cfg["activation"]
     init = model_cfg["init"]
     if init == "auto":
-        # The textbook's rule: He for ReLU-like units, Xavier for sigmoid/tanh/linear.
-        init = "he_normal" if act in _RELU_LIKE else "xavier_normal"
+        # The textbook's rule: He for ReLU-like units, Xavier for sigmoid/tanh/linear;
+        # SELU needs LeCun-normal, N(0, 1/fan_in), for its self-normalizing fixed point.
+        init = "lecun_normal" if act == "selu" else "he_normal" if act in _RELU_LIKE else "xavier_normal"
     def on(v: Any) -> bool:
         return any(x > 0 for x in v) if isinstance(v, list) else v > 0
+
+    def dropout(rate: Any) -> nn.Module:
+        if model_cfg["dropout_mode"] == "alpha":
+            return nn.AlphaDropout(rate)
+        return nn.Dropout(rate, mode=model_cfg["dropout_mode"])
 
     layers: list[nn.Module] = []
     if on(model_cfg["input_noise"]):
         layers.append(nn.GaussianNoise(model_cfg["input_noise"]))
     if on(model_cfg["input_dropout"]):
-        layers.append(nn.Dropout(model_cfg["input_dropout"], mode=model_cfg["dropout_mode"]))
+        layers.append(dropout(model_cfg["input_dropout"]))
     # maxout: each hidden Linear gives k pieces per unit, Maxout(k) takes their max
     pieces = model_cfg.get("maxout_pieces", 2) if act == "maxout" else 1
     for width in model_cfg["hidden"]:
@@ -117,22 +123,40 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Sequential
             layers.append(nn.LayerNorm())
         layers.append(_activation(act, model_cfg))
         if on(model_cfg["dropout"]):
-            layers.append(nn.Dropout(model_cfg["dropout"], mode=model_cfg["dropout_mode"]))
+            layers.append(dropout(model_cfg["dropout"]))
     layers.append(nn.Linear(None, num_classes, init=init, init_scale=model_cfg["init_scale"]))
     return nn.Sequential(layers)
 
 
 def build_loss(loss_cfg: Mapping[str, Any]) -> nn.Loss:
-    if loss_cfg["name"] == "mse":
+    name = loss_cfg["name"]
+    if name == "mse":
         return nn.MeanSquaredError()
-    return nn.SoftmaxCrossEntropy(label_smoothing=loss_cfg["label_smoothing"])
+    if name == "bce":
+        return nn.BCEWithLogits()
+    if name == "focal":
+        return nn.SigmoidFocalLoss(gamma=loss_cfg["focal_gamma"], alpha=loss_cfg["focal_alpha"])
+    return nn.SoftmaxCrossEntropy(label_smoothing=loss_cfg["label_smoothing"], weight=loss_cfg.get("class_weights"))
 
 
 def build_optimizer(optim_cfg: Mapping[str, Any], params: list[nn.Parameter]) -> Optimizer:
-    cls = OPTIMIZERS[optim_cfg["name"]]
+    """The ``[optim]`` table's optimizer; ``lookahead_k > 0`` wraps it in :class:`~trainlab.optim.Lookahead`."""
+    from trainlab.optim import CLOSURE_OPTIMIZERS, Lookahead
+
+    name = optim_cfg["name"]
+    cls = OPTIMIZERS[name] if name in OPTIMIZERS else CLOSURE_OPTIMIZERS[name]
     accepted = inspect.signature(cls.__init__).parameters
     kwargs = {k: v for k, v in optim_cfg.items() if k in accepted and k != "params" and v is not None}
-    return cls(params, **kwargs)
+    if name in CLOSURE_OPTIMIZERS and optim_cfg.get("lookahead_k"):
+        raise ConfigError(f"config: optim.lookahead_k wraps a first-order optimizer, not {name!r}")
+    wd = optim_cfg.get("weight_decay") or 0.0
+    if "weight_decay" not in accepted and (any(v > 0 for v in wd) if isinstance(wd, list) else wd > 0):
+        raise ConfigError(f"config: optim.weight_decay is not used by {name!r}; penalize the weights with "
+                          "regularize.l2 instead")
+    opt = cls(params, **kwargs)
+    if optim_cfg.get("lookahead_k"):
+        opt = Lookahead(opt, k=optim_cfg["lookahead_k"], alpha=optim_cfg["lookahead_alpha"])
+    return opt
 
 
 def build_population(cfg: Mapping[str, Any]) -> Population:
@@ -181,10 +205,15 @@ def build_callbacks(cfg: Mapping[str, Any]) -> list:
     from trainlab.train import EarlyStopping
 
     es = cfg["early_stopping"]
-    if not es["enabled"]:
-        return []
-    return [EarlyStopping(es["monitor"], mode=es["mode"], patience=es["patience"], min_delta=es["min_delta"],
-                          restore_best=es["restore_best"])]
+    out: list = []
+    if es["enabled"]:
+        out.append(EarlyStopping(es["monitor"], mode=es["mode"], patience=es["patience"], min_delta=es["min_delta"],
+                                 restore_best=es["restore_best"]))
+    if cfg["optim"].get("swa_start") is not None:  # after early stopping: the average is what the run ends with
+        from trainlab.train import SWA
+
+        out.append(SWA(start_epoch=cfg["optim"]["swa_start"], every=cfg["optim"]["swa_every"]))
+    return out
 
 
 @dataclass

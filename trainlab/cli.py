@@ -116,6 +116,11 @@ class EvaluateCommand(Command):
                        help="also score the members together: averaged probabilities (default), majority vote, "
                             "or the run's snapshots")
         p.add_argument("--members", default=None, help="comma-separated member indices for --ensemble")
+        p.add_argument("--metrics", default=None,
+                       help="more metrics per member, comma-separated: topK (e.g. top5), f1 (macro), per_class, "
+                            "confusion (also writes a figure)")
+        p.add_argument("--figure", default=None, help="where --metrics confusion writes its figure "
+                                                      "(default RUN/confusion_<split>.png)")
         p.add_argument("--json", action="store_true")
         p.add_argument("--quiet", action="store_true")
 
@@ -130,12 +135,16 @@ class EvaluateCommand(Command):
                 raise TrainlabError(f"--members expects comma-separated integers, got {args.members!r}") from None
         result = evaluate_saved(args.run, split=args.split, data=args.data, data_dir=args.data_dir,
                                 device=args.device, ensemble=args.ensemble, members=members,
-                                progress=not (args.quiet or args.json))
+                                progress=not (args.quiet or args.json), metrics=args.metrics, figure=args.figure)
         if args.json:
             print(json.dumps(result))
         elif not args.quiet:
             _print_table([{**r, "member": r.get("member_label", r["member"])} for r in result["members"]],
-                         ["member", "loss", "acc"])
+                         ["member", "loss", "acc"] + sorted(
+                (k for k in result["members"][0] if k.startswith("top")), key=lambda k: int(k[3:-4])) + ["macro_f1"])
+            from trainlab.metrics import print_extra
+
+            print_extra(result)
             if "ensemble" in result:
                 e = result["ensemble"]
                 who = "; ".join(map(str, e.get("member_labels", e["members"])))

@@ -35,7 +35,7 @@ _MAX_INT = 10**9
 
 @dataclass(frozen=True)
 class Key:
-    """One config key: ``kind`` is int, float, str, bool, int_list, str_or_table, table_list."""
+    """One config key: ``kind`` is int, float, str, bool, int_list, float_list, str_or_table, table_list."""
 
     kind: str
     default: Any = None
@@ -54,8 +54,10 @@ def _probability(what: str) -> Key:
     return Key("float", 1.0, low=0.0, high=1.0, per_member=True, doc=f"probability that a training image {what}")
 
 
-ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "identity", "prelu", "maxout")
-OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "identity", "prelu", "maxout",
+                    "silu", "swish", "mish", "selu", "hardswish")
+OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "nadam", "radam", "adamax",
+                   "adadelta", "lbfgs")
 DATASET_NAMES = ("mnist-5k", "mnist", "fashion-mnist", "kmnist")
 PREPROCESS_NAMES = ("none", "minmax", "minmax-feature", "standardize", "pca-whiten", "zca-whiten")
 
@@ -87,13 +89,14 @@ SCHEMA: dict[str, Any] = {
         "prelu_shared": Key("bool", False, doc="prelu: one slope per layer instead of one per unit"),
         "maxout_pieces": Key("int", 2, low=2, high=64,
                              doc="maxout: affine pieces per unit k (each hidden Linear is k times wider)"),
-        "init": Key("str_or_table", "auto", doc="initializer name; 'auto' = He for ReLU-like, Xavier otherwise"),
+        "init": Key("str_or_table", "auto", doc="initializer name; 'auto' = He for ReLU-like, LeCun-normal for SELU, Xavier otherwise"),
         "init_scale": Key("float", 1.0, low=0.0, high=1e6, per_member=True),
         "input_dropout": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True,
                              doc="dropout rate on the inputs (mlp); the course's 0.2"),
         "dropout": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True,
                        doc="dropout rate after each hidden activation (mlp); the course's 0.5"),
-        "dropout_mode": Key("str", "inverted", choices=("inverted", "classic")),
+        "dropout_mode": Key("str", "inverted", choices=("inverted", "classic", "alpha"),
+                            doc="'alpha': AlphaDropout (Klambauer et al. 2017), the dropout of SELU nets"),
         "input_noise": Key("float", 0.0, low=0.0, high=1e6, per_member=True,
                            doc="std of Gaussian noise added to the inputs in training (mlp)"),
         "norm": Key("str", "none", choices=("none", "batchnorm", "layernorm"),
@@ -112,8 +115,15 @@ SCHEMA: dict[str, Any] = {
         "layers": Key("table_list", None, optional=True, doc="explicit layers for type = 'sequential'"),
     },
     "loss": {
-        "name": Key("str", "cross_entropy", choices=("cross_entropy", "mse")),
+        "name": Key("str", "cross_entropy", choices=("cross_entropy", "mse", "bce", "focal"),
+                    doc="'bce': binary cross-entropy on sigmoids (multi-label); 'focal': sigmoid focal loss"),
         "label_smoothing": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True),
+        "class_weights": Key("float_list", None, low=0.0, high=1e6, optional=True,
+                             doc="cross-entropy weight of each class (one number per class), as torch's weight="),
+        "focal_gamma": Key("float", 2.0, low=0.0, high=100.0, per_member=True,
+                           doc="focal loss focusing parameter gamma (Lin et al. 2017; 0 = BCE)"),
+        "focal_alpha": Key("float", 0.25, low=0.0, high=1.0, per_member=True,
+                           doc="focal loss weight alpha of the positive targets (0.5 = both equal)"),
     },
     "optim": {
         "name": Key("str", "sgd", choices=OPTIMIZER_NAMES),
@@ -126,6 +136,18 @@ SCHEMA: dict[str, Any] = {
         "beta2": Key("float", 0.999, low=0.0, high=1.0, high_inclusive=False, per_member=True),
         "eps": Key("float", None, low=0.0, low_inclusive=False, high=1.0, per_member=True, optional=True,
                    doc="default: the optimizer's own"),
+        "rho": Key("float", 0.9, low=0.0, high=1.0, per_member=True, doc="adadelta's running-average decay"),
+        "momentum_decay": Key("float", 4e-3, low=0.0, high=1.0, per_member=True,
+                              doc="nadam's momentum schedule psi (torch.optim.NAdam)"),
+        "centered": Key("bool", False, doc="rmsprop: divide by the estimated gradient std (torch's centered=True)"),
+        "history": Key("int", 10, low=1, high=1000, doc="lbfgs: curvature pairs kept"),
+        "max_iter": Key("int", 1, low=1, high=10_000, doc="lbfgs: iterations per training step"),
+        "lookahead_k": Key("int", 0, low=0, high=_MAX_INT,
+                           doc="Lookahead: synchronize the slow weights every k steps (0 = off)"),
+        "lookahead_alpha": Key("float", 0.5, low=0.0, high=1.0, per_member=True, doc="Lookahead slow step size"),
+        "swa_start": Key("int", None, low=0, high=_MAX_INT, optional=True,
+                         doc="SWA: average the weights at the end of every epoch from this one on (absent = off)"),
+        "swa_every": Key("int", 1, low=1, high=_MAX_INT, doc="SWA: epochs between averaged snapshots"),
     },
     "regularize": {
         "l2": Key("float", 0.0, low=0.0, high=1e6, per_member=True, doc="L2 penalty lambda"),
@@ -198,7 +220,7 @@ def _describe(k: Key) -> str:
     if k.choices:
         return "one of " + ", ".join(repr(c) for c in k.choices)
     base = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
-            "int_list": "a list of integers", "str_or_table": "a name or a table",
+            "int_list": "a list of integers", "float_list": "a list of numbers", "str_or_table": "a name or a table",
             "table_list": "a list of tables"}[k.kind]
     if k.per_member:
         base += " or a list with one per member"
@@ -251,6 +273,11 @@ def _check_value(path: str, k: Key, v: Any) -> Any:
             raise ConfigError(f"config: {path} must be a list of integers, got {v!r}")
         item = Key("int", low=k.low, high=k.high)
         return [_check_number(f"{path}[{i}]", item, x) for i, x in enumerate(v)]
+    if k.kind == "float_list":
+        if not isinstance(v, list) or not v:
+            raise ConfigError(f"config: {path} must be a non-empty list of numbers, got {v!r}")
+        item = Key("float", low=k.low, high=k.high)
+        return [_check_number(f"{path}[{i}]", item, x) for i, x in enumerate(v)]
     if k.kind == "str_or_table":
         if not isinstance(v, (str, dict)):
             raise ConfigError(f"config: {path} must be a name or a table, got {v!r}")
@@ -295,6 +322,18 @@ def _check_members(cfg: dict[str, Any], schema: Mapping[str, Any], size: int, pr
                 f"give one number or exactly {size}")
 
 
+def _optimizer_defaults(optim: dict[str, Any], given: Any) -> None:
+    """A key of ``[optim]`` the user did not give takes the chosen optimizer's own default, so
+    ``name = "adam"`` means what ``Adam(params)`` means in Python (lr 1e-3, not [optim]'s 0.01;
+    AdamW's weight_decay 0.01). Keys the optimizer does not take keep the schema's default."""
+    from trainlab.optim import optimizer_defaults
+
+    given = given if isinstance(given, Mapping) else {}
+    for k, v in optimizer_defaults(optim["name"]).items():
+        if k in optim and k not in given:
+            optim[k] = v
+
+
 def resolve_config(given: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a nested dict against :data:`SCHEMA` and fill defaults."""
     if not isinstance(given, Mapping):
@@ -304,6 +343,7 @@ def resolve_config(given: Mapping[str, Any]) -> dict[str, Any]:
                           "'float64'; half precision would need loss scaling and float32 master weights, "
                           "which trainlab does not implement")
     cfg = _resolve(SCHEMA, given, "")
+    _optimizer_defaults(cfg["optim"], given.get("optim", {}))
     size = cfg["population"]["size"]
     seeds = cfg["population"]["seeds"]
     if seeds is not None and len(seeds) != size:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,15 @@ def predict(model, x: torch.Tensor, batch_size: int = 1000, *, progress: bool = 
 
 def evaluate_saved(run: str | Path, *, split: str = "test", data: str | None = None, data_dir: str | None = None,
                    device: str = "cpu", ensemble: str | None = None,
-                   members: list[int] | None = None, progress: bool = False) -> dict[str, Any]:
+                   members: list[int] | None = None, progress: bool = False,
+                   metrics: str | Sequence[str] | None = None, figure: str | Path | None = None) -> dict[str, Any]:
     """Loss and accuracy per member of the model saved in ``run`` on ``split``.
+
+    ``metrics`` (``"top5,f1,per_class,confusion"``, see :func:`trainlab.metrics.parse_metrics`)
+    adds ``top{k}_acc`` and ``macro_f1`` to each member's row and ``per_class_acc`` /
+    ``confusion`` (one entry per member) to the result; with ``confusion`` a figure of every
+    member's matrix is written to ``figure`` (default ``RUN/confusion_<split>.png``) and its
+    path returned as ``result["figure"]``.
 
     The split is rebuilt from the run's ``config.toml`` (same data set, sizes and
     seed, hence the same images), and inputs are preprocessed with the statistics
@@ -49,7 +57,9 @@ def evaluate_saved(run: str | Path, *, split: str = "test", data: str | None = N
     """
     from trainlab.build import resolve_device
     from trainlab.data import load_splits
+    from trainlab.metrics import compute_metrics, parse_metrics
 
+    spec = parse_metrics(metrics)  # a bad name fails before any work
     run = Path(run)
     run_dir = run if run.is_dir() else run.parent
     saved = load_model(run, device=resolve_device(device))
@@ -80,6 +90,23 @@ def evaluate_saved(run: str | Path, *, split: str = "test", data: str | None = N
     rows = [{"member": m, "member_label": labels[m], "loss": losses[m], "acc": accs[m]}
             for m in range(saved.model.size)]
     result: dict[str, Any] = {"data": name, "split": split, "examples": int(x.shape[0]), "members": rows}
+    extra = compute_metrics(out, part.y, spec, num_classes=out.shape[-1])
+    for key in [k for k in extra if k.startswith("top") or k == "macro_f1"]:
+        for m, v in enumerate(extra.pop(key)):
+            rows[m][key] = v
+    result.update(extra)
+    if spec.confusion:
+        import io
+
+        from trainlab.io import atomic_write_bytes
+        from trainlab.metrics import plot_confusion
+
+        path = Path(figure) if figure is not None else run_dir / f"confusion_{split}.png"
+        fig = plot_confusion(result["confusion"])
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        atomic_write_bytes(path, buf.getvalue())
+        result["figure"] = str(path)
     if ensemble is not None:
         from trainlab.ensemble import ensemble_predict, expected_calibration_error, load_snapshots
 

@@ -35,7 +35,12 @@ import torch
 
 from trainlab.errors import ConfigError
 from trainlab.nn import (
+    SELU,
+    AlphaDropout,
     BatchNorm,
+    Hardswish,
+    Mish,
+    SiLU,
     GroupNorm,
     InstanceNorm,
     LayerNorm,
@@ -212,6 +217,29 @@ class TorchMaxout(torch.nn.Module):
 @register_converter(Maxout)
 def _maxout(layer: Maxout, member: int) -> torch.nn.Module:
     return TorchMaxout(layer.pieces)
+@register_converter(SiLU)
+def _silu(layer: SiLU, member: int) -> torch.nn.Module:
+    return torch.nn.SiLU()
+
+
+@register_converter(Mish)
+def _mish(layer: Mish, member: int) -> torch.nn.Module:
+    return torch.nn.Mish()
+
+
+@register_converter(SELU)
+def _selu(layer: SELU, member: int) -> torch.nn.Module:
+    return torch.nn.SELU()
+
+
+@register_converter(Hardswish)
+def _hardswish(layer: Hardswish, member: int) -> torch.nn.Module:
+    return torch.nn.Hardswish()
+
+
+@register_converter(AlphaDropout)
+def _alpha_dropout(layer: AlphaDropout, member: int) -> torch.nn.Module:
+    return torch.nn.AlphaDropout(_member_scalar(layer.rate, member))
 
 
 class _Scale(torch.nn.Module):

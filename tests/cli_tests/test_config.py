@@ -15,13 +15,16 @@ def test_defaults_are_complete():
 
 
 @pytest.mark.parametrize("given, message", [
-    ({"optim": {"lrr": 0.1}}, "config: unknown key 'optim.lrr' (allowed in [optim]: alpha, beta1, beta2, decoupled, eps, lr, momentum, name, weight_decay)"),
+    ({"optim": {"lrr": 0.1}}, "config: unknown key 'optim.lrr' (allowed in [optim]: alpha, beta1, beta2, centered, decoupled, eps, history, "
+                                  "lookahead_alpha, lookahead_k, lr, max_iter, momentum, momentum_decay, name, rho, swa_every, "
+                                  "swa_start, weight_decay)"),
     ({"bogus": 1}, "config: unknown key 'bogus' (allowed at the top level:"),
     ({"optim": {"lr": -0.1}}, "config: optim.lr must be > 0, got -0.1"),
     ({"optim": {"lr": "fast"}}, "config: optim.lr must be a number or a list with one per member, got 'fast'"),
     ({"optim": {"lr": float("nan")}}, "config: optim.lr must be a finite number, got nan"),
     ({"optim": {"lr": float("inf")}}, "config: optim.lr must be a finite number, got inf"),
-    ({"optim": {"name": "sgdd"}}, "config: optim.name must be one of 'sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop', 'adam', 'adamw', got 'sgdd'"),
+    ({"optim": {"name": "sgdd"}}, "config: optim.name must be one of 'sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop', 'adam', 'adamw', "
+                                   "'nadam', 'radam', 'adamax', 'adadelta', 'lbfgs', got 'sgdd'"),
     ({"train": {"epochs": 0}}, "config: train.epochs must be >= 1, got 0"),
     ({"train": {"epochs": 2.5}}, "config: train.epochs must be an integer, got 2.5"),
     ({"train": {"batch_size": True}}, "config: train.batch_size must be an integer, got True"),

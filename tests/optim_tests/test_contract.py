@@ -20,10 +20,17 @@ def test_optimizer_contract(cls: type[Optimizer], check: str) -> None:
     contract.CHECKS[check](cls, contract.example_for(cls))
 
 
+#: public optimizers outside OPTIMIZERS, and why: L-BFGS steps with a closure (its line search evaluates
+#: the objective; tests/optim_tests/test_wrappers.py pins it to torch.optim.LBFGS and second_order's
+#: L-BFGS), Lookahead wraps another optimizer (pinned to the paper's Algorithm 1 there)
+NOT_REGISTERED = {"LBFGS": "closure optimizer (CLOSURE_OPTIMIZERS)", "Lookahead": "wrapper"}
+
+
 def test_every_public_optimizer_is_registered_with_an_example() -> None:
     public = {name: obj for name in topt.__all__ if inspect.isclass(obj := getattr(topt, name))
               and issubclass(obj, Optimizer) and obj is not Optimizer}
-    missing = sorted(name for name, cls in public.items() if cls not in OPTIMIZERS.values())
+    missing = sorted(name for name, cls in public.items() if cls not in OPTIMIZERS.values()
+                     and name not in NOT_REGISTERED)
     assert not missing, f"public optimizers missing from trainlab.optim.OPTIMIZERS: {missing}"
     no_example = sorted(cls.__name__ for cls in CLASSES if cls not in contract.EXAMPLES)
     assert not no_example, f"registered optimizers without a contract example: {no_example}"

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from trainlab.nn import MeanSquaredError, Sequential
-from trainlab.optim import OPTIMIZERS, SGD, Adam, AdamW, RMSProp
+from trainlab.optim import OPTIMIZERS, SGD, Adam, AdamW, NAdam, RMSProp
 from trainlab.optim import testing as contract
 
 DT = torch.float64
@@ -23,9 +23,31 @@ P, STEPS = contract.P, contract.STEPS
 LR, WD = contract.LR, contract.WD
 make_net, grad_sequence = contract.make_net, contract.grad_sequence
 
-# name -> (class, per-member kwargs, torch factory): the contract suite's examples (one table)
-CASES = {name: (cls, contract.EXAMPLES[cls].hparams, contract.EXAMPLES[cls].torch_factory)
+# name -> (class, per-member kwargs, torch factory): the contract suite's examples (one table), and
+# the variants of a class that a setting shared by all members switches on
+VARIANTS: dict[str, tuple[type, contract.OptimizerExample]] = {
+    "rmsprop_centered": (RMSProp, contract.OptimizerExample(
+        {"alpha": contract.ALPHA},
+        lambda i, w, b, wd: torch.optim.RMSprop(contract.groups(w, b, wd), lr=LR[i], alpha=contract.ALPHA[i], eps=1e-8,
+                                                centered=True, foreach=False),
+        fixed={"centered": True})),
+    "nadam_decoupled": (NAdam, contract.OptimizerExample(
+        {"beta1": contract.B1, "beta2": contract.B2},
+        lambda i, w, b, wd: torch.optim.NAdam(contract.groups(w, b, wd), lr=LR[i], betas=(contract.B1[i], contract.B2[i]),
+                                              eps=1e-8, decoupled_weight_decay=True, foreach=False),
+        fixed={"decoupled": True})),
+}
+CASES = {name: (cls, {**contract.EXAMPLES[cls].hparams, **contract.EXAMPLES[cls].fixed},
+                contract.EXAMPLES[cls].torch_factory)
          for name, cls in OPTIMIZERS.items() if contract.EXAMPLES[cls].torch_factory is not None}
+CASES.update({name: (cls, {**ex.hparams, **ex.fixed}, ex.torch_factory) for name, (cls, ex) in VARIANTS.items()})
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_variants_match_torch_optim(name: str) -> None:
+    """The fixed-gradient trajectory (the contract's check) for settings the contract's example leaves off."""
+    cls, example = VARIANTS[name]
+    contract.check_torch_trajectory(cls, example)
 
 
 def _member_copies(net: Sequential, i: int) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
@@ -35,6 +57,17 @@ def _member_copies(net: Sequential, i: int) -> tuple[list[torch.Tensor], list[to
     biases = [t for t, p in zip(params, net.parameters()) if not p.decay]
     assert len(weights) == 2 and len(biases) == 2
     return params, weights, biases
+
+
+@pytest.fixture(autouse=True)
+def _torch_scalar_state_in_float64():
+    """torch.optim keeps scalar state (step counts, NAdam's mu_product) in the *default* dtype,
+    float32 unless changed; trainlab computes them in the parameters' dtype. For a float64
+    comparison torch's scalars must be float64 too (NAdam's mu_product differs at 1e-8 otherwise)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:

@@ -22,13 +22,28 @@ from trainlab.nn._norm import (
     textbook_batch_norm,
 )
 from trainlab.nn._noise import GaussianNoise, NoiseFamily, NoisyLinear
-from trainlab.nn._activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from trainlab.nn._activations import (
+    ELU,
+    GELU,
+    SELU,
+    Hardswish,
+    Identity,
+    LeakyReLU,
+    Mish,
+    ReLU,
+    SiLU,
+    Sigmoid,
+    Softplus,
+    Tanh,
+)
+from trainlab.nn._alpha_dropout import AlphaDropout
 from trainlab.nn._learned_activations import Maxout, PReLU
 from trainlab.nn._linear import Linear
 from trainlab.nn._conv import Conv2d, SpatialDropout2d
 from trainlab.nn._pool import AvgPool2d, Flatten, GlobalAvgPool2d, MaxPool2d, StochasticPool2d
 from trainlab.nn._blocks import conv_block
 from trainlab.nn._losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, accuracy
+from trainlab.nn._sigmoid_losses import BCEWithLogits, SigmoidFocalLoss
 from trainlab.nn._module import Module, Parameter
 from trainlab.nn._sequential import Sequential
 from trainlab.nn._registry import LAYERS, register_layer
@@ -58,6 +73,11 @@ __all__ = [
     "Softplus",
     "Maxout",
     "PReLU",
+    "SiLU",
+    "Mish",
+    "SELU",
+    "Hardswish",
+    "AlphaDropout",
     "Dropout",
     "DropConnectLinear",
     "DropoutFamily",
@@ -81,5 +101,7 @@ __all__ = [
     "Loss",
     "SoftmaxCrossEntropy",
     "MeanSquaredError",
+    "BCEWithLogits",
+    "SigmoidFocalLoss",
     "accuracy",
 ]

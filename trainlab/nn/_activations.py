@@ -15,7 +15,8 @@ from trainlab.errors import ConfigError
 from trainlab.nn._module import Module
 from trainlab.population import Population, member_values, member_view
 
-__all__ = ["Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Softplus"]
+__all__ = ["Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Softplus", "SiLU", "Mish", "SELU",
+           "Hardswish", "SELU_ALPHA", "SELU_SCALE"]
 
 
 class _Elementwise(Module):
@@ -206,3 +207,78 @@ class Softplus(_WithMemberParam):
     def backward(self, g):
         bx = self._bx
         return self._input_grad(torch.where(bx > self.threshold, g, g * torch.sigmoid(bx)))
+
+
+class SiLU(_Elementwise):
+    """SiLU / Swish (``beta = 1``): ``y = x sigmoid(x)``; ``dy/dx = s + x s (1 - s)`` with ``s = sigmoid(x)``.
+
+    Elfwing et al. 2018 ("SiLU"), Ramachandran et al. 2017 ("Swish"). See: ``torch.nn.SiLU``.
+    """
+
+    def forward(self, x, *, training):
+        self._x = x
+        self._s = torch.sigmoid(x)
+        return x * self._s
+
+    def backward(self, g):
+        s = self._s
+        return g * (s * (1.0 + self._x * (1.0 - s)))
+
+
+class Mish(_Elementwise):
+    """Mish (Misra 2019): ``y = x tanh(softplus(x))``;
+    ``dy/dx = t + x (1 - t^2) sigmoid(x)`` with ``t = tanh(softplus(x))`` (``softplus' = sigmoid``).
+
+    ``softplus`` is computed as ``torch.nn.functional.softplus`` (linear above 20, no overflow).
+    See: ``torch.nn.Mish``.
+    """
+
+    def forward(self, x, *, training):
+        self._x = x
+        self._t = torch.tanh(torch.nn.functional.softplus(x))
+        return x * self._t
+
+    def backward(self, g):
+        t = self._t
+        return g * (t + self._x * (1.0 - t * t) * torch.sigmoid(self._x))
+
+
+#: SELU's fixed point constants (Klambauer et al. 2017, eq. 14): with these a layer maps
+#: zero-mean unit-variance inputs (and LeCun-normal weights) to zero mean and unit variance.
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+class SELU(_Elementwise):
+    """Scaled ELU (Klambauer et al. 2017): ``y = lambda x`` if ``x > 0`` else ``lambda alpha (e^x - 1)``;
+    ``dy/dx = lambda`` or ``y + lambda alpha``.
+
+    ``lambda ~ 1.0507``, ``alpha ~ 1.6733`` are fixed (not hyperparameters): they make
+    the layer self-normalizing when the weights are LeCun-normal (``N(0, 1/fan_in)``;
+    ``init = "auto"`` picks it for SELU) and dropout is :class:`~trainlab.nn.AlphaDropout`.
+    See: ``torch.nn.SELU``.
+    """
+
+    def forward(self, x, *, training):
+        self._pos = x > 0
+        self._y = torch.where(self._pos, SELU_SCALE * x, (SELU_SCALE * SELU_ALPHA) * torch.expm1(x))
+        return self._y
+
+    def backward(self, g):
+        return torch.where(self._pos, g * SELU_SCALE, g * (self._y + SELU_SCALE * SELU_ALPHA))
+
+
+class Hardswish(_Elementwise):
+    """Hardswish (Howard et al. 2019, MobileNetV3): ``y = x relu6(x + 3) / 6``;
+    ``dy/dx = 0`` for ``x <= -3``, ``(2x + 3) / 6`` for ``-3 < x < 3``, ``1`` for ``x >= 3``
+    (at the kinks the outer side's slope, as ``torch.nn.Hardswish``'s backward chooses).
+    """
+
+    def forward(self, x, *, training):
+        self._x = x
+        return x * (x + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0)
+
+    def backward(self, g):
+        x = self._x
+        mid = g * (x * (1.0 / 3.0) + 0.5)
+        return torch.where(x <= -3.0, torch.zeros_like(g), torch.where(x < 3.0, mid, g))

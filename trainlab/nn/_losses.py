@@ -42,15 +42,21 @@ class SoftmaxCrossEntropy(Loss):
     ``(1 - eps) t + eps / C``, as in ``torch.nn.CrossEntropyLoss(label_smoothing=eps)``;
     it is applied here, once, to whatever targets arrive.
 
+    ``weight``: class weights, ``(C,)`` shared or ``(P, C)`` one row per member, as
+    ``torch.nn.CrossEntropyLoss(weight=w)`` (see :meth:`_weighted_forward` for the formula:
+    with class indices the batch mean is weighted, ``sum_n w_{y_n} l_n / sum_n w_{y_n}``).
+
     Backward: ``dL/dz = (softmax(z) - t) / N``.
     """
 
     classification = True
 
-    def __init__(self, *, label_smoothing: float | Sequence[float] = 0.0) -> None:
+    def __init__(self, *, label_smoothing: float | Sequence[float] = 0.0,
+                 weight: Sequence[float] | Sequence[Sequence[float]] | torch.Tensor | None = None) -> None:
         member_values(label_smoothing, len(label_smoothing) if isinstance(label_smoothing, Sequence) else 1,
                       name="label_smoothing", low=0.0, high=1.0, high_inclusive=False)
         self.label_smoothing = label_smoothing
+        self.weight = None if weight is None else _class_weights(weight)
         self._eps = torch.zeros(0)
 
     def build(self, population_size, *, device="cpu", dtype=torch.float32):
@@ -58,6 +64,13 @@ class SoftmaxCrossEntropy(Loss):
         self._eps = member_values(self.label_smoothing, population_size, name="label_smoothing",
                                   device=device, dtype=dtype, low=0.0, high=1.0, high_inclusive=False)
         self._smooth = bool((self._eps > 0).any())
+        self._w = None
+        if self.weight is not None:
+            w = self.weight.to(device=device, dtype=dtype)
+            if w.shape[0] not in (1, population_size):
+                raise ConfigError(f"cross-entropy class weights are given for {w.shape[0]} members, "
+                                  f"the population has {population_size}")
+            self._w = w.expand(population_size, w.shape[1]).contiguous()  # (P, C)
 
     def forward(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if z.ndim != 3:
@@ -68,6 +81,8 @@ class SoftmaxCrossEntropy(Loss):
         lse = torch.logsumexp(z, dim=2, keepdim=True)
         logp = z - lse
         self._p = torch.exp(logp)
+        if self._w is not None:
+            return self._weighted_forward(logp, target)
         if target.dtype in (torch.int64, torch.int32, torch.uint8, torch.int16):
             if target.ndim == 1:
                 target = target.unsqueeze(0)
@@ -91,7 +106,58 @@ class SoftmaxCrossEntropy(Loss):
         self._n = N
         return nll.mean(dim=1)
 
+    def _weighted_forward(self, logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Class weights ``w`` as ``torch.nn.CrossEntropyLoss(weight=w, label_smoothing=eps)``:
+
+        * class indices: ``L = [(1-eps) sum_n w_{y_n} (-log p_{n,y_n})
+          + (eps/C) sum_n sum_c w_c (-log p_{nc})] / sum_n w_{y_n}``
+          (a weighted mean: each example counts ``w_{y_n}`` times);
+        * soft targets ``t`` (smoothed first): ``L = (1/N) sum_n sum_c w_c t_{nc} (-log p_{nc})``.
+        """
+        P, N, C = logp.shape
+        if self._w.shape[1] != C:
+            raise ConfigError(f"cross-entropy has {self._w.shape[1]} class weights but the logits have {C} classes")
+        w = self._w.unsqueeze(1)  # (P, 1, C)
+        self._n = N
+        if target.dtype in (torch.int64, torch.int32, torch.uint8, torch.int16):
+            if target.ndim == 1:
+                target = target.unsqueeze(0)
+            idx = target.long().expand(P, N).unsqueeze(2)
+            wy = torch.gather(w.expand(P, N, C), 2, idx)  # (P, N, 1)
+            self._hard, self._t, self._wy = idx, None, wy
+            self._wsum = wy.sum(dim=1, keepdim=True)  # (P, 1, 1)
+            nll = -(wy * torch.gather(logp, 2, idx)).sum(dim=(1, 2))
+            if self._smooth:
+                eps = self._eps
+                nll = (1.0 - eps) * nll - (eps / C) * (w * logp).sum(dim=(1, 2))
+            return nll / self._wsum.reshape(P)
+        t = target if target.ndim == 3 else target.unsqueeze(0)
+        if t.shape[-1] != C:
+            raise ConfigError(f"soft targets have {t.shape[-1]} classes, logits have {C}")
+        if self._smooth:
+            eps = member_view(self._eps, 3)
+            t = (1.0 - eps) * t + eps / C
+        self._hard, self._t = None, t * w  # a = w * t: the weighted target mass
+        return -(self._t * logp).sum(dim=2).mean(dim=1)
+
+    def _weighted_backward(self) -> torch.Tensor:
+        p = self._p
+        if self._hard is None:
+            a = self._t
+            return (a.sum(dim=2, keepdim=True) * p - a.expand_as(p)) / self._n
+        P, N, C = p.shape
+        w = self._w.unsqueeze(1)
+        # d/dz of w_y (-log p_y) = w_y (p - e_y);  d/dz of sum_c w_c (-log p_c) = (sum_c w_c) p - w
+        g = self._wy * p
+        g.scatter_add_(2, self._hard, -self._wy)
+        if self._smooth:
+            eps = member_view(self._eps, 3)
+            g = (1.0 - eps) * g + (eps / C) * (w.sum(dim=2, keepdim=True) * p - w)
+        return g / self._wsum
+
     def backward(self) -> torch.Tensor:
+        if self._w is not None:
+            return self._weighted_backward()
         g = self._p.clone()
         if self._hard is not None:
             if self._smooth:
@@ -109,6 +175,22 @@ class SoftmaxCrossEntropy(Loss):
         import math
 
         return math.log(num_classes)
+
+
+def _class_weights(weight) -> torch.Tensor:
+    """``(C,)`` or ``(P, C)`` non-negative finite class weights -> a float64 ``(1 or P, C)`` tensor."""
+    try:
+        w = torch.as_tensor(weight, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ConfigError(f"class weights must be a list of numbers (one per class), got {weight!r}") from None
+    if w.ndim == 1:
+        w = w.unsqueeze(0)
+    if w.ndim != 2 or w.shape[1] < 1:
+        raise ConfigError(f"class weights must be a list of C numbers or one such list per member, got shape "
+                          f"{tuple(w.shape)}")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or bool((w.sum(dim=1) <= 0).any()):
+        raise ConfigError(f"class weights must be finite, >= 0 and not all 0, got {w.tolist()}")
+    return w
 
 
 class MeanSquaredError(Loss):

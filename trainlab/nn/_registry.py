@@ -8,7 +8,8 @@ every class in it. A new layer registers itself here with :func:`register_layer`
 
 from __future__ import annotations
 
-from trainlab.nn._activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from trainlab.nn._activations import ELU, GELU, SELU, Hardswish, Identity, LeakyReLU, Mish, ReLU, SiLU, Sigmoid, Softplus, Tanh
+from trainlab.nn._alpha_dropout import AlphaDropout
 from trainlab.nn._conv import Conv2d, SpatialDropout2d
 from trainlab.nn._dropout import DropConnectLinear, Dropout
 from trainlab.nn._learned_activations import Maxout, PReLU
@@ -33,6 +34,12 @@ LAYERS: dict[str, type[Module]] = {
     "softplus": Softplus,
     "prelu": PReLU,
     "maxout": Maxout,
+    "silu": SiLU,
+    "swish": SiLU,
+    "mish": Mish,
+    "selu": SELU,
+    "hardswish": Hardswish,
+    "alpha_dropout": AlphaDropout,
     "dropout": Dropout,
     "dropconnect": DropConnectLinear,
     "gaussian_noise": GaussianNoise,

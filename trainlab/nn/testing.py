@@ -33,7 +33,8 @@ from typing import Any
 import torch
 
 from trainlab.gradcheck import assert_gradients
-from trainlab.nn._activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from trainlab.nn._activations import ELU, GELU, SELU, Hardswish, Identity, LeakyReLU, Mish, ReLU, SiLU, Sigmoid, Softplus, Tanh
+from trainlab.nn._alpha_dropout import AlphaDropout
 from trainlab.nn._conv import Conv2d, SpatialDropout2d
 from trainlab.nn._dropout import DropConnectLinear, Dropout
 from trainlab.nn._learned_activations import Maxout, PReLU
@@ -315,6 +316,11 @@ for _cls, _ex in {
     Softplus: LayerExample(lambda pk: Softplus(pk([1.0, 0.5, 3.0])), _VEC),
     PReLU: LayerExample(lambda pk: PReLU(None, init=pk([0.25, 0.1, 0.5])), _VEC),
     Maxout: LayerExample(lambda pk: Maxout(2), (6,)),
+    SiLU: LayerExample(lambda pk: SiLU(), _VEC),
+    Mish: LayerExample(lambda pk: Mish(), _VEC),
+    SELU: LayerExample(lambda pk: SELU(), _VEC),
+    Hardswish: LayerExample(lambda pk: Hardswish(), _VEC),
+    AlphaDropout: LayerExample(lambda pk: AlphaDropout(pk([0.05, 0.1, 0.2])), _VEC),
     Dropout: LayerExample(lambda pk: Dropout(pk([0.2, 0.5, 0.7])), _VEC),
     DropConnectLinear: LayerExample(lambda pk: DropConnectLinear(4, 3, p=pk([0.2, 0.4, 0.6])), _VEC),
     GaussianNoise: LayerExample(lambda pk: GaussianNoise(pk([0.1, 0.5, 1.0])), _VEC),

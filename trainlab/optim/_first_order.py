@@ -78,19 +78,34 @@ class RMSProp(Optimizer):
     """``s <- a s + (1 - a) g^2``, ``w <- w - lr g / (sqrt(s) + eps)``.  See: ``torch.optim.RMSprop``.
 
     Defaults ``alpha = 0.99`` (the textbook's ``decay_rate``), ``eps = 1e-8`` (textbook: 1e-7).
+
+    ``centered=True`` (Graves 2013; ``torch.optim.RMSprop(centered=True)``) also keeps the mean
+    gradient ``gbar <- a gbar + (1 - a) g`` and divides by the estimated standard deviation
+    instead: ``w <- w - lr g / (sqrt(s - gbar^2) + eps)``.
     """
 
     _ranges = {"alpha": (0.0, True, 1.0, False), "eps": (0.0, False, None, False)}
     _state_names = ("mean_sq",)
 
     def __init__(self, params: Iterable[Parameter], *, lr: Number = 0.01, alpha: Number = 0.99,
-                 eps: Number = 1e-8, weight_decay: Number = 0.0, decoupled: bool = False) -> None:
+                 eps: Number = 1e-8, weight_decay: Number = 0.0, decoupled: bool = False,
+                 centered: bool = False) -> None:
+        self.centered = bool(centered)
+        if self.centered:
+            self._state_names = ("mean_sq", "grad_avg")
         super().__init__(params, lr=lr, weight_decay=weight_decay, decoupled=decoupled, alpha=alpha, eps=eps)
+        if self.centered:
+            self._settings["centered"] = True
 
     def _update(self, w, g, state, lr):
         s = state["mean_sq"]
         a = self.h("alpha", w.ndim)
         s.mul_(a).addcmul_(g * g, 1.0 - a)
+        if self.centered:
+            gbar = state["grad_avg"]
+            gbar.mul_(a).addcmul_(g, 1.0 - a)
+            w.addcmul_(g / (s.addcmul(gbar, gbar, value=-1.0).sqrt_() + self.h("eps", w.ndim)), lr, value=-1.0)
+            return
         w.addcmul_(g / (s.sqrt() + self.h("eps", w.ndim)), lr, value=-1.0)
 
 

@@ -29,12 +29,13 @@ import torch
 
 from trainlab.nn import Linear, Sequential, Tanh
 from trainlab.optim._base import Optimizer
+from trainlab.optim._adaptive import Adadelta, Adamax, NAdam, RAdam
 from trainlab.optim._first_order import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
 from trainlab.population import Population
 
 __all__ = ["OptimizerExample", "EXAMPLES", "register_example", "example_for", "check_optimizer_contract",
            "check_torch_trajectory", "check_member_independence", "check_state_roundtrip", "CHECKS",
-           "LR", "WD", "make_net", "grad_sequence"]
+           "LR", "WD", "make_net", "grad_sequence", "groups"]
 
 DT = torch.float64
 P, STEPS = 3, 10
@@ -113,6 +114,16 @@ def check_torch_trajectory(cls: type[Optimizer], example: OptimizerExample) -> N
     """Member i after 10 steps equals torch.optim on member i alone (float64, atol 1e-12)."""
     if example.torch_factory is None:
         return
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(DT)  # torch.optim keeps some scalar state (NAdam's mu product) in the default dtype
+    try:
+        _torch_trajectory(cls, example)
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _torch_trajectory(cls: type[Optimizer], example: OptimizerExample) -> None:
+    assert example.torch_factory is not None
     for decay in (False, True):
         net = make_net()
         start = [p.data.clone() for p in net.parameters()]
@@ -190,6 +201,11 @@ NEST = [0.9, 0.5, 0.3]
 ALPHA = [0.99, 0.9, 0.5]
 B1 = [0.9, 0.8, 0.5]
 B2 = [0.999, 0.99, 0.9]
+PSI = [4e-3, 1e-2, 0.0]
+RHO = [0.9, 0.5, 0.99]
+#: beta2 = 0.6 gives rho_inf = 4: that member never rectifies (torch's SGD-with-momentum branch);
+#: beta2 = 0.99 switches to the rectified step at t = 6 within the 10 steps (rho_t > 5)
+RADAM_B2 = [0.999, 0.99, 0.6]
 
 for _cls, _ex in {
     SGD: OptimizerExample({}, lambda i, w, b, wd: torch.optim.SGD(groups(w, b, wd), lr=LR[i], foreach=False)),
@@ -213,5 +229,20 @@ for _cls, _ex in {
         {"beta1": B1, "beta2": B2},
         lambda i, w, b, wd: torch.optim.AdamW(groups(w, b, wd), lr=LR[i], betas=(B1[i], B2[i]), eps=1e-8,
                                               foreach=False)),
+    NAdam: OptimizerExample(
+        {"beta1": B1, "beta2": B2, "momentum_decay": PSI},
+        lambda i, w, b, wd: torch.optim.NAdam(groups(w, b, wd), lr=LR[i], betas=(B1[i], B2[i]), eps=1e-8,
+                                              momentum_decay=PSI[i], foreach=False)),
+    RAdam: OptimizerExample(
+        {"beta1": B1, "beta2": RADAM_B2},
+        lambda i, w, b, wd: torch.optim.RAdam(groups(w, b, wd), lr=LR[i], betas=(B1[i], RADAM_B2[i]), eps=1e-8,
+                                              foreach=False)),
+    Adamax: OptimizerExample(
+        {"beta1": B1, "beta2": B2},
+        lambda i, w, b, wd: torch.optim.Adamax(groups(w, b, wd), lr=LR[i], betas=(B1[i], B2[i]), eps=1e-8,
+                                               foreach=False)),
+    Adadelta: OptimizerExample(
+        {"rho": RHO},
+        lambda i, w, b, wd: torch.optim.Adadelta(groups(w, b, wd), lr=LR[i], rho=RHO[i], eps=1e-6, foreach=False)),
 }.items():
     register_example(_cls, _ex)

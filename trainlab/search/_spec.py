@@ -204,7 +204,7 @@ def check_space_for_config(space: SearchSpace, base_given: Mapping[str, Any]) ->
             raise ConfigError(f"search.space.{p.name} cannot be searched: {_RESERVED[p.name]}")
         if key.kind == "int" and isinstance(p, FloatParam):
             raise ConfigError(f"search.space.{p.name}: {p.name} is an integer; use type = 'int'")
-        if key.kind in ("str", "bool", "int_list", "str_or_table", "table_list") and isinstance(p, (FloatParam,
+        if key.kind in ("str", "bool", "int_list", "float_list", "str_or_table", "table_list") and isinstance(p, (FloatParam,
                                                                                                     IntParam)):
             raise ConfigError(f"search.space.{p.name}: {p.name} is not a number; use type = 'categorical' "
                               "or 'fixed'")

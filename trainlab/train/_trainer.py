@@ -134,6 +134,8 @@ class Trainer:
             from trainlab.notebook import LiveCurves
 
             self.sinks.append(LiveCurves())
+        if getattr(optimizer, "needs_closure", False):  # L-BFGS: refuses random layers and augmentation
+            optimizer.check_deterministic(model, augment)
         self.size = model.size
         self.device = model.device
         self.loss.build(self.size, device=self.device, dtype=model.dtype)
@@ -364,6 +366,16 @@ class Trainer:
                           "(use another batch size, or GroupNorm/LayerNorm for very small batches)", stacklevel=3)
             self._warned_one = True
 
+    def _objective(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Loss + penalties per member at the current weights, every ``.grad`` filled (a closure for L-BFGS)."""
+        loss = self.loss.forward(self.model.forward(x, training=True), y)
+        if self.regularizers:
+            loss = loss + self.penalty()
+        self.model.backward(self.loss.backward())
+        for r in self.regularizers:
+            r.add_grad()
+        return loss
+
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """One forward/backward/update on a batch shared by all members.
 
@@ -389,7 +401,10 @@ class Trainer:
         self.model.backward(self.loss.backward())
         for r in self.regularizers:
             r.add_grad()
-        self.optimizer.step()
+        if getattr(self.optimizer, "needs_closure", False):  # L-BFGS: its line search re-evaluates the batch
+            self.optimizer.step(lambda: self._objective(x, yb), loss)
+        else:
+            self.optimizer.step()
         for r in self.regularizers:
             r.after_step(self.optimizer)
         self.step += 1

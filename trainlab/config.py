@@ -56,8 +56,8 @@ def _probability(what: str) -> Key:
 
 ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "identity")
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
-DATASET_NAMES = ("mnist-5k", "mnist", "fashion-mnist", "kmnist")
-PREPROCESS_NAMES = ("none", "minmax", "minmax-feature", "standardize", "pca-whiten", "zca-whiten")
+DATASET_NAMES = ("mnist-5k", "mnist", "fashion-mnist", "kmnist", "cifar10")
+PREPROCESS_NAMES = ("none", "minmax", "minmax-feature", "standardize", "pca-whiten", "zca-whiten", "standardize-channel")
 
 SCHEMA: dict[str, Any] = {
     "seed": Key("int", 0, low=0, high=2**63 - 1, doc="seed of data splits, shuffling and member seeds"),
@@ -79,7 +79,10 @@ SCHEMA: dict[str, Any] = {
         "download": Key("bool", True),
     },
     "model": {
-        "type": Key("str", "mlp", choices=("mlp", "sequential")),
+        "type": Key("str", "mlp", choices=("mlp", "sequential", "resnet")),
+        "depth": Key("int", 8, low=8, high=1000, doc="resnet: layers with weights, 6n + 2 (8, 14, 20, 32, ...)"),
+        "width": Key("int", 16, low=1, high=10_000, doc="resnet: channels of the first stage (then 2x, 4x)"),
+        "preact": Key("bool", False, doc="resnet: pre-activation blocks (BN -> act -> conv; He et al. 2016b)"),
         "hidden": Key("int_list", [100, 100], low=1, high=100_000, doc="hidden widths of an mlp"),
         "activation": Key("str", "relu", choices=ACTIVATION_NAMES),
         "slope": Key("float", 0.01, low=0.0, per_member=True, doc="leaky_relu slope"),
@@ -295,6 +298,8 @@ def resolve_config(given: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"config: train.batch_size must be <= 1000000, got {cfg['train']['batch_size']}")
     if cfg["model"]["type"] == "sequential" and not cfg["model"]["layers"]:
         raise ConfigError("config: model.type = 'sequential' needs a non-empty [[model.layers]] list")
+    if cfg["model"]["type"] == "resnet" and (cfg["model"]["depth"] - 2) % 6:
+        raise ConfigError(f"config: model.depth must be 6n + 2 (8, 14, 20, 32, ...), got {cfg['model']['depth']}")
     return cfg
 
 

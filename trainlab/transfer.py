@@ -111,8 +111,9 @@ def freeze(model: Sequential, layers: Sequence[int], *, frozen: bool = True) -> 
         for p in layer.parameters():
             p.trainable = not frozen
             p.decay = (p.kind == "weight") and not frozen
-        if hasattr(layer, "freeze_stats"):
-            layer.freeze_stats = frozen
+        for m in layer.modules():  # BatchNorm inside a Residual block too
+            if hasattr(m, "freeze_stats"):
+                m.freeze_stats = frozen
 
 
 def set_layer_lr(model: Sequential, scales: Mapping[int, float]) -> None:

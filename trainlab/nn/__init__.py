@@ -29,6 +29,7 @@ from trainlab.nn._blocks import conv_block
 from trainlab.nn._losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, accuracy
 from trainlab.nn._module import Module, Parameter
 from trainlab.nn._sequential import Sequential
+from trainlab.nn._residual import Residual, resnet
 
 __all__ = [
     "Module",
@@ -43,6 +44,8 @@ __all__ = [
     "Flatten",
     "SpatialDropout2d",
     "conv_block",
+    "Residual",
+    "resnet",
     "Identity",
     "Sigmoid",
     "Tanh",

@@ -297,14 +297,8 @@ class DropConnectLinear(DropoutFamily, Linear):
 # ---- Monte-Carlo dropout ---------------------------------------------------------------
 
 
-def _walk(model: Module) -> Iterator[Module]:
-    yield model
-    for sub in getattr(model, "layers", ()) or ():
-        yield from _walk(sub)
-
-
 def _family_layers(model: Module) -> list[DropoutFamily]:
-    return [m for m in _walk(model) if isinstance(m, DropoutFamily)]
+    return [m for m in model.modules() if isinstance(m, DropoutFamily)]
 
 
 @contextlib.contextmanager
@@ -317,7 +311,7 @@ def mc_dropout(model: Module) -> Iterator[list[DropoutFamily]]:
     the members' generators to their state on entry: sampling for predictions never
     changes the masks that training draws next, and repeating a call repeats its draws.
 
-    Yields the layers it switched. Containers are searched through their ``layers``.
+    Yields the layers it switched. Containers (Sequential, Residual) are searched through ``model.modules()``.
     """
     layers = _family_layers(model)
     if not layers:

@@ -133,8 +133,9 @@ def _sequential(layer: Sequential, member: int) -> torch.nn.Module:
 class TorchResidual(torch.nn.Module):
     """``y = block(x) + shortcut(x)``: the torch form of :class:`trainlab.nn.Residual`.
 
-    ``shortcut`` is ``torch.nn.Identity()`` for the identity skip. Its state dict names
-    (``block.0.weight``, ``shortcut.1.running_mean``, ...) are trainlab's.
+    ``shortcut`` is ``torch.nn.Identity()`` for the identity skip. Its parameter names
+    (``block.0.weight``, ``shortcut.1.running_mean``, ...) follow trainlab's, with torch's
+    ``weight``/``bias`` for BatchNorm's ``gamma``/``beta``.
     """
 
     def __init__(self, block: torch.nn.Module, shortcut: torch.nn.Module) -> None:

@@ -223,7 +223,10 @@ def resnet(
         head:  BN -> act -> pool -> Linear
 
     Here nothing follows the sum, so the shortcut path from the output back to the stem
-    is a chain of identities: the gradient reaches every block unattenuated.
+    is a chain of identities: the gradient reaches every block unattenuated. Where the
+    shape changes the shortcut is a 1x1 strided convolution without BN (the next block
+    begins with BN); in the post-activation net it is the 1x1 convolution + BN of
+    :class:`Residual`'s automatic projection (He et al.'s option B).
 
     ``dropout`` (one rate or one per member; 0 leaves it out) is spatial (whole channels,
     :class:`SpatialDropout2d`) and sits between the two convolutions of each block, where
@@ -272,7 +275,11 @@ def resnet(
             stride = 2 if stage > 0 and j == 0 else 1
             if preact:
                 block = [bn(), make_act(), conv(out, stride), bn(), make_act(), *drop(), conv(out)]
-                layers.append(Residual(block))
+                # The next block starts with BN, so the projection needs none (He et al.'s preact code).
+                change = stride != 1 or (stage > 0 and j == 0)
+                shortcut = ([Conv2d(None, out, 1, stride=stride, bias=False, init=init, init_scale=init_scale)]
+                            if change else "identity")
+                layers.append(Residual(block, shortcut=shortcut))
             else:
                 block = [conv(out, stride), bn(), make_act(), *drop(), conv(out), bn()]
                 layers += [Residual(block), make_act()]

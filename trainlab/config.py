@@ -91,7 +91,7 @@ SCHEMA: dict[str, Any] = {
         "input_dropout": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True,
                              doc="dropout rate on the inputs (mlp); the course's 0.2"),
         "dropout": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True,
-                       doc="dropout rate after each hidden activation (mlp); the course's 0.5"),
+                       doc="dropout rate after each hidden activation (mlp; resnet: inside each block); the course's 0.5"),
         "dropout_mode": Key("str", "inverted", choices=("inverted", "classic")),
         "input_noise": Key("float", 0.0, low=0.0, high=1e6, per_member=True,
                            doc="std of Gaussian noise added to the inputs in training (mlp)"),

@@ -10,7 +10,7 @@ from trainlab.errors import ConfigError
 from trainlab.export import TorchResidual, to_torch
 from trainlab.gradcheck import check_layer
 from trainlab.nn import (BatchNorm, Conv2d, Dropout, Linear, ReLU, Residual, Sequential, SoftmaxCrossEntropy,
-                         SpatialDropout2d, Tanh, batch_norm_layers, mc_dropout, recompute_running_statistics, resnet)
+                         Tanh, batch_norm_layers, mc_dropout, recompute_running_statistics, resnet)
 from trainlab.population import Population
 
 DT = torch.float64

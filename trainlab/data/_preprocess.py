@@ -302,6 +302,7 @@ class ChannelStandardize(Preprocessor):
         return super().fit(x)
 
     def _fit(self, flat: torch.Tensor) -> None:
+        assert self._fit_channels is not None  # set by fit() just before
         per_channel = flat.reshape(len(flat), self._fit_channels, -1)  # channel-major, as images are stored
         self.mean_ = per_channel.mean(dim=(0, 2))
         self.std_ = per_channel.std(dim=(0, 2), correction=0)

@@ -72,15 +72,17 @@ class Residual(Module):
     def __init__(self, block: Module | Sequence[Module],
                  shortcut: str | Module | Sequence[Module] = "auto") -> None:
         self.block = _as_sequential(block, "block")
+        self.shortcut: Sequential | None = None
+        setting: str | list[Module]
         if isinstance(shortcut, str):
             if shortcut not in SHORTCUTS:
                 raise ConfigError(f"Residual shortcut must be one of {', '.join(SHORTCUTS)} or a list of layers, "
                                   f"got {shortcut!r}")
-            self.shortcut: Sequential | None = None
+            setting = shortcut
         else:
             self.shortcut = _as_sequential(shortcut, "shortcut")
-        self._settings = dict(block=list(self.block.layers),
-                              shortcut=shortcut if isinstance(shortcut, str) else list(self.shortcut.layers))
+            setting = list(self.shortcut.layers)
+        self._settings = dict(block=list(self.block.layers), shortcut=setting)
         self._shortcut_setting = shortcut
         self._shared = False
 
@@ -148,16 +150,17 @@ class Residual(Module):
         g_block = self.block.backward(g)
         if self.shortcut is not None:
             g_skip = self.shortcut.backward(g)
-        elif self.input_grad:
+        else:
             # Identity: dS/dx = I; a shared input receives the members' sum.
-            g_skip = g.sum(dim=0, keepdim=True) if self._shared else g
-        if not self.input_grad:
+            g_skip = (g.sum(dim=0, keepdim=True) if self._shared else g) if self.input_grad else None
+        if g_block is None or g_skip is None:  # input_grad is off (the model's first layer)
             return None
         return g_block + g_skip
 
     # ---- state --------------------------------------------------------------------------
     def children(self) -> list[Module]:
-        return [self.block] + ([self.shortcut] if self.shortcut is not None else [])
+        out: list[Module] = [self.block]
+        return out + ([self.shortcut] if self.shortcut is not None else [])
 
     def parameters(self) -> list[Parameter]:
         return list(self.named_parameters().values())

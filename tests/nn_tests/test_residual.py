@@ -348,3 +348,26 @@ def test_residual_layer_tables_in_a_sequential_config() -> None:
     cfg["model"]["layers"][1]["block"] = "conv"
     with pytest.raises(ConfigError, match=r"model.layers\[1\].block must be a list of layer tables"):
         build_model(cfg["model"], 10)
+
+
+def test_residual_as_first_layer_skips_its_input_gradient() -> None:
+    m = Sequential([Residual([Linear(None, 4), Tanh(), Linear(None, 4)]), Linear(None, 2)])
+    m.build((4,), Population(2, seed=0), dtype=DT)
+    m.input_grad = False  # what the Trainer does for the first layer
+    y = m.forward(torch.rand(1, 3, 4, dtype=DT), training=True)
+    assert m.backward(torch.ones_like(y)) is None
+    assert all(bool(p.grad.abs().sum() > 0) for p in m.layers[0].parameters())
+
+
+def test_probe_switches_nested_population_batchnorm() -> None:
+    """A probe before any population statistics exist reads the running averages, also inside a Residual."""
+    from trainlab.diagnose import layer_table, probe_model
+
+    m = Sequential([Linear(None, 6), Residual([Linear(None, 6), BatchNorm(inference="population"), ReLU()]),
+                    Linear(None, 3)])
+    m.build((4,), Population(2, seed=0))
+    res = probe_model(m, torch.rand(16, 4), gradients=False)
+    bn = batch_norm_layers(m)[0]
+    assert bn.inference == "population"  # switched back afterwards
+    assert layer_table(m)[1]["role"] == "other"  # the container's row is its output, not its first weight
+    assert "1" in res["layers"]

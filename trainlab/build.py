@@ -27,14 +27,27 @@ _LINEAR_LIKE = {"linear", "dropconnect", "noisy_linear"}
 _RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "softplus", "prelu", "maxout", "silu", "swish", "mish", "hardswish"}
 
 
-def build_layer(spec: Mapping[str, Any], index: int = 0) -> nn.Module:
-    """``{"type": "linear", "out": 100, "init": "he_normal"}`` -> ``Linear(None, 100, init=...)``."""
-    where = f"model.layers[{index}]"
+def build_layer(spec: Mapping[str, Any], index: int = 0, *, where: str | None = None) -> nn.Module:
+    """``{"type": "linear", "out": 100, "init": "he_normal"}`` -> ``Linear(None, 100, init=...)``.
+
+    ``type = "residual"`` takes ``block`` (a list of layer tables, ``conv_block`` allowed) and
+    ``shortcut`` (``"auto"``, ``"identity"``, ``"projection"`` or a list of layer tables).
+    """
+    where = where or f"model.layers[{index}]"
     spec = dict(spec)
     kind = spec.pop("type", None)
     if not isinstance(kind, str) or kind not in LAYERS:
         raise ConfigError(f"config: {where}.type must be one of {', '.join(sorted(LAYERS))}, got {kind!r}")
     cls = LAYERS[kind]
+    if kind == "residual":
+        for key in ("block", "shortcut"):
+            v = spec.get(key)
+            if isinstance(v, list):
+                if not all(isinstance(t, Mapping) for t in v):
+                    raise ConfigError(f"config: {where}.{key} must be a list of layer tables, got {v!r}")
+                spec[key] = [layer for j, t in enumerate(v) for layer in _build_layers(t, j, where=f"{where}.{key}[{j}]")]
+        if not isinstance(spec.get("block"), list):
+            raise ConfigError(f"config: {where}.block must be a list of layer tables, got {spec.get('block')!r}")
     if kind in _LINEAR_LIKE:
         if "out" in spec:
             spec["out_features"] = spec.pop("out")
@@ -53,22 +66,23 @@ def build_layer(spec: Mapping[str, Any], index: int = 0) -> nn.Module:
         raise ConfigError(f"config: {where}: {e}") from None
 
 
-def _build_layers(spec: Mapping[str, Any], index: int) -> list[nn.Module]:
+def _build_layers(spec: Mapping[str, Any], index: int, *, where: str | None = None) -> list[nn.Module]:
     """One ``[[model.layers]]`` entry -> its layers: ``type = "conv_block"`` expands to
     Conv -> norm -> activation -> dropout (-> pool), see :func:`trainlab.nn.conv_block`."""
+    where = where or f"model.layers[{index}]"
     if spec.get("type") != "conv_block":
-        return [build_layer(spec, index)]
+        return [build_layer(spec, index, where=where)]
     kwargs = {k: v for k, v in spec.items() if k != "type"}
     kwargs.setdefault("in_channels", None)
     allowed = [p for p in inspect.signature(nn.conv_block).parameters if p != "in_channels"]
     for k in kwargs:
         if k not in allowed and k != "in_channels":
-            raise ConfigError(f"config: unknown key 'model.layers[{index}].{k}' for a conv_block "
+            raise ConfigError(f"config: unknown key '{where}.{k}' for a conv_block "
                               f"(allowed: {', '.join(allowed)})")
     try:
         return nn.conv_block(**kwargs)
     except (ConfigError, TypeError) as e:
-        raise ConfigError(f"config: model.layers[{index}]: {e}") from None
+        raise ConfigError(f"config: {where}: {e}") from None
 
 
 def _activation(name: str, cfg: Mapping[str, Any]) -> nn.Module:
@@ -88,9 +102,24 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Sequential
     activation -> [Dropout(dropout)]) per hidden width -> Linear(num_classes); the
     bracketed layers appear only when switched on (a non-zero rate for some member).
     The norm sits between the affine map and the nonlinearity, as in Ioffe & Szegedy.
+
+    ``type = "resnet"``: :func:`trainlab.nn.resnet` with ``depth``, ``width``, ``preact``.
     """
     if model_cfg["type"] == "sequential":
         return nn.Sequential(layer for i, s in enumerate(model_cfg["layers"]) for layer in _build_layers(s, i))
+    if model_cfg["type"] == "resnet":
+        # depth/width/preact, and the shared keys activation, init, init_scale, dropout, bn_*.
+        init = model_cfg["init"]
+        try:
+            return nn.Sequential(nn.resnet(
+                num_classes, depth=model_cfg["depth"], width=model_cfg["width"], preact=model_cfg["preact"],
+                activation=lambda: _activation(model_cfg["activation"], model_cfg), dropout=model_cfg["dropout"],
+                dropout_mode=model_cfg["dropout_mode"],
+                init=("he_normal" if model_cfg["activation"] in _RELU_LIKE else "xavier_normal") if init == "auto" else init,
+                init_scale=model_cfg["init_scale"], bn_momentum=model_cfg["bn_momentum"],
+                bn_inference=model_cfg["bn_inference"]))
+        except ConfigError as e:
+            raise ConfigError(f"config: model: {e}") from None
     act = model_cfg["activation"]
     init = model_cfg["init"]
     if init == "auto":

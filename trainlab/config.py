@@ -58,8 +58,8 @@ ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "sof
                     "silu", "swish", "mish", "selu", "hardswish")
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "nadam", "radam", "adamax",
                    "adadelta", "lbfgs")
-DATASET_NAMES = ("mnist-5k", "mnist", "fashion-mnist", "kmnist")
-PREPROCESS_NAMES = ("none", "minmax", "minmax-feature", "standardize", "pca-whiten", "zca-whiten")
+DATASET_NAMES = ("mnist-5k", "mnist", "fashion-mnist", "kmnist", "cifar10")
+PREPROCESS_NAMES = ("none", "minmax", "minmax-feature", "standardize", "pca-whiten", "zca-whiten", "standardize-channel")
 
 SCHEMA: dict[str, Any] = {
     "seed": Key("int", 0, low=0, high=2**63 - 1, doc="seed of data splits, shuffling and member seeds"),
@@ -81,7 +81,10 @@ SCHEMA: dict[str, Any] = {
         "download": Key("bool", True),
     },
     "model": {
-        "type": Key("str", "mlp", choices=("mlp", "sequential")),
+        "type": Key("str", "mlp", choices=("mlp", "sequential", "resnet")),
+        "depth": Key("int", 8, low=8, high=1000, doc="resnet: layers with weights, 6n + 2 (8, 14, 20, 32, ...)"),
+        "width": Key("int", 16, low=1, high=10_000, doc="resnet: channels of the first stage (then 2x, 4x)"),
+        "preact": Key("bool", False, doc="resnet: pre-activation blocks (BN -> act -> conv; He et al. 2016b)"),
         "hidden": Key("int_list", [100, 100], low=1, high=100_000, doc="hidden widths of an mlp"),
         "activation": Key("str", "relu", choices=ACTIVATION_NAMES),
         "slope": Key("float", 0.01, low=0.0, per_member=True, doc="leaky_relu slope"),
@@ -94,7 +97,7 @@ SCHEMA: dict[str, Any] = {
         "input_dropout": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True,
                              doc="dropout rate on the inputs (mlp); the course's 0.2"),
         "dropout": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True,
-                       doc="dropout rate after each hidden activation (mlp); the course's 0.5"),
+                       doc="dropout rate after each hidden activation (mlp; resnet: inside each block); the course's 0.5"),
         "dropout_mode": Key("str", "inverted", choices=("inverted", "classic", "alpha"),
                             doc="'alpha': AlphaDropout (Klambauer et al. 2017), the dropout of SELU nets"),
         "input_noise": Key("float", 0.0, low=0.0, high=1e6, per_member=True,
@@ -353,6 +356,8 @@ def resolve_config(given: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"config: train.batch_size must be <= 1000000, got {cfg['train']['batch_size']}")
     if cfg["model"]["type"] == "sequential" and not cfg["model"]["layers"]:
         raise ConfigError("config: model.type = 'sequential' needs a non-empty [[model.layers]] list")
+    if cfg["model"]["type"] == "resnet" and (cfg["model"]["depth"] - 2) % 6:
+        raise ConfigError(f"config: model.depth must be 6n + 2 (8, 14, 20, 32, ...), got {cfg['model']['depth']}")
     return cfg
 
 

@@ -57,13 +57,15 @@ from trainlab.nn import (
     NoisyLinear,
     PReLU,
     ReLU,
+    Residual,
     Sequential,
     Sigmoid,
     Softplus,
     Tanh,
 )
 
-__all__ = ["Converter", "register_converter", "converter_for", "to_torch", "to_torch_population", "TorchMaxout"]
+__all__ = ["Converter", "register_converter", "converter_for", "to_torch", "to_torch_population", "TorchMaxout",
+           "TorchResidual"]
 
 #: ``(layer, member) -> torch.nn.Module``
 Converter = Callable[[Module, int], torch.nn.Module]
@@ -134,6 +136,29 @@ def to_torch_population(model: Sequential) -> list[torch.nn.Sequential]:
 @register_converter(Sequential)
 def _sequential(layer: Sequential, member: int) -> torch.nn.Module:
     return torch.nn.Sequential(*(converter_for(sub)(sub, member) for sub in layer.layers))
+
+
+class TorchResidual(torch.nn.Module):
+    """``y = block(x) + shortcut(x)``: the torch form of :class:`trainlab.nn.Residual`.
+
+    ``shortcut`` is ``torch.nn.Identity()`` for the identity skip. Its parameter names
+    (``block.0.weight``, ``shortcut.1.running_mean``, ...) follow trainlab's, with torch's
+    ``weight``/``bias`` for BatchNorm's ``gamma``/``beta``.
+    """
+
+    def __init__(self, block: torch.nn.Module, shortcut: torch.nn.Module) -> None:
+        super().__init__()
+        self.block = block
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x) + self.shortcut(x)
+
+
+@register_converter(Residual)
+def residual_to_torch(layer: Residual, member: int) -> torch.nn.Module:
+    shortcut = torch.nn.Identity() if layer.shortcut is None else _sequential(layer.shortcut, member)
+    return TorchResidual(_sequential(layer.block, member), shortcut)
 
 
 @register_converter(Linear)

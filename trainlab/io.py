@@ -29,7 +29,7 @@ import torch
 
 from trainlab.errors import CheckpointError, ConfigError
 from trainlab.init import Initializer
-from trainlab.nn import Sequential
+from trainlab.nn import Module, Sequential
 from trainlab.population import Population
 
 __all__ = ["save_model", "load_model", "SavedModel", "atomic_write_bytes", "atomic_write_text", "FORMAT_VERSION"]
@@ -80,13 +80,21 @@ def architecture(model: Sequential) -> list[dict[str, Any]]:
     from trainlab.build import LAYERS
 
     names = {cls: name for name, cls in LAYERS.items()}
-    out = []
-    for i, layer in enumerate(model.layers):
+
+    def spec(layer: Module, where: str) -> dict[str, Any]:
         if type(layer) not in names:
-            raise ConfigError(f"layer {i} ({type(layer).__name__}) is not registered in trainlab.build.LAYERS; "
+            raise ConfigError(f"layer {where} ({type(layer).__name__}) is not registered in trainlab.build.LAYERS; "
                               "register it to save the model")
-        out.append({"type": names[type(layer)], **_jsonable(layer.settings())})
-    return out
+        out: dict[str, Any] = {"type": names[type(layer)]}
+        for k, v in layer.settings().items():
+            # A container's settings hold layers (Residual's block and shortcut): saved as layer tables.
+            if isinstance(v, list) and v and all(isinstance(x, Module) for x in v):
+                out[k] = [spec(x, f"{where}.{k}[{j}]") for j, x in enumerate(v)]
+            else:
+                out[k] = _jsonable(v)
+        return out
+
+    return [spec(layer, str(i)) for i, layer in enumerate(model.layers)]
 
 
 class SavedModel:

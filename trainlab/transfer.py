@@ -123,23 +123,24 @@ def freeze(model: Sequential, layers: Sequence[int], *, frozen: bool = True) -> 
     for i in layers:
         layer = model.layers[i]
         params = layer.parameters()
+        norms = [m for m in layer.modules() if hasattr(m, "freeze_stats")]  # BatchNorm inside a Residual too
         saved = getattr(layer, _SAVED, None)
         if frozen:
             if saved is None:
                 setattr(layer, _SAVED, {
                     "params": [(p.trainable, p.decay) for p in params],  # by position
-                    "freeze_stats": getattr(layer, "freeze_stats", None),
+                    "freeze_stats": [m.freeze_stats for m in norms],
                 })
             for p in params:
                 p.trainable = False
                 p.decay = False
-            if hasattr(layer, "freeze_stats"):
-                layer.freeze_stats = True
+            for m in norms:
+                m.freeze_stats = True
         elif saved is not None:
             for p, (trainable, decay) in zip(params, saved["params"]):
                 p.trainable, p.decay = trainable, decay
-            if saved["freeze_stats"] is not None:
-                layer.freeze_stats = saved["freeze_stats"]
+            for m, was in zip(norms, saved["freeze_stats"]):
+                m.freeze_stats = was
             delattr(layer, _SAVED)
         else:
             for p in params:

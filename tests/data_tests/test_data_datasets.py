@@ -47,8 +47,9 @@ def test_embedded_has_no_test_part() -> None:
 
 def test_unknown_name_lists_known() -> None:
     with pytest.raises(DataError) as info:
-        load_dataset("cifar10")
-    assert str(info.value) == "unknown data set 'cifar10'; known data sets: fashion-mnist, kmnist, mnist, mnist-5k"
+        load_dataset("cifar100")
+    assert str(info.value) == ("unknown data set 'cifar100'; known data sets: cifar10, fashion-mnist, kmnist, mnist, "
+                               "mnist-5k")
 
 
 def test_real_mnist_test_set(mnist_dir: Path) -> None:

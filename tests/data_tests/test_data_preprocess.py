@@ -175,7 +175,8 @@ def test_state_round_trip_through_safetensors_and_json(
 ) -> None:
     safetensors_torch = pytest.importorskip("safetensors.torch")
     train, val = raw
-    p = make_preprocessor(name).fit(train[:300])
+    options = {"channels": 1} if name == "standardize-channel" else {}  # flat MNIST rows: one channel
+    p = make_preprocessor(name, **options).fit(train[:300])
     state = p.state_dict()
     tensors = {k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
     numbers = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
@@ -199,7 +200,8 @@ def test_factory_and_misuse(raw: tuple[torch.Tensor, torch.Tensor]) -> None:
     with pytest.raises(DataError) as info:
         make_preprocessor("whiten")
     assert str(info.value) == (
-        "unknown preprocessing 'whiten'; allowed: none, minmax, minmax-feature, standardize, pca-whiten, zca-whiten"
+        "unknown preprocessing 'whiten'; allowed: none, minmax, minmax-feature, standardize, pca-whiten, zca-whiten, "
+        "standardize-channel"
     )
     with pytest.raises(DataError) as info:
         make_preprocessor("zca-whiten", epsilon=0.1)

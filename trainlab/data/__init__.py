@@ -19,6 +19,7 @@ from __future__ import annotations
 from trainlab.data._datasets import Dataset, embedded_mnist_path, load_dataset
 from trainlab.data._download import default_cache_dir, fetch, md5_file
 from trainlab.data._idx import IDX_TYPES, read_idx
+from trainlab.data._cifar import read_cifar_archive, read_cifar_batch, read_cifar_folder
 from trainlab.data._preprocess import (
     PREPROCESSORS,
     Identity,
@@ -28,6 +29,7 @@ from trainlab.data._preprocess import (
     Preprocessor,
     Standardize,
     ZCAWhiten,
+    ChannelStandardize,
     make_preprocessor,
 )
 from trainlab.data._registry import DATASETS, GEOMETRIC_TRANSFORMS, DatasetInfo, get_dataset_info
@@ -37,6 +39,9 @@ __all__ = [
     # files
     "read_idx",
     "IDX_TYPES",
+    "read_cifar_batch",
+    "read_cifar_archive",
+    "read_cifar_folder",
     "fetch",
     "md5_file",
     "default_cache_dir",
@@ -61,6 +66,7 @@ __all__ = [
     "Standardize",
     "PCAWhiten",
     "ZCAWhiten",
+    "ChannelStandardize",
     "PREPROCESSORS",
     "make_preprocessor",
 ]

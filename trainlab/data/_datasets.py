@@ -133,6 +133,24 @@ def _load_embedded(info: DatasetInfo, part: str) -> Dataset:
     )
 
 
+def _load_cifar(info: DatasetInfo, part: str, *, data_dir: str | os.PathLike[str] | None,
+                cache_dir: str | os.PathLike[str] | None, download: bool) -> Dataset:
+    """CIFAR-10 from the checked archive (cache, download, or ``data_dir``), or from the extracted
+    ``.bin`` files in ``data_dir`` when the archive is not there."""
+    from trainlab.data._cifar import CIFAR_ARCHIVE, has_cifar_batches, read_cifar_archive, read_cifar_folder
+
+    if data_dir is not None and not (Path(data_dir).expanduser() / CIFAR_ARCHIVE).is_file():
+        if not has_cifar_batches(data_dir):
+            raise DataError(f"neither {CIFAR_ARCHIVE} nor the extracted batch files (data_batch_1..5.bin, "
+                            f"test_batch.bin) are in data directory {Path(data_dir).expanduser()}")
+        images, labels = read_cifar_folder(data_dir, part)
+    else:
+        archive = fetch(info.name, CIFAR_ARCHIVE, data_dir=data_dir, cache_dir=cache_dir, download=download)
+        images, labels = read_cifar_archive(archive, part)
+    return Dataset(name=info.name, images=torch.from_numpy(images), labels=torch.from_numpy(labels),
+                   num_classes=info.num_classes, classes=info.classes)
+
+
 def load_dataset(
     name: str,
     *,
@@ -145,7 +163,8 @@ def load_dataset(
 
     Args:
         name: ``"mnist-5k"`` (embedded, offline), ``"mnist"``, ``"fashion-mnist"``,
-            ``"kmnist"`` or another key of :data:`~trainlab.data.DATASETS`.
+            ``"kmnist"``, ``"cifar10"`` (the binary distribution, images ``(N, 3, 32, 32)``)
+            or another key of :data:`~trainlab.data.DATASETS`.
         part: ``"train"`` or ``"test"`` (the official parts of the IDX data sets;
             ``mnist-5k`` has only ``"train"``, the pool of 5,000).
         data_dir, cache_dir, download: where the files come from; see :func:`fetch`.
@@ -159,6 +178,8 @@ def load_dataset(
         return _load_embedded(info, part)
     if part not in info.parts:
         raise DataError(f"{name} has no part {part!r}; expected one of: {', '.join(info.parts)}")
+    if info.format == "cifar-binary":
+        return _load_cifar(info, part, data_dir=data_dir, cache_dir=cache_dir, download=download)
     images_file, labels_file = info.parts[part]
     where = {"data_dir": data_dir, "cache_dir": cache_dir, "download": download}
     images = read_idx(fetch(name, images_file, **where))

@@ -43,6 +43,7 @@ __all__ = [
     "Standardize",
     "PCAWhiten",
     "ZCAWhiten",
+    "ChannelStandardize",
     "PREPROCESSORS",
     "make_preprocessor",
 ]
@@ -266,6 +267,54 @@ class Standardize(Preprocessor):
         return (flat - self.mean_.to(flat)) * scale.to(flat)
 
 
+class ChannelStandardize(Preprocessor):
+    """``"standardize-channel"``: ``(x_c - mean_c) / std_c`` per colour channel c (RGB normalization).
+
+    One mean and one standard deviation per channel, over every training image and pixel
+    position (population std, divide by ``N*H*W``) -- the usual normalization of colour
+    images (torchvision's ``Normalize(mean, std)`` with the training set's statistics),
+    which keeps the spatial structure that per-pixel standardization would flatten out.
+    Images ``(N, C, H, W)`` give the channels; flat channel-major rows ``(N, C*H*W)``
+    need ``channels``. A channel with ``std_c <= eps`` maps to 0.
+    """
+
+    name = "standardize-channel"
+    _state_keys = ("mean", "std")
+
+    def __init__(self, eps: float = 1e-8, channels: int | None = None) -> None:
+        super().__init__()
+        self.eps = _positive(self.name, "eps", eps)
+        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
+            raise DataError(f"{self.name}: channels must be an integer >= 1 or None, got channels={channels!r}")
+        self.channels = channels
+        self.mean_: torch.Tensor | None = None
+        self.std_: torch.Tensor | None = None
+        self._fit_channels: int | None = None
+
+    def fit(self, x: torch.Tensor) -> Preprocessor:
+        C = self.channels if self.channels is not None else (x.shape[1] if x.dim() >= 3 else None)
+        if C is None:
+            raise DataError(f"{self.name}: needs images (N, C, H, W), or channels=C for flat rows; got x of shape "
+                            f"{tuple(x.shape)}")
+        if x.dim() >= 2 and x[0].numel() % C:
+            raise DataError(f"{self.name}: {x[0].numel()} values per sample do not split into {C} channels")
+        self._fit_channels = C
+        return super().fit(x)
+
+    def _fit(self, flat: torch.Tensor) -> None:
+        assert self._fit_channels is not None  # set by fit() just before
+        per_channel = flat.reshape(len(flat), self._fit_channels, -1)  # channel-major, as images are stored
+        self.mean_ = per_channel.mean(dim=(0, 2))
+        self.std_ = per_channel.std(dim=(0, 2), correction=0)
+
+    def _transform(self, flat: torch.Tensor) -> torch.Tensor:
+        assert self.mean_ is not None and self.std_ is not None
+        scale = _safe_inverse(self.std_, self.eps)
+        per_channel = flat.reshape(len(flat), len(self.mean_), -1)
+        out = (per_channel - self.mean_.to(flat)[:, None]) * scale.to(flat)[:, None]
+        return out.reshape(flat.shape)
+
+
 class _Whiten(Preprocessor):
     """Shared fit for PCA and ZCA whitening.
 
@@ -372,13 +421,15 @@ class ZCAWhiten(_Whiten):
 
 
 PREPROCESSORS: dict[str, type[Preprocessor]] = {
-    cls.name: cls for cls in (Identity, MinMax, MinMaxPerFeature, Standardize, PCAWhiten, ZCAWhiten)
+    cls.name: cls for cls in (Identity, MinMax, MinMaxPerFeature, Standardize, PCAWhiten, ZCAWhiten,
+                              ChannelStandardize)
 }
 
 
 def make_preprocessor(name: str, **options: Any) -> Preprocessor:
     """A new, unfitted preprocessor by name: ``"none"``, ``"minmax"``, ``"minmax-feature"``,
-    ``"standardize"``, ``"pca-whiten"``, ``"zca-whiten"``; ``options`` go to its constructor.
+    ``"standardize"``, ``"pca-whiten"``, ``"zca-whiten"``, ``"standardize-channel"``; ``options`` go to its
+    constructor.
     """
     try:
         cls = PREPROCESSORS[name]

@@ -61,6 +61,8 @@ class DatasetInfo:
         label_preserving: names from :data:`GEOMETRIC_TRANSFORMS` that keep labels.
         embedded: ``True`` when the images ship with an installed package (no files).
         homepage: where the data set is described.
+        format: ``"idx"`` (MNIST-style image and label files), ``"cifar-binary"`` (the CIFAR
+            binary distribution: one archive of label+pixel records); ignored when embedded.
     """
 
     name: str
@@ -74,6 +76,7 @@ class DatasetInfo:
     label_preserving: frozenset[str]
     embedded: bool = False
     homepage: str = ""
+    format: str = "idx"
     files: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -192,6 +195,24 @@ DATASETS: dict[str, DatasetInfo] = {
         parts=_IDX_PARTS,
         label_preserving=_HANDWRITING,
         homepage="https://github.com/rois-codh/kmnist",
+    ),
+    # The *binary* distribution (never the pickled "python version": nothing in trainlab
+    # unpickles downloaded data). MD5 as published on the CIFAR page next to the link;
+    # the archive is 170,052,171 bytes. See trainlab.data._cifar for the record layout.
+    "cifar10": DatasetInfo(
+        name="cifar10",
+        title="CIFAR-10 (32x32 colour images of 10 object classes)",
+        num_classes=10,
+        classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        image_shape=(3, 32, 32),
+        mirrors=("https://www.cs.toronto.edu/~kriz/",),
+        md5={"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"},
+        parts={"train": ("cifar-10-binary.tar.gz", "cifar-10-binary.tar.gz"),
+               "test": ("cifar-10-binary.tar.gz", "cifar-10-binary.tar.gz")},
+        # A mirrored airplane, cat or truck is still one; small shifts, zooms and rotations too.
+        label_preserving=_SMALL_GEOMETRY | {"hflip"},
+        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+        format="cifar-binary",
     ),
 }
 

@@ -47,7 +47,7 @@ class Arrays:
 
     Attributes:
         x: float (``dtype`` of :func:`load_splits`), ``(N, D)`` when flattened, else
-            ``(N, 1, 28, 28)``; already preprocessed.
+            the image shape of the data set (``(N, 1, 28, 28)``, ``(N, 3, 32, 32)``); already preprocessed.
         y: ``torch.int64``, ``(N,)``, labels in ``[0, num_classes)``.
     """
 
@@ -67,7 +67,7 @@ class Splits:
         num_classes: number of classes.
         name: the data set's registry name.
         input_shape: shape of one sample of ``x``: ``(784,)`` flattened (``(k,)`` for
-            PCA with ``n_components=k``) or ``(1, 28, 28)``.
+            PCA with ``n_components=k``) or the image shape ``(C, H, W)``.
         preprocessor: the preprocessor fitted on ``train`` (and only on train).
         indices: part -> positions in its pool, for reproducibility records. For
             mnist-5k all three index the 5,000 in file order; for the full data sets
@@ -201,7 +201,7 @@ def load_splits(
             applied unchanged to val and test.
         preprocess_options: keyword options for the named preprocessor (e.g.
             ``{"eps": 0.1}`` or ``{"n_components": 50}``).
-        flatten: ``x`` of shape ``(N, 784)``; else ``(N, 1, 28, 28)``.
+        flatten: ``x`` of shape ``(N, C*H*W)``; else ``(N, C, H, W)`` (MNIST ``(N, 1, 28, 28)``, CIFAR-10 ``(N, 3, 32, 32)``).
         data_dir, cache_dir, download: where IDX files come from; see :func:`fetch`.
         device, dtype: where ``x`` and ``y`` live and ``x``'s float dtype.
         stratify: draw each part class by class (see the module docstring).
@@ -283,9 +283,9 @@ def load_splits(
         if part not in chosen or len(chosen[part][1]) == 0:
             return None
         pool, idx = chosen[part]
+        # Images stay (N, C, H, W) through preprocessing (a per-channel statistic needs the
+        # channels; every other preprocessor flattens internally), and are flattened after.
         x = pool.images[idx].to(device=device).to(dtype)
-        if flatten:
-            x = x.reshape(len(x), -1)
         return x, pool.labels[idx].to(device=device)
 
     raw_train = raw("train")
@@ -295,7 +295,8 @@ def load_splits(
     def finish(pair: tuple[torch.Tensor, torch.Tensor] | None) -> Arrays | None:
         if pair is None:
             return None
-        return Arrays(x=preprocessor.transform(pair[0]), y=pair[1])
+        x = preprocessor.transform(pair[0])
+        return Arrays(x=x.reshape(len(x), -1) if flatten else x, y=pair[1])
 
     train_arrays = finish(raw_train)
     assert train_arrays is not None

@@ -326,7 +326,7 @@ def _init_probe(run: Run, x: torch.Tensor, y: torch.Tensor, bins: int = 40) -> d
     model, loss = run.model, run.loss
     with torch.no_grad():
         nb = min(x.shape[0], run.trainer.batch_size * 5)
-        if any(getattr(l, "needs_batch_statistics", False) for l in model.layers) and nb < 2:
+        if any(getattr(l, "needs_batch_statistics", False) for l in model.modules()) and nb < 2:
             nb = min(x.shape[0], 2)
         out = model.forward(x[:nb].unsqueeze(0), training=True)
         loss.forward(out, y[:nb])

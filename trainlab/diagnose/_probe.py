@@ -84,6 +84,9 @@ def _family(layer: nn.Module) -> str | None:
 def _role(layer: nn.Module) -> str:
     if _family(layer) is not None:
         return "activation"
+    if layer.children():
+        # A container (Residual): its row measures what it outputs, not the first weight inside it.
+        return "other"
     names = {p.kind for p in layer.parameters()}
     if "weight" in names:
         return "weight"
@@ -142,7 +145,7 @@ def _quiet_pass(model: nn.Sequential) -> Iterator[None]:
     pop = model.population
     saved_rng = pop.get_state() if pop is not None else None
     switched = []
-    for layer in model.layers:
+    for layer in model.modules():
         # BatchNorm(inference="population") cannot run in eval mode before its population
         # statistics exist (the trainer computes them at evaluations); the probe then
         # reads the running averages instead.

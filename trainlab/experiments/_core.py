@@ -208,14 +208,29 @@ class Experiment:
         ``plot(result) -> list[Figure]``.
     available:
         ``() -> (bool, reason)``: whether the technique it needs has landed.
+    image_data:
+        ``True`` when it reads the input shape from its data and so runs on any registered
+        image data set (e.g. ``--data cifar10``); ``False`` (default): its nets are built for
+        28x28 grayscale digits (MNIST, Fashion-MNIST, KMNIST, the embedded pool).
     """
 
     def __init__(self, *, name: str, title: str, claim: str, source: str, docs: str,
                  run: Callable[[Preset], Result] | None, plot: Callable[[Result], list[Figure]] | None,
-                 available: Callable[[], tuple[bool, str]] | None = None) -> None:
+                 available: Callable[[], tuple[bool, str]] | None = None, image_data: bool = False) -> None:
         self.name, self.title, self.claim, self.source, self.docs = name, title, claim, source, docs
         self._run, self._plot = run, plot
         self._available = available
+        self.image_data = image_data
+
+    def supports(self, preset: Preset) -> tuple[bool, str]:
+        """``(True, "")`` when it can run on the preset's data set, else ``(False, why)``."""
+        from trainlab.data import get_dataset_info
+
+        shape = tuple(get_dataset_info(preset.data).image_shape)
+        if shape == (1, 28, 28) or self.image_data:
+            return True, ""
+        return False, (f"its nets are built for 28x28 grayscale digits (784 inputs); {preset.data} images are "
+                       f"{shape}")
 
     def available(self) -> tuple[bool, str]:
         """``(True, "")``, or ``(False, why)`` when its technique has not landed."""

@@ -53,13 +53,14 @@ SETTINGS = {
 }
 
 
-def _model(hidden: list[int], seeds: list[int]) -> nn.Sequential:
+def _model(hidden: list[int], seeds: list[int], input_shape: tuple[int, ...] = (784,),
+           num_classes: int = 10) -> nn.Sequential:
     layers: list[Any] = []
     for width in hidden:
         layers += [nn.Linear(None, width, init="he_normal"), nn.ReLU()]
-    layers.append(nn.Linear(None, 10, init="he_normal"))
+    layers.append(nn.Linear(None, num_classes, init="he_normal"))
     model = nn.Sequential(layers)
-    model.build((784,), Population(len(seeds), seeds=seeds))
+    model.build(input_shape, Population(len(seeds), seeds=seeds))
     return model
 
 
@@ -84,9 +85,10 @@ def _transforms(cfg: list[dict[str, float]]) -> list[Any]:
 
 def _train(s: dict, data, names: list[str], seeds: list[int], seed: int) -> dict[str, np.ndarray]:
     cfg = [s["variants"][n] for n in names]
-    model = _model(s["hidden"], seeds)
+    model = _model(s["hidden"], seeds, tuple(data.input_shape), data.num_classes)
     transforms = _transforms(cfg)
-    aug = Augmenter(transforms, population=model.population, dataset="mnist-5k") if transforms else None
+    # The data set's own label-preserving rules and image shape (digits: no flips; CIFAR-10: (3, 32, 32)).
+    aug = Augmenter(transforms, population=model.population, dataset=data.name) if transforms else None
     loss = nn.SoftmaxCrossEntropy(label_smoothing=[c.get("label_smoothing", 0.0) for c in cfg])
     opt = Momentum(model.parameters(), lr=s["lr"], momentum=s["momentum"])
     h = Trainer(model, loss, opt, epochs=s["epochs"], batch_size=min(s["batch_size"], len(data.train)), seed=seed,
@@ -253,7 +255,7 @@ def _samples(data, variants: dict[str, dict[str, float]], seed: int, k: int = 6)
         T = _transforms([cfg])
         xa = x
         if T:
-            aug = Augmenter(T, population=Population(1, seed=seed), dataset="mnist-5k", num_classes=10)
+            aug = Augmenter(T, population=Population(1, seed=seed), dataset=data.name, num_classes=data.num_classes)
             mixing = [t for t in T if isinstance(t, (Mixup, CutMix))]
             best = None
             for _ in range(20 if mixing else 1):
@@ -262,7 +264,11 @@ def _samples(data, variants: dict[str, dict[str, float]], seed: int, k: int = 6)
                 if best is None or abs(lam - 0.5) < best[0]:
                     best = (abs(lam - 0.5), xs)
             xa = best[1]
-        out[n] = xa[0].reshape(k, 28, 28).numpy()
+        from trainlab.data import get_dataset_info
+
+        c, h, w = get_dataset_info(data.name).image_shape
+        img = xa[0].reshape(k, c, h, w)
+        out[n] = (img[:, 0] if c == 1 else img.permute(0, 2, 3, 1).clamp(0, 1)).numpy()  # (k, H, W) or RGB
     return out
 
 
@@ -277,7 +283,7 @@ def plot(result: Result) -> list[Figure]:
     for i, n in enumerate(names):
         for j in range(k):
             ax = axes[i, j]
-            ax.imshow(samples[n][j], cmap="gray", vmin=0, vmax=1)
+            ax.imshow(samples[n][j], cmap="gray" if samples[n][j].ndim == 2 else None, vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
         axes[i, 0].set_ylabel(n, rotation=0, ha="right", va="center", fontsize=8)
@@ -331,6 +337,7 @@ def plot(result: Result) -> list[Figure]:
 
 
 EXPERIMENT = Experiment(
+    image_data=True,  # the input shape comes from the data: runs with --data cifar10 too
     name="augmentation",
     title="Data augmentation",
     claim="With little data, new training examples made on the fly reduce overfitting: label-preserving "

@@ -46,6 +46,7 @@ from trainlab.nn._losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, acc
 from trainlab.nn._sigmoid_losses import BCEWithLogits, SigmoidFocalLoss
 from trainlab.nn._module import Module, Parameter
 from trainlab.nn._sequential import Sequential
+from trainlab.nn._residual import Residual, resnet
 from trainlab.nn._registry import LAYERS, register_layer
 
 __all__ = [
@@ -63,6 +64,8 @@ __all__ = [
     "Flatten",
     "SpatialDropout2d",
     "conv_block",
+    "Residual",
+    "resnet",
     "Identity",
     "Sigmoid",
     "Tanh",

@@ -280,14 +280,8 @@ class DropConnectLinear(DropoutFamily, Linear):
 # ---- Monte-Carlo dropout ---------------------------------------------------------------
 
 
-def _walk(model: Module) -> Iterator[Module]:
-    yield model
-    for sub in getattr(model, "layers", ()) or ():
-        yield from _walk(sub)
-
-
 def _family_layers(model: Module) -> list[DropoutFamily]:
-    return [m for m in _walk(model) if isinstance(m, DropoutFamily)]
+    return [m for m in model.modules() if isinstance(m, DropoutFamily)]
 
 
 #: the kinds of stochastic layer Monte-Carlo prediction can sample, see :func:`mc_dropout`
@@ -343,7 +337,7 @@ def mc_dropout(model: Module, *, include: str | Sequence[str] = "all") -> Iterat
     the members' generators to their state on entry: sampling for predictions never
     changes the masks that training draws next, and repeating a call repeats its draws.
 
-    Yields the layers it switched. Containers are searched through their ``layers``.
+    Yields the layers it switched. Containers (Sequential, Residual) are searched through ``model.modules()``.
     """
     kinds = _mc_kinds(include)
     layers = [m for m in _walk(model) if _stochastic_kind(m) in kinds]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import math
 from typing import Any
+from collections.abc import Iterator
 
 import os
 
@@ -127,6 +128,20 @@ class Module:
     def parameters(self) -> list[Parameter]:
         """Trainable tensors, in a fixed order."""
         return []
+
+    def children(self) -> list[Module]:
+        """The layers this one contains directly (containers: Sequential, Residual); none for a plain layer."""
+        return []
+
+    def modules(self) -> Iterator[Module]:
+        """This layer and every layer nested in it, depth first, in order (like ``torch.nn.Module.modules``).
+
+        The one walker for code that looks for layers of a kind (BatchNorm, dropout, ...): a
+        layer inside a :class:`~trainlab.nn.Residual` block is found like a top-level one.
+        """
+        yield self
+        for child in self.children():
+            yield from child.modules()
 
     def named_parameters(self) -> dict[str, Parameter]:
         return {p.name: p for p in self.parameters()}

@@ -739,13 +739,11 @@ def momentum_to_keras(momentum: float | Sequence[float]) -> float | list[float]:
 
 
 def _walk(model: Module) -> Iterator[Module]:
-    yield model
-    for sub in getattr(model, "layers", None) or ():
-        yield from _walk(sub)
+    return model.modules()
 
 
 def batch_norm_layers(model: Module) -> list[BatchNorm]:
-    """Every :class:`BatchNorm` in ``model`` (itself, or nested in ``.layers`` of containers), in order."""
+    """Every :class:`BatchNorm` in ``model`` (itself, or nested in containers: Sequential, Residual), in order."""
     return [m for m in _walk(model) if isinstance(m, BatchNorm)]
 
 

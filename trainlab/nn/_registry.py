@@ -17,6 +17,7 @@ from trainlab.nn._linear import Linear
 from trainlab.nn._module import Module
 from trainlab.nn._noise import GaussianNoise, NoisyLinear
 from trainlab.nn._norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm
+from trainlab.nn._residual import Residual
 from trainlab.nn._pool import AvgPool2d, Flatten, GlobalAvgPool2d, MaxPool2d, StochasticPool2d
 
 __all__ = ["LAYERS", "register_layer"]
@@ -55,6 +56,7 @@ LAYERS: dict[str, type[Module]] = {
     "stochastic_pool2d": StochasticPool2d,
     "flatten": Flatten,
     "spatial_dropout2d": SpatialDropout2d,
+    "residual": Residual,
 }
 
 

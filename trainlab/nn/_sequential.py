@@ -78,6 +78,9 @@ class Sequential(Module):
             g = layer.backward(g)
         return g
 
+    def children(self) -> list[Module]:
+        return list(self.layers)
+
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters().items()]
 

@@ -44,6 +44,7 @@ from trainlab.nn._noise import GaussianNoise, NoisyLinear
 from trainlab.nn._norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm
 from trainlab.nn._pool import AvgPool2d, Flatten, GlobalAvgPool2d, MaxPool2d, StochasticPool2d
 from trainlab.nn._registry import LAYERS
+from trainlab.nn._residual import Residual
 from trainlab.nn._sequential import Sequential
 from trainlab.population import Population
 
@@ -320,6 +321,9 @@ for _cls, _ex in {
     Mish: LayerExample(lambda pk: Mish(), _VEC),
     SELU: LayerExample(lambda pk: SELU(), _VEC),
     Hardswish: LayerExample(lambda pk: Hardswish(), _VEC),
+    # a block that changes the width, so "auto" adds a projection shortcut (both branches checked)
+    Residual: LayerExample(lambda pk: Residual([Linear(4, 3, init_scale=pk([1.0, 0.5, 2.0])), Tanh(),
+                                                Dropout(pk([0.1, 0.3, 0.5]))]), _VEC),
     AlphaDropout: LayerExample(lambda pk: AlphaDropout(pk([0.05, 0.1, 0.2])), _VEC),
     Dropout: LayerExample(lambda pk: Dropout(pk([0.2, 0.5, 0.7])), _VEC),
     DropConnectLinear: LayerExample(lambda pk: DropConnectLinear(4, 3, p=pk([0.2, 0.4, 0.6])), _VEC),

@@ -144,6 +144,8 @@ def render_html(results: dict[str, Any], figures: dict[str, list[dict[str, Any]]
         meta = [f"Source: {_e(e['source'])}"] if e["source"] else []
         if e["docs"]:
             meta.append(f'Docs: <a href="{_e(e["docs"])}">{_e(e["docs"].rsplit("/", 1)[-1])}</a>')
+        if e["settings"].get("data"):
+            meta.append(f"data: <b>{_e(e['settings']['data'])}</b>")
         if e["seconds"] is not None:
             meta.append(f"ran in {e['seconds']:.1f} s")
         parts.append(f'<p class="meta">{" &middot; ".join(meta)}</p>\n')

@@ -260,6 +260,8 @@ def reproduce(names: Sequence[str] | None = None, *, preset: str = "quick", data
         exp = REGISTRY[name]
         docs = docs_link(exp.docs, out_dir or Path("."), docs_base)
         ok, why = exp.available()
+        if ok:
+            ok, why = exp.supports(p)  # e.g. an MLP on 784 inputs, asked to run on CIFAR-10
         if not ok:
             results["experiments"].append(experiment_entry(exp, status="not available", docs=docs, reason=why))
             if progress:

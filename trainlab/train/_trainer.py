@@ -162,7 +162,7 @@ class Trainer:
     def _sync_active(self) -> None:
         active = self.alive & self.running
         self.optimizer.set_active(active)
-        for layer in self.model.layers:  # e.g. BatchNorm: a stopped member's running statistics freeze too
+        for layer in self.model.modules():  # e.g. BatchNorm: a stopped member's running statistics freeze too
             if hasattr(layer, "set_active"):
                 layer.set_active(active)
         if not bool(active.any()):
@@ -198,7 +198,7 @@ class Trainer:
 
     def _refresh_population_statistics(self) -> None:
         """BatchNorm with ``inference="population"`` needs a pass over the training data before evaluating."""
-        if any(getattr(l, "inference", None) == "population" for l in self.model.layers):
+        if any(getattr(l, "inference", None) == "population" for l in self.model.modules()):
             from trainlab.nn import compute_population_statistics
 
             compute_population_statistics(self.model, self._train_x, batch_size=self.batch_size)
@@ -238,7 +238,7 @@ class Trainer:
         n = xt.shape[0]
         # A layer that normalizes with batch statistics (BatchNorm) cannot train on a
         # batch of one: such a final batch is dropped (with a warning), never val/test data.
-        self._needs_batch_statistics = any(getattr(l, "needs_batch_statistics", False) for l in self.model.layers)
+        self._needs_batch_statistics = any(getattr(l, "needs_batch_statistics", False) for l in self.model.modules())
         drop_last_one = self._needs_batch_statistics and n % self.batch_size == 1 and n > 1
         self.steps_per_epoch = math.ceil(n / self.batch_size) - (1 if drop_last_one else 0)
         total = self.steps if self.steps is not None else self.epochs * self.steps_per_epoch

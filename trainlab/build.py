@@ -170,7 +170,8 @@ def build_loss(loss_cfg: Mapping[str, Any]) -> nn.Loss:
 
 def build_optimizer(optim_cfg: Mapping[str, Any], params: list[nn.Parameter]) -> Optimizer:
     """The ``[optim]`` table's optimizer; ``lookahead_k > 0`` wraps it in :class:`~trainlab.optim.Lookahead`."""
-    from trainlab.optim import CLOSURE_OPTIMIZERS, Lookahead
+    from trainlab.optim import Lookahead
+    from trainlab.second_order import CLOSURE_OPTIMIZERS
 
     name = optim_cfg["name"]
     cls = OPTIMIZERS[name] if name in OPTIMIZERS else CLOSURE_OPTIMIZERS[name]

@@ -329,10 +329,11 @@ def _optimizer_defaults(optim: dict[str, Any], given: Any) -> None:
     """A key of ``[optim]`` the user did not give takes the chosen optimizer's own default, so
     ``name = "adam"`` means what ``Adam(params)`` means in Python (lr 1e-3, not [optim]'s 0.01;
     AdamW's weight_decay 0.01). Keys the optimizer does not take keep the schema's default."""
-    from trainlab.optim import optimizer_defaults
+    from trainlab.optim import OPTIMIZERS, optimizer_defaults
+    from trainlab.second_order import CLOSURE_OPTIMIZERS
 
     given = given if isinstance(given, Mapping) else {}
-    for k, v in optimizer_defaults(optim["name"]).items():
+    for k, v in optimizer_defaults({**OPTIMIZERS, **CLOSURE_OPTIMIZERS}[optim["name"]]).items():
         if k in optim and k not in given:
             optim[k] = v
 

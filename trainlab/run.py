@@ -34,7 +34,7 @@ from trainlab.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from trainlab.config import dumps, load_config
 from trainlab.errors import CheckpointError, ConfigError
 from trainlab.io import atomic_write_text, save_model
-from trainlab.train import Callback, ConsoleSink, History, Trainer
+from trainlab.train import Callback, ConsoleSink, History, Trainer, summarize
 
 __all__ = ["train_run", "environment", "summarize"]
 
@@ -70,28 +70,6 @@ class _MetricsWriter(Callback):
             with self.path.open("a") as f:
                 f.write("\n".join(lines) + "\n")
         self.written = len(history.records)
-
-
-def summarize(history: History, *, seconds: float) -> dict[str, Any]:
-    """Final and best metrics per member."""
-    members = []
-    metrics = history.metrics
-    final = history.final or (history.records[-1] if history.records else {})
-    labels = history.labels
-    for m in range(history.size):
-        row: dict[str, Any] = {"member": m, "member_label": labels[m]}
-        for k, v in final.items():
-            if isinstance(v, list):
-                row[f"final_{k}"] = v[m] if v[m] is None or np.isfinite(v[m]) else None
-        if "val_acc" in metrics and np.isfinite(history["val_acc"][:, m]).any():
-            i = int(np.nanargmax(history["val_acc"][:, m]))
-            row["best_val_acc"] = float(history["val_acc"][i, m])
-            epoch = float(history["epoch"][i])
-            row["best_epoch"] = int(epoch) if epoch.is_integer() else epoch
-        row["diverged"] = history.diverged.get(m)
-        row["stopped"] = history.stopped.get(m)
-        members.append(row)
-    return {"members": members, "seconds": round(seconds, 3), "steps": int(history["step"][-1]) if history.records else 0}
 
 
 def _any_positive(v: Any) -> bool:

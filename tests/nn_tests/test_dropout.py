@@ -17,13 +17,7 @@ import torch
 from trainlab.errors import ConfigError
 from trainlab.gradcheck import check_layer
 from trainlab.nn import Linear, Module, ReLU, Sequential, Tanh
-from trainlab.nn._dropout import (
-    DropConnectLinear,
-    Dropout,
-    mc_dropout,
-    mc_dropout_predict,
-    mc_dropout_samples,
-)
+from trainlab.nn import DropConnectLinear, Dropout, mc_dropout, mc_dropout_predict, mc_dropout_samples
 from trainlab.population import Population
 from trainlab.export import converter_for
 

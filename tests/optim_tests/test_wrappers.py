@@ -11,7 +11,8 @@ from trainlab.config import OPTIMIZER_NAMES, load_config
 from trainlab.errors import ConfigError
 from trainlab.export import to_torch
 from trainlab.nn import BatchNorm, Dropout, Linear, MeanSquaredError, ReLU, Sequential, SoftmaxCrossEntropy, Tanh
-from trainlab.optim import CLOSURE_OPTIMIZERS, LBFGS, OPTIMIZERS, SGD, Adam, Lookahead, Momentum
+from trainlab.optim import OPTIMIZERS, SGD, Adam, Lookahead, Momentum
+from trainlab.second_order import CLOSURE_OPTIMIZERS, TrainerLBFGS as LBFGS
 from trainlab.population import Population
 from trainlab.regularize import L2
 from trainlab.train import SWA, Callback, Trainer

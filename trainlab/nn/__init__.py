@@ -1,14 +1,7 @@
 """Layers and losses with explicit forward/backward on the population axis."""
 
-from trainlab.nn._dropout import (
-    DropConnectLinear,
-    Dropout,
-    DropoutFamily,
-    MCUncertainty,
-    mc_dropout,
-    mc_dropout_predict,
-    mc_dropout_samples,
-)
+from trainlab.nn._dropout import DropConnectLinear, Dropout, DropoutFamily
+from trainlab.nn._mc import MCUncertainty, mc_dropout, mc_dropout_predict, mc_dropout_samples
 from trainlab.nn._norm import (
     BatchNorm,
     GroupNorm,

@@ -137,13 +137,22 @@ def _alone(i: int) -> Pick:
 
 
 def _rewinder(layer: Module) -> Callable[[], None]:
-    """Restore every member generator of the layer's population before each forward."""
-    population = getattr(layer, "population", None)
-    if not isinstance(population, Population):
-        return lambda: None
-    population.generators("cpu")
-    state = population.get_state()
-    return lambda: population.set_state(state)
+    """Restore every member generator the layer (or a layer nested in it) draws from, before each forward."""
+    populations: list[Population] = []
+    for m in layer.modules():
+        pop = getattr(m, "population", None)
+        if isinstance(pop, Population) and all(pop is not q for q in populations):
+            populations.append(pop)
+    states = []
+    for pop in populations:
+        pop.generators("cpu")
+        states.append((pop, pop.get_state()))
+
+    def rewind() -> None:
+        for pop, state in states:
+            pop.set_state(state)
+
+    return rewind
 
 
 def _name(example: LayerExample) -> str:

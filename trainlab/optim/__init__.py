@@ -6,9 +6,8 @@ import inspect
 from typing import Any
 
 from trainlab.optim._adaptive import Adadelta, Adamax, NAdam, RAdam
-from trainlab.optim._base import Optimizer
+from trainlab.optim._base import Number, Optimizer
 from trainlab.optim._first_order import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
-from trainlab.optim._lbfgs import LBFGS
 from trainlab.optim._wrappers import Lookahead
 
 #: first-order optimizers: ``step()`` after each backward
@@ -25,16 +24,13 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
     "adamax": Adamax,
     "adadelta": Adadelta,
 }
-#: optimizers whose ``step(closure)`` evaluates the objective itself (line searches)
-CLOSURE_OPTIMIZERS: dict[str, type[Optimizer]] = {"lbfgs": LBFGS}
 
 
-def optimizer_defaults(name: str) -> dict[str, Any]:
-    """The keyword defaults of the optimizer called ``name`` (what Python's ``Cls(params)`` uses)."""
-    cls = {**OPTIMIZERS, **CLOSURE_OPTIMIZERS}[name]
+def optimizer_defaults(cls: type[Optimizer]) -> dict[str, Any]:
+    """The keyword defaults of an optimizer class (what Python's ``Cls(params)`` uses)."""
     return {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty}
 
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam", "AdamW", "NAdam", "RAdam",
-           "Adamax", "Adadelta", "LBFGS", "Lookahead", "OPTIMIZERS", "CLOSURE_OPTIMIZERS", "optimizer_defaults"]
+           "Adamax", "Adadelta", "Lookahead", "OPTIMIZERS", "optimizer_defaults", "Number"]

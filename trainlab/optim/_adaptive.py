@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import torch
 
-from trainlab.nn._module import Parameter
+from trainlab.nn import Parameter
 from trainlab.optim._base import Number, Optimizer
 
 __all__ = ["NAdam", "RAdam", "Adamax", "Adadelta"]

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
 from trainlab.errors import ConfigError
 from trainlab.nn import Parameter, Sequential
 
-if TYPE_CHECKING:
-    from trainlab.optim import Optimizer
+__all__ = ["Regularizer", "StepInfo", "select_parameters"]
 
-__all__ = ["Regularizer", "select_parameters"]
+
+class StepInfo(Protocol):
+    """What ``after_step`` reads of the optimizer that has just stepped (every
+    :class:`trainlab.optim.Optimizer` has it): the per-member learning rates ``(P,)`` and which
+    members are active ``(P,)``. A protocol, so regularizers need not import the optimizers."""
+
+    @property
+    def lr(self) -> torch.Tensor: ...
+
+    @property
+    def active(self) -> torch.Tensor: ...
 
 
 def select_parameters(model: Sequential, *, include_1d: bool = False, layers: Sequence[int] | None = None
@@ -60,7 +69,7 @@ class Regularizer:
     def add_grad(self) -> None:
         return None
 
-    def after_step(self, optimizer: "Optimizer") -> None:
+    def after_step(self, optimizer: StepInfo) -> None:
         return None
 
     def parameter_names(self) -> list[str]:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 
 from trainlab.errors import ConfigError
 from trainlab.nn import Sequential
 from trainlab.population import member_values, member_view
-from trainlab.regularize._base import Regularizer, select_parameters
+from trainlab.regularize._base import Regularizer, StepInfo, select_parameters
 
-if TYPE_CHECKING:
-    from trainlab.optim import Optimizer
 
 __all__ = ["L2", "L1", "ElasticNet", "MaxNorm"]
 
@@ -101,7 +98,7 @@ class L1(_Penalty):
         for _, p in self.params:
             p.grad.addcmul_(torch.sign(p.data), member_view(self._alpha, p.data.ndim))
 
-    def after_step(self, optimizer: "Optimizer") -> None:
+    def after_step(self, optimizer: StepInfo) -> None:
         if not self.proximal:
             return
         # The threshold is the parameter's effective step times alpha, lr * lr_scale * alpha, per
@@ -137,7 +134,7 @@ class ElasticNet(_Penalty):
         self.l1.add_grad()
         self.l2.add_grad()
 
-    def after_step(self, optimizer: "Optimizer") -> None:
+    def after_step(self, optimizer: StepInfo) -> None:
         self.l1.after_step(optimizer)
 
 
@@ -174,7 +171,7 @@ class MaxNorm(Regularizer):
         dims = (1,) if w.ndim == 3 else (2, 3, 4)
         return w.pow(2).sum(dim=dims, keepdim=True).sqrt()
 
-    def after_step(self, optimizer: "Optimizer") -> None:
+    def after_step(self, optimizer: StepInfo) -> None:
         for _, p in self.params:
             if not p.trainable or p.lr_scale == 0.0:
                 continue

@@ -30,7 +30,7 @@ class ProgressPrinter:
         remaining = ev.total - ev.index + (1 if ev.kind == "start" else 0)
         if not self.ran or remaining <= 0:
             return ""
-        from trainlab.train._console import format_duration
+        from trainlab.train import format_duration
 
         return f"; ~{format_duration(sum(self.ran) / len(self.ran) * remaining)} left at this pace"
 

@@ -22,6 +22,7 @@ from trainlab.second_order._flat import flatten, flatten_grads, num_parameters, 
 from trainlab.second_order._functions import Quadratic, Rosenbrock, textbook_function
 from trainlab.second_order._hessian import default_eps, fd_hessian, hessian, hvp
 from trainlab.second_order._lbfgs import LBFGS
+from trainlab.second_order._trainer_lbfgs import CLOSURE_OPTIMIZERS, TrainerLBFGS
 from trainlab.second_order._line_search import LineSearchOutcome, line_search, strong_wolfe, wolfe_batch
 from trainlab.second_order._minimize import METHODS, Result, get_method, minimize
 from trainlab.second_order._newton import Newton
@@ -58,6 +59,8 @@ __all__ = [
     "Newton",
     "BFGS",
     "LBFGS",
+    "TrainerLBFGS",
+    "CLOSURE_OPTIMIZERS",
     "FirstOrder",
     "GradientDescent",
     "METHODS",

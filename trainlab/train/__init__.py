@@ -1,9 +1,11 @@
-"""Training: the Trainer, its History, callbacks."""
+"""Training: the Trainer, its History, callbacks and sinks."""
 
-from trainlab.train._history import History
+from trainlab.train._history import History, history_html, summarize
 from trainlab.train._early_stopping import EarlyStopping
 from trainlab.train._trainer import Callback, Trainer, as_arrays
-from trainlab.train._console import ConsoleSink
+from trainlab.train._console import ConsoleSink, format_duration
+from trainlab.train._live import LiveCurves
 from trainlab.train._swa import SWA
 
-__all__ = ["Trainer", "History", "Callback", "EarlyStopping", "SWA", "as_arrays", "ConsoleSink"]
+__all__ = ["Trainer", "History", "Callback", "EarlyStopping", "SWA", "as_arrays", "ConsoleSink", "LiveCurves",
+           "summarize", "history_html", "format_duration"]

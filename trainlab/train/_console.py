@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from trainlab.train._trainer import Callback
+from trainlab.train._callback import Callback
 
 __all__ = ["ConsoleSink", "format_duration", "format_number", "in_notebook", "MAX_LISTED"]
 

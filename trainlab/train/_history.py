@@ -10,9 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from trainlab._html import table
+
 from trainlab.errors import CheckpointError
 
-__all__ = ["History"]
+__all__ = ["History", "summarize", "history_html"]
 
 
 def _clean(v: float) -> float | None:
@@ -126,9 +128,8 @@ class History:
         return lines
 
     def _repr_html_(self) -> str:
-        """A table in Jupyter (:func:`trainlab.notebook.history_html`)."""
-        from trainlab.notebook import history_html
-
+        """A table in Jupyter (:func:`history_html`)."""
+        
         return history_html(self)
 
     # ---- plotting -----------------------------------------------------------------------
@@ -180,3 +181,53 @@ class History:
             fig.suptitle(title)
         fig.tight_layout()
         return fig
+
+
+def summarize(history: History, *, seconds: float) -> dict[str, Any]:
+    """Final and best metrics per member."""
+    members = []
+    metrics = history.metrics
+    final = history.final or (history.records[-1] if history.records else {})
+    labels = history.labels
+    for m in range(history.size):
+        row: dict[str, Any] = {"member": m, "member_label": labels[m]}
+        for k, v in final.items():
+            if isinstance(v, list):
+                row[f"final_{k}"] = v[m] if v[m] is None or np.isfinite(v[m]) else None
+        if "val_acc" in metrics and np.isfinite(history["val_acc"][:, m]).any():
+            i = int(np.nanargmax(history["val_acc"][:, m]))
+            row["best_val_acc"] = float(history["val_acc"][i, m])
+            epoch = float(history["epoch"][i])
+            row["best_epoch"] = int(epoch) if epoch.is_integer() else epoch
+        row["diverged"] = history.diverged.get(m)
+        row["stopped"] = history.stopped.get(m)
+        members.append(row)
+    return {"members": members, "seconds": round(seconds, 3), "steps": int(history["step"][-1]) if history.records else 0}
+
+
+_EPOCH_KEYS = ["epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
+
+
+def history_html(history: Any, *, max_rows: int = 30) -> str:
+    """HTML for a :class:`~trainlab.train.History` (see the module docstring)."""
+    if not history.records:
+        return "<p>History: no evaluations yet</p>"
+    if history.size == 1:
+        recs = history.records
+        rows = [{k: (v[0] if isinstance(v, list) else v) for k, v in r.items()} for r in recs]
+        for r in rows:  # epoch 1, not 1.0000 (an accuracy of 1.0 keeps its decimals)
+            if float(r["epoch"]).is_integer():
+                r["epoch"] = int(r["epoch"])
+        note = ""
+        if len(rows) > max_rows:  # the first few and the last ones
+            note = f" (showing {max_rows} of {len(rows)})"
+            rows = rows[:5] + [{k: "…" for k in _EPOCH_KEYS}] + rows[-(max_rows - 5):]
+        diverged = history.diverged.get(0)
+        cap = f"History: {len(recs)} evaluations{note}" + (
+            f"; diverged at step {diverged['step']}" if diverged else "")
+        return table(rows, _EPOCH_KEYS, caption=cap)
+    members = summarize(history, seconds=0.0)["members"]
+    keys = ["member", "final_train_loss", "final_train_acc", "final_val_loss", "final_val_acc",
+            "final_test_acc", "best_val_acc", "best_epoch", "diverged", "stopped"]
+    rows = [{**r, "member": r["member_label"]} for r in members]
+    return table(rows, keys, caption=f"History: {history.size} members, {len(history.records)} evaluations")

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from trainlab.errors import ConfigError
-from trainlab.train._trainer import Callback, Trainer
+from trainlab.train._callback import Callback
+from trainlab.train._trainer import Trainer
 
 __all__ = ["SWA"]
 

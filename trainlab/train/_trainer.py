@@ -12,33 +12,10 @@ from trainlab.errors import ConfigError
 from trainlab.nn import Loss, Sequential
 from trainlab.optim import Optimizer
 from trainlab.regularize import Regularizer
+from trainlab.train._callback import Callback
 from trainlab.train._history import History
 
 __all__ = ["Trainer", "Callback", "as_arrays"]
-
-
-class Callback:
-    """Hooks into :meth:`Trainer.fit`. Override any of them; all default to doing nothing."""
-
-    def on_train_begin(self, trainer: "Trainer") -> None: ...
-
-    def on_step_end(self, trainer: "Trainer", loss: torch.Tensor) -> None: ...
-
-    def on_evaluate(self, trainer: "Trainer", record: dict[str, Any]) -> None: ...
-
-    def on_train_end(self, trainer: "Trainer") -> None: ...
-
-    def on_interrupt(self, trainer: "Trainer") -> None:
-        """Training is being interrupted at a step boundary (Ctrl-C / SIGTERM)."""
-
-    def on_diverged(self, trainer: "Trainer", members: list[int]) -> None:
-        """These members' losses just became NaN/inf; they are frozen (``trainer.history.diverged``)."""
-
-    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """``(tensors, json_state)`` to save in checkpoints; stateless callbacks return empty dicts."""
-        return {}, {}
-
-    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None: ...
 
 
 def as_arrays(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -85,7 +62,7 @@ class Trainer:
         (:class:`~trainlab.train.ConsoleSink`; plain lines when not on a terminal).
     live:
         In Jupyter: redraw the learning curves in place after every evaluation, with a
-        notebook progress bar (:class:`trainlab.notebook.LiveCurves`).
+        notebook progress bar (:class:`trainlab.train.LiveCurves`).
     labels:
         A name per member for tables, legends and metrics (``history.labels``); from a config,
         :func:`trainlab.labels.member_labels` names members by the settings in which they differ.
@@ -131,7 +108,7 @@ class Trainer:
 
             self.sinks.append(ConsoleSink())
         if live:
-            from trainlab.notebook import LiveCurves
+            from trainlab.train._live import LiveCurves
 
             self.sinks.append(LiveCurves())
         if getattr(optimizer, "needs_closure", False):  # L-BFGS: refuses random layers and augmentation

@@ -1,4 +1,6 @@
-"""L-BFGS as a Trainer optimizer: full-batch or large-batch training with a strong-Wolfe line search.
+"""L-BFGS as a Trainer optimizer (``optim.name = "lbfgs"``): full-batch or large-batch training with a
+strong-Wolfe line search. It lives with the second-order methods whose math it uses; :mod:`trainlab.optim`
+(below this package) stays free of them.
 
 The math is :class:`trainlab.second_order.LBFGS`'s (two-loop recursion, N&W Alg. 7.4) and the
 line search is :func:`trainlab.second_order.wolfe_batch` (N&W Alg. 3.5/3.6), one search per
@@ -13,10 +15,13 @@ from typing import Any
 import torch
 
 from trainlab.errors import ConfigError
-from trainlab.nn._module import Parameter
-from trainlab.optim._base import Number, Optimizer
+from trainlab.nn import Parameter
+from trainlab.optim import Number, Optimizer
+from trainlab.second_order._base import check_wolfe_constants
+from trainlab.second_order._lbfgs import LBFGS as _Math
+from trainlab.second_order._line_search import wolfe_batch
 
-__all__ = ["LBFGS"]
+__all__ = ["TrainerLBFGS", "CLOSURE_OPTIMIZERS"]
 
 Closure = Callable[[], torch.Tensor]
 
@@ -50,7 +55,7 @@ class _ClosureObjective:
         return f.detach().to(w.dtype).clone(), self.flat_grad()
 
 
-class LBFGS(Optimizer):
+class TrainerLBFGS(Optimizer):
     """L-BFGS for the :class:`~trainlab.train.Trainer` (``optim.name = "lbfgs"``).
 
     Each :meth:`step` takes ``max_iter`` L-BFGS iterations on the current batch (default 1:
@@ -86,8 +91,6 @@ class LBFGS(Optimizer):
         for name, v in (("history", history), ("max_iter", max_iter), ("max_evals", max_evals)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"LBFGS {name} must be an integer >= 1, got {v!r}")
-        from trainlab.second_order._base import check_wolfe_constants
-
         check_wolfe_constants(c1, c2)
         if not (isinstance(tolerance_grad, (int, float)) and tolerance_grad >= 0):
             raise ConfigError(f"LBFGS tolerance_grad must be a number >= 0, got {tolerance_grad!r}")
@@ -144,8 +147,6 @@ class LBFGS(Optimizer):
         if closure is None:
             raise ConfigError("LBFGS.step needs a closure that evaluates the loss and fills the gradients "
                               "(the Trainer passes one)")
-        from trainlab.second_order._lbfgs import LBFGS as _Math
-        from trainlab.second_order._line_search import wolfe_batch
 
         obj = _ClosureObjective(self.params, closure)
         w = obj.flat()
@@ -206,3 +207,7 @@ class LBFGS(Optimizer):
         # The base class's load_state_dict checks and restores every tensor listed here.
         return {**super().state_dict(), "lbfgs.S": self.S, "lbfgs.Y": self.Y, "lbfgs.rho": self.rho,
                 "lbfgs.count": self.count, "lbfgs.failures": self.failures}
+
+
+#: optimizers whose ``step(closure)`` evaluates the objective itself (line searches), by config name
+CLOSURE_OPTIMIZERS: dict[str, type[Optimizer]] = {"lbfgs": TrainerLBFGS}

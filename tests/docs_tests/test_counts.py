@@ -1,9 +1,10 @@
 """The counts the README and docs/experiments.md state equal the registry's (issue 18, defect 5).
 
 The number of experiments and of checks is read from the code
-(:mod:`trainlab.experiments._counts`: one ``Check(...)`` per check, held equal to what a run
-returns by ``tests/experiments_tests/test_exp_smoke.py``), never written here, so adding a
-check or an experiment fails this test until the sentences are updated.
+(:mod:`trainlab.experiments._counts`: the quick preset's checks per experiment, held equal to
+what the runs return by ``tests/experiments_tests/test_exp_quick.py`` and bounded by the smoke
+runs in ``test_exp_smoke.py``), never written here, so adding a check or an experiment fails
+this test until the sentences are updated.
 
 Statements checked (in README.md and docs/experiments.md):
 
@@ -39,7 +40,13 @@ def statements(pattern: str, text: str) -> list[tuple[int, ...]]:
     return [tuple(number(g) for g in m.groups()) for m in re.finditer(r"\b" + pattern, text, re.I)]
 
 
-def test_counts_are_read_from_the_code() -> None:
+def test_every_builtin_experiment_has_a_count() -> None:
+    from trainlab.experiments import BUILTIN
+    from trainlab.experiments._counts import QUICK_CHECKS
+
+    assert set(QUICK_CHECKS) == set(BUILTIN), "trainlab.experiments._counts.QUICK_CHECKS must list every " \
+        f"built-in experiment: missing {sorted(set(BUILTIN) - set(QUICK_CHECKS))}, extra " \
+        f"{sorted(set(QUICK_CHECKS) - set(BUILTIN))}"
     counts = check_counts()
     assert len(counts) == experiment_count() and all(n >= 1 for n in counts.values()), counts
     assert total_checks() == sum(counts.values())

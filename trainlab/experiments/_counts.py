@@ -1,63 +1,60 @@
-"""How many checks each registered experiment declares, read from its source without running it.
+"""How many checks each built-in experiment runs at the quick preset: the one place the counts live.
 
 The report counts checks as ``len(result.checks)`` per experiment that ran (see
-``trainlab.report._reproduce``). Every built-in experiment builds each of its checks with
-one ``Check(...)`` expression in its module (no loops; a ``checks[i] = Check(...)``
-replacing one is not counted), so the number of such
-expressions is the number of checks its run returns; ``tests/experiments_tests/
-test_exp_smoke.py`` holds the two equal for every experiment, and the docs test
-(``tests/docs_tests/test_counts.py``) holds the numbers the README and
-``docs/experiments.md`` state equal to :func:`total_checks` and :func:`experiment_count`.
-So a new check or experiment changes these numbers at once, and the docs test says which
-sentence to update.
+``trainlab.report._reproduce``). That number cannot be read from the source: some
+experiments build checks in a loop whose length depends on the preset (ensembles: one
+transfer check per label count the preset trains), or rebuild one in place (activations).
+So the counts the README and ``docs/experiments.md`` state -- the quick preset's -- are
+written here, once, and held equal to the runs:
+
+* ``tests/experiments_tests/test_exp_quick.py`` (slow) asserts every experiment's quick
+  run returns exactly :data:`QUICK_CHECKS` checks and the report's total is
+  :func:`total_checks`;
+* ``tests/experiments_tests/test_exp_smoke.py`` asserts no smoke run returns more than
+  its entry (a check added without updating this table fails there too, in seconds);
+* ``tests/docs_tests/test_counts.py`` asserts the sentences of the docs state
+  :func:`experiment_count` and :func:`total_checks`, and that every built-in experiment
+  has an entry here.
+
+Adding a check or an experiment: update its entry here, then the sentences the docs test
+names.
 """
 
 from __future__ import annotations
 
-import ast
-import importlib.util
-from pathlib import Path
+__all__ = ["QUICK_CHECKS", "check_counts", "total_checks", "experiment_count"]
 
-__all__ = ["declared_checks", "check_counts", "total_checks", "experiment_count"]
-
-
-def _source(module: str) -> str:
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        raise ValueError(f"experiment module {module!r} not found")
-    return Path(spec.origin).read_text(encoding="utf-8")
-
-
-def _is_check(node: ast.AST) -> bool:
-    if not isinstance(node, ast.Call):
-        return False
-    f = node.func
-    return (f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None) == "Check"
-
-
-def declared_checks(module: str) -> int:
-    """The number of ``Check(...)`` expressions in the experiment module ``module``.
-
-    A ``Check(...)`` assigned into an existing slot (``checks[-1] = Check(...)``, a check
-    rebuilt with another threshold) replaces one and is not counted.
-    """
-    tree = ast.parse(_source(module))
-    replacing: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Subscript) for t in node.targets):
-            replacing.update(id(n) for n in ast.walk(node.value) if _is_check(n))
-    return sum(1 for n in ast.walk(tree) if _is_check(n) and id(n) not in replacing)
+#: experiment name -> the number of checks its run returns at the quick preset
+QUICK_CHECKS: dict[str, int] = {
+    "activations": 3,
+    "zero-init": 2,
+    "init-compare": 2,
+    "vanishing-gradient": 4,
+    "batchnorm": 4,
+    "bn-inference": 2,
+    "overfitting": 3,
+    "model-size": 3,
+    "l1-vs-l2": 4,
+    "dropout": 7,
+    "early-stopping": 3,
+    "augmentation": 7,
+    "optimizers": 4,
+    "search": 8,
+    "whitening": 2,
+    "second-order": 3,
+    "ensembles": 5,  # 3 + one transfer check per label count (10 and 50 at quick; fewer at smoke)
+}
 
 
 def check_counts() -> dict[str, int]:
-    """``{experiment name: declared checks}`` for the built-in experiments, in report order."""
+    """``{experiment name: checks at the quick preset}`` for the built-in experiments, in report order."""
     from trainlab.experiments import BUILTIN
 
-    return {name: declared_checks(module) for name, module in BUILTIN.items()}
+    return {name: QUICK_CHECKS[name] for name in BUILTIN if name in QUICK_CHECKS}
 
 
 def total_checks() -> int:
-    """The checks ``trainlab reproduce`` runs when every built-in experiment is available."""
+    """The checks ``trainlab reproduce --preset quick`` runs when every built-in experiment is available."""
     return sum(check_counts().values())
 
 

@@ -154,7 +154,12 @@ def build_optimizer(optim_cfg: Mapping[str, Any], params: list[nn.Parameter]) ->
     cls = OPTIMIZERS[optim_cfg["name"]]
     accepted = inspect.signature(cls.__init__).parameters
     kwargs = {k: v for k, v in optim_cfg.items() if k in accepted and k != "params" and v is not None}
-    return cls(params, **kwargs)
+    opt = cls(params, **kwargs)
+    if optim_cfg.get("clip_norm") is not None or optim_cfg.get("clip_value") is not None:
+        from trainlab.optim import ClipGradients
+
+        ClipGradients(norm=optim_cfg.get("clip_norm"), value=optim_cfg.get("clip_value")).attach(opt)
+    return opt
 
 
 def build_population(cfg: Mapping[str, Any]) -> Population:
@@ -244,6 +249,10 @@ def build_run(cfg: Mapping[str, Any], *, progress: bool = False,
     loss = build_loss(cfg["loss"])
     loss.build(population.size, device=device, dtype=dtype)
     optimizer = build_optimizer(cfg["optim"], model.parameters())
+    if "schedule" in cfg:
+        from trainlab.schedule import from_config as build_schedule
+
+        build_schedule(cfg["schedule"], optimizer)  # attached to the optimizer; None for the constant default
     from trainlab.augment import from_config as build_augmenter
 
     augment = build_augmenter(cfg["augment"], population, dataset=d["name"], num_classes=splits.num_classes)

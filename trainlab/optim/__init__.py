@@ -1,6 +1,7 @@
 """Optimizers on the population axis (per-member hyperparameters)."""
 
 from trainlab.optim._base import Optimizer
+from trainlab.optim._clip import ClipGradients
 from trainlab.optim._first_order import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
@@ -13,4 +14,4 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
     "adamw": AdamW,
 }
 
-__all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam", "AdamW", "OPTIMIZERS"]
+__all__ = ["Optimizer", "ClipGradients", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam", "AdamW", "OPTIMIZERS"]

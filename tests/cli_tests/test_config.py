@@ -15,7 +15,7 @@ def test_defaults_are_complete():
 
 
 @pytest.mark.parametrize("given, message", [
-    ({"optim": {"lrr": 0.1}}, "config: unknown key 'optim.lrr' (allowed in [optim]: alpha, beta1, beta2, decoupled, eps, lr, momentum, name, weight_decay)"),
+    ({"optim": {"lrr": 0.1}}, "config: unknown key 'optim.lrr' (allowed in [optim]: alpha, beta1, beta2, clip_norm, clip_value, decoupled, eps, lr, momentum, name, weight_decay)"),
     ({"bogus": 1}, "config: unknown key 'bogus' (allowed at the top level:"),
     ({"optim": {"lr": -0.1}}, "config: optim.lr must be > 0, got -0.1"),
     ({"optim": {"lr": "fast"}}, "config: optim.lr must be a number or a list with one per member, got 'fast'"),

@@ -14,7 +14,6 @@ from trainlab.checkpoint import load_checkpoint, save_checkpoint
 from trainlab.config import load_config
 from trainlab.errors import ConfigError
 from trainlab.optim import SGD, ClipGradients, Momentum
-from trainlab.schedule import CosineAnnealingLR, PerMember, StepLR
 from trainlab.train import Callback
 
 REPO = Path(__file__).resolve().parents[2]

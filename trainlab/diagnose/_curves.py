@@ -309,7 +309,7 @@ def _overfitting(c: Curves, ep: np.ndarray) -> Finding | None:
     rose_apart = rise >= CT.VAL_RISE and vi < vl.size - 1 and (gap_grew is None or gap_grew >= 0.5 * d_val)
     if (gap is not None and gap >= CT.GAP) or rose_apart:
         parts = []
-        if gap is not None:
+        if gap is not None and ta is not None and va is not None:
             parts.append(f"train acc {ta[-1]:.3f} vs val acc {va[-1]:.3f} (gap {gap:.3f}, from "
                          f"{ta[0] - va[0]:.3f} at the first evaluation)")
         parts.append(f"val loss lowest ({vmin:.3g}) at epoch {ep[vi]:g}, {rise:+.0%} by the end")

@@ -18,6 +18,8 @@ high-rate steps only circle around.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -136,7 +138,7 @@ def run(preset: Preset) -> Result:
               early_share, 0.5, ">=",
               f"Share of step-decay members read as early_decay: {early_share:.2f} (of {len(stepped)})."),
     ]
-    numbers = {f"lr_{lr}": {"final_train_loss": {KINDS[k]: float(loss[k, r]) for k in range(K)},
+    numbers: dict[str, Any] = {f"lr_{lr}": {"final_train_loss": {KINDS[k]: float(loss[k, r]) for k in range(K)},
                             "final_val_acc": {KINDS[k]: float(val[k, r]) for k in range(K)},
                             "final_test_acc": {KINDS[k]: float(test[k, r]) for k in range(K)}}
                for r, lr in enumerate(s["lrs"])}

@@ -73,10 +73,9 @@ class ClipGradients:
     def __call__(self, params: Sequence[Parameter]) -> torch.Tensor:
         """Clip the ``.grad`` of ``params`` in place; returns the per-member norms before clipping."""
         grads = [p.grad for p in params if p.trainable]
-        sq = None
-        for g in grads:  # per member: sum over everything but the population axis
-            s = g.reshape(g.shape[0], -1).pow(2).sum(dim=1)
-            sq = s if sq is None else sq + s
+        sq = grads[0].reshape(grads[0].shape[0], -1).pow(2).sum(dim=1)
+        for g in grads[1:]:  # per member: sum over everything but the population axis
+            sq = sq + g.reshape(g.shape[0], -1).pow(2).sum(dim=1)
         norm = sq.sqrt()
         if self._norm is not None:
             coef = (self._norm / (norm + 1e-6)).clamp(max=1.0)

@@ -69,7 +69,7 @@ class Schedule:
             raise ConfigError(f"{type(self).__name__} interval must be 'epoch' or 'step', got {interval!r}")
         self.interval, self.warmup, self.warmup_start = interval, warmup, warmup_start
         self.optimizer: Any = None
-        self.size: int | None = None
+        self.size = 0  # members, known once attached
         self.steps_per_epoch = 1
         self.length: int | None = None  # training length in intervals, known when training begins
         self._last_key: Any = None
@@ -116,7 +116,7 @@ class Schedule:
 
     def _main_length(self) -> torch.Tensor:
         """The training length left after each member's warm-up, in intervals (at least 1)."""
-        return (float(self.length) - self._warmup).clamp(min=1.0)
+        return (float(self.length or 1) - self._warmup).clamp(min=1.0)
 
     # ---- the values -----------------------------------------------------------------------------
     def counter(self, step: int) -> int:
@@ -421,15 +421,15 @@ class OneCycleLR(Schedule):
         t = torch.minimum(t, self._total)
         phases = self._phases()
         starts = [torch.zeros_like(t)] + [p[0] for p in phases[:-1]]
-        lr = mom = None
         # the first phase whose end is >= t (the last phase takes the rest), as PyTorch picks it
-        for (end, l0, l1, m0, m1), start in reversed(list(zip(phases, starts))):
+        layout = list(zip(phases, starts))
+        (end, l0, l1, m0, m1), start = layout[-1]
+        pct = (t - start) / (end - start)
+        lr, mom = self._anneal(l0, l1, pct), self._anneal(m0, m1, pct)
+        for (end, l0, l1, m0, m1), start in reversed(layout[:-1]):
             pct = (t - start) / (end - start)
-            l, m = self._anneal(l0, l1, pct), self._anneal(m0, m1, pct)
-            if lr is None:
-                lr, mom = l, m
-            else:
-                lr, mom = torch.where(t <= end, l, lr), torch.where(t <= end, m, mom)
+            lr = torch.where(t <= end, self._anneal(l0, l1, pct), lr)
+            mom = torch.where(t <= end, self._anneal(m0, m1, pct), mom)
         return lr, mom
 
     def _rate(self, t):

@@ -1,7 +1,7 @@
 """TOML configs -> validated, defaults-filled dictionaries, with one-line errors.
 
 A config is a TOML file of tables (``[data]``, ``[model]``, ``[loss]``, ``[optim]``,
-``[train]``, ``[population]``) plus top-level ``seed`` and ``device``. Every key is
+``[schedule]``, ``[train]``, ``[population]``, ...) plus top-level ``seed`` and ``device``. Every key is
 declared in :data:`SCHEMA` with its type, default, allowed range or choices, and
 whether it may be given *per member* (a list with one value per population member).
 :func:`load_config` reads a file, applies ``--set key=value`` overrides, and returns
@@ -227,7 +227,8 @@ SCHEMA: dict[str, Any] = {
 
 def _describe(k: Key) -> str:
     if k.choices:
-        return "one of " + ", ".join(repr(c) for c in k.choices)
+        return "one of " + ", ".join(repr(c) for c in k.choices) + (" (or a list, one per member)" if k.per_member
+                                                                   else "")
     base = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
             "int_list": "a list of integers", "str_or_table": "a name or a table",
             "table_list": "a list of tables"}[k.kind]

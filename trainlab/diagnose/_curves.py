@@ -400,7 +400,7 @@ def format_findings(run_dir: str | Path, c: Curves, findings: Sequence[Finding])
     if not findings:
         lines.append("  nothing wrong with the curves: no plateau, early decay, over/underfitting, noise or rise")
     for f in findings:
-        lines.append(f"  [{f.severity}] {f.code}: {f.message}")
+        lines.append(f"  [{f.severity}] {f.message} ({f.code})")
         if f.advice:
             lines.append(f"      -> {f.advice}")
     return "\n".join(lines)

@@ -22,9 +22,9 @@ from trainlab.experiments import (
 
 ISSUE_ORDER = ["activations", "zero-init", "init-compare", "vanishing-gradient", "batchnorm", "bn-inference",
                "overfitting", "model-size", "l1-vs-l2", "dropout", "early-stopping", "augmentation", "optimizers",
-               "search", "whitening", "second-order", "ensembles"]  # issue 8's list, then issue 10's
+               "schedules", "search", "whitening", "second-order", "ensembles"]  # issue 8's list, then issue 10's
 DOC_PAGES = {"ensembles", "engine", "layers", "init", "optimizers", "data", "dropout", "noise", "normalization", "regularization",
-             "early_stopping", "training", "second_order", "augmentation", "search"}
+             "early_stopping", "training", "second_order", "augmentation", "search", "schedules"}
 
 
 def test_registry_lists_every_experiment_of_the_issue_in_order():

@@ -62,6 +62,7 @@ BUILTIN: dict[str, str] = {
     "early-stopping": "trainlab.experiments.early_stopping",
     "augmentation": "trainlab.experiments.augmentation",
     "optimizers": "trainlab.experiments.optimizers",
+    "schedules": "trainlab.experiments.schedules",
     "search": "trainlab.experiments.search",
     "whitening": "trainlab.experiments.whitening",
     "second-order": "trainlab.experiments.second_order",

@@ -28,7 +28,9 @@ class History:
     steps-per-epoch), and for each metric (``train_loss``, ``train_acc``,
     ``batch_loss`` -- the mean training-batch loss since the previous evaluation,
     with dropout etc. active -- ``val_loss``, ``val_acc``, ``test_loss``,
-    ``test_acc``) a list with one value per member. ``history["val_acc"]`` is an
+    ``test_acc``; with a learning-rate schedule ``lr`` -- the rate of the steps that led to
+    the evaluation; with gradient clipping ``grad_norm``, ``grad_norm_max`` and ``clipped``)
+    a list with one value per member. ``history["val_acc"]`` is an
     array ``(evaluations, P)``. ``diverged`` maps a member to the step and epoch at
     which its loss became NaN/inf (it was frozen there); ``stopped`` maps a member
     to the epoch where early stopping ended it.

@@ -89,7 +89,9 @@ class Trainer:
         self.epochs, self.steps, self.batch_size = epochs, steps, batch_size
         self.seed, self.eval_every, self.eval_train = seed, eval_every, eval_train
         self.eval_batch_size, self.progress = eval_batch_size, progress
-        self.callbacks = list(callbacks)
+        # What rides on the optimizer (a learning-rate schedule, gradient clipping's recorder) runs first, so
+        # the records it completes (lr, grad_norm) are whole when the other callbacks see them.
+        self.callbacks = [h for h in getattr(optimizer, "hooks", ()) if h not in callbacks] + list(callbacks)
         self.regularizers = list(regularizers)
         #: ``augment(x (1, N, ...), y, trainer) -> (x', targets)``: training batches only. ``x'`` may
         #: gain the population axis (each member its own augmentation) and ``targets`` may be

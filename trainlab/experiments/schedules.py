@@ -78,7 +78,7 @@ def run(preset: Preset) -> Result:
     gain_lo = max(val[k, lo] - val[0, lo] for k in decayed)
     onecycle_margin = val[3, hi] - max(val[k, hi] for k in range(K - 1))
     # the doctor's curve reading (trainlab doctor --history) of every member's curves
-    from trainlab.diagnose._curves import curves_from_history, judge
+    from trainlab.diagnose import curves_from_history, judge_history as judge
 
     hd = h.to_dict()
     codes = [[f.code for f in judge(curves_from_history(hd, m))] for m in range(P)]

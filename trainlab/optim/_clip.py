@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from trainlab.nn._module import Parameter
+from trainlab.nn import Parameter
 from trainlab.population import member_values, member_view
 
 __all__ = ["ClipGradients"]

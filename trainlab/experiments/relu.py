@@ -35,7 +35,7 @@ SETTINGS = {
     "smoke": dict(active_images=200, active_hidden=[50] * 3, train=500, hidden=[32, 32], lrs=[0.1, 0.5],
                   batch_size=100, epochs=3, target_error=0.5),
     "quick": dict(active_images=1000, active_hidden=[100] * 3, train=2000, hidden=[100, 100],
-                  lrs=[0.03, 0.1, 0.3, 1.0], batch_size=100, epochs=40, target_error=0.02),
+                  lrs=[0.1, 0.3, 1.0], batch_size=100, epochs=30, target_error=0.02),
     # not a textbook experiment; more data and a finer learning-rate grid
     "textbook": dict(active_images=1000, active_hidden=[100] * 3, train=10000, hidden=[100, 100],
                      lrs=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0], batch_size=100, epochs=40, target_error=0.02),

@@ -119,7 +119,6 @@ def run(preset: Preset) -> Result:
         return (f"gap {rows[b]['gap']:.3f} without -> {rows[k]['gap']:.3f} with {k} (train {rows[k]['train_acc']:.3f}, "
                 f"test {rows[k]['test_acc']:.3f}; test {test_change[k] * 100:+.1f} points), mean of {S} seeds")
 
-    checks = []
     # One point of gap is about the per-seed sd of the gap in the overfitting experiment (~0.01): "reduces"
     # must be at least that much. Every regularizer is judged against the un-regularized member of its own
     # population, on the same seeds (paired).
@@ -130,7 +129,9 @@ def run(preset: Preset) -> Result:
         "stochastic pooling": "Stochastic pooling (note 001): pooling picks a position at random in proportion to "
                               "its activation instead of the maximum.",
     }
-    for k in ("max-norm", "DropConnect", "weight noise", "stochastic pooling"):
+
+    def args(k: str) -> dict:
+        """The fields of regularizer ``k``'s check (one ``Check(...)`` per regularizer below)."""
         extra = ""
         if reduction[k] < 0.01:
             extra = (" On this set-up it did not narrow the gap by a point: " + {
@@ -144,12 +145,15 @@ def run(preset: Preset) -> Result:
         if reduction[k] >= 0.01 and test_change[k] < -0.01:
             extra = (f" The gap narrowed mostly because the training accuracy fell: at this strength and in "
                      f"{s['epochs'] if k != 'stochastic pooling' else s['conv_epochs']} epochs the regularized net "
-                     f"underfits ({test_change[k] * 100:+.1f} test points), as both weight decay and dropout together "
+                     f"underfits ({test_change[k] * 100:+.1f} test points), as weight decay and dropout together "
                      "do in the overfitting experiment.")
-        checks.append(Check(f"{k} narrows the train/test gap",
-                            why[k] + " It reduces overfitting: the train/test gap on 300 images is smaller than "
-                                     "without regularization.",
-                            reduction[k], 0.01, ">=", line(k) + "." + extra))
+        return dict(name=f"{k} narrows the train/test gap",
+                    claim=why[k] + " It reduces overfitting: the train/test gap on 300 images is smaller than "
+                                   "without regularization.",
+                    measured=reduction[k], threshold=0.01, op=">=", explanation=line(k) + "." + extra)
+
+    checks = [Check(**args("max-norm")), Check(**args("DropConnect")), Check(**args("weight noise")),
+              Check(**args("stochastic pooling"))]
     numbers = {"variants": tolist(rows), "gap_reduction": tolist(reduction), "test_acc_change": tolist(test_change),
                "strengths": {"max_norm_c": s["max_norm"], "dropconnect_p": s["dropconnect"],
                              "weight_noise_std": s["weight_noise"]}}

@@ -77,7 +77,7 @@ def max_norm_figure(data) -> None:
 
 def early_stopping_figure(data) -> None:
     m = net(1, hidden=2)
-    es = EarlyStopping("val_loss", patience=10)
+    es = EarlyStopping("val_loss", patience=11)
     h = Trainer(m, nn.SoftmaxCrossEntropy(), SGD(m.parameters(), lr=0.1), epochs=150, batch_size=100,
                 callbacks=[es]).fit(data.train, val=data.val)
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
@@ -86,7 +86,7 @@ def early_stopping_figure(data) -> None:
     best = es.best_step[0].item() / h.info["steps_per_epoch"]
     ax.axvline(best, color="g", ls="--", label=f"best epoch {best:g} (weights restored)")
     if h.stopped:
-        ax.axvline(h.stopped[0]["epoch"], color="r", ls=":", label=f"stopped at epoch {h.stopped[0]['epoch']:g} (patience 10)")
+        ax.axvline(h.stopped[0]["epoch"], color="r", ls=":", label=f"stopped at epoch {h.stopped[0]['epoch']:g} (patience 11)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend(fontsize=8)

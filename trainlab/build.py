@@ -32,6 +32,8 @@ LAYERS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
     "gelu": nn.GELU,
     "softplus": nn.Softplus,
+    "prelu": nn.PReLU,
+    "maxout": nn.Maxout,
     "dropout": nn.Dropout,
     "dropconnect": nn.DropConnectLinear,
     "gaussian_noise": nn.GaussianNoise,
@@ -50,7 +52,7 @@ LAYERS: dict[str, type[nn.Module]] = {
 }
 #: layers whose size is given as ``out`` in configs (``in_features`` comes from the input)
 _LINEAR_LIKE = {"linear", "dropconnect", "noisy_linear"}
-_RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "softplus"}
+_RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "softplus", "prelu", "maxout"}
 
 
 def register_layer(name: str, cls: type[nn.Module]) -> None:
@@ -105,6 +107,10 @@ def _build_layers(spec: Mapping[str, Any], index: int) -> list[nn.Module]:
 def _activation(name: str, cfg: Mapping[str, Any]) -> nn.Module:
     if name == "leaky_relu":
         return nn.LeakyReLU(cfg["slope"])
+    if name == "prelu":
+        return nn.PReLU(1 if cfg.get("prelu_shared") else None, init=cfg.get("prelu_init", 0.25))
+    if name == "maxout":
+        return nn.Maxout(cfg.get("maxout_pieces", 2))
     return LAYERS[name]()
 
 
@@ -131,8 +137,10 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Sequential
         layers.append(nn.GaussianNoise(model_cfg["input_noise"]))
     if on(model_cfg["input_dropout"]):
         layers.append(nn.Dropout(model_cfg["input_dropout"], mode=model_cfg["dropout_mode"]))
+    # maxout: each hidden Linear gives k pieces per unit, Maxout(k) takes their max
+    pieces = model_cfg.get("maxout_pieces", 2) if act == "maxout" else 1
     for width in model_cfg["hidden"]:
-        layers.append(nn.Linear(None, width, init=init, init_scale=model_cfg["init_scale"]))
+        layers.append(nn.Linear(None, width * pieces, init=init, init_scale=model_cfg["init_scale"]))
         if model_cfg["norm"] == "batchnorm":
             layers.append(nn.BatchNorm(momentum=model_cfg["bn_momentum"], inference=model_cfg["bn_inference"]))
         elif model_cfg["norm"] == "layernorm":

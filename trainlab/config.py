@@ -54,7 +54,7 @@ def _probability(what: str) -> Key:
     return Key("float", 1.0, low=0.0, high=1.0, per_member=True, doc=f"probability that a training image {what}")
 
 
-ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "identity")
+ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "identity", "prelu", "maxout")
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 DATASET_NAMES = ("mnist-5k", "mnist", "fashion-mnist", "kmnist")
 PREPROCESS_NAMES = ("none", "minmax", "minmax-feature", "standardize", "pca-whiten", "zca-whiten")
@@ -83,6 +83,10 @@ SCHEMA: dict[str, Any] = {
         "hidden": Key("int_list", [100, 100], low=1, high=100_000, doc="hidden widths of an mlp"),
         "activation": Key("str", "relu", choices=ACTIVATION_NAMES),
         "slope": Key("float", 0.01, low=0.0, per_member=True, doc="leaky_relu slope"),
+        "prelu_init": Key("float", 0.25, per_member=True, doc="prelu: initial learned slope (He et al. 2015: 0.25)"),
+        "prelu_shared": Key("bool", False, doc="prelu: one slope per layer instead of one per unit"),
+        "maxout_pieces": Key("int", 2, low=2, high=64,
+                             doc="maxout: affine pieces per unit k (each hidden Linear is k times wider)"),
         "init": Key("str_or_table", "auto", doc="initializer name; 'auto' = He for ReLU-like, Xavier otherwise"),
         "init_scale": Key("float", 1.0, low=0.0, high=1e6, per_member=True),
         "input_dropout": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False, per_member=True,

@@ -47,8 +47,10 @@ from trainlab.nn import (
     Identity,
     LeakyReLU,
     Linear,
+    Maxout,
     Module,
     NoisyLinear,
+    PReLU,
     ReLU,
     Sequential,
     Sigmoid,
@@ -56,7 +58,7 @@ from trainlab.nn import (
     Tanh,
 )
 
-__all__ = ["Converter", "register_converter", "converter_for", "to_torch", "to_torch_population"]
+__all__ = ["Converter", "register_converter", "converter_for", "to_torch", "to_torch_population", "TorchMaxout"]
 
 #: ``(layer, member) -> torch.nn.Module``
 Converter = Callable[[Module, int], torch.nn.Module]
@@ -180,6 +182,36 @@ def _gelu(layer: GELU, member: int) -> torch.nn.Module:
 @register_converter(Softplus)
 def _softplus(layer: Softplus, member: int) -> torch.nn.Module:
     return torch.nn.Softplus(beta=_member_scalar(layer._p, member), threshold=layer.threshold)
+
+
+@register_converter(PReLU)
+def _prelu(layer: PReLU, member: int) -> torch.nn.Module:
+    a = layer.weight.data[member]
+    out = torch.nn.PReLU(num_parameters=a.shape[0], device=a.device, dtype=a.dtype)
+    with torch.no_grad():
+        out.weight.copy_(a)
+    return out
+
+
+class TorchMaxout(torch.nn.Module):
+    """Maxout for torch (which has none): ``(N, C*k, ...) -> (N, C, ...)``, the max over
+    each unit's ``k`` contiguous features/channels -- trainlab's :class:`~trainlab.nn.Maxout`
+    grouping. Autograd's backward of ``max`` routes to the arg-max piece, as trainlab's does."""
+
+    def __init__(self, pieces: int) -> None:
+        super().__init__()
+        self.pieces = int(pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(1, (x.shape[1] // self.pieces, self.pieces)).max(dim=2).values
+
+    def extra_repr(self) -> str:
+        return f"pieces={self.pieces}"
+
+
+@register_converter(Maxout)
+def _maxout(layer: Maxout, member: int) -> torch.nn.Module:
+    return TorchMaxout(layer.pieces)
 
 
 class _Scale(torch.nn.Module):

@@ -11,7 +11,8 @@ transferred and from-scratch members can train side by side in one population.
 
 :func:`freeze` stops layers from learning: their parameters get ``trainable=False``
 (the optimizer skips them: no update and no weight decay) and ``decay=False`` (no
-penalty), and BatchNorm layers keep their running statistics (``freeze_stats``).
+penalty), and BatchNorm layers keep their running statistics (``freeze_stats``);
+``freeze(..., frozen=False)`` puts back exactly what freezing changed.
 :func:`set_layer_lr` gives layers their own learning rate (a multiple of the
 optimizer's, e.g. 0.1 for early layers when fine-tuning).
 """
@@ -103,16 +104,46 @@ def _check_layers(model: Sequential, layers: Sequence[int]) -> None:
         raise ConfigError(f"layers {bad} do not exist; the model has layers 0..{len(model.layers) - 1}")
 
 
+#: attribute on a layer holding what :func:`freeze` changed, for the matching unfreeze
+_SAVED = "_freeze_saved"
+
+
 def freeze(model: Sequential, layers: Sequence[int], *, frozen: bool = True) -> None:
-    """No updates, no weight decay or penalty, BatchNorm statistics frozen, for these layers."""
+    """No updates, no weight decay or penalty, BatchNorm statistics frozen, for these layers.
+
+    Freezing remembers, per layer, each parameter's ``trainable`` and ``decay`` flags and a
+    BatchNorm's ``freeze_stats`` as they were; ``frozen=False`` puts back exactly those
+    values and changes nothing else (a weight the user had opted out of decay stays opted
+    out; a BatchNorm whose statistics the user had frozen stays frozen). Freezing a frozen
+    layer again keeps the first record. Unfreezing a layer that :func:`freeze` did not
+    freeze only makes its parameters trainable (the one thing "unfrozen" means) and leaves
+    ``decay`` and ``freeze_stats`` as they are.
+    """
     _check_layers(model, layers)
     for i in layers:
         layer = model.layers[i]
-        for p in layer.parameters():
-            p.trainable = not frozen
-            p.decay = (p.kind == "weight") and not frozen
-        if hasattr(layer, "freeze_stats"):
-            layer.freeze_stats = frozen
+        params = layer.parameters()
+        saved = getattr(layer, _SAVED, None)
+        if frozen:
+            if saved is None:
+                setattr(layer, _SAVED, {
+                    "params": [(p.trainable, p.decay) for p in params],  # by position
+                    "freeze_stats": getattr(layer, "freeze_stats", None),
+                })
+            for p in params:
+                p.trainable = False
+                p.decay = False
+            if hasattr(layer, "freeze_stats"):
+                layer.freeze_stats = True
+        elif saved is not None:
+            for p, (trainable, decay) in zip(params, saved["params"]):
+                p.trainable, p.decay = trainable, decay
+            if saved["freeze_stats"] is not None:
+                layer.freeze_stats = saved["freeze_stats"]
+            delattr(layer, _SAVED)
+        else:
+            for p in params:
+                p.trainable = True
 
 
 def set_layer_lr(model: Sequential, scales: Mapping[int, float]) -> None:

@@ -17,7 +17,8 @@ import re
 import pytest
 import torch
 
-from trainlab.experiments import REGISTRY
+from trainlab.experiments import BUILTIN, REGISTRY
+from trainlab.experiments._counts import total_checks
 from trainlab.report import reproduce, validate_results
 
 pytestmark = pytest.mark.slow
@@ -52,6 +53,8 @@ def test_quick_preset_runs_every_available_experiment_in_time(quick):
     available = [n for n in REGISTRY if REGISTRY[n].available()[0]]
     ran = [e["name"] for e in r["experiments"] if e["status"] in ("held", "did not hold")]
     assert ran == available
+    if ran == list(BUILTIN):  # the count the docs state (tests/docs_tests/test_counts.py)
+        assert r["summary"]["checks"] == total_checks()
     for e in r["experiments"]:
         if e["name"] in ran:
             assert e["seconds"] is not None and e["seconds"] > 0

@@ -14,7 +14,8 @@ import math
 import pytest
 import torch
 
-from trainlab.experiments import REGISTRY, Check, Figure, Preset, Result
+from trainlab.experiments import BUILTIN, REGISTRY, Check, Figure, Preset, Result
+from trainlab.experiments._counts import declared_checks
 
 AVAILABLE = [n for n in REGISTRY if REGISTRY[n].available()[0]]
 SMOKE_SECONDS = 60  # generous: each takes ~1-5 s on an idle core
@@ -35,6 +36,8 @@ def test_smoke_run_returns_a_valid_result(name, smoke_results):
     assert 0 < result.seconds < SMOKE_SECONDS
     assert result.settings["preset"] == "smoke" and result.settings["data"] == "mnist-5k"
     assert result.checks, "an experiment must measure at least one check"
+    if name in BUILTIN:  # the docs' counts (tests/docs_tests/test_counts.py) rely on this
+        assert len(result.checks) == declared_checks(BUILTIN[name]), "one Check(...) expression per check"
     for c in result.checks:
         assert isinstance(c, Check)
         assert c.name and c.claim and c.explanation

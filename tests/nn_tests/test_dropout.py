@@ -589,7 +589,7 @@ def test_mc_samples_dropconnect_too() -> None:
 def test_mc_errors() -> None:
     plain = Sequential([Linear(6, 4)])
     plain.build((6,), Population(1), dtype=DT)
-    with pytest.raises(ConfigError, match="MC dropout needs dropout layers .* Sequential has none"):
+    with pytest.raises(ConfigError, match="MC dropout needs stochastic layers .* Sequential has none"):
         mc_dropout_predict(plain, randn(3, 6, seed=1))
     model = mlp(0.5)
     with pytest.raises(ConfigError, match="mc_dropout_predict samples must be an integer >= 1, got 0"):

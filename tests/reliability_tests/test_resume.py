@@ -29,7 +29,7 @@ SETTINGS = ["--set", "data.train=500", "--set", "data.val=200", "--set", "data.t
             "--set", "train.epochs=8", "--set", "population.size=2", "--set", "model.dropout=[0.1, 0.3]",
             "--set", "model.norm=batchnorm", "--set", "optim.name=adam", "--set", "optim.lr=[0.001, 0.003]",
             "--set", "regularize.l2=0.0001", "--set", "early_stopping.enabled=true",
-            "--set", "early_stopping.patience=3", "--set", "train.eval_every=3", "--set", "model.hidden=[64, 64]"]
+            "--set", "early_stopping.patience=4", "--set", "train.eval_every=3", "--set", "model.hidden=[64, 64]"]
 
 
 def cli(*args: str, **kw) -> subprocess.CompletedProcess:

@@ -22,6 +22,7 @@ from trainlab.nn._norm import (
 )
 from trainlab.nn._noise import GaussianNoise, NoiseFamily, NoisyLinear
 from trainlab.nn._activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from trainlab.nn._learned_activations import Maxout, PReLU
 from trainlab.nn._linear import Linear
 from trainlab.nn._conv import Conv2d, SpatialDropout2d
 from trainlab.nn._pool import AvgPool2d, Flatten, GlobalAvgPool2d, MaxPool2d, StochasticPool2d
@@ -51,6 +52,8 @@ __all__ = [
     "ELU",
     "GELU",
     "Softplus",
+    "Maxout",
+    "PReLU",
     "Dropout",
     "DropConnectLinear",
     "DropoutFamily",

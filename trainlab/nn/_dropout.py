@@ -307,11 +307,54 @@ def _family_layers(model: Module) -> list[DropoutFamily]:
     return [m for m in _walk(model) if isinstance(m, DropoutFamily)]
 
 
-@contextlib.contextmanager
-def mc_dropout(model: Module) -> Iterator[list[DropoutFamily]]:
-    """Within the block, the dropout-family layers of ``model`` sample in eval mode.
+#: the kinds of stochastic layer Monte-Carlo prediction can sample, see :func:`mc_dropout`
+MC_KINDS = ("dropout", "pool", "noise")
 
-    Only those layers get ``mc = True``; the model is still called with
+
+def _stochastic_kind(layer: Module) -> str | None:
+    from trainlab.nn._noise import NoiseFamily  # these modules import this one
+    from trainlab.nn._pool import StochasticPool2d
+
+    if isinstance(layer, DropoutFamily):
+        return "dropout"
+    if isinstance(layer, StochasticPool2d):
+        return "pool"
+    if isinstance(layer, NoiseFamily):
+        return "noise"
+    return None
+
+
+def _mc_kinds(include: Any) -> tuple[str, ...]:
+    if include == "all":
+        return MC_KINDS
+    items = (include,) if isinstance(include, str) else tuple(include) if isinstance(include, (list, tuple)) else None
+    if not items or any(k not in MC_KINDS for k in items):
+        raise ConfigError(f"MC include must be 'all' or some of {', '.join(repr(k) for k in MC_KINDS)}, "
+                          f"got {include!r}")
+    return items
+
+
+def _layer_device(layer: Module) -> torch.device:
+    dev = getattr(layer, "device", None)
+    if dev is None:  # the noise layers keep their per-member std on the model's device
+        dev = layer.sigma.device
+    return torch.device(dev)
+
+
+@contextlib.contextmanager
+def mc_dropout(model: Module, *, include: str | Sequence[str] = "all") -> Iterator[list[Module]]:
+    """Within the block, the stochastic layers of ``model`` sample in eval mode.
+
+    ``include`` says which (default ``"all"``: every stochastic layer):
+
+    * ``"dropout"``: the dropout family (Dropout, SpatialDropout2d, DropConnectLinear);
+    * ``"pool"``: StochasticPool2d (a drawn position per window instead of the weighted average);
+    * ``"noise"``: GaussianNoise and NoisyLinear (fresh noise instead of none).
+
+    ``"all"`` is Gal & Ghahramani's Monte-Carlo estimate for a net trained with any of
+    these stochastic regularizers (each pass samples from the same distribution training
+    did); ``include="dropout"`` is MC dropout in the narrow sense (the behaviour before
+    issue 18). Only those layers get ``mc = True``; the model is still called with
     ``training=False``, so BatchNorm and every other layer stay in inference mode.
     On exit (normal or by exception) the flags return to their previous values and
     the members' generators to their state on entry: sampling for predictions never
@@ -319,16 +362,19 @@ def mc_dropout(model: Module) -> Iterator[list[DropoutFamily]]:
 
     Yields the layers it switched. Containers are searched through their ``layers``.
     """
-    layers = _family_layers(model)
+    kinds = _mc_kinds(include)
+    layers = [m for m in _walk(model) if _stochastic_kind(m) in kinds]
     if not layers:
-        raise ConfigError(f"MC dropout needs dropout layers (Dropout, DropConnectLinear), but "
+        names = {"dropout": "Dropout, DropConnectLinear", "pool": "StochasticPool2d",
+                 "noise": "GaussianNoise, NoisyLinear"}
+        raise ConfigError(f"MC dropout needs stochastic layers ({', '.join(names[k] for k in kinds)}), but "
                           f"{type(model).__name__} has none: every pass would give the same output")
     populations: dict[int, Population] = {}
     for layer in layers:
         pop = getattr(layer, "population", None)
         if pop is None:
             raise ConfigError("the model is not built yet: call model.build(input_shape, population) first")
-        pop.generators(layer.device)  # make sure the generators exist so their state can be restored
+        pop.generators(_layer_device(layer))  # make sure the generators exist so their state can be restored
         populations[id(pop)] = pop
     states = [(pop, pop.get_state()) for pop in populations.values()]
     flags = [layer.mc for layer in layers]
@@ -353,14 +399,16 @@ def _check_call(fn: str, x: torch.Tensor, samples: Any, batch_size: Any) -> None
 
 
 @torch.no_grad()
-def mc_dropout_samples(model: Module, x: torch.Tensor, *, samples: int = 50, batch_size: int = 1000) -> torch.Tensor:
+def mc_dropout_samples(model: Module, x: torch.Tensor, *, samples: int = 50, batch_size: int = 1000,
+                       include: str | Sequence[str] = "all") -> torch.Tensor:
     """Raw outputs of ``samples`` stochastic passes: ``(T, P, N, ...)`` for inputs ``(N, ...)``.
 
+    ``include`` chooses the stochastic layers that sample, as in :func:`mc_dropout`.
     Holds all ``T`` passes in memory; :func:`mc_dropout_predict` streams them instead.
     """
     _check_call("mc_dropout_samples", x, samples, batch_size)
     outs = []
-    with mc_dropout(model):
+    with mc_dropout(model, include=include):
         for i in range(0, x.shape[0], batch_size):
             xb = x[i:i + batch_size].unsqueeze(0)
             outs.append(torch.stack([model.forward(xb, training=False) for _ in range(samples)]))
@@ -392,13 +440,14 @@ def _entropy(q: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def mc_dropout_predict(model: Module, x: torch.Tensor, *, samples: int = 50,
-                       batch_size: int = 1000) -> tuple[torch.Tensor, MCUncertainty]:
+def mc_dropout_predict(model: Module, x: torch.Tensor, *, samples: int = 50, batch_size: int = 1000,
+                       include: str | Sequence[str] = "all") -> tuple[torch.Tensor, MCUncertainty]:
     """Monte-Carlo dropout (Gal & Ghahramani 2016): average ``samples`` stochastic passes.
 
     ``x`` is ``(N, ...)``, shared by every member; the model outputs logits ``(P, N, C)``.
-    Only the dropout-family layers sample (see :func:`mc_dropout`); everything else
-    runs in eval mode. Returns the mean softmax probabilities ``(P, N, C)`` and an
+    The stochastic layers chosen by ``include`` sample (default ``"all"``: dropout family,
+    StochasticPool2d and the noise layers; see :func:`mc_dropout`); everything else runs
+    in eval mode. Returns the mean softmax probabilities ``(P, N, C)`` and an
     :class:`MCUncertainty` (predictive entropy, variance of the winning class'
     probability, mutual information), in the model's dtype.
 
@@ -409,7 +458,7 @@ def mc_dropout_predict(model: Module, x: torch.Tensor, *, samples: int = 50,
     _check_call("mc_dropout_predict", x, samples, batch_size)
     means, ents, variances, infos = [], [], [], []
     out_dtype = None
-    with mc_dropout(model):
+    with mc_dropout(model, include=include):
         for i in range(0, x.shape[0], batch_size):
             xb = x[i:i + batch_size].unsqueeze(0)
             q0 = h0 = s1 = s2 = sh = None

@@ -36,6 +36,9 @@ class NoiseFamily:
     * ``last_noise``: the ``eps`` of the last training forward (``None`` after an eval one).
     """
 
+    #: when ``True`` the layer draws noise even in eval mode (``training=False``): set by
+    #: :func:`~trainlab.nn.mc_dropout` for Monte-Carlo prediction
+    mc: bool = False
     _fixed_eps: torch.Tensor | None = None
     _last_eps: torch.Tensor | None = None
 
@@ -98,7 +101,7 @@ class GaussianNoise(NoiseFamily, Module):
         return in_shape
 
     def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
-        if not training:
+        if not (training or self.mc):
             self._last_eps = None
             self._shared = False  # the output is x itself
             return x
@@ -158,7 +161,7 @@ class NoisyLinear(NoiseFamily, Linear):
         xb = x.expand(P, *x.shape[1:])
         self._x = xb
         self._shared = x.shape[0] == 1 and P > 1
-        if training:
+        if training or self.mc:
             eps = self._eps(self.population, tuple(W.shape[1:]), device=W.device, dtype=W.dtype)
             self._w = torch.addcmul(W, member_view(self.sigma, 3), eps)
         else:

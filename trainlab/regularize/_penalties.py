@@ -75,8 +75,9 @@ class L1(_Penalty):
 
     Plain (sub)gradient steps oscillate around zero and never reach it exactly.
     ``proximal=True`` instead applies the penalty as a proximal step after each
-    optimizer update (ISTA): ``w <- sign(w) * max(|w| - lr * alpha, 0)`` (soft
-    thresholding), which sets weights exactly to zero. With ``proximal=True`` the
+    optimizer update (ISTA): ``w <- sign(w) * max(|w| - lr * lr_scale * alpha, 0)`` (soft
+    thresholding at the parameter's own step, ``lr_scale`` being its per-layer rate factor),
+    which sets weights exactly to zero. With ``proximal=True`` the
     penalty is still reported in the loss, but no gradient is added.
     """
 
@@ -103,12 +104,14 @@ class L1(_Penalty):
     def after_step(self, optimizer: "Optimizer") -> None:
         if not self.proximal:
             return
-        # Threshold lr * alpha per member; an inactive member's lr counts as 0 (no change).
+        # The threshold is the parameter's effective step times alpha, lr * lr_scale * alpha, per
+        # member (the proximal operator of the step that parameter took); an inactive member's lr
+        # counts as 0 (no change), and so does a layer set to learn at 0x the rate.
         thr = optimizer.lr * self._alpha * optimizer.active.to(self._alpha.dtype)
         for _, p in self.params:
-            if not p.trainable:
+            if not p.trainable or p.lr_scale == 0.0:
                 continue
-            t = member_view(thr, p.data.ndim)
+            t = member_view(thr * p.lr_scale, p.data.ndim)
             p.data.copy_(torch.sign(p.data) * torch.clamp(p.data.abs() - t, min=0.0))
 
 
@@ -146,6 +149,10 @@ class MaxNorm(Regularizer):
     ``W[p, :, j]`` (norm over dim 1); a convolution weight ``(P, out, in, kh, kw)``
     -- filter ``o``'s weights ``W[p, o]`` (norm over dims 2, 3, 4). Biases are not
     constrained. ``c`` may differ per member.
+
+    The projection does not depend on the step size, but a parameter that does not
+    learn -- ``trainable=False`` or a per-layer rate of 0 (``lr_scale == 0``, e.g.
+    ``set_layer_lr(model, {0: 0.0})``) -- is left exactly as it is, as the optimizer leaves it.
     """
 
     def __init__(self, c: Number, *, layers: Sequence[int] | None = None) -> None:
@@ -169,7 +176,7 @@ class MaxNorm(Regularizer):
 
     def after_step(self, optimizer: "Optimizer") -> None:
         for _, p in self.params:
-            if not p.trainable:
+            if not p.trainable or p.lr_scale == 0.0:
                 continue
             c = member_view(self._c, p.data.ndim)
             norms = self.unit_norms(p.data)

@@ -13,9 +13,12 @@ __all__ = ["EarlyStopping"]
 
 
 class EarlyStopping(Callback):
-    """Stop each member when ``monitor`` has not improved for ``patience`` evaluations.
+    """Stop each member at its ``patience``-th evaluation in a row without improvement.
 
-    Improvement means ``value < best - min_delta`` (mode ``"min"``) or
+    The count is Keras' and Lightning's: with ``patience=2`` a member stops at the 2nd
+    evaluation without improvement (``patience=0`` and ``1`` both stop at the first).
+    (Before issue 18 trainlab stopped one evaluation later, at the ``patience + 1``-th;
+    ``patience + 1`` now gives that old behaviour.) Improvement means ``value < best - min_delta`` (mode ``"min"``) or
     ``value > best + min_delta`` (mode ``"max"``); ``mode="auto"`` picks ``max`` for
     accuracies and ``min`` otherwise. In a population every member stops on its own:
     a stopped member is no longer updated (its optimizer state freezes too) while
@@ -64,7 +67,9 @@ class EarlyStopping(Callback):
             idx = improved.nonzero().flatten().to(trainer.device)
             for k, v in trainer.model.state_dict().items():
                 self.best_state[k].index_copy_(0, idx, v.index_select(0, idx))
-        done = (self.wait > self.patience) & running
+        # Keras: wait += 1 on no improvement; stop once wait >= patience (and wait >= 1:
+        # an evaluation that improved never stops, whatever the patience)
+        done = (self.wait >= max(self.patience, 1)) & running
         if bool(done.any()):
             spe = trainer.steps_per_epoch
             for m in done.nonzero().flatten().tolist():

@@ -142,7 +142,10 @@ def build_model(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Sequential
     for width in model_cfg["hidden"]:
         layers.append(nn.Linear(None, width * pieces, init=init, init_scale=model_cfg["init_scale"]))
         if model_cfg["norm"] == "batchnorm":
-            layers.append(nn.BatchNorm(momentum=model_cfg["bn_momentum"], inference=model_cfg["bn_inference"]))
+            layers.append(nn.BatchNorm(momentum=model_cfg["bn_momentum"], inference=model_cfg["bn_inference"],
+                                       eps=model_cfg.get("bn_eps", 1e-5),
+                                       running_variance=model_cfg.get("bn_running_var", "unbiased"),
+                                       running_var_init=model_cfg.get("bn_running_var_init", 1.0)))
         elif model_cfg["norm"] == "layernorm":
             layers.append(nn.LayerNorm())
         layers.append(_activation(act, model_cfg))

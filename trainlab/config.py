@@ -100,6 +100,13 @@ SCHEMA: dict[str, Any] = {
                     doc="normalization between each hidden Linear and its activation (mlp)"),
         "bn_momentum": Key("float", 0.1, low=0.0, high=1.0, per_member=True,
                            doc="BatchNorm running-average momentum, PyTorch convention (weight of the new batch)"),
+        "bn_running_var": Key("str", "unbiased", choices=("unbiased", "biased"),
+                              doc="BatchNorm running variance: of the unbiased batch variance (torch) or the biased "
+                                  "one (Keras, the textbook)"),
+        "bn_running_var_init": Key("float", 1.0, low=0.0, high=1e6,
+                                   doc="BatchNorm running variance at the start (torch, Keras: 1; the textbook: 0)"),
+        "bn_eps": Key("float", 1e-5, low=0.0, low_inclusive=False, high=1.0,
+                      doc="BatchNorm eps in sqrt(var + eps) (torch 1e-5, Keras 1e-3, the textbook 1e-6)"),
         "bn_inference": Key("str", "running", choices=("running", "population"),
                             doc="BatchNorm statistics at inference: running averages or a pass over the training set"),
         "layers": Key("table_list", None, optional=True, doc="explicit layers for type = 'sequential'"),

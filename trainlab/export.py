@@ -252,17 +252,24 @@ def batchnorm_to_torch(layer: BatchNorm, member: int) -> torch.nn.Module:
     """
     C = layer.num_features
     ref = layer.running_mean
-    cls = torch.nn.BatchNorm1d if layer._ndim == 3 else torch.nn.BatchNorm2d
+    per_activation = layer._ndim == 5 and layer._dims == (1,)
+    if per_activation:
+        # statistics per (c, h, w): torch's BatchNorm1d over the flattened C*H*W features
+        shape = tuple(layer._stat_shape)
+        C = shape[0] * shape[1] * shape[2]
+    cls = torch.nn.BatchNorm1d if layer._ndim == 3 or per_activation else torch.nn.BatchNorm2d
     bn = cls(C, eps=layer.eps, momentum=float(layer._momentum[member]), affine=layer.affine,
              device=ref.device, dtype=ref.dtype)
     population = layer.inference == "population"
     with torch.no_grad():
         if layer.affine:
-            bn.weight.copy_(layer.gamma.data[member])
-            bn.bias.copy_(layer.beta.data[member])
-        bn.running_mean.copy_((layer.population_mean if population else layer.running_mean)[member])
-        bn.running_var.copy_((layer.population_var if population else layer.running_var)[member])
+            bn.weight.copy_(layer.gamma.data[member].reshape(-1))
+            bn.bias.copy_(layer.beta.data[member].reshape(-1))
+        bn.running_mean.copy_((layer.population_mean if population else layer.running_mean)[member].reshape(-1))
+        bn.running_var.copy_((layer.population_var if population else layer.running_var)[member].reshape(-1))
         bn.num_batches_tracked.fill_(int(layer.num_batches_tracked[member]))
+    if per_activation:
+        return torch.nn.Sequential(torch.nn.Flatten(), bn, torch.nn.Unflatten(1, shape))
     return bn
 
 

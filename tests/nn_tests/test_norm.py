@@ -620,7 +620,8 @@ def test_forward_shape_errors(layer, in_shape, x_shape, pattern) -> None:
 def test_settings_are_verbatim() -> None:
     bn = BatchNorm(momentum=[0.1, 0.2], inference="population")
     assert bn.settings() == dict(num_features=None, eps=1e-5, momentum=[0.1, 0.2], inference="population",
-                                 affine=True, freeze_stats=False)
+                                 affine=True, freeze_stats=False, running_variance="unbiased", running_var_init=1.0,
+                                 statistics="channel")
     bn.build((3,), Population(2))
     assert bn.settings()["num_features"] is None and bn.num_features == 3
     assert repr(GroupNorm(2, eps=1e-3)) == "GroupNorm(num_groups=2, num_channels=None, eps=0.001, affine=True)"

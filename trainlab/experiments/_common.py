@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 import functools
 from typing import Any
 
@@ -98,14 +98,16 @@ def splits(preset: Preset, *, train: int | None, val: int = 0, test: int | None 
 
 
 def mlp(P: int, hidden: Sequence[int], *, activation: str = "relu", init: Any = "he_normal",
-        init_scale: float | Sequence[float] | Sequence[Sequence[float]] = 1.0, batchnorm: bool = False,
+        init_scale: float | Sequence[float] | Sequence[Sequence[float]] = 1.0,
+        batchnorm: bool | Mapping[str, Any] = False,
         dropout: float | Sequence[float] | None = None, dropout_mode: str = "inverted", n_in: int = 784,
         n_out: int = 10, seed: int = 0, leaky_slope: float = 0.01, bias: bool = True,
         dtype: torch.dtype = torch.float32) -> nn.Sequential:
     """``Linear -> [BatchNorm] -> activation -> [Dropout]`` per hidden layer, then ``Linear``.
 
     ``init_scale`` is one number, one per member, or (per layer) a list with one entry
-    per Linear layer (each a number or one per member).
+    per Linear layer (each a number or one per member). ``batchnorm`` is True (torch's
+    BatchNorm defaults) or a mapping of BatchNorm settings (:func:`batch_norm_settings`).
     """
     from trainlab.nn._norm import BatchNorm
 
@@ -118,8 +120,8 @@ def mlp(P: int, hidden: Sequence[int], *, activation: str = "relu", init: Any = 
     layers: list[Module] = []
     for i, width in enumerate(hidden):
         layers.append(nn.Linear(None, width, init=init, init_scale=scales[i], bias=bias))
-        if batchnorm:
-            layers.append(BatchNorm())
+        if batchnorm is not False and batchnorm is not None:
+            layers.append(BatchNorm(**(dict(batchnorm) if isinstance(batchnorm, Mapping) else {})))
         layers.append(nn.LeakyReLU(leaky_slope) if activation == "leaky_relu" else _ACTIVATIONS[activation]())
         if dropout is not None:
             layers.append(nn.Dropout(dropout, mode=dropout_mode))
@@ -127,6 +129,16 @@ def mlp(P: int, hidden: Sequence[int], *, activation: str = "relu", init: Any = 
     model = nn.Sequential(layers)
     model.build((n_in,), Population(P, seed=seed), dtype=dtype)
     return model
+
+
+def batch_norm_settings(preset: Preset) -> dict[str, Any]:
+    """BatchNorm settings for ``preset``: the textbook's own BN at the textbook preset
+    (``common/layers.py`` BatchNormalization: keep-momentum 0.9 = torch momentum 0.1, biased
+    running variance starting at 0, eps 10e-7 = 1e-6, per-activation statistics; see
+    :func:`trainlab.nn.textbook_batch_norm`), torch's defaults otherwise."""
+    if preset.name == "textbook":
+        return dict(eps=1e-6, momentum=0.1, running_variance="biased", running_var_init=0.0, statistics="activation")
+    return {}
 
 
 def linear_layers(model: nn.Sequential) -> list[nn.Linear]:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from trainlab import nn
-from trainlab.experiments._common import mlp, splits, tolist
+from trainlab.experiments._common import batch_norm_settings, mlp, splits, tolist
 from trainlab.experiments._core import Check, Experiment, Figure, Preset, Result
 from trainlab.optim import SGD
 from trainlab.train import Callback, Trainer
@@ -129,8 +129,9 @@ def run(preset: Preset) -> Result:
     curves, final, diverged = {}, {}, {}
     spe = -(-s["train"] // s["batch_size"])
     for label, bn in (("without BN", False), ("with BN", True)):
-        model = mlp(len(scales), s["hidden"], activation="relu", init="normal", init_scale=scales, batchnorm=bn,
-                    seed=preset.seed)
+        # the textbook preset uses the textbook's own BN (biased running variance from 0, eps 1e-6, ...)
+        model = mlp(len(scales), s["hidden"], activation="relu", init="normal", init_scale=scales,
+                    batchnorm=batch_norm_settings(preset) if bn else False, seed=preset.seed)
         h = Trainer(model, nn.SoftmaxCrossEntropy(), SGD(model.parameters(), lr=s["lr"]), epochs=s["epochs"],
                     batch_size=s["batch_size"], seed=preset.seed, eval_every=spe).fit(data.train)
         curves[label] = h["train_acc"]

@@ -19,6 +19,7 @@ from trainlab.nn._norm import (
     momentum_from_keras,
     momentum_to_keras,
     recompute_running_statistics,
+    textbook_batch_norm,
 )
 from trainlab.nn._noise import GaussianNoise, NoiseFamily, NoisyLinear
 from trainlab.nn._activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
@@ -70,6 +71,7 @@ __all__ = [
     "recompute_running_statistics",
     "momentum_from_keras",
     "momentum_to_keras",
+    "textbook_batch_norm",
     "GaussianNoise",
     "NoisyLinear",
     "NoiseFamily",

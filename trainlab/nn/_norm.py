@@ -41,6 +41,7 @@ __all__ = [
     "InstanceNorm",
     "momentum_from_keras",
     "momentum_to_keras",
+    "textbook_batch_norm",
     "batch_norm_layers",
     "compute_population_statistics",
     "recompute_running_statistics",
@@ -187,6 +188,16 @@ class BatchNorm(_Normalization):
     / :func:`momentum_to_keras`; a momentum above 0.5 draws a warning, since it most
     likely follows the other convention. ``momentum`` may differ per member.
 
+    ``running_variance="biased"`` averages the biased ``var_B`` instead (Keras, the textbook);
+    ``running_var_init`` is the running variance's start (1 as torch and Keras; the textbook
+    starts it at 0, like the running mean). ``statistics="activation"`` normalizes conv maps
+    ``(C, H, W)`` per activation -- each ``(c, h, w)`` over the ``N`` examples only, with gamma,
+    beta and the running statistics of shape ``(C, H, W)`` -- as the textbook's
+    ``BatchNormalization`` does (it reshapes ``(N, C, H, W)`` to ``(N, C*H*W)``); the default
+    ``"channel"`` shares them over ``H, W`` (Ioffe & Szegedy's conv BN, torch's ``BatchNorm2d``).
+    For flat inputs the two are the same. :func:`textbook_batch_norm` gives all of the
+    textbook's settings at once.
+
     Inference (``training=False``) uses fixed statistics ``E[x]``, ``Var[x]`` folded
     into one affine map per channel::
 
@@ -223,6 +234,14 @@ class BatchNorm(_Normalization):
         Learn gamma (starts at 1) and beta (starts at 0), each ``(P, C)``.
     freeze_stats:
         Use and keep the running statistics, also in training.
+    running_variance:
+        ``"unbiased"`` (torch: ``var_B m/(m-1)``) or ``"biased"`` (Keras, the textbook: ``var_B``)
+        in the running variance.
+    running_var_init:
+        The running variance's initial value (and its value after a reset): 1 (torch, Keras)
+        or 0 (the textbook).
+    statistics:
+        ``"channel"`` or ``"activation"`` (conv inputs only; see above).
 
     Buffers: ``running_mean``, ``running_var`` (start 0 and 1), ``num_batches_tracked``
     (``(P,)``), ``population_mean``, ``population_var`` and ``population_batches``
@@ -233,8 +252,18 @@ class BatchNorm(_Normalization):
 
     def __init__(self, num_features: int | None = None, *, eps: float = 1e-5,
                  momentum: float | Sequence[float] = 0.1, inference: str = "running", affine: bool = True,
-                 freeze_stats: bool = False) -> None:
+                 freeze_stats: bool = False, running_variance: str = "unbiased", running_var_init: float = 1.0,
+                 statistics: str = "channel") -> None:
         _check_size(num_features, "num_features", "BatchNorm")
+        if running_variance not in ("unbiased", "biased"):
+            raise ConfigError(f"BatchNorm running_variance must be 'unbiased' (torch) or 'biased' (Keras, the "
+                              f"textbook), got {running_variance!r}")
+        if (not isinstance(running_var_init, (int, float)) or isinstance(running_var_init, bool)
+                or not math.isfinite(running_var_init) or running_var_init < 0):
+            raise ConfigError(f"BatchNorm running_var_init must be a number >= 0, got {running_var_init!r}")
+        if statistics not in ("channel", "activation"):
+            raise ConfigError(f"BatchNorm statistics must be 'channel' (per channel, over N, H, W) or 'activation' "
+                              f"(per (c, h, w), over N: the textbook's), got {statistics!r}")
         _check_eps(eps, "BatchNorm")
         if inference not in ("running", "population"):
             raise ConfigError(f"BatchNorm inference must be 'running' or 'population', got {inference!r}")
@@ -250,7 +279,11 @@ class BatchNorm(_Normalization):
                 f"momentum_from_keras({float(values.max()):g}) = {1.0 - float(values.max()):g}.",
                 UserWarning, stacklevel=2)
         self._settings = dict(num_features=num_features, eps=eps, momentum=momentum, inference=inference,
-                              affine=affine, freeze_stats=freeze_stats)
+                              affine=affine, freeze_stats=freeze_stats, running_variance=running_variance,
+                              running_var_init=running_var_init, statistics=statistics)
+        self.running_variance = running_variance
+        self.running_var_init = float(running_var_init)
+        self.statistics = statistics
         self.num_features = num_features
         self.eps = float(eps)
         self.momentum = momentum
@@ -276,16 +309,21 @@ class BatchNorm(_Normalization):
                               f"(per-example shape {in_shape})")
         P = population.size
         self._ndim = len(in_shape) + 2
-        self._dims = (1,) if len(in_shape) == 1 else (1, 3, 4)
-        self._build_affine(P, (C,), (1, C) + (1,) * (len(in_shape) - 1), device, dtype)
+        per_activation = self.statistics == "activation" and len(in_shape) == 3
+        self._dims = (1,) if len(in_shape) == 1 or per_activation else (1, 3, 4)
+        # the shape of gamma, beta and every statistic, per member
+        self._stat_shape = in_shape if per_activation else (C,)
+        view = (1,) + in_shape if per_activation else (1, C) + (1,) * (len(in_shape) - 1)
+        self._build_affine(P, self._stat_shape, view, device, dtype)
         self._momentum = member_values(self.momentum, P, name="BatchNorm momentum", dtype=dtype, device=device,
                                        low=0.0, high=1.0)
         kw = dict(device=device, dtype=dtype)
-        self.running_mean = torch.zeros(P, C, **kw)
-        self.running_var = torch.ones(P, C, **kw)
+        S = (P,) + self._stat_shape
+        self.running_mean = torch.zeros(S, **kw)
+        self.running_var = torch.full(S, self.running_var_init, **kw)
         self.num_batches_tracked = torch.zeros(P, dtype=torch.int64, device=device)
-        self.population_mean = torch.zeros(P, C, **kw)
-        self.population_var = torch.ones(P, C, **kw)
+        self.population_mean = torch.zeros(S, **kw)
+        self.population_var = torch.ones(S, **kw)
         self.population_batches = torch.zeros(P, dtype=torch.int64, device=device)
         self._active = None
         self._cache: tuple[Any, ...] = ("done",)
@@ -315,8 +353,8 @@ class BatchNorm(_Normalization):
         return f"(P, N, {C})" if self._ndim == 3 else f"(P, N, {C}, H, W)"
 
     def _batch_stats_input(self, x: torch.Tensor) -> int:
-        """The number ``m`` of values per channel; raises for a batch of one."""
-        m = x.shape[1] * (x.shape[3] * x.shape[4] if x.ndim == 5 else 1)
+        """The number ``m`` of values per channel (per activation); raises for a batch of one."""
+        m = x.shape[1] * (x.shape[3] * x.shape[4] if x.ndim == 5 and self._dims != (1,) else 1)
         if m < 2:
             where = "N=1" if x.ndim == 3 else f"N={x.shape[1]} and H*W={x.shape[3] * x.shape[4]}"
             raise ConfigError(
@@ -391,10 +429,12 @@ class BatchNorm(_Normalization):
     # ---- statistics -------------------------------------------------------------------
     def _record(self, mean: torch.Tensor, var: torch.Tensor, m: int) -> None:
         """Use a training batch's statistics (``mean``, biased ``var``; ``(P or 1, 1, C, ...)``)."""
-        C = self.num_features
-        mean = mean.reshape(mean.shape[0], C)
-        var = var.reshape(var.shape[0], C)
+        S = self._stat_shape
+        mean = mean.reshape((mean.shape[0],) + S)
+        var = var.reshape((var.shape[0],) + S)
         unbiased = var * (m / (m - 1))
+        # what the running variance averages: torch's unbiased var_B m/(m-1), or Keras'/the textbook's var_B
+        tracked = unbiased if self.running_variance == "unbiased" else var
         if self._collect == "population":
             # sums in float64, divided once at the end of the pass
             self._pop_sum_mean += mean.double()
@@ -405,21 +445,23 @@ class BatchNorm(_Normalization):
         self.num_batches_tracked += 1 if active is None else active.long()
         if self._collect == "cumulative":
             # PyTorch's momentum=None: the k-th batch gets weight 1/k, an equal-weight average
-            factor = (1.0 / self.num_batches_tracked.clamp(min=1).to(self.running_mean.dtype)).unsqueeze(1)
+            factor = 1.0 / self.num_batches_tracked.clamp(min=1).to(self.running_mean.dtype)
         else:
-            factor = self._momentum.unsqueeze(1)
+            factor = self._momentum
+        factor = factor.reshape((-1,) + (1,) * len(S))
         new_mean = (1.0 - factor) * self.running_mean + factor * mean
-        new_var = (1.0 - factor) * self.running_var + factor * unbiased
+        new_var = (1.0 - factor) * self.running_var + factor * tracked
         if active is not None:
-            new_mean = torch.where(active.unsqueeze(1), new_mean, self.running_mean)
-            new_var = torch.where(active.unsqueeze(1), new_var, self.running_var)
+            on = active.reshape((-1,) + (1,) * len(S))
+            new_mean = torch.where(on, new_mean, self.running_mean)
+            new_var = torch.where(on, new_var, self.running_var)
         self.running_mean.copy_(new_mean)
         self.running_var.copy_(new_var)
 
     def _begin_pass(self, kind: str) -> None:
         self._collect = kind
         if kind == "population":
-            shape = (self.population_size, self.num_features)
+            shape = (self.population_size,) + self._stat_shape
             self._pop_sum_mean = torch.zeros(shape, dtype=torch.float64, device=self.running_mean.device)
             self._pop_sum_var = torch.zeros(shape, dtype=torch.float64, device=self.running_mean.device)
             self._pop_count = 0
@@ -436,9 +478,10 @@ class BatchNorm(_Normalization):
         self._pop_sum_mean = self._pop_sum_var = None
 
     def reset_running_statistics(self) -> None:
-        """``running_mean = 0``, ``running_var = 1``, ``num_batches_tracked = 0`` (torch's ``reset_running_stats``)."""
+        """``running_mean = 0``, ``running_var = running_var_init`` (1 by default), ``num_batches_tracked = 0``
+        (torch's ``reset_running_stats``)."""
         self.running_mean.zero_()
-        self.running_var.fill_(1.0)
+        self.running_var.fill_(self.running_var_init)
         self.num_batches_tracked.zero_()
 
 
@@ -654,6 +697,28 @@ def _convert_momentum(m: float | Sequence[float], name: str) -> float | list[flo
     vals = member_values(m, len(m) if many else 1, name=name, dtype=torch.float64, low=0.0, high=1.0).tolist()
     out = [1.0 - v for v in vals]
     return out if many else out[0]
+
+
+def textbook_batch_norm(**overrides: Any) -> "BatchNorm":
+    """The textbook's ``BatchNormalization`` (Saito, *Deep Learning from Scratch*, ``common/layers.py``).
+
+    Its forward, per activation (a conv input is reshaped to ``(N, C*H*W)`` first)::
+
+        mu = x.mean(axis=0); xc = x - mu; var = mean(xc**2, axis=0)      # biased
+        xn = xc / sqrt(var + 10e-7)                                       # eps 10e-7 = 1e-6
+        running_mean = momentum * running_mean + (1 - momentum) * mu      # momentum = 0.9
+        running_var  = momentum * running_var  + (1 - momentum) * var     # biased var
+        # running_mean, running_var start at zeros; test: (x - running_mean) / sqrt(running_var + 10e-7)
+
+    In trainlab's (torch's) convention: ``momentum=0.1`` (the textbook's 0.9 is the weight of
+    the OLD value), ``running_variance="biased"``, ``running_var_init=0``, ``eps=1e-6``
+    (the textbook writes ``10e-7``, which is 1e-6, added inside the square root as trainlab
+    does), ``statistics="activation"``. ``overrides`` change any of them.
+    """
+    kw: dict[str, Any] = dict(eps=1e-6, momentum=0.1, running_variance="biased", running_var_init=0.0,
+                              statistics="activation")
+    kw.update(overrides)
+    return BatchNorm(**kw)
 
 
 def momentum_from_keras(momentum: float | Sequence[float]) -> float | list[float]:

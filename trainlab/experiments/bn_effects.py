@@ -168,7 +168,8 @@ def run(preset: Preset) -> Result:
               f"300-image set-up ({s['gap_epochs']} epochs, {G} seeds): without BN train "
               f"{gap['without BN']['train_acc']:.3f}, test {gap['without BN']['test_acc']:.3f} (gap "
               f"{gap['without BN']['gap']:.3f}); with BN train {gap['with BN']['train_acc']:.3f}, test "
-              f"{gap['with BN']['test_acc']:.3f} (gap {gap['with BN']['gap']:.3f}; with population statistics instead of "
+              f"{gap['with BN']['test_acc']:.3f} (gap {gap['with BN']['gap']:.3f}; with population statistics "
+              f"instead of "
               f"the running averages: test {gap['with BN']['test_acc_population_stats']:.3f})."
               + ("" if gap_reduction >= 0.01 else
                  " On 300 images the claim did not hold: the BN net memorized its training images as well and "
@@ -212,7 +213,8 @@ def run(preset: Preset) -> Result:
         Check("with gamma and beta the BN-sigmoid net is more accurate",
               "Letting BN rescale and shift (gamma, beta) restores the sigmoid's nonlinearity, and with it accuracy.",
               acc_gain, 0.005, ">=",
-              f"Test accuracy with gamma/beta {yes['test_acc']:.3f}, without {no['test_acc']:.3f} ({acc_gain * 100:+.1f} "
+              f"Test accuracy with gamma/beta {yes['test_acc']:.3f}, without {no['test_acc']:.3f} "
+              f"({acc_gain * 100:+.1f} "
               f"points; train {yes['train_acc']:.3f} vs {no['train_acc']:.3f})."
               + ("" if acc_gain >= 0.005 else
                  f" It did not hold here: with gamma and beta the net stayed almost as near-linear (share "
@@ -247,8 +249,8 @@ def plot(result: Result) -> list[Figure]:
     fig2, ax = plt.subplots(figsize=(6.5, 3.6))
     edges = np.linspace(-6, 6, 49)
     for label, c in (("without gamma, beta", "C1"), ("with gamma, beta", "C0")):
-        ax.stairs(A["gb"][label]["hist"], edges, color=c, lw=1.5, label=f"{label}: {A['gb'][label]['linear_share']:.0%} "
-                                                                           "in |x| < 1")
+        share = A["gb"][label]["linear_share"]
+        ax.stairs(A["gb"][label]["hist"], edges, color=c, lw=1.5, label=f"{label}: {share:.0%} in |x| < 1")
     ax.axvspan(-1, 1, color="gray", alpha=0.15)
     ax.set_xlabel("input of the sigmoid (clipped to +-6)")
     ax.set_ylabel("count")

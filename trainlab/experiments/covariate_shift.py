@@ -76,8 +76,8 @@ def run(preset: Preset) -> Result:
     def row(a: dict) -> str:
         return ", ".join(f"{k} {v:.3f}" for k, v in a.items())
 
-    table = (f"Test accuracy ({s['seeds']} seeds) -- min-max: {row(mm)}; standardized with train statistics: {row(st)}; "
-             f"per-image standardization: {row(pi)}.")
+    table = (f"Test accuracy ({s['seeds']} seeds) -- min-max: {row(mm)}; standardized with train statistics: "
+             f"{row(st)}; per-image standardization: {row(pi)}.")
     checks = [
         # 5 points of 1,000 test images is far beyond seed noise (~0.5 point): a real drop.
         Check("a shifted test distribution lowers accuracy",

@@ -9,7 +9,8 @@ same net with tanh units.
 1. Active share: a 784-100x3-10 ReLU net with He init (biases 0) on 1,000 MNIST
    images; a unit is active on an image when its pre-activation is > 0.
 2. Epochs to a training error: 784-100-100-10 nets with ReLU, PReLU, Maxout (2
-   pieces per unit) (He init), sigmoid and tanh (Xavier ``1/sqrt(n)``), plain SGD, batch 100. Each activation gets its own
+   pieces per unit) (He init), sigmoid and tanh (Xavier ``1/sqrt(n)``), plain SGD, batch 100.
+   Each activation gets its own
    population over learning rates (as Krizhevsky et al. chose "the largest learning
    rate" for each net separately), and its best rate is the one that reaches the
    target training error in the fewest epochs; the ratio of those epoch counts is the

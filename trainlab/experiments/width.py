@@ -63,7 +63,8 @@ def run(preset: Preset) -> Result:
     ]
     numbers = {"rows": tolist(rows), "best_wide_minus_best_narrow": diff}
     return Result(name="width", preset=preset.name, settings=s, numbers=numbers, checks=checks, arrays={"rows": rows},
-                  summary=f"test acc by first-layer width: " + ", ".join(f"{r['width']} {r['test_acc']:.3f}" for r in rows))
+                  summary="test acc by first-layer width: "
+                          + ", ".join(f"{r['width']} {r['test_acc']:.3f}" for r in rows))
 
 
 def plot(result: Result) -> list[Figure]:

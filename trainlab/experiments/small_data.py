@@ -99,7 +99,11 @@ def run(preset: Preset) -> Result:
         Check("with more data the MLP overtakes the random forest",
               "As the training set grows, the network's capacity pays off and it ends ahead of the random forest.",
               rows[-1]["mlp"] - rows[-1]["forest"], 0.01, ">=",
-              f"At {rows[-1]['size']} images: MLP {rows[-1]['mlp']:.3f}, forest {rows[-1]['forest']:.3f}. {where}"),
+              f"At {rows[-1]['size']} images: MLP {rows[-1]['mlp']:.3f}, forest {rows[-1]['forest']:.3f}. {where}"
+              + ("" if rows[-1]["mlp"] - rows[-1]["forest"] >= 0.01 else
+                 f" It did not hold up to {rows[-1]['size']} images, the most the embedded pool leaves: the two are "
+                 f"within {abs(rows[-1]['diff']) * 100:.1f} points there, after the forest led at the middle sizes. "
+                 "The textbook preset (full MNIST) goes to 59,000.")),
     ]
     numbers = {"sizes": sizes, "rows": tolist(rows), "crossing": list(cross) if cross else None}
     return Result(name="small-data", preset=preset.name, settings=s, numbers=numbers, checks=checks,

@@ -202,7 +202,8 @@ def test_forbidden_transforms_are_a_clear_error() -> None:
         Augmenter([Geometric(hflip=True)], population=pop, dataset="mnist-5k")
     assert str(e.value) == (
         "augment: hflip is not label-preserving for mnist-5k (a mirrored digit can read as another digit, or as "
-        "none); its label-preserving transforms are: rotate, scale, shift. Leave hflip out, or set force=True "
+        "none); its label-preserving transforms are: elastic, rotate, scale, shift. Leave hflip out, or set "
+        "force=True "
         "(config: augment.force = true) to use it anyway")
     with pytest.raises(ConfigError) as e:
         Augmenter([Geometric(rotate=[10, 90])], population=Population(2), dataset="mnist")

@@ -200,12 +200,43 @@ def test_config_activation_prelu_and_maxout_build_the_expected_layers() -> None:
         resolve_config({"model": {"activation": "maxout", "maxout_pieces": 1}})
 
 
-def test_prelu_slope_learns_and_is_not_decayed_by_default() -> None:
-    from trainlab.regularize import L2
-    from trainlab.regularize._base import select_parameters
+def test_prelu_slope_is_not_decayed_by_default_and_learns() -> None:
+    from trainlab.optim import SGD
+    from trainlab.regularize import select_parameters
+
     model = Sequential([Linear(3, 4), PReLU(None)])
     model.build((3,), Population(1), dtype=DT)
-    names = [n for n, _ in select_parameters(model, include_1d=True)]
+    names = [n for n, _ in select_parameters(model, include_1d=True)]  # what L1/L2 penalize
     assert "1.weight" not in names and "0.weight" in names
     assert model.layers[1].weight.kind == "slope" and not model.layers[1].weight.decay
-    assert L2  # the penalty selects through select_parameters
+    before = model.layers[1].weight.data.clone()
+    x = -torch.ones(1, 2, 3, dtype=DT)
+    model.layers[0].weight.data.fill_(1.0)  # all pre-activations negative: the slope gets a gradient
+    y = model.forward(x, training=True)
+    model.backward(torch.ones_like(y))
+    SGD(model.parameters(), lr=0.1, weight_decay=0.5).step()
+    assert not torch.equal(model.layers[1].weight.data, before)
+    # coupled decay skips it (decay=False): the step is exactly -lr * grad
+    torch.testing.assert_close(model.layers[1].weight.data, before - 0.1 * model.layers[1].weight.grad)
+
+
+def test_save_and_load_a_model_with_maxout_prelu_and_textbook_bn(tmp_path) -> None:
+    from trainlab.io import load_model, save_model
+    from trainlab.nn import Flatten, textbook_batch_norm
+
+    m = Sequential([Conv2d(1, 4, 3, padding=1), textbook_batch_norm(), Maxout(2), PReLU(None, init=[0.1, 0.2]),
+                    Flatten(), Linear(None, 6), PReLU(1)])
+    m.build((1, 4, 4), Population(2), dtype=DT)
+    m.forward(randn(1, 5, 1, 4, 4, seed=20), training=True)  # running statistics with values
+    save_model(tmp_path, m)
+    loaded = load_model(tmp_path).model
+    x = randn(1, 3, 1, 4, 4, seed=21)
+    assert torch.equal(loaded.forward(x, training=False), m.forward(x, training=False))
+    assert loaded.layers[1].settings() == m.layers[1].settings()
+
+
+def test_conv_block_with_a_prelu_layer_uses_he_init() -> None:
+    from trainlab.nn import conv_block
+
+    layers = conv_block(1, 4, activation=PReLU(None))
+    assert layers[0].initializer.name == "he_normal" and isinstance(layers[2], PReLU)

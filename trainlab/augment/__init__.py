@@ -17,6 +17,7 @@ Config: the ``[augment]`` table (see :func:`from_config`). Each technique's page
 
 from trainlab.augment._augmenter import Augmenter, from_config
 from trainlab.augment._base import Transform, sample_beta, soft_targets, stream_seed
+from trainlab.augment._elastic import Elastic
 from trainlab.augment._erase import Cutout, InputNoise
 from trainlab.augment._geometric import LABEL_PRESERVING_LIMITS, Geometric, check_label_preserving
 from trainlab.augment._mix import CutMix, Mixup
@@ -27,6 +28,7 @@ __all__ = [
     "from_config",
     "Transform",
     "Geometric",
+    "Elastic",
     "Cutout",
     "InputNoise",
     "Mixup",

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from trainlab.augment._base import Transform
+from trainlab.augment._elastic import Elastic
 from trainlab.augment._erase import Cutout, InputNoise
 from trainlab.augment._geometric import Geometric, check_label_preserving
 from trainlab.augment._mix import CutMix, Mixup
@@ -79,7 +80,7 @@ class Augmenter:
 
             info = get_dataset_info(dataset)
             for t in transforms:
-                if isinstance(t, (Geometric, RandAugment)):
+                if isinstance(t, (Geometric, RandAugment, Elastic)):
                     check_label_preserving(t, info, force=force)  # type: ignore[arg-type]
         if image_shape is None and info is not None:
             image_shape = info.image_shape
@@ -157,9 +158,10 @@ def from_config(cfg: Mapping[str, Any], population: Population, *, dataset: str 
 
     Keys (each number may be a list with one value per member): ``policy_ops`` (RandAugment's
     N), ``policy_magnitude`` (its M), ``rotate`` (degrees), ``shift`` (pixels), ``scale``
-    (relative zoom), ``hflip``, ``force``, ``cutout`` (pixels), ``mixup`` (alpha),
+    (relative zoom), ``hflip``, ``rot90``, ``elastic`` (alpha), ``elastic_sigma``, ``force``, ``cutout`` (pixels),
+    ``mixup`` (alpha),
     ``cutmix`` (alpha), ``noise`` (std), and the probabilities ``rotate_p``, ``shift_p``,
-    ``scale_p``, ``cutout_p``, ``noise_p``. Order: RandAugment, Geometric, CutMix, Mixup,
+    ``scale_p``, ``elastic_p``, ``cutout_p``, ``noise_p``. Order: RandAugment, Geometric, Elastic, CutMix, Mixup,
     Cutout, InputNoise. The policy draws from the label-preserving ops of ``dataset``
     (:func:`~trainlab.augment.policy_ops_for`).
     """
@@ -176,11 +178,14 @@ def from_config(cfg: Mapping[str, Any], population: Population, *, dataset: str 
                 info = get_dataset_info(dataset)
             transforms.append(RandAugment(cfg["policy_ops"], cfg.get("policy_magnitude", 5.0),
                                           ops=policy_ops_for(info)))
-        if on(cfg.get("rotate")) or on(cfg.get("shift")) or on(cfg.get("scale")) or cfg.get("hflip", False):
+        if (on(cfg.get("rotate")) or on(cfg.get("shift")) or on(cfg.get("scale")) or cfg.get("hflip", False)
+                or cfg.get("rot90", False)):
             transforms.append(Geometric(rotate=cfg.get("rotate", 0.0), shift=cfg.get("shift", 0.0),
                                         scale=cfg.get("scale", 0.0), hflip=cfg.get("hflip", False),
                                         rotate_p=cfg.get("rotate_p", 1.0), shift_p=cfg.get("shift_p", 1.0),
-                                        scale_p=cfg.get("scale_p", 1.0)))
+                                        scale_p=cfg.get("scale_p", 1.0), rot90=cfg.get("rot90", False)))
+        if on(cfg.get("elastic")):
+            transforms.append(Elastic(cfg["elastic"], cfg.get("elastic_sigma", 4.0), p=cfg.get("elastic_p", 1.0)))
     except ConfigError as e:
         raise ConfigError(f"config: augment: {e}") from None
     if on(cfg.get("cutmix")):

@@ -20,7 +20,7 @@ BLOCK_ACTIVATIONS: dict[str, type[Module]] = {
     "sigmoid": Sigmoid, "tanh": Tanh, "identity": Identity,
 }
 BLOCK_NORMS = ("batchnorm", "groupnorm", "instancenorm", "none")
-_RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "softplus"}
+_RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "softplus", "prelu", "maxout"}  # names; a layer object: its class name
 
 
 def conv_block(

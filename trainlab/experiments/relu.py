@@ -171,7 +171,9 @@ def plot(result: Result) -> list[Figure]:
     return [Figure(fig, "training error per epoch: ReLU, tanh, sigmoid",
                    "Each curve is the training error of the same net with a different activation, each at the "
                    "learning rate that reached the dotted line soonest (as Krizhevsky et al. tuned each net "
-                   f"separately). Epochs to reach it: {n['epochs_to_target']}. At initialization, {act} of the "
+                   "separately). Epochs to reach it: "
+                   + ", ".join(f"{k} {'never' if v is None else f'{v:.0f}'}" for k, v in n["epochs_to_target"].items())
+                   + f". At initialization, {act} of the "
                    "ReLU units are active per layer (half, as the note says): ReLU's gradient is 1 on that half and "
                    "never shrinks, while sigmoid's is at most 1/4.")]
 

@@ -21,7 +21,6 @@ same net with tanh units.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from trainlab import nn
 from trainlab.experiments._common import activation_outputs, mlp, splits, tolist

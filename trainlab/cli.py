@@ -58,9 +58,14 @@ class TrainCommand(Command):
 
     def add_arguments(self, p):
         p.add_argument("config", nargs="?", default=None, help="TOML config file (see examples/)")
-        p.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
+        p.add_argument("--out", default=None, help="run directory, missing or empty (default: a new "
+                       "runs/<config name>-<date>-<time>)")
         p.add_argument("--resume", metavar="DIR", default=None,
                        help="continue an interrupted run in DIR from its last checkpoint")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --out (only once the new run's first checkpoint exists)")
+        p.add_argument("--data-dir", default=None, metavar="DIR",
+                       help="folder with the data set's files already downloaded (sets data.data_dir)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set optim.lr=0.1 (repeatable)")
         p.add_argument("--device", default=None, help="cpu or cuda (overrides the config's device)")
@@ -71,7 +76,10 @@ class TrainCommand(Command):
         from trainlab.config import load_config
         from trainlab.run import train_run
 
-        overrides = list(args.overrides) + ([f"device={json.dumps(args.device)}"] if args.device else [])
+        overrides = list(args.overrides) + ([f"device={json.dumps(args.device)}"] if args.device else []) \
+            + ([f"data.data_dir={json.dumps(str(args.data_dir))}"] if args.data_dir else [])
+        if args.resume and args.overwrite:
+            raise TrainlabError("--resume continues a run and --overwrite replaces one; give only one of them")
         if args.resume:
             if args.out and Path(args.out) != Path(args.resume):
                 raise TrainlabError("--resume DIR continues the run in DIR; leave out --out (or give the same DIR)")
@@ -83,10 +91,17 @@ class TrainCommand(Command):
             if args.config is None:
                 raise TrainlabError("train needs a CONFIG file (or --resume DIR)")
             cfg = load_config(args.config, overrides)
-            out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-        _, summary = train_run(cfg, out, progress=not (args.quiet or args.json), resume=bool(args.resume))
+            if args.out:
+                out = Path(args.out)
+            else:
+                from trainlab._rundir import fresh_run_dir
+
+                out = fresh_run_dir("runs", Path(args.config).stem)
+                print(f"trainlab: writing the run to {out}/", file=sys.stderr)
+        _, summary = train_run(cfg, out, progress=not (args.quiet or args.json), resume=bool(args.resume),
+                               overwrite=args.overwrite)
         if args.json:
-            print(json.dumps(summary))
+            print(json.dumps({"run_dir": str(out), **summary}))
         elif not args.quiet:
             _print_table(summary["members"], ["member", "final_train_acc", "final_val_acc", "final_test_acc",
                                               "best_val_acc", "best_epoch", "diverged"])
@@ -174,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args._argv = list(sys.argv[1:] if argv is None else argv)
         if not getattr(args, "_command", None):
             parser.print_help()
             return 2
@@ -182,9 +198,18 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(e).split("\n"))
         print(f"trainlab: error: {msg}", file=sys.stderr)
         return 2
+    except OSError as e:  # a write path the commands did not wrap: still one line (docs/reliability.md)
+        from trainlab.errors import describe_oserror
+
+        print(f"trainlab: error: {describe_oserror(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:
-        print(f"trainlab: {e or 'interrupted'}; everything computed so far is saved "
-              "(resume a training run with: trainlab train --resume DIR)", file=sys.stderr)
+        from trainlab.errors import Interrupted
+
+        if isinstance(e, Interrupted):
+            print(f"trainlab: {e}", file=sys.stderr)
+        else:  # stopped before anything was running (parsing, loading): nothing to save
+            print("trainlab: interrupted", file=sys.stderr)
         return 130
 
 

@@ -7,6 +7,7 @@ status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -50,6 +51,21 @@ def _fmt(v: Any) -> str:
     if isinstance(v, dict):
         return f"step {v.get('step', v.get('epoch'))}"
     return str(v)
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """``kill PID`` stops ``train`` like Ctrl-C also outside training (start-up, the final writes)."""
+    import signal
+
+    def handler(signum, frame):  # noqa: ANN001
+        raise KeyboardInterrupt("interrupted (SIGTERM)")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 class TrainCommand(Command):
@@ -98,8 +114,9 @@ class TrainCommand(Command):
 
                 out = fresh_run_dir("runs", Path(args.config).stem)
                 print(f"trainlab: writing the run to {out}/", file=sys.stderr)
-        _, summary = train_run(cfg, out, progress=not (args.quiet or args.json), resume=bool(args.resume),
-                               overwrite=args.overwrite)
+        with _sigterm_as_ctrl_c():
+            _, summary = train_run(cfg, out, progress=not (args.quiet or args.json), resume=bool(args.resume),
+                                   overwrite=args.overwrite)
         if args.json:
             print(json.dumps({"run_dir": str(out), **summary}))
         elif not args.quiet:

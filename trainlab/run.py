@@ -227,6 +227,12 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
             cleanup.callback(lambda: [lk.release() for lk in locks])
             return _train_run(cfg, out, progress=progress, resume=resume, overwrite=overwrite,
                               created=created, locks=locks, resume_cmd=resume_cmd)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt as e:  # outside training (building, the final writes): the run is as it was
+        if (out / "config.toml").exists() and not (out / "summary.json").exists():
+            raise Interrupted(str(e) or "interrupted", resume_cmd) from None
+        raise Interrupted(str(e) or "interrupted", "the same command again") from None
     except OSError as e:
         then = (f"the last complete checkpoint in {out} is kept; fix this, then: {resume_cmd}"
                 if has_checkpoint(out) else "nothing of the run is lost")

@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     from trainlab.runtime import keep_freed_memory
 
     keep_freed_memory()  # reuse freed activation memory (docs/benchmarks.md); TRAINLAB_MALLOC=system: off
-    parser = build_parser()
     try:
+        parser = build_parser()  # inside: a Ctrl-C while the commands are imported is one line too
         args = parser.parse_args(argv)
         args._argv = list(sys.argv[1:] if argv is None else argv)
         if not getattr(args, "_command", None):

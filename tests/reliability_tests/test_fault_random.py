@@ -3,12 +3,14 @@ and ``trainlab tune``, each followed by a resume (train) or a rerun of the same 
 every run is complete and bit-identical to an uninterrupted reference run, every study has each trial exactly
 once with the reference's parameters and values, and no run directory mixes two runs.
 
-The count is ``TRAINLAB_FAULT_COUNT`` (default 20, half train, half tune); the full campaign of
+The count is ``TRAINLAB_FAULT_COUNT`` (default 20); the full campaign of
 docs/reliability.md is ``TRAINLAB_FAULT_COUNT=200``, or standalone (with a log)::
 
     python tests/reliability_tests/test_fault_random.py 200 --log /tmp/fault.log
 
-Each command runs in a child process forked from this one after torch is imported (``os.fork`` then
+Interruptions come in chains of 1-4 on one run (the command, then its resumes, each interrupted) or
+one study (the command rerun and interrupted again), two train chains for each tune chain; the count is the
+number of signals that hit a running command. Each command runs in a child process forked from this one after torch is imported (``os.fork`` then
 ``trainlab.cli.main``), so an iteration costs the training, not a 3-15 s interpreter start: the signals
 hit a real process with the CLI's own handlers, exactly as ``kill`` would. The signal time is uniform over
 0 .. 1.2x the reference command's duration, so it lands in start-up, training, checkpointing, the final
@@ -196,35 +198,56 @@ class Campaign:
         os.kill(pid, sig)
         return wait(pid), sig.name, at, True
 
-    def train_once(self, i: int) -> None:
-        out = self.work / f"run-{i}"
-        rc, sig, at, hit = self._interrupt([*self.train_cmd, "--out", str(out)], self.train_seconds)
-        self.note(f"train {sig}" + ("" if hit else " (after the end)"))
+    def _train_next(self, out: Path) -> tuple[list[str], str]:
+        """The command that continues ``out`` now: done, resume, or (nothing started yet) the first command."""
         if (out / "summary.json").exists():
-            how = "finished"
-        elif (out / "config.toml").exists():
-            how = "resumed"
-            assert run(["train", "--resume", str(out), "--quiet"], self.log) == 0, f"resume of {out} failed"
-        else:
-            how = "rerun"  # stopped before the run existed: the same command again (the directory is empty)
-            assert run([*self.train_cmd, "--out", str(out)], self.log) == 0, f"rerun into {out} failed"
-        self.note(f"train {how}")
-        check_train_run(out, self.ref_run)
-        self.say(f"{i:4d} train {sig:7s} at {at:6.2f} s -> exit {rc:4d}, {how}: bit-identical")
+            return [], "finished"
+        if (out / "config.toml").exists():
+            return ["train", "--resume", str(out), "--quiet"], "resume"
+        return [*self.train_cmd, "--out", str(out)], "rerun"  # stopped before the run existed: same command
 
-    def tune_once(self, i: int) -> None:
+    def train_chain(self, i: int, k: int) -> int:
+        """Up to ``k`` interruptions of one run (the first command, then its resumes), then a resume to the end."""
+        out = self.work / f"run-{i}"
+        hits, steps = 0, []
+        argv, how = [*self.train_cmd, "--out", str(out)], "start"
+        while hits < k and argv:
+            rc, sig, at, hit = self._interrupt(argv, self.train_seconds)
+            hits += hit
+            self.note(f"train {sig}" if hit else "train finished before the signal")
+            steps.append(f"{how} {sig if hit else '-'}@{at:.2f}s->{rc}")
+            argv, how = self._train_next(out)
+        if argv:
+            assert run(argv, self.log) == 0, f"{how} of {out} failed"
+            steps.append(f"{how} to the end")
+        check_train_run(out, self.ref_run)
+        self.say(f"{i:4d} train: {', '.join(steps)}: bit-identical")
+        return hits
+
+    def tune_chain(self, i: int, k: int) -> int:
         out = self.work / f"tune-{i}"
         argv = ["tune", str(self.tune_cfg), "--out", str(out), "--quiet"]
-        rc, sig, at, hit = self._interrupt(argv, self.tune_seconds)
-        self.note(f"tune {sig}" + ("" if hit else " (after the end)"))
+        hits, steps = 0, []
+        for _ in range(k):
+            rc, sig, at, hit = self._interrupt(argv, self.tune_seconds)
+            hits += hit
+            self.note(f"tune {sig}" if hit else "tune finished before the signal")
+            steps.append(f"{sig if hit else '-'}@{at:.2f}s->{rc}")
+            if not hit:
+                break
         assert run(argv, self.log) == 0, f"rerun of tune into {out} failed"
         check_study(out / "study.db", "tune", self.ref_study, self.trials)
-        self.say(f"{i:4d} tune  {sig:7s} at {at:6.2f} s -> exit {rc:4d}, rerun: each trial once")
+        self.say(f"{i:4d} tune: {', '.join(steps)}, rerun: each trial once")
+        return hits
 
     def run(self, count: int) -> dict[str, int]:
-        for i in range(count):
-            (self.train_once if i % 2 == 0 else self.tune_once)(i)
-        self.counts["iterations"] = count
+        """Interrupt until ``count`` signals hit a running command (chains of 1-4 on one run or study)."""
+        hits, i = 0, 0
+        while hits < count:
+            k = min(self.rng.randint(1, 4), count - hits)
+            hits += (self.train_chain if i % 3 != 2 else self.tune_chain)(i, k)
+            i += 1
+        self.counts.update(interruptions=hits, runs=i)
         self.say("counts: " + json.dumps(self.counts, sort_keys=True))
         return self.counts
 
@@ -239,7 +262,7 @@ def test_random_interruptions_of_train_and_tune_then_resume_equal_the_reference(
     except AssertionError:
         print(log.read_text()[-4000:])
         raise
-    assert counts["iterations"] == count
+    assert counts["interruptions"] == count
 
 
 if __name__ == "__main__":
@@ -257,5 +280,5 @@ if __name__ == "__main__":
     t = time.monotonic()
     c = Campaign(work, logp, seed=a.seed).run(a.count)
     with open(logp, "a") as f:
-        f.write(f"PASSED {a.count} iterations in {time.monotonic() - t:.0f} s (work dir {work})\n")
+        f.write(f"PASSED {a.count} interruptions in {time.monotonic() - t:.0f} s (work dir {work})\n")
     print(json.dumps(c, sort_keys=True))

@@ -252,5 +252,6 @@ def build_run(cfg: Mapping[str, Any], *, progress: bool = False,
                       seed=cfg["seed"], eval_every=t["eval_every"], eval_train=t["eval_train"],
                       eval_batch_size=t["eval_batch_size"], progress=progress,
                       callbacks=build_callbacks(cfg) + list(callbacks or []),
-                      regularizers=build_regularizers(cfg["regularize"]), augment=augment)
+                      regularizers=build_regularizers(cfg["regularize"]), augment=augment,
+                      diverge_factor=t["diverge_factor"], diverge_evaluations=t["diverge_evaluations"])
     return Run(dict(cfg), splits, model, loss, optimizer, trainer)

@@ -134,6 +134,15 @@ class History:
                                             ("train_acc", ax_a, "-", "train"), ("val_acc", ax_a, "--", "val")):
                 if metric in have:
                     ax.plot(x, self[metric][:, m], style, color=c, label=f"{lab} {what}".strip())
+        # a diverged member (NaN, or a finite loss exploding to 1e16) must not squash the others: limits from
+        # the healthy curves, an x where each diverged (trainlab.plotting)
+        from trainlab.plotting import keep_healthy_readable, mark_diverged
+
+        div = {m: float(self.diverged[m]["epoch"]) for m in members if m in self.diverged}
+        cols = {m: colors[j % len(colors)] for j, m in enumerate(members)}
+        loss_curves = [(m, self[k][:, m]) for k in ("train_loss", "val_loss") if k in have for m in members]
+        keep_healthy_readable(ax_l, x, loss_curves, div, cols)
+        mark_diverged(ax_a, div, cols)
         ax_l.set_xlabel("epoch"), ax_l.set_ylabel("loss"), ax_l.set_title("loss")
         ax_a.set_xlabel("epoch"), ax_a.set_ylabel("accuracy"), ax_a.set_title("accuracy")
         if len(members) <= 8 and ax_a.get_legend_handles_labels()[0]:

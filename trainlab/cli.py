@@ -193,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"trainlab: warning: {message}\n"
+    from trainlab.errors import shorten
+
+    return f"trainlab: warning: {shorten(' '.join(str(message).split()))}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return args._command.run(args)
     except TrainlabError as e:
-        msg = " ".join(str(e).split("\n"))
+        from trainlab.errors import shorten
+
+        msg = shorten(" ".join(str(e).split("\n")))
         print(f"trainlab: error: {msg}", file=sys.stderr)
         return 2
     except OSError as e:  # a write path the commands did not wrap: still one line (docs/reliability.md)

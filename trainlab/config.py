@@ -349,6 +349,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> dict[str, Any]:
     """Read ``path`` (or start from defaults), apply ``key=value`` overrides, validate."""
     given = read_toml(path) if path is not None else {}
+    if path is not None and not given:
+        import warnings
+
+        warnings.warn(f"config file {path} is empty (no keys): every setting is its default (see examples/)",
+                      stacklevel=2)
     return resolve_config(apply_overrides(given, list(overrides)))
 
 

@@ -8,7 +8,7 @@ raises it as a ``ValueError`` so Python users can catch it the usual way.
 from __future__ import annotations
 
 __all__ = ["TrainlabError", "ConfigError", "DataError", "CheckpointError", "WriteError", "Interrupted",
-           "describe_oserror"]
+           "describe_oserror", "shorten"]
 
 
 class TrainlabError(ValueError):
@@ -65,3 +65,15 @@ class Interrupted(KeyboardInterrupt):
 
     def __str__(self) -> str:
         return f"{self.what}; everything computed so far is saved; to continue: {self.resume}"
+
+
+def shorten(message: str, *, longest: int = 200) -> str:
+    """``message`` with every run of more than ``longest`` non-blank characters cut to its start and end and
+    the number of characters left out (a 100 KB ``--set`` value is not echoed back whole)."""
+    import re
+
+    def cut(m: "re.Match[str]") -> str:
+        t = m.group(0)
+        return f"{t[:80]}...[{len(t) - 110} characters]...{t[-30:]}"
+
+    return re.sub(r"\S{%d,}" % (longest + 1), cut, message)

@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         args = p.parse_args(argv)
         return cmd.run(args)
     except TrainlabError as e:
-        print(f"trainlab: error: {' '.join(str(e).split())}", file=sys.stderr)
+        from trainlab.errors import shorten
+
+        print(f"trainlab: error: {shorten(' '.join(str(e).split()))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         from trainlab.errors import Interrupted

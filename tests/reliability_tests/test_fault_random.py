@@ -195,7 +195,10 @@ class Campaign:
             if done:  # finished before the signal was due
                 return os.waitstatus_to_exitcode(status), sig.name, at, False
             time.sleep(0.005)
-        os.kill(pid, sig)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status), sig.name, at, False
+        os.kill(pid, sig)  # the child is alive (not yet reaped): the signal hits a running command
         return wait(pid), sig.name, at, True
 
     def _train_next(self, out: Path) -> tuple[list[str], str]:

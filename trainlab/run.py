@@ -208,11 +208,13 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
     :mod:`trainlab._rundir`). The process holds a lock on ``out`` while it runs: a
     second one is refused with a line naming the holder.
     """
-    from trainlab._rundir import RunLock, check_new_run, remove_tree, staging_dir
+    from trainlab._rundir import RunLock
 
     out = Path(out)
     resume_cmd = f"trainlab train --resume {out}"
     created = not out.exists()
+    if resume and not out.is_dir():
+        raise CheckpointError(f"{out}: nothing to resume (no such run directory)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -302,7 +304,7 @@ def _train_run(cfg: dict[str, Any] | None, out: Path, *, progress: bool, resume:
         if promote is not None and not promote.done:
             remove_tree(where)
             raise Interrupted("interrupted before the new run's first checkpoint; the old run is untouched",
-                              f"the same command again") from None
+                              "the same command again") from None
         raise Interrupted(str(e) or "interrupted", resume_cmd) from None
     except BaseException:
         if promote is not None and not promote.done:

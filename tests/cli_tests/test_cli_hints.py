@@ -3,7 +3,6 @@ about, and `reproduce --list` with measured run times (in-process CLI calls)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

@@ -27,7 +27,6 @@ import signal
 import sqlite3
 import sys
 import time
-from typing import Any
 
 import pytest
 

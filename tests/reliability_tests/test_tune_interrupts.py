@@ -63,7 +63,6 @@ POINTS = ["create_study", "set_system_attr", "tell", "training_step", "report"]
 def test_a_signal_at_any_point_stops_then_the_same_call_resumes(tmp_path, monkeypatch, reference, point):
     from optuna.storages import RDBStorage
 
-    from trainlab.search import _population
     from trainlab.train import Trainer
 
     sig = signal.SIGTERM if point in ("tell", "report") else signal.SIGINT

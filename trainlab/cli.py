@@ -113,10 +113,14 @@ class TrainCommand(Command):
                 from trainlab._rundir import fresh_run_dir
 
                 out = fresh_run_dir("runs", Path(args.config).stem)
-                print(f"trainlab: writing the run to {out}/", file=sys.stderr)
+
+        def announce(where: Path) -> None:  # no --out: say where the run goes, once it is sure to start
+            if not args.out and not args.resume:
+                print(f"trainlab: writing the run to {where}/", file=sys.stderr, flush=True)
+
         with _sigterm_as_ctrl_c():
             _, summary = train_run(cfg, out, progress=not (args.quiet or args.json), resume=bool(args.resume),
-                                   overwrite=args.overwrite)
+                                   overwrite=args.overwrite, on_start=announce)
         if args.json:
             print(json.dumps({"run_dir": str(out), **summary}))
         elif not args.quiet:

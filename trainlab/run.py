@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -194,7 +194,8 @@ def _config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = False,
-              resume: bool = False, overwrite: bool = False) -> tuple[Run, dict[str, Any]]:
+              resume: bool = False, overwrite: bool = False,
+              on_start: Callable[[Path], None] | None = None) -> tuple[Run, dict[str, Any]]:
     """Build everything ``cfg`` describes, train, and write the run directory ``out``.
 
     With ``resume=True``, ``out`` must hold a run started earlier: its checkpoint is
@@ -206,7 +207,8 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
     A new run needs a missing or empty ``out``; ``overwrite=True`` replaces what is
     there, but only once the new run's first checkpoint exists (see
     :mod:`trainlab._rundir`). The process holds a lock on ``out`` while it runs: a
-    second one is refused with a line naming the holder.
+    second one is refused with a line naming the holder. ``on_start(out)`` is called once
+    everything is built and training is about to start (the CLI prints the directory).
     """
     from trainlab._rundir import RunLock
 
@@ -228,7 +230,7 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(lambda: [lk.release() for lk in locks])
             return _train_run(cfg, out, progress=progress, resume=resume, overwrite=overwrite,
-                              created=created, locks=locks, resume_cmd=resume_cmd)
+                              created=created, locks=locks, resume_cmd=resume_cmd, on_start=on_start)
     except Interrupted:
         raise
     except KeyboardInterrupt as e:  # outside training (building, the final writes): the run is as it was
@@ -242,7 +244,8 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
 
 
 def _train_run(cfg: dict[str, Any] | None, out: Path, *, progress: bool, resume: bool, overwrite: bool,
-               created: bool, locks: list[Any], resume_cmd: str) -> tuple[Run, dict[str, Any]]:
+               created: bool, locks: list[Any], resume_cmd: str,
+               on_start: Callable[[Path], None] | None) -> tuple[Run, dict[str, Any]]:
     from trainlab._rundir import RunLock, check_new_run, classify, remove_tree, staging_dir
 
     summary_path = out / "summary.json"
@@ -295,6 +298,8 @@ def _train_run(cfg: dict[str, Any] | None, out: Path, *, progress: bool, resume:
         writer.flush_all(run.trainer.history)  # metrics.jsonl = exactly the checkpoint's evaluations
     elif resume:
         writer.start()
+    if on_start is not None:
+        on_start(out)
     try:
         with _stop_on_signals(run.trainer):
             history = run.trainer.fit(run.splits.train, run.splits.val, run.splits.test)

@@ -56,7 +56,7 @@ def _once(fn, sig=signal.SIGINT, *, after: int = 0):
     return wrapped, calls
 
 
-POINTS = ["create_study", "set_system_attr", "tell", "training_step", "report"]
+POINTS = ["create_study", "set_system_attr", "tell", "training_step", "report", "outputs"]
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -81,11 +81,16 @@ def test_a_signal_at_any_point_stops_then_the_same_call_resumes(tmp_path, monkey
         w, calls = _once(RDBStorage.set_trial_intermediate_value, sig, after=2)
         monkeypatch.setattr(RDBStorage, "set_trial_intermediate_value", w)
         cfg = tiny_search_config(search={"trials": TRIALS, "population": 2, "pruner": "median"})
+    elif point == "outputs":  # every trial is done; the study's files are being written (exited 0 before)
+        from trainlab.search import _report
+
+        w, calls = _once(_report.write_csv, sig)
+        monkeypatch.setattr(_report, "write_csv", w)
     else:
         w, calls = _once(Trainer.train_step, sig, after=4)
         monkeypatch.setattr(Trainer, "train_step", w)
     with pytest.raises(KeyboardInterrupt):
-        tune(cfg, storage=f"sqlite:///{db}", study="s")
+        tune(cfg, storage=f"sqlite:///{db}", study="s", out=tmp_path / "out" if point == "outputs" else None)
     assert calls["n"] >= 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
     states = sqlite_trial_states(db)

@@ -296,10 +296,18 @@ def build_run(cfg: Mapping[str, Any], *, progress: bool = False,
 
     augment = build_augmenter(cfg["augment"], population, dataset=d["name"], num_classes=splits.num_classes)
     t = cfg["train"]
+    n_train = int(splits.train.x.shape[0])
+    if t["batch_size"] > n_train:
+        import warnings
+
+        warnings.warn(f"train.batch_size {t['batch_size']} is larger than the {n_train} training examples: every "
+                      f"step is one full batch of {n_train} (full-batch gradient descent); lower batch_size or "
+                      "use more data", stacklevel=2)
     trainer = Trainer(model, loss, optimizer, epochs=t["epochs"], steps=t["steps"], batch_size=t["batch_size"],
                       seed=cfg["seed"], eval_every=t["eval_every"], eval_train=t["eval_train"],
                       eval_batch_size=t["eval_batch_size"], progress=progress,
                       callbacks=build_callbacks(cfg) + list(callbacks or []),
                       regularizers=build_regularizers(cfg["regularize"]), augment=augment, live=live,
-                      labels=member_labels(cfg))
+                      labels=member_labels(cfg),
+                      diverge_factor=t["diverge_factor"], diverge_evaluations=t["diverge_evaluations"])
     return Run(dict(cfg), splits, model, loss, optimizer, trainer)

@@ -264,6 +264,11 @@ SCHEMA: dict[str, Any] = {
         "eval_batch_size": Key("int", 1000, low=1, high=_MAX_INT),
         "snapshot_every": Key("int", None, low=1, high=_MAX_INT, optional=True,
                               doc="save the model every K epochs under snapshots/ (snapshot ensembles)"),
+        "diverge_factor": Key("float", 1000.0, low=1.0, low_inclusive=False, high=1e300,
+                              doc="a member whose mean training loss between evaluations stays above this many "
+                                  "times max(its step-0 loss, 1) is diverged (docs/training.md); 1e300: off"),
+        "diverge_evaluations": Key("int", 2, low=1, high=_MAX_INT,
+                                   doc="... for this many evaluations in a row"),
     },
 }
 
@@ -462,6 +467,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> dict[str, Any]:
     """Read ``path`` (or start from defaults), apply ``key=value`` overrides, validate."""
     given = read_toml(path) if path is not None else {}
+    if path is not None and not given:
+        import warnings
+
+        warnings.warn(f"config file {path} is empty (no keys): every setting is its default (see examples/)",
+                      stacklevel=2)
     return resolve_config(apply_overrides(given, list(overrides)))
 
 

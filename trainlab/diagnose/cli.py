@@ -13,7 +13,8 @@ __all__ = ["DoctorCommand"]
 
 class DoctorCommand(Command):
     name = "doctor"
-    help = "run the six-step tuning recipe on a config and give a verdict per step"
+    help = ("run the six-step tuning recipe on a config and give a verdict per step "
+            "(exit status 1 when the verdict is FAIL, 0 for OK or WARN, 2 for a bad config)")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("config", nargs="?", default=None,
@@ -60,11 +61,12 @@ class DoctorCommand(Command):
         elif not args.quiet:
             print(f"verdict: {report.verdict.upper()} ({report.seconds:.1f} s); wrote {out}/doctor.json and "
                   f"{out}/doctor.html")
-        return 0
+        return 1 if report.verdict == "fail" else 0  # exit status: 1 for a FAIL verdict (docs/doctor.md)
 
 
 def _history(args: argparse.Namespace) -> int:
-    """``trainlab doctor --history RUN_DIR``: the curve reading of :mod:`trainlab.diagnose._curves`."""
+    """``trainlab doctor --history RUN_DIR``: the curve reading of :mod:`trainlab.diagnose._curves`;
+    exit status 1 when it finds something (a FAIL-like verdict), as for the recipe."""
     from trainlab.diagnose._curves import format_findings, judge_run, to_dict
 
     curves, findings = judge_run(args.history, args.member)

@@ -165,6 +165,15 @@ class History:
                                       ("train_acc", ax_a, "-"), ("val_acc", ax_a, "--")):
                 if metric in have:
                     ax.plot(x, self[metric][:, m], style, color=colors[m])
+        # a diverged member (NaN, or a finite loss exploding to 1e16) must not squash the others: limits from
+        # the healthy curves, an x where each diverged (trainlab.plotting)
+        from trainlab.plotting import keep_healthy_readable, mark_diverged
+
+        div = {m: float(self.diverged[m]["epoch"]) for m in members if m in self.diverged}
+        cols = {m: colors[m] for m in members}
+        loss_curves = [(m, self[k][:, m]) for k in ("train_loss", "val_loss") if k in have for m in members]
+        keep_healthy_readable(ax_l, x, loss_curves, div, cols)
+        mark_diverged(ax_a, div, cols)
         for ax, what in ((ax_l, "loss"), (ax_a, "accuracy")):
             ax.set_xlabel("epoch"), ax.set_ylabel(what), ax.set_title(what)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -175,6 +184,8 @@ class History:
             handles.append(Line2D([], [], color="none", label=f"({len(members) - len(shown)} more not listed)"))
         styles = [(s, w) for s, w, k in (("-", "train", "train_acc"), ("--", "val", "val_acc")) if k in have]
         handles += [Line2D([], [], color="0.3", ls=s, label=w) for s, w in styles]
+        if div:
+            handles.append(Line2D([], [], color="0.3", ls=":", label="diverged"))
         if handles:
             ax_a.legend(handles=handles, fontsize=7, ncol=2 if len(handles) > 10 else 1, loc="best")
         if len(members) == 1 and self.size > 1:

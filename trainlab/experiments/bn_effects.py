@@ -30,7 +30,7 @@ import torch
 from trainlab import nn
 from trainlab.experiments._common import activation_outputs, mlp, splits, tolist
 from trainlab.experiments._core import Check, Experiment, Figure, Preset, Result
-from trainlab.nn._norm import BatchNorm, batch_norm_layers, compute_population_statistics
+from trainlab.nn import BatchNorm, batch_norm_layers, compute_population_statistics
 from trainlab.optim import SGD
 from trainlab.population import Population
 from trainlab.train import Trainer

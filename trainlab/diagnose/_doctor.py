@@ -919,6 +919,8 @@ def _gap(ctx: _Context) -> tuple[bool, str]:
     failed = [k for k, r in ctx.results.items() if r.verdict == "fail" and k != 7]
     if failed:
         return True, f"step(s) {', '.join(map(str, failed))} failed"
+    if 0 in ctx.results and any(f.fix for f in ctx.results[0].findings if f.severity in ("warn", "fail")):
+        return True, "the data checks found a problem with a fix to measure"
     s6, rb = ctx.results.get(6), ctx.refined_best
     if s6 is not None and rb is not None and "best_val_acc" in rb:
         mine = s6.numbers.get("best_val_acc")
@@ -975,7 +977,7 @@ def step_attribution(ctx: _Context) -> StepResult:
             if f.fix and f.fix.get("val_acc") is None and tuple(f.fix["overrides"]) in scored:
                 v = scored[tuple(f.fix["overrides"])]
                 f.fix.update(val_acc=v if math.isfinite(v) else None, measured_by="ablation",
-                             baseline_val_acc=data["as_given"] if math.isfinite(data["as_given"]) else None)
+                             baseline_val_acc=data["as_given"] if math.isfinite(data["as_given"]) else 0.0)
     head = next((f for f in findings if f.code in ("cause", "interacting_pair", "no_single_cause", "no_gap")), None)
     summary = (f"{why}; {len(data['rows'])} configs ({len(diffs)} single undos) trained {o.ablation_epochs} epoch(s) "
                f"side by side, same seed" + (f", {len(data['pairs'])} pairs" if data["pairs"] else "")

@@ -185,7 +185,8 @@ def measure(cfg: Mapping[str, Any], diffs: Sequence[Difference], *, train: Calla
     union = _reducing(diffs)
     if union:
         members.append(("all undone (the reduced config)", union))
-    scores = _run_members(cfg, members, train, load)
+    cache: dict[str, Any] = {}  # data table -> splits, loaded once for the singles and the pairs
+    scores = _run_members(cfg, members, train, load, cache)
     rows = [{"name": n, "overrides": [override_text(k, v) for k, v in o.items()], "score": s}
             for (n, o), s in zip(members, scores)]
     data: dict[str, Any] = {"rows": rows, "pairs": []}
@@ -211,7 +212,7 @@ def measure(cfg: Mapping[str, Any], diffs: Sequence[Difference], *, train: Calla
                       if not set(a[1].overrides) & set(b[1].overrides)]
             if combos:
                 pm = [(f"{a[1].name} + {b[1].name}", {**a[1].overrides, **b[1].overrides}) for a, b in combos]
-                ps = _run_members(cfg, pm, train, load)
+                ps = _run_members(cfg, pm, train, load, cache)
                 data["pairs"] = [{"name": n, "members": [a[0]["name"], b[0]["name"]],
                                   "overrides": [override_text(k, v) for k, v in o.items()], "score": s}
                                  for (n, o), s, (a, b) in zip(pm, ps, combos)]
@@ -219,8 +220,8 @@ def measure(cfg: Mapping[str, Any], diffs: Sequence[Difference], *, train: Calla
 
 
 def _run_members(cfg: Mapping[str, Any], members: Sequence[tuple[str, dict[str, Any]]],
-                 train: Callable[[dict[str, Any], Any], np.ndarray], load: Callable[[dict[str, Any]], Any]
-                 ) -> list[float]:
+                 train: Callable[[dict[str, Any], Any], np.ndarray], load: Callable[[dict[str, Any]], Any],
+                 splits_cache: dict[str, Any]) -> list[float]:
     from trainlab.diagnose._configs import population_config
 
     groups: dict[str, list[int]] = {}
@@ -228,7 +229,6 @@ def _run_members(cfg: Mapping[str, Any], members: Sequence[tuple[str, dict[str, 
         struct = {k: v for k, v in o.items() if k not in _PER_MEMBER}
         groups.setdefault(json.dumps(struct, sort_keys=True, default=str), []).append(i)
     scores = [math.nan] * len(members)
-    splits_cache: dict[str, Any] = {}
     for sig, idx in groups.items():
         struct = json.loads(sig)
         base = _apply(cfg, struct)

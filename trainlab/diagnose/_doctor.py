@@ -922,6 +922,9 @@ def _gap(ctx: _Context) -> tuple[bool, str]:
     if 0 in ctx.results and any(f.fix for f in ctx.results[0].findings if f.severity in ("warn", "fail")):
         return True, "the data checks found a problem with a fix to measure"
     s6, rb = ctx.results.get(6), ctx.refined_best
+    if s6 is not None and set(s6.codes) & {"underfitting", "no_progress", "unstable"}:
+        return True, "the config as given " + " and ".join(c.replace("_", " ") for c in s6.codes
+                                                         if c in ("underfitting", "no_progress", "unstable"))
     if s6 is not None and rb is not None and "best_val_acc" in rb:
         mine = s6.numbers.get("best_val_acc")
         if mine is not None and rb["best_val_acc"] - mine > _GRID_GAP:

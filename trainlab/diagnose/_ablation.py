@@ -32,6 +32,7 @@ import numpy as np
 
 from trainlab.config import SCHEMA, Key, get_key, per_member_keys
 from trainlab.diagnose._findings import Finding
+from trainlab.errors import TrainlabError
 
 __all__ = ["Difference", "differences", "measure", "judge", "figures", "HALF", "override_text", "AT"]
 
@@ -140,7 +141,7 @@ def differences(cfg: Mapping[str, Any], *, lr: float | None = None, batch_sizes:
     if batch_sizes:
         bs = int(cfg["train"]["batch_size"])
         out.append(Difference(f"batch size {bs} -> {bs * 4}", {"train.batch_size": bs * 4}, "batch size"))
-        if bs >= 4:
+        if bs // 4 >= 2:  # batch norm needs two examples per batch
             out.append(Difference(f"batch size {bs} -> {bs // 4}", {"train.batch_size": bs // 4}, "batch size"))
     names = {tuple(sorted(x.overrides.items(), key=str)) for x in out}
     for e in extra:
@@ -238,7 +239,10 @@ def _run_members(cfg: Mapping[str, Any], members: Sequence[tuple[str, dict[str, 
         dkey = json.dumps(base["data"], sort_keys=True, default=str)
         if dkey not in splits_cache:
             splits_cache[dkey] = load(base)
-        s = train(pop, splits_cache[dkey])
+        try:
+            s = train(pop, splits_cache[dkey])
+        except TrainlabError:  # an undo the engine refuses (e.g. a batch too small for BN): no score
+            s = [math.nan] * len(idx)
         for j, i in enumerate(idx):
             scores[i] = float(s[j])
     return scores

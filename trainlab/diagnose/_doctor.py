@@ -396,6 +396,12 @@ def step_initial_loss(ctx: _Context) -> StepResult:
                                 "that is not averaged the usual way", {"ratio": ratio}))
     findings += probe_findings(summary, when="at initialization", severity="warn", layers=probe["layers"],
                                table=run_table(run))
+    from trainlab.diagnose import _bn_batch
+
+    bn = _bn_batch.measure(run.model, x, int(cfg["train"]["batch_size"]))
+    if bn is not None:
+        nums["bn_batch_noise"] = bn
+        findings += _bn_batch.judge(bn)
     verdict = _verdict(findings)
     s = (f"initial loss {L:.4f} vs reference {ref:.4f} ({kind}), ratio {ratio:.3f}; regularization off"
          + (f" ({', '.join(changed)})" if changed else ""))
@@ -919,8 +925,10 @@ def _gap(ctx: _Context) -> tuple[bool, str]:
     failed = [k for k, r in ctx.results.items() if r.verdict == "fail" and k != 7]
     if failed:
         return True, f"step(s) {', '.join(map(str, failed))} failed"
-    if 0 in ctx.results and any(f.fix for f in ctx.results[0].findings if f.severity in ("warn", "fail")):
-        return True, "the data checks found a problem with a fix to measure"
+    unmeasured = [f.code for k in (0, 1) if k in ctx.results for f in ctx.results[k].findings
+                  if f.fix and f.severity in ("warn", "fail")]
+    if unmeasured:
+        return True, f"{', '.join(unmeasured)}: a fix to measure"
     s6, rb = ctx.results.get(6), ctx.refined_best
     if s6 is not None and set(s6.codes) & {"underfitting", "no_progress", "unstable"}:
         return True, "the config as given " + " and ".join(c.replace("_", " ") for c in s6.codes
@@ -981,6 +989,21 @@ def step_attribution(ctx: _Context) -> StepResult:
                 v = scored[tuple(f.fix["overrides"])]
                 f.fix.update(val_acc=v if math.isfinite(v) else None, measured_by="ablation",
                              baseline_val_acc=data["as_given"] if math.isfinite(data["as_given"]) else 0.0)
+    bnf = [f for r in ctx.results.values() for f in r.findings if f.code == "bn_small_batch"]
+    if bnf:
+        by = {r["name"]: r["score"] for r in data["rows"]}
+        bs = int(ctx.cfg["train"]["batch_size"])
+        alts = {"as given": by.get("as given"), "layer norm": by.get("batch norm -> layer norm"),
+                "no norm": by.get("batch norm -> none"), f"batch {bs * 4}": by.get(f"batch size {bs} -> {bs * 4}")}
+        from trainlab.diagnose import _bn_batch
+
+        new = _bn_batch.judge(ctx.results[1].numbers.get("bn_batch_noise"), ablation=alts)
+        if new:
+            bnf[0].advice = new[0].advice
+            ln = alts["layer norm"]
+            if ln is not None and math.isfinite(ln):
+                bnf[0].fix.update(val_acc=ln, baseline_val_acc=alts["as given"] if alts["as given"] is not None
+                                  and math.isfinite(alts["as given"]) else 0.0, measured_by="ablation")
     head = next((f for f in findings if f.code in ("cause", "interacting_pair", "no_single_cause", "no_gap")), None)
     summary = (f"{why}; {len(data['rows'])} configs ({len(diffs)} single undos) trained {o.ablation_epochs} epoch(s) "
                f"side by side, same seed" + (f", {len(data['pairs'])} pairs" if data["pairs"] else "")

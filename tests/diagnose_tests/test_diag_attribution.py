@@ -74,7 +74,7 @@ def test_doctor_finds_the_leak_and_its_fix_makes_validation_honest(tmp_path):
     assert first["overrides"] == ["data.leak=0.0"] and first["integrity"]
     fixed = write_fixed(FAULTS / "leak.toml", first, out=tmp_path / "leak.fixed.toml")
     # the leaked run: the validation images it has seen score higher than the others
-    run = build_run(load_config(FAULTS / "leak.toml", ["train.epochs=3"]))
+    run = build_run(load_config(FAULTS / "leak.toml"))  # its 10 epochs: long enough to memorize
     run.trainer.fit(run.splits.train, run.splits.val)
     seen = {r.cpu().numpy().tobytes() for r in run.splits.train.x}
     dup = torch.tensor([r.cpu().numpy().tobytes() in seen for r in run.splits.val.x])
@@ -82,12 +82,12 @@ def test_doctor_finds_the_leak_and_its_fix_makes_validation_honest(tmp_path):
         pred = run.model.forward(run.splits.val.x.unsqueeze(0), training=False)[0].argmax(-1)
     right = (pred == run.splits.val.y).double()
     acc_seen, acc_unseen = float(right[dup].mean()), float(right[~dup].mean())
-    assert acc_seen - acc_unseen > 0.05, (acc_seen, acc_unseen)  # measured 3 epochs: see docs/doctor.md
+    assert acc_seen - acc_unseen > 0.03, (acc_seen, acc_unseen)  # measured: docs/doctor.md
     # fixed: no duplicates left, and its validation accuracy is the honest one (that of the unseen images)
     cfg = load_config(fixed)
     assert cfg["data"]["leak"] == 0.0
-    val_fix, _ = _val_acc(fixed)
-    assert abs(val_fix - acc_unseen) < 0.04, (val_fix, acc_unseen)
+    val_fix, _ = _val_acc(fixed, epochs=10)
+    assert abs(val_fix - acc_unseen) < 0.03, (val_fix, acc_unseen)
 
 
 def test_apply_writes_the_fixed_config_and_train_trains_it(tmp_path, capsys):

@@ -1,5 +1,9 @@
 """The training doctor: the course's six-step recipe run on a config, with a verdict per step.
 
+Around the recipe: step 0 checks the data (:mod:`trainlab.diagnose._data_checks`) and step 7
+names the cause by ablation (:mod:`trainlab.diagnose._ablation`); every finding with a
+remedy carries a fix (:mod:`trainlab.diagnose._fixes`, ``doctor --apply``).
+
 1. **initial loss** with regularization off, against the loss's reference (ln C for
    softmax cross-entropy over C classes; the targets' variance for MSE), plus a probe
    of the untrained net (symmetry, saturation, vanishing signals);
@@ -74,7 +78,9 @@ class DoctorOptions:
     ``best wd x refine_wd_factors``, ``refine_epochs``. Step 6: ``curve_epochs``
     (default: the config's), a probe every ``probe_every`` steps on
     ``probe_examples`` images; ``pass_examples`` images for the end-of-run counts of
-    dead and saturated units (steps 2 and 6).
+    dead and saturated units (steps 2 and 6). Step 0: ``noise_steps`` steps of the label-noise
+    model. Step 3: the small weight decay ``range_weight_decay`` (note 004). Step 7:
+    ``ablation_epochs`` per ablation member.
     """
 
     member: int = 0

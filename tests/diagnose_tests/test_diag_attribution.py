@@ -19,7 +19,7 @@ import torch
 from trainlab.build import build_run
 from trainlab.config import load_config
 from trainlab.diagnose import DoctorOptions, doctor
-from trainlab.diagnose._fixes import write_fixed
+from trainlab.diagnose._fixes import first_fix, write_fixed
 
 torch.set_num_threads(1)
 
@@ -56,7 +56,8 @@ def test_doctor_names_the_cause_and_its_first_fix_helps(fault, tmp_path):
     rep = doctor(FAULTS / f"{fault}.toml", steps=steps, options=OPTS)
     rep.close_figures()
     assert code in rep.codes, rep.text()
-    first = rep.fixes[0]
+    first = first_fix(rep.fixes)
+    assert first is rep.fixes[0]
     assert must <= set(first["overrides"]), rep.text()
     assert first["val_acc"] is not None and first["gain"] > margin, first
     fixed = write_fixed(FAULTS / f"{fault}.toml", first, out=tmp_path / f"{fault}.fixed.toml")

@@ -91,6 +91,9 @@ def test_healthy_config_gets_no_false_alarm_quick():
     rep = _run(HEALTHY, steps="0-7")
     assert rep.step(7).verdict == "skip"  # no gap: attribution does not run
     assert rep.fixes == [] or all(f["code"] == "grid_best" for f in rep.fixes)
+    from trainlab.diagnose._fixes import first_fix
+
+    assert first_fix(rep.fixes) is None  # --apply writes nothing for a healthy config
     for s in rep.steps:
         if s.number == 7:
             continue

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["order_fixes", "format_fixes", "write_fixed", "fixed_path", "INTEGRITY"]
+__all__ = ["order_fixes", "first_fix", "format_fixes", "write_fixed", "fixed_path", "INTEGRITY"]
 
 #: finding codes whose fix comes first whatever was measured: the score itself is wrong
 INTEGRITY = ("leakage", "nonfinite_inputs")
@@ -36,7 +36,8 @@ def order_fixes(found: Sequence[tuple[int, Any]]) -> list[dict[str, Any]]:
         fx = getattr(f, "fix", None)
         if not fx or not fx.get("overrides"):
             continue
-        item = {**fx, "code": f.code, "step": step, "gain": _gain(fx), "integrity": f.code in INTEGRITY}
+        item = {**fx, "code": f.code, "step": step, "severity": f.severity, "gain": _gain(fx),
+                "integrity": f.code in INTEGRITY}
         key = tuple(fx["overrides"])
         old = best.get(key)
         if old is None or (item["integrity"] and not old["integrity"]) or (
@@ -47,6 +48,12 @@ def order_fixes(found: Sequence[tuple[int, Any]]) -> list[dict[str, Any]]:
             best[key] = item
     return sorted(best.values(), key=lambda i: (not i["integrity"], i["gain"] is None,
                                                 -(i["gain"] if i["gain"] is not None else 0.0)))
+
+
+def first_fix(fixes: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The fix ``--apply`` writes: the first of a finding that warns or fails (a grid's best member on a
+    healthy config is a tuning hint, listed but not applied)."""
+    return next((f for f in fixes if f.get("severity") in ("warn", "fail")), None)
 
 
 def format_fixes(fixes: Sequence[Mapping[str, Any]]) -> str:

@@ -68,16 +68,16 @@ class DoctorCommand(Command):
 
     @staticmethod
     def _apply(args: argparse.Namespace, report, out: Path, overrides: list[str], talk: bool) -> None:
-        from trainlab.diagnose._fixes import write_fixed
+        from trainlab.diagnose._fixes import first_fix, write_fixed
 
-        fixes = report.fixes
-        if not fixes:
+        fix = first_fix(report.fixes)
+        if fix is None:
             if talk:
-                print("--apply: the doctor found nothing to fix; no file written")
+                print("--apply: no finding warns or fails, nothing to fix; no file written")
             return
-        path = write_fixed(args.config, fixes[0])
+        path = write_fixed(args.config, fix)
         if talk:
-            print(f"wrote {path} ({', '.join(fixes[0]['overrides'])})")
+            print(f"wrote {path} ({', '.join(fix['overrides'])})")
         if args.train:
             from trainlab.config import load_config
             from trainlab.run import train_run

@@ -124,3 +124,20 @@ def test_fixes_order_and_write(tmp_path):
     cfg = load_config(out2)
     assert cfg["data"]["preprocess"] == "minmax" and cfg["model"]["init_scale"] == 1.0
     assert out2.read_text().count("# doctor: was") == 2
+
+
+def test_grids_vary_the_regularization_the_config_has():
+    from trainlab.diagnose._doctor import _reg_key, _reg_values
+
+    def one(*over):
+        return single_member(load_config(None, list(over)))
+
+    assert _reg_key(one()) == "optim.weight_decay"
+    assert _reg_key(one("regularize.l2=1.0", "model.dropout=0.5")) == "regularize.l2"
+    assert _reg_key(one("regularize.l1=0.01")) == "regularize.l1"
+    assert _reg_key(one("model.dropout=0.5")) == "model.dropout"
+    assert _reg_values("regularize.l2", 1.0, (), True, 3) == [0.0, 0.1, 1.0]  # coarse: 0, a tenth, as given
+    assert _reg_values("model.dropout", 0.5, (), True, 3) == [0.0, 0.25, 0.5]
+    assert _reg_values("regularize.l2", 0.1, (1 / 3, 1.0, 3.0), False, 0) == [0.03333, 0.1, 0.3]
+    assert _reg_values("model.dropout", 0.5, (1.0, 3.0), False, 0) == [0.5, 0.95]  # a rate stays below 1
+    assert _reg_values("optim.weight_decay", 1e-4, (), True, 3) == []  # the caller's weight-decay grid

@@ -91,6 +91,7 @@ def test_doctor_finds_the_leak_and_its_fix_makes_validation_honest(tmp_path):
     assert abs(val_fix - acc_unseen) < 0.03, (val_fix, acc_unseen)
 
 
+@pytest.mark.slow
 def test_apply_writes_the_fixed_config_and_train_trains_it(tmp_path, capsys):
     import argparse
     import shutil

@@ -282,7 +282,7 @@ def build_run(cfg: Mapping[str, Any], *, progress: bool = False,
         splits = load_splits(d["name"], train=d["train"], val=d["val"], test=d["test"], seed=cfg["seed"],
                              preprocess=d["preprocess"], flatten=d["flatten"], data_dir=d["data_dir"],
                              cache_dir=d["cache_dir"], download=d["download"], device=device, dtype=dtype)
-        from trainlab.data._faults import plant_faults
+        from trainlab.data import plant_faults
 
         splits = plant_faults(splits, d, seed=cfg["seed"])
     population = build_population(cfg)

@@ -1076,11 +1076,10 @@ def doctor(config: str | Path | Mapping[str, Any], *, steps: str | Sequence[int]
 
         cfg = resolve_config(apply_overrides(dict(config), list(overrides)))
     one = single_member(cfg, options.member)
-    d = one["data"]
     device = resolve_device(one["device"])
     dtype = {"float32": torch.float32, "float64": torch.float64}[one["dtype"]]
     def load(c: Mapping[str, Any]) -> Any:
-        from trainlab.data._faults import plant_faults
+        from trainlab.data import plant_faults
 
         d = c["data"]
         sp = load_splits(d["name"], train=d["train"], val=d["val"], test=d["test"], seed=c["seed"],

@@ -106,6 +106,8 @@ class Module:
 
     #: whether ``backward`` must return the input gradient (off for a model's first layer)
     input_grad: bool = True
+    #: the constructor arguments, verbatim (set by layers that take any; see :meth:`settings`)
+    _settings: dict[str, Any]
 
     def build(
         self,

@@ -104,7 +104,8 @@ class Residual(Module):
         raise ConfigError(f"Residual: the block maps {in_shape} to {out_shape}; a projection shortcut needs both "
                           "to be feature maps (C, H, W) or both flat (D,)")
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         in_shape = tuple(in_shape)
         out_shape = tuple(self.block.build(in_shape, population, device=device, dtype=dtype))
@@ -124,7 +125,7 @@ class Residual(Module):
         return out_shape
 
     @property
-    def input_grad(self) -> bool:  # type: ignore[override]
+    def input_grad(self) -> bool:
         return getattr(self, "_input_grad", True)
 
     @input_grad.setter

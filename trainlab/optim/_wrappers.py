@@ -44,7 +44,9 @@ class Lookahead(Optimizer):
         self.alpha = member_values(alpha, self.size, name="Lookahead alpha", low=0.0, high=1.0,
                                    device=first.device, dtype=first.dtype)
         self.slow = [p.data.clone() for p in self.params]
-        self._settings = {"k": k, "alpha": alpha, "inner": inner.settings()}
+        # Optimizer._settings is typed from Optimizer.__init__'s numbers (optim/_base.py, edited by another
+        # helper now); the nested inner settings are a dict. Drop this ignore once _base types it dict[str, Any].
+        self._settings = {"k": k, "alpha": alpha, "inner": inner.settings()}  # type: ignore[dict-item]
 
     # ---- what the Trainer and schedules see: the inner optimizer's numbers ---------------
     @property
@@ -108,7 +110,8 @@ class Lookahead(Optimizer):
             slow.add_(av * (p.data - slow))  # phi <- phi + alpha (theta - phi), only where sync
             p.data.copy_(torch.where(member_view(sync, slow.ndim), slow, p.data))
 
-    def _update(self, w, g, state, lr):  # pragma: no cover - step() is overridden
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor],
+                lr: torch.Tensor) -> None:  # pragma: no cover - step() is overridden
         raise NotImplementedError
 
     def zero_state(self) -> None:

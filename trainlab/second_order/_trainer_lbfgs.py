@@ -124,7 +124,8 @@ class TrainerLBFGS(Optimizer):
             raise ConfigError(f"{type(self).__name__} needs a deterministic objective for its line search; "
                               f"remove {', '.join(random) or 'the augmentation'} (each evaluation would draw anew)")
 
-    def _update(self, w, g, state, lr):  # pragma: no cover - step() is overridden
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor],
+                lr: torch.Tensor) -> None:  # pragma: no cover - step() is overridden
         raise NotImplementedError
 
     def _pairs(self, i: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -140,7 +141,7 @@ class TrainerLBFGS(Optimizer):
         self.S[i, c], self.Y[i, c], self.rho[i, c] = s, y, 1.0 / sy
         self.count[i] = c + 1
 
-    def step(self, closure: Closure | None = None, loss: torch.Tensor | None = None) -> None:  # type: ignore[override]
+    def step(self, closure: Closure | None = None, loss: torch.Tensor | None = None) -> None:
         """``closure()`` evaluates the objective ``(P,)`` at the parameters' current values and fills
         every ``.grad``. ``loss``: the value at the current point with ``.grad`` already filled
         (the Trainer's forward/backward), which saves the first evaluation."""

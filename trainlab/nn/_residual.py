@@ -183,8 +183,9 @@ class Residual(Module):
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(l) for l in self.block.layers)
-        short = (repr(self._shortcut_setting) if isinstance(self._shortcut_setting, str)
-                 else "[" + ", ".join(repr(l) for l in self.shortcut.layers) + "]")  # type: ignore[union-attr]
+        # a string setting, or the layers given (then __init__ made self.shortcut from them)
+        short = (repr(self._shortcut_setting) if isinstance(self._shortcut_setting, str) or self.shortcut is None
+                 else "[" + ", ".join(repr(l) for l in self.shortcut.layers) + "]")
         return f"Residual([{inner}], shortcut={short})"
 
 

@@ -49,6 +49,8 @@ class Lookahead(Optimizer):
         self._settings = {"k": k, "alpha": alpha, "inner": inner.settings()}  # type: ignore[dict-item]
 
     # ---- what the Trainer and schedules see: the inner optimizer's numbers ---------------
+    # The base declares hparams/steps/active/state as plain attributes (set in Optimizer.__init__, which
+    # Lookahead does not run); here they are read-only views of the inner optimizer's, hence [override].
     @property
     def hparams(self) -> dict[str, torch.Tensor]:  # type: ignore[override]
         return self.inner.hparams
@@ -77,6 +79,9 @@ class Lookahead(Optimizer):
 
     # Whatever rides on an optimizer (gradient clipping, a schedule's hooks) rides on the inner one:
     # its step clips the gradients, and the Trainer reads the hooks through these properties.
+    # The base class does not declare clip, hooks or assign_hparam (the Trainer and the schedules attach
+    # them; optim/_base.py is another helper's now), hence [attr-defined] below: declare them there and
+    # these ignores go (warn_unused_ignores will say so).
     @property
     def clip(self) -> object:
         return getattr(self.inner, "clip", None)

@@ -10,12 +10,11 @@ member: every evaluation of the closure evaluates all members, each at its own t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import torch
 
 from trainlab.errors import ConfigError
-from trainlab.nn import Parameter
+from trainlab.nn import Module, Parameter
 from trainlab.optim import Number, Optimizer
 from trainlab.second_order._base import check_wolfe_constants
 from trainlab.second_order._lbfgs import LBFGS as _Math
@@ -113,7 +112,7 @@ class TrainerLBFGS(Optimizer):
         self.failures = torch.zeros(P, dtype=torch.int64, device=first.device)
         self.evals = 0
 
-    def check_deterministic(self, model: Any, augment: Any = None) -> None:
+    def check_deterministic(self, model: Module, augment: object = None) -> None:
         """Refuse what makes the objective random (the Trainer calls this): every evaluation in a line
         search would draw new dropout masks, noise or augmentations, so no step could be accepted reliably."""
         from trainlab.nn import DropoutFamily, GaussianNoise

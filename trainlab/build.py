@@ -184,6 +184,10 @@ def build_optimizer(optim_cfg: Mapping[str, Any], params: list[nn.Parameter]) ->
         raise ConfigError(f"config: optim.weight_decay is not used by {name!r}; penalize the weights with "
                           "regularize.l2 instead")
     opt = cls(params, **kwargs)
+    if optim_cfg.get("clip_norm") is not None or optim_cfg.get("clip_value") is not None:
+        from trainlab.optim import ClipGradients
+
+        ClipGradients(norm=optim_cfg.get("clip_norm"), value=optim_cfg.get("clip_value")).attach(opt)
     if optim_cfg.get("lookahead_k"):
         opt = Lookahead(opt, k=optim_cfg["lookahead_k"], alpha=optim_cfg["lookahead_alpha"])
     return opt
@@ -284,14 +288,26 @@ def build_run(cfg: Mapping[str, Any], *, progress: bool = False,
     loss = build_loss(cfg["loss"])
     loss.build(population.size, device=device, dtype=dtype)
     optimizer = build_optimizer(cfg["optim"], model.parameters())
+    if "schedule" in cfg:
+        from trainlab.schedule import from_config as build_schedule
+
+        build_schedule(cfg["schedule"], optimizer)  # attached to the optimizer; None for the constant default
     from trainlab.augment import from_config as build_augmenter
 
     augment = build_augmenter(cfg["augment"], population, dataset=d["name"], num_classes=splits.num_classes)
     t = cfg["train"]
+    n_train = int(splits.train.x.shape[0])
+    if t["batch_size"] > n_train:
+        import warnings
+
+        warnings.warn(f"train.batch_size {t['batch_size']} is larger than the {n_train} training examples: every "
+                      f"step is one full batch of {n_train} (full-batch gradient descent); lower batch_size or "
+                      "use more data", stacklevel=2)
     trainer = Trainer(model, loss, optimizer, epochs=t["epochs"], steps=t["steps"], batch_size=t["batch_size"],
                       seed=cfg["seed"], eval_every=t["eval_every"], eval_train=t["eval_train"],
                       eval_batch_size=t["eval_batch_size"], progress=progress,
                       callbacks=build_callbacks(cfg) + list(callbacks or []),
                       regularizers=build_regularizers(cfg["regularize"]), augment=augment, live=live,
-                      labels=member_labels(cfg))
+                      labels=member_labels(cfg),
+                      diverge_factor=t["diverge_factor"], diverge_evaluations=t["diverge_evaluations"])
     return Run(dict(cfg), splits, model, loss, optimizer, trainer)

@@ -30,13 +30,14 @@ import warnings
 import torch
 
 from trainlab.errors import CheckpointError
-from trainlab.io import atomic_write_bytes, atomic_write_text
+from trainlab.io import atomic_write_bytes, atomic_write_text, read_regular_file
 
 __all__ = ["save_checkpoint", "load_checkpoint", "has_checkpoint", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_VERSION = 1
 _JSON = "checkpoint.json"
 _PREV = "checkpoint.prev.json"
+_MAX_JSON = 1 << 30  # the JSON holds the History: large for long runs, never a gigabyte
 
 
 def has_checkpoint(directory: str | Path) -> bool:
@@ -57,7 +58,8 @@ def save_checkpoint(directory: str | Path, trainer: Any, *, extra: dict[str, Any
     name = f"checkpoint-{trainer.step:09d}.safetensors"
     atomic_write_bytes(d / name, data)
     meta = {"format": "trainlab-checkpoint", "version": CHECKPOINT_VERSION, "trainlab_version": __version__,
-            "tensors": name, "sha256": hashlib.sha256(data).hexdigest(), "population_size": trainer.size,
+            "tensors": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "population_size": trainer.size,
             "state": state, **(extra or {})}
     current = d / _JSON
     if current.exists():
@@ -91,7 +93,11 @@ def _read_one(d: Path, js_name: str) -> tuple[dict[str, torch.Tensor], dict[str,
 
     js = d / js_name
     try:
-        meta = json.loads(js.read_text(encoding="utf-8"))
+        meta = json.loads(read_regular_file(js, limit=_MAX_JSON, what="checkpoint metadata").decode("utf-8"))
+    except CheckpointError as e:
+        if "file not found" in str(e):
+            raise CheckpointError(f"{js}: not found") from None
+        raise
     except FileNotFoundError:
         raise CheckpointError(f"{js}: not found") from None
     except (ValueError, UnicodeDecodeError) as e:
@@ -102,10 +108,14 @@ def _read_one(d: Path, js_name: str) -> tuple[dict[str, torch.Tensor], dict[str,
         raise CheckpointError(f"{js}: checkpoint version {meta.get('version')!r} is not supported "
                               f"(this trainlab reads version {CHECKPOINT_VERSION})")
     tf = d / str(meta.get("tensors", ""))
+    size = meta.get("bytes")
     try:
-        data = tf.read_bytes()
-    except (FileNotFoundError, IsADirectoryError):
-        raise CheckpointError(f"{tf}: checkpoint tensor file missing") from None
+        data = read_regular_file(tf, limit=int(size) if isinstance(size, int) else 2**40,
+                                 exact=size if isinstance(size, int) else None, what="checkpoint tensor file")
+    except CheckpointError as e:
+        if "file not found" in str(e) or "is a directory" in str(e):
+            raise CheckpointError(f"{tf}: checkpoint tensor file missing") from None
+        raise
     if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
         raise CheckpointError(f"{tf}: corrupt or truncated checkpoint (SHA-256 does not match {js.name})")
     try:

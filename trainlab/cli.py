@@ -7,6 +7,7 @@ status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -55,15 +56,35 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """``kill PID`` stops ``train`` like Ctrl-C also outside training (start-up, the final writes)."""
+    import signal
+
+    def handler(signum, frame):  # noqa: ANN001
+        raise KeyboardInterrupt("interrupted (SIGTERM)")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 class TrainCommand(Command):
     name = "train"
     help = "train a model (or a population of models) from a TOML config"
 
     def add_arguments(self, p):
         p.add_argument("config", nargs="?", default=None, help="TOML config file (see examples/)")
-        p.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
+        p.add_argument("--out", default=None, help="run directory, missing or empty (default: a new "
+                       "runs/<config name>-<date>-<time>)")
         p.add_argument("--resume", metavar="DIR", default=None,
                        help="continue an interrupted run in DIR from its last checkpoint")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --out (only once the new run's first checkpoint exists)")
+        p.add_argument("--data-dir", default=None, metavar="DIR",
+                       help="folder with the data set's files already downloaded (sets data.data_dir)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set optim.lr=0.1 (repeatable)")
         p.add_argument("--device", default=None, help="cpu or cuda (overrides the config's device)")
@@ -77,7 +98,10 @@ class TrainCommand(Command):
         from trainlab.config import load_config
         from trainlab.run import train_run
 
-        overrides = list(args.overrides) + ([f"device={json.dumps(args.device)}"] if args.device else [])
+        overrides = list(args.overrides) + ([f"device={json.dumps(args.device)}"] if args.device else []) \
+            + ([f"data.data_dir={json.dumps(str(args.data_dir))}"] if args.data_dir else [])
+        if args.resume and args.overwrite:
+            raise TrainlabError("--resume continues a run and --overwrite replaces one; give only one of them")
         if args.resume:
             if args.out and Path(args.out) != Path(args.resume):
                 raise TrainlabError("--resume DIR continues the run in DIR; leave out --out (or give the same DIR)")
@@ -89,11 +113,22 @@ class TrainCommand(Command):
             if args.config is None:
                 raise TrainlabError("train needs a CONFIG file (or --resume DIR)")
             cfg = load_config(args.config, overrides)
-            out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-        _, summary = train_run(cfg, out, progress=not (args.quiet or args.json), resume=bool(args.resume),
-                               members=args.members)
+            if args.out:
+                out = Path(args.out)
+            else:
+                from trainlab._rundir import fresh_run_dir
+
+                out = fresh_run_dir("runs", Path(args.config).stem)
+
+        def announce(where: Path) -> None:  # no --out: say where the run goes, once it is sure to start
+            if not args.out and not args.resume:
+                print(f"trainlab: writing the run to {where}/", file=sys.stderr, flush=True)
+
+        with _sigterm_as_ctrl_c():
+            _, summary = train_run(cfg, out, progress=not (args.quiet or args.json), resume=bool(args.resume),
+                                   overwrite=args.overwrite, on_start=announce, members=args.members)
         if args.json:
-            print(json.dumps(summary))
+            print(json.dumps({"run_dir": str(out), **summary}))
         elif not args.quiet:
             rows = [{**r, "member": r.get("member_label", r["member"])} for r in summary["members"]]
             _print_table(rows, ["member", "final_train_acc", "final_val_acc", "final_test_acc",
@@ -181,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"trainlab: warning: {message}\n"
+    from trainlab.errors import shorten
+
+    return f"trainlab: warning: {shorten(' '.join(str(message).split()))}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,20 +228,32 @@ def main(argv: list[str] | None = None) -> int:
     from trainlab.runtime import keep_freed_memory
 
     keep_freed_memory()  # reuse freed activation memory (docs/benchmarks.md); TRAINLAB_MALLOC=system: off
-    parser = build_parser()
     try:
+        parser = build_parser()  # inside: a Ctrl-C while the commands are imported is one line too
         args = parser.parse_args(argv)
+        args._argv = list(sys.argv[1:] if argv is None else argv)
         if not getattr(args, "_command", None):
             parser.print_help()
             return 2
         return args._command.run(args)
     except TrainlabError as e:
-        msg = " ".join(str(e).split("\n"))
+        from trainlab.errors import shorten
+
+        msg = shorten(" ".join(str(e).split("\n")))
         print(f"trainlab: error: {msg}", file=sys.stderr)
         return 2
+    except OSError as e:  # a write path the commands did not wrap: still one line (docs/reliability.md)
+        from trainlab.errors import describe_oserror
+
+        print(f"trainlab: error: {describe_oserror(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:
-        print(f"trainlab: {e or 'interrupted'}; everything computed so far is saved "
-              "(resume a training run with: trainlab train --resume DIR)", file=sys.stderr)
+        from trainlab.errors import Interrupted
+
+        if isinstance(e, Interrupted):
+            print(f"trainlab: {e}", file=sys.stderr)
+        else:  # stopped before anything was running (parsing, loading): nothing to save
+            print("trainlab: interrupted", file=sys.stderr)
         return 130
 
 

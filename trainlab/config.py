@@ -1,7 +1,7 @@
 """TOML configs -> validated, defaults-filled dictionaries, with one-line errors.
 
 A config is a TOML file of tables (``[data]``, ``[model]``, ``[loss]``, ``[optim]``,
-``[train]``, ``[population]``) plus top-level ``seed`` and ``device``. Every key is
+``[schedule]``, ``[train]``, ``[population]``, ...) plus top-level ``seed`` and ``device``. Every key is
 declared in :data:`SCHEMA` with its type, default, allowed range or choices, and
 whether it may be given *per member* (a list with one value per population member).
 :func:`load_config` reads a file, applies ``--set key=value`` overrides, and returns
@@ -59,6 +59,7 @@ ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "sof
 OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "nadam", "radam", "adamax",
                    "adadelta", "lbfgs")
 DATASET_NAMES = ("mnist-5k", "mnist", "fashion-mnist", "kmnist", "cifar10")
+SCHEDULE_NAMES = ("constant", "step", "multistep", "exponential", "cosine", "cosine_restarts", "onecycle", "plateau")
 PREPROCESS_NAMES = ("none", "minmax", "minmax-feature", "standardize", "pca-whiten", "zca-whiten", "standardize-channel")
 
 SCHEMA: dict[str, Any] = {
@@ -151,6 +152,54 @@ SCHEMA: dict[str, Any] = {
         "swa_start": Key("int", None, low=0, high=_MAX_INT, optional=True,
                          doc="SWA: average the weights at the end of every epoch from this one on (absent = off)"),
         "swa_every": Key("int", 1, low=1, high=_MAX_INT, doc="SWA: epochs between averaged snapshots"),
+        "clip_norm": Key("float", None, low=0.0, low_inclusive=False, high=1e12, per_member=True, optional=True,
+                         doc="clip each member's gradient to this global L2 norm (torch clip_grad_norm_)"),
+        "clip_value": Key("float", None, low=0.0, low_inclusive=False, high=1e12, per_member=True, optional=True,
+                          doc="clamp each gradient entry to [-v, v] (torch clip_grad_value_)"),
+    },
+    "schedule": {  # docs/schedules.md; the defaults are torch.optim.lr_scheduler's
+        "name": Key("str", "constant", choices=SCHEDULE_NAMES, per_member=True,
+                    doc="learning-rate schedule; one per member to compare kinds in one population"),
+        "interval": Key("str", "auto", choices=("auto", "epoch", "step"),
+                        doc="what t counts: epochs or iterations ('auto': step for onecycle, epoch otherwise)"),
+        "warmup": Key("int", 0, low=0, high=_MAX_INT, per_member=True,
+                      doc="linear warm-up intervals before the schedule (LinearLR + SequentialLR)"),
+        "warmup_start": Key("float", 1 / 3, low=0.0, high=1.0, per_member=True,
+                            doc="warm-up starts at this fraction of the rate (LinearLR start_factor)"),
+        "step_size": Key("int", 10, low=1, high=_MAX_INT, per_member=True, doc="step: intervals between decays"),
+        "gamma": Key("float", None, low=0.0, low_inclusive=False, high=1e6, per_member=True, optional=True,
+                     doc="step/multistep/exponential decay factor (default 0.1; exponential 0.95)"),
+        "milestones": Key("int_list", [], low=0, high=_MAX_INT, doc="multistep: the counts where the rate drops"),
+        "t_max": Key("int", None, low=1, high=_MAX_INT, per_member=True, optional=True,
+                     doc="cosine: half-period (default: the training length)"),
+        "eta_min": Key("float", 0.0, low=0.0, high=1e6, per_member=True, doc="cosine(_restarts): lowest rate"),
+        "t_0": Key("int", 10, low=1, high=_MAX_INT, per_member=True, doc="cosine_restarts: first cycle length"),
+        "t_mult": Key("int", 1, low=1, high=1000, per_member=True, doc="cosine_restarts: cycle growth factor"),
+        "total": Key("int", None, low=2, high=_MAX_INT, per_member=True, optional=True,
+                     doc="onecycle: cycle length (default: the training length)"),
+        "pct_start": Key("float", 0.3, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False,
+                         per_member=True, doc="onecycle: share of the cycle spent rising"),
+        "anneal": Key("str", "cos", choices=("cos", "linear"), doc="onecycle: annealing shape"),
+        "div_factor": Key("float", 25.0, low=0.0, low_inclusive=False, high=1e12, per_member=True,
+                          doc="onecycle: start rate = lr / div_factor"),
+        "final_div_factor": Key("float", 1e4, low=0.0, low_inclusive=False, high=1e12, per_member=True,
+                                doc="onecycle: end rate = start rate / final_div_factor"),
+        "three_phase": Key("bool", False, doc="onecycle: fast.ai's third phase"),
+        "cycle_momentum": Key("bool", None, optional=True,
+                              doc="onecycle: cycle momentum/beta1 (default: when the optimizer has one)"),
+        "base_momentum": Key("float", 0.85, low=0.0, high=1.0, per_member=True, doc="onecycle: lowest momentum"),
+        "max_momentum": Key("float", 0.95, low=0.0, high=1.0, per_member=True, doc="onecycle: highest momentum"),
+        "monitor": Key("str", "val_loss", choices=("val_loss", "val_acc", "train_loss", "train_acc"),
+                       doc="plateau: the metric watched"),
+        "mode": Key("str", "auto", choices=("auto", "min", "max")),
+        "factor": Key("float", 0.1, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False, per_member=True,
+                      doc="plateau: rate multiplier at each reduction"),
+        "patience": Key("int", 10, low=0, high=_MAX_INT, per_member=True,
+                        doc="plateau: evaluations without improvement before a reduction"),
+        "threshold": Key("float", 1e-4, low=0.0, high=1e6, per_member=True),
+        "threshold_mode": Key("str", "rel", choices=("rel", "abs")),
+        "cooldown": Key("int", 0, low=0, high=_MAX_INT, per_member=True),
+        "min_lr": Key("float", 0.0, low=0.0, high=1e6, per_member=True),
     },
     "regularize": {
         "l2": Key("float", 0.0, low=0.0, high=1e6, per_member=True, doc="L2 penalty lambda"),
@@ -215,13 +264,19 @@ SCHEMA: dict[str, Any] = {
         "eval_batch_size": Key("int", 1000, low=1, high=_MAX_INT),
         "snapshot_every": Key("int", None, low=1, high=_MAX_INT, optional=True,
                               doc="save the model every K epochs under snapshots/ (snapshot ensembles)"),
+        "diverge_factor": Key("float", 1000.0, low=1.0, low_inclusive=False, high=1e300,
+                              doc="a member whose mean training loss between evaluations stays above this many "
+                                  "times max(its step-0 loss, 1) is diverged (docs/training.md); 1e300: off"),
+        "diverge_evaluations": Key("int", 2, low=1, high=_MAX_INT,
+                                   doc="... for this many evaluations in a row"),
     },
 }
 
 
 def _describe(k: Key) -> str:
     if k.choices:
-        return "one of " + ", ".join(repr(c) for c in k.choices)
+        return "one of " + ", ".join(repr(c) for c in k.choices) + (" (or a list, one per member)" if k.per_member
+                                                                   else "")
     base = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
             "int_list": "a list of integers", "float_list": "a list of numbers", "str_or_table": "a name or a table",
             "table_list": "a list of tables"}[k.kind]
@@ -262,6 +317,10 @@ def _check_value(path: str, k: Key, v: Any) -> Any:
             return [_check_number(f"{path}[{i}]", k, x) for i, x in enumerate(v)]
         return _check_number(path, k, v)
     if k.kind == "str":
+        if k.per_member and isinstance(v, list):
+            if not v:
+                raise ConfigError(f"config: {path} is an empty list; give a name or one per member")
+            return [_check_value(f"{path}[{i}]", Key("str", choices=k.choices), x) for i, x in enumerate(v)]
         if not isinstance(v, str):
             raise ConfigError(f"config: {path} must be {_describe(k)}, got {v!r}")
         if k.choices and v not in k.choices:
@@ -408,6 +467,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> dict[str, Any]:
     """Read ``path`` (or start from defaults), apply ``key=value`` overrides, validate."""
     given = read_toml(path) if path is not None else {}
+    if path is not None and not given:
+        import warnings
+
+        warnings.warn(f"config file {path} is empty (no keys): every setting is its default (see examples/)",
+                      stacklevel=2)
     return resolve_config(apply_overrides(given, list(overrides)))
 
 

@@ -380,10 +380,9 @@ def instancenorm_to_torch(layer: InstanceNorm, member: int) -> torch.nn.Module:
     return inorm
 
 
-# ---- convolution, pooling and feature-map layers (trainlab.nn._conv, trainlab.nn._pool) ----------
+# ---- convolution, pooling and feature-map layers ------------------------------------------------
 
-from trainlab.nn._conv import Conv2d, SpatialDropout2d  # noqa: E402
-from trainlab.nn._pool import AvgPool2d, Flatten, GlobalAvgPool2d, MaxPool2d, StochasticPool2d  # noqa: E402
+from trainlab.nn import AvgPool2d, Conv2d, Flatten, GlobalAvgPool2d, MaxPool2d, SpatialDropout2d, StochasticPool2d  # noqa: E402,E501
 
 
 @register_converter(Conv2d)

@@ -5,7 +5,10 @@ A saved model is two files side by side:
 * ``model.safetensors`` -- every parameter and buffer, ``(P, ...)``, by name
   (``"0.weight"``, ...), plus the fitted preprocessing statistics
   (``"preprocess.<key>"``);
-* ``model.json`` -- ``format`` (``"trainlab-model"``), ``format_version``, the
+* ``model.json`` -- ``format`` (``"trainlab-model"``), ``format_version``, ``tensors``
+  (the tensor file's name, size in bytes and SHA-256: checked on load, and reads are
+  bounded by that size; a non-regular file such as a FIFO or a symlink to a device is
+  refused), the
   trainlab version, the architecture (layer types and settings), input shape,
   population size and seeds, dtype, class count, data set and preprocessing name,
   options and scalar statistics.
@@ -19,6 +22,7 @@ so a crash never leaves a half-written file under the final name.
 from __future__ import annotations
 
 from collections.abc import Mapping
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -32,7 +36,8 @@ from trainlab.init import Initializer
 from trainlab.nn import Module, Sequential
 from trainlab.population import Population
 
-__all__ = ["save_model", "load_model", "SavedModel", "atomic_write_bytes", "atomic_write_text", "FORMAT_VERSION"]
+__all__ = ["save_model", "load_model", "SavedModel", "atomic_write_bytes", "atomic_write_text", "read_regular_file",
+           "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -139,14 +144,56 @@ def save_model(directory: str | Path, model: Sequential, *, preprocessor: Any | 
     if extra:
         meta.update(_jsonable(dict(extra)))
     st_path, js_path = directory / f"{name}.safetensors", directory / f"{name}.json"
-    atomic_write_bytes(st_path, st_save(tensors, metadata={"format": "trainlab-model"}))
+    data = st_save(tensors, metadata={"format": "trainlab-model"})
+    meta["tensors"] = {"file": st_path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    atomic_write_bytes(st_path, data)
     atomic_write_text(js_path, json.dumps(meta, indent=1))
     return st_path, js_path
 
 
+#: model.json is small (the architecture and a few statistics): a larger one is not a trainlab model file
+MAX_META_BYTES = 16 * 2**20
+
+
+def read_regular_file(path: str | Path, *, limit: int, what: str = "file", exact: int | None = None) -> bytes:
+    """The bytes of ``path``, refusing anything but a regular file (a symlink to ``/dev/urandom``, a FIFO, a
+    device: one :class:`CheckpointError`, no hang) and reading at most ``limit`` bytes (more is an error).
+    With ``exact``, the size the metadata declares, any other size is an error too."""
+    import stat
+
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
+    except FileNotFoundError:
+        raise CheckpointError(f"{p}: file not found") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{p}: is a directory, expected a {what}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or
+                    stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+            raise CheckpointError(f"{p}: is {kind}, not a regular file; refusing to read it as a {what}")
+        if exact is not None and st.st_size != exact:
+            raise CheckpointError(f"{p}: corrupt or truncated {what} ({st.st_size} bytes, the metadata declares "
+                                  f"{exact})")
+        if st.st_size > limit:
+            raise CheckpointError(f"{p}: {st.st_size} bytes, more than the {limit} a {what} may have")
+        data = f.read(limit + 1)
+    if len(data) > limit or (exact is not None and len(data) != exact):
+        raise CheckpointError(f"{p}: changed size while being read ({what})")
+    return data
+
+
 def _read_meta(js_path: Path) -> dict[str, Any]:
     try:
-        meta = json.loads(js_path.read_text(encoding="utf-8"))
+        meta = json.loads(read_regular_file(js_path, limit=MAX_META_BYTES, what="model metadata file"
+                                            ).decode("utf-8"))
+    except CheckpointError as e:
+        if "file not found" in str(e):
+            raise CheckpointError(f"{js_path}: file not found (a saved model needs .json and .safetensors)"
+                                  ) from None
+        raise
     except FileNotFoundError:
         raise CheckpointError(f"{js_path}: file not found (a saved model needs .json and .safetensors)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -159,14 +206,24 @@ def _read_meta(js_path: Path) -> dict[str, Any]:
     return meta
 
 
-def _read_tensors(st_path: Path) -> dict[str, torch.Tensor]:
+def _read_tensors(st_path: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensor file, bounded by the size model.json declares and checked against its SHA-256 (models saved
+    before the checksum existed: bounded by the file's own size, not checked)."""
     from safetensors import SafetensorError
     from safetensors.torch import load as st_load
 
-    try:
-        data = st_path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{st_path}: file not found") from None
+    declared = meta.get("tensors") if isinstance(meta.get("tensors"), dict) else None
+    if declared is not None:
+        try:
+            size, digest = int(declared["bytes"]), str(declared["sha256"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{st_path.with_suffix('.json')}: corrupt model metadata (tensors entry)") from None
+        data = read_regular_file(st_path, limit=size, exact=size, what="model tensor file")
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise CheckpointError(f"{st_path}: corrupt model file (SHA-256 does not match "
+                                  f"{st_path.with_suffix('.json').name}); the weights were changed after saving")
+    else:
+        data = read_regular_file(st_path, limit=2**40, what="model tensor file")
     try:
         return st_load(data)
     except (SafetensorError, ValueError, RuntimeError, OSError) as e:
@@ -187,7 +244,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", name: st
         stem = p.with_suffix("")
         js_path, st_path = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
     meta = _read_meta(js_path)
-    tensors = _read_tensors(st_path)
+    tensors = _read_tensors(st_path, meta)
     try:
         layers = [build_layer(spec, i) for i, spec in enumerate(meta["layers"])]
         pop = Population(int(meta["population"]["size"]), seeds=meta["population"]["seeds"])

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ import torch
 from trainlab.build import Run, build_run
 from trainlab.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from trainlab.config import dumps, load_config
-from trainlab.errors import CheckpointError, ConfigError
+from trainlab.errors import CheckpointError, ConfigError, Interrupted, WriteError, describe_oserror
 from trainlab.io import atomic_write_text, save_model
 from trainlab.train import Callback, ConsoleSink, History, Trainer, summarize
 
@@ -54,7 +55,9 @@ class _MetricsWriter(Callback):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.written = 0
-        path.write_text("")
+
+    def start(self) -> None:
+        self.path.write_text("")
 
     def flush_all(self, history: History) -> None:
         self.path.write_text("")
@@ -111,6 +114,36 @@ class _Checkpointer(Callback):
         self.save(trainer)
 
 
+class _Promote(Callback):
+    """``--overwrite``: once the new run's first checkpoint is in the staging directory, exchange it with
+    the old run's directory (one rename), delete the old run, and point the writers at the final place."""
+
+    def __init__(self, staging: Path, final: Path, movers: list[Any], old_lock: Any) -> None:
+        self.staging, self.final, self.movers, self.old_lock = staging, final, movers, old_lock
+        self.done = False
+
+    def promote(self) -> None:
+        if self.done:
+            return
+        from trainlab._rundir import exchange_dirs, remove_tree
+
+        exchange_dirs(self.staging, self.final)
+        self.done = True
+        for m in self.movers:
+            for attr in ("path", "directory"):
+                v = getattr(m, attr, None)
+                if isinstance(v, Path) and (v == self.staging or self.staging in v.parents):
+                    setattr(m, attr, self.final / v.relative_to(self.staging))
+        self.old_lock.release()
+        remove_tree(self.staging)  # now the old run
+
+    def on_evaluate(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        self.promote()
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        self.promote()
+
+
 @contextlib.contextmanager
 def _stop_on_signals(trainer: Trainer):
     """Ctrl-C / SIGTERM ask the trainer to stop at the next step boundary (a second one stops at once)."""
@@ -148,7 +181,8 @@ def _config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = False,
-              resume: bool = False, members: str = "auto") -> tuple[Run, dict[str, Any]]:
+              resume: bool = False, overwrite: bool = False,
+              on_start: Callable[[Path], None] | None = None, members: str = "auto") -> tuple[Run, dict[str, Any]]:
     """Build everything ``cfg`` describes, train, and write the run directory ``out``.
 
     With ``resume=True``, ``out`` must hold a run started earlier: its checkpoint is
@@ -160,9 +194,53 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
     ``progress``: print a line per epoch (and a live bar on a terminal) through
     :class:`~trainlab.train.ConsoleSink`; ``members`` ("auto", "all", "summary") says which
     members of a population it lists.
+    A new run needs a missing or empty ``out``; ``overwrite=True`` replaces what is
+    there, but only once the new run's first checkpoint exists (see
+    :mod:`trainlab._rundir`). The process holds a lock on ``out`` while it runs: a
+    second one is refused with a line naming the holder. ``on_start(out)`` is called once
+    everything is built and training is about to start (the CLI prints the directory).
     """
+    from trainlab._rundir import RunLock
+
     out = Path(out)
+    resume_cmd = f"trainlab train --resume {out}"
+    created = not out.exists()
+    if resume and not out.is_dir():
+        raise CheckpointError(f"{out}: nothing to resume (no such run directory)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create output directory {out}: {e.strerror}") from None
+    try:
+        lock = RunLock(out).acquire()
+    except OSError as e:
+        raise WriteError(describe_oserror(e, then=f"cannot lock the run directory {out}")) from None
+    locks = [lock]
+    try:
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(lambda: [lk.release() for lk in locks])
+            return _train_run(cfg, out, progress=progress, resume=resume, overwrite=overwrite,
+                              created=created, locks=locks, resume_cmd=resume_cmd, on_start=on_start,
+                              members=members)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt as e:  # outside training (building, the final writes): the run is as it was
+        if (out / "config.toml").exists() and not (out / "summary.json").exists():
+            raise Interrupted(str(e) or "interrupted", resume_cmd) from None
+        raise Interrupted(str(e) or "interrupted", "the same command again") from None
+    except OSError as e:
+        then = (f"the last complete checkpoint in {out} is kept; fix this, then: {resume_cmd}"
+                if has_checkpoint(out) else "nothing of the run is lost")
+        raise WriteError(describe_oserror(e, then=then)) from None
+
+
+def _train_run(cfg: dict[str, Any] | None, out: Path, *, progress: bool, resume: bool, overwrite: bool,
+               created: bool, locks: list[Any], resume_cmd: str,
+               on_start: Callable[[Path], None] | None, members: str = "auto") -> tuple[Run, dict[str, Any]]:
+    from trainlab._rundir import RunLock, check_new_run, classify, remove_tree, staging_dir
+
     summary_path = out / "summary.json"
+    where = out  # where the files go until the first checkpoint (a staging directory with --overwrite)
     if resume:
         if not (out / "config.toml").exists():
             raise CheckpointError(f"{out}: nothing to resume (no config.toml; is this a trainlab run directory?)")
@@ -173,41 +251,73 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
         cfg = saved
         if summary_path.exists():
             raise ConfigError(f"{out} is a finished run (summary.json says so); nothing to resume")
+        kind = "unfinished"
     else:
         if cfg is None:
             raise ConfigError("a config is needed to start a new run")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"cannot create output directory {out}: {e.strerror}") from None
-        if summary_path.exists():
-            summary_path.unlink()  # a stale summary must not mark this new run finished
-        for stale in (*out.glob("checkpoint*.json"), *out.glob("checkpoint-*.safetensors")):
-            stale.unlink()
-        atomic_write_text(out / "config.toml", dumps(cfg))
-    writer = _MetricsWriter(out / "metrics.jsonl")
-    checkpointer = _Checkpointer(out)
-    run = build_run(cfg, progress=progress, callbacks=[writer])
-    _show_members(run.trainer, members)
-    labels = run.trainer.labels
+        kind = check_new_run(out, overwrite=overwrite)
+    try:
+        writer = _MetricsWriter(out / "metrics.jsonl")
+        checkpointer = _Checkpointer(out)
+        run = build_run(cfg, progress=progress, callbacks=[writer])  # a bad option fails here, before any write
+        _show_members(run.trainer, members)
+        labels = run.trainer.labels
+    except BaseException:
+        if created and classify(out) == "empty":
+            remove_tree(out)
+        raise
+    promote = None
+    if not resume:
+        if kind not in ("absent", "empty"):  # --overwrite: the new run starts beside the old one
+            where = staging_dir(out)
+            remove_tree(where)
+            where.mkdir()
+            locks.append(RunLock(where).acquire())
+            writer.path, checkpointer.directory = where / "metrics.jsonl", where
+            promote = _Promote(where, out, [writer, checkpointer], locks[0])
+        atomic_write_text(where / "config.toml", dumps(cfg))
+        writer.start()
     if cfg["train"]["snapshot_every"]:
-        run.trainer.callbacks.append(_Snapshots(out, cfg["train"]["snapshot_every"], run.splits.preprocessor,
-                                                run.splits.num_classes))
-    run.trainer.callbacks.append(checkpointer)  # last: it saves what the other callbacks did
+        snaps = _Snapshots(where, cfg["train"]["snapshot_every"], run.splits.preprocessor, run.splits.num_classes)
+        run.trainer.callbacks.append(snaps)
+        if promote is not None:
+            promote.movers.append(snaps)
+    run.trainer.callbacks.append(checkpointer)  # it saves what the other callbacks did
+    if promote is not None:
+        run.trainer.callbacks.append(promote)  # last: the first checkpoint exists when it runs
     if resume and has_checkpoint(out):
         meta = load_checkpoint(out, run.trainer)
         run.trainer.history.info["member_labels"] = labels  # a checkpoint from before labels existed
         checkpointer.seconds_before = float(meta.get("seconds", 0.0))
         writer.flush_all(run.trainer.history)  # metrics.jsonl = exactly the checkpoint's evaluations
-    with _stop_on_signals(run.trainer):
-        history = run.trainer.fit(run.splits.train, run.splits.val, run.splits.test)
+    elif resume:
+        writer.start()
+    if on_start is not None:
+        on_start(out)
+    try:
+        with _stop_on_signals(run.trainer):
+            history = run.trainer.fit(run.splits.train, run.splits.val, run.splits.test)
+        if promote is not None:
+            promote.promote()  # a run too short to evaluate still replaces the old one at its end
+    except KeyboardInterrupt as e:
+        if promote is not None and not promote.done:
+            remove_tree(where)
+            raise Interrupted("interrupted before the new run's first checkpoint; the old run is untouched",
+                              "the same command again") from None
+        raise Interrupted(str(e) or "interrupted", resume_cmd) from None
+    except BaseException:
+        if promote is not None and not promote.done:
+            remove_tree(where)  # a failed start leaves the old run whole
+        raise
     seconds = checkpointer.elapsed()
     writer.flush(history)
     history.save(out / "history.json")
     save_model(out, run.model, preprocessor=run.splits.preprocessor, num_classes=run.splits.num_classes,
                extra={"data": cfg["data"]["name"], "seed": cfg["seed"]})
     fig = history.plot(title=f"{cfg['data']['name']}: {cfg['model']['type']} ({run.model.size} member(s))")
-    fig.savefig(out / "curves.png", dpi=100)
+    tmp_png = out / ".curves.png.tmp"
+    fig.savefig(tmp_png, dpi=100, format="png")
+    os.replace(tmp_png, out / "curves.png")
     import matplotlib.pyplot as plt
 
     plt.close(fig)

@@ -15,9 +15,9 @@ def test_defaults_are_complete():
 
 
 @pytest.mark.parametrize("given, message", [
-    ({"optim": {"lrr": 0.1}}, "config: unknown key 'optim.lrr' (allowed in [optim]: alpha, beta1, beta2, centered, decoupled, eps, history, "
-                                  "lookahead_alpha, lookahead_k, lr, max_iter, momentum, momentum_decay, name, rho, swa_every, "
-                                  "swa_start, weight_decay)"),
+    ({"optim": {"lrr": 0.1}}, "config: unknown key 'optim.lrr' (allowed in [optim]: alpha, beta1, beta2, centered, clip_norm, "
+                                  "clip_value, decoupled, eps, history, lookahead_alpha, lookahead_k, lr, max_iter, momentum, "
+                                  "momentum_decay, name, rho, swa_every, swa_start, weight_decay)"),
     ({"bogus": 1}, "config: unknown key 'bogus' (allowed at the top level:"),
     ({"optim": {"lr": -0.1}}, "config: optim.lr must be > 0, got -0.1"),
     ({"optim": {"lr": "fast"}}, "config: optim.lr must be a number or a list with one per member, got 'fast'"),

@@ -103,7 +103,7 @@ def test_all_mirrors_fail_404_last(http_root: Server, register_toy: Register, tm
     message = _error(cache_dir=tmp_path)
     assert message == (
         f"could not download toy/{NAME} from any mirror ({base}/missing/{NAME}: HTTP 404 File not found); "
-        "download it yourself and pass --data-dir DIR"
+        "download it yourself and pass --data-dir DIR (train, evaluate) or set data.data_dir in the config"
     )
     assert list((tmp_path / "toy").iterdir()) == []
 
@@ -115,7 +115,7 @@ def test_all_mirrors_fail_offline(register_toy: Register, tmp_path: Path, monkey
     message = _error(cache_dir=tmp_path)
     assert message == (
         f"could not download toy/{NAME} from any mirror ({refused}{NAME}: Connection refused); "
-        "download it yourself and pass --data-dir DIR"
+        "download it yourself and pass --data-dir DIR (train, evaluate) or set data.data_dir in the config"
     )
     assert not (tmp_path / "toy" / NAME).exists()
 
@@ -137,7 +137,7 @@ def test_not_cached_and_download_off(register_toy: Register, tmp_path: Path) -> 
     register_toy({NAME: GOOD}, mirrors=("http://127.0.0.1:9/",))
     assert _error(cache_dir=tmp_path, download=False) == (
         f"toy/{NAME} is not in the cache {tmp_path / 'toy'} and download is off; "
-        "download it yourself and pass --data-dir DIR"
+        "download it yourself and pass --data-dir DIR (train, evaluate) or set data.data_dir in the config"
     )
 
 

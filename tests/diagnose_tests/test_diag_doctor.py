@@ -166,14 +166,14 @@ def _cli(*argv: str) -> argparse.Namespace:
 
 def test_cli_prints_one_block_per_step(tmp_path, capsys):
     cmd, args = _cli(str(FAULTS / "lr_too_low.toml"), "--steps", "1,2", "--quick", "--out", str(tmp_path))
-    assert cmd.run(args) == 0
+    assert cmd.run(args) == 1  # a FAIL verdict exits 1 (issue 17; it exited 0)
     out = capsys.readouterr().out
     assert re.search(r"^\[1\] initial loss \.+ OK", out, re.M)
     assert re.search(r"^\[2\] overfit a small sample \.+ FAIL", out, re.M)
     assert "learning rate 1e-06 is too low" in out
     assert f"wrote {tmp_path}/doctor.json" in out
     cmd, args = _cli(str(HEALTHY), "--steps", "1", "--quick", "--json", "--out", str(tmp_path / "j"))
-    cmd.run(args)
+    assert cmd.run(args) == 0  # OK (or WARN) exits 0
     assert json.loads(capsys.readouterr().out)["steps"][0]["verdict"] == "ok"
 
 

@@ -20,11 +20,13 @@ from trainlab.experiments import (
     get_experiment,
 )
 
-ISSUE_ORDER = ["activations", "zero-init", "init-compare", "vanishing-gradient", "batchnorm", "bn-inference",
-               "overfitting", "model-size", "l1-vs-l2", "dropout", "early-stopping", "augmentation", "optimizers",
-               "search", "whitening", "second-order", "ensembles"]  # issue 8's list, then issue 10's
+ISSUE_ORDER = ["activations", "zero-init", "init-compare", "vanishing-gradient", "relu", "batchnorm", "bn-inference",
+               "bn-effects", "overfitting", "regularizers", "model-size", "width", "l1-vs-l2", "dropout",
+               "early-stopping", "augmentation", "small-data", "optimizers", "schedules", "search", "whitening",
+               "covariate-shift", "second-order", "ensembles"]  # issue 8's list, then issue 10's; issues 18's and
+#                                                                  19's placed beside their topic
 DOC_PAGES = {"ensembles", "engine", "layers", "init", "optimizers", "data", "dropout", "noise", "normalization", "regularization",
-             "early_stopping", "training", "second_order", "augmentation", "search"}
+             "early_stopping", "training", "second_order", "augmentation", "search", "schedules"}
 
 
 def test_registry_lists_every_experiment_of_the_issue_in_order():

@@ -43,7 +43,9 @@ def postgres_url():
 def _engine(url):
     import sqlalchemy
 
-    return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    from trainlab.search._storage import with_installed_driver
+
+    return sqlalchemy.create_engine(with_installed_driver(url), poolclass=sqlalchemy.pool.NullPool)
 
 
 def _scalar(engine, sql, **args):
@@ -107,7 +109,10 @@ def test_three_workers_share_one_postgres_study_and_survive_a_sigkill(postgres_u
 
     left_open = _scalar(eng, "SELECT count(*) FROM pg_stat_activity WHERE datname = 'trainlab' "
                              "AND pid <> pg_backend_pid()")  # every worker has exited: none may linger
-    study = optuna.load_study(study_name="pg", storage=postgres_url)
+    from trainlab.search._storage import with_installed_driver
+
+    assert postgres_url.startswith("postgresql://")  # the documented form, no driver named (issue 17)
+    study = optuna.load_study(study_name="pg", storage=with_installed_driver(postgres_url))
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(t.system_attrs["trainlab:slot"] for t in done) == list(range(TRIALS))  # each exactly once

@@ -25,11 +25,6 @@ KNOWN_CYCLES: set[frozenset[str]] = {
 }
 KNOWN_PRIVATE: set[tuple[str, str]] = {
     ("trainlab.cli", "trainlab.search._cli"),
-    ("trainlab.experiments._common", "trainlab.nn._module"),
-    ("trainlab.experiments._common", "trainlab.nn._norm"),
-    ("trainlab.experiments.bn_inference", "trainlab.nn._norm"),
-    ("trainlab.export", "trainlab.nn._conv"),
-    ("trainlab.export", "trainlab.nn._pool"),
 }
 
 

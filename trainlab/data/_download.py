@@ -165,10 +165,11 @@ def fetch(
             raise DataError(_mismatch(f"{filename} in cache {folder}", expected, stale))
         raise DataError(
             f"{label} is not in the cache {folder} and download is off; "
-            "download it yourself and pass --data-dir DIR"
+            "download it yourself and pass --data-dir DIR (train, evaluate) or set data.data_dir in the config"
         )
     if not info.mirrors:
-        raise DataError(f"{label} has no download mirrors; download it yourself and pass --data-dir DIR")
+        raise DataError(f"{label} has no download mirrors; download it yourself and pass --data-dir DIR "
+                        "(train, evaluate) or set data.data_dir in the config")
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -202,5 +203,5 @@ def fetch(
         raise DataError(f"{mismatch}; the download is corrupt or the mirror serves another file")
     raise DataError(
         f"could not download {label} from any mirror ({last_reason}); "
-        "download it yourself and pass --data-dir DIR"
+        "download it yourself and pass --data-dir DIR (train, evaluate) or set data.data_dir in the config"
     )

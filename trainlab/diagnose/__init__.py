@@ -8,8 +8,13 @@
   the trainer bit for bit afterwards.
 * :func:`doctor` -- the course's six-step recipe on a config, a verdict per step
   (``trainlab doctor CONFIG.toml``).
+* :func:`judge_run` / :func:`judge_history` -- read a finished run's learning curves (plateau,
+  early decay, over/underfitting, noise, a rising loss) from plain numbers
+  (``trainlab doctor --history RUN_DIR``).
 """
 
+from trainlab.diagnose._curves import CT as CURVE_THRESHOLDS, Curves, curves_from_history, judge as judge_history, \
+    judge_run, load_curves
 from trainlab.diagnose._doctor import STEP_NAMES, DoctorOptions, DoctorReport, StepResult, doctor, parse_steps
 from trainlab.diagnose._findings import Finding, T as THRESHOLDS, read_curves
 from trainlab.diagnose._lr_range import LRRangeResult, judge_curves, log_grid, lr_range_test
@@ -34,4 +39,10 @@ __all__ = [
     "STEP_NAMES",
     "parse_steps",
     "read_curves",
+    "Curves",
+    "load_curves",
+    "curves_from_history",
+    "judge_history",
+    "judge_run",
+    "CURVE_THRESHOLDS",
 ]

@@ -13,10 +13,15 @@ __all__ = ["DoctorCommand"]
 
 class DoctorCommand(Command):
     name = "doctor"
-    help = "run the six-step tuning recipe on a config and give a verdict per step"
+    help = ("run the six-step tuning recipe on a config and give a verdict per step "
+            "(exit status 1 when the verdict is FAIL, 0 for OK or WARN, 2 for a bad config)")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("config", help="TOML config file (see examples/healthy.toml, examples/faults/)")
+        p.add_argument("config", nargs="?", default=None,
+                       help="TOML config file (see examples/healthy.toml, examples/faults/)")
+        p.add_argument("--history", default=None, metavar="RUN_DIR",
+                       help="read the learning curves of a finished (or interrupted) run directory instead: "
+                            "plateau, early decay, over/underfitting, noise, a rising loss (no training)")
         p.add_argument("--out", default=None,
                        help="where to write doctor.json, doctor.html and the figures (default runs/doctor-<name>)")
         p.add_argument("--steps", default=None, metavar="LIST",
@@ -31,6 +36,12 @@ class DoctorCommand(Command):
         p.add_argument("--quiet", action="store_true", help="print nothing")
 
     def run(self, args: argparse.Namespace) -> int:
+        if args.history is not None:
+            return _history(args)
+        if args.config is None:
+            from trainlab.errors import ConfigError
+
+            raise ConfigError("doctor needs a CONFIG.toml to diagnose, or --history RUN_DIR to read a run's curves")
         from trainlab.diagnose._doctor import DoctorOptions, doctor, format_step, parse_steps
 
         steps = parse_steps(args.steps)
@@ -50,4 +61,17 @@ class DoctorCommand(Command):
         elif not args.quiet:
             print(f"verdict: {report.verdict.upper()} ({report.seconds:.1f} s); wrote {out}/doctor.json and "
                   f"{out}/doctor.html")
-        return 0
+        return 1 if report.verdict == "fail" else 0  # exit status: 1 for a FAIL verdict (docs/doctor.md)
+
+
+def _history(args: argparse.Namespace) -> int:
+    """``trainlab doctor --history RUN_DIR``: the curve reading of :mod:`trainlab.diagnose._curves`;
+    exit status 1 when it finds something (a FAIL-like verdict), as for the recipe."""
+    from trainlab.diagnose._curves import format_findings, judge_run, to_dict
+
+    curves, findings = judge_run(args.history, args.member)
+    if args.json:
+        print(json.dumps(to_dict(args.history, curves, findings)))
+    elif not args.quiet:
+        print(format_findings(args.history, curves, findings))
+    return 0

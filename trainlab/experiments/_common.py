@@ -13,7 +13,7 @@ from trainlab import nn
 from trainlab.data import Splits, load_splits
 from trainlab.errors import ConfigError
 from trainlab.experiments._core import Preset
-from trainlab.nn._module import Module
+from trainlab.nn import Module
 from trainlab.optim import Optimizer
 from trainlab.population import Population
 from trainlab.train import Callback, Trainer
@@ -109,7 +109,7 @@ def mlp(P: int, hidden: Sequence[int], *, activation: str = "relu", init: Any = 
     per Linear layer (each a number or one per member). ``batchnorm`` is True (torch's
     BatchNorm defaults) or a mapping of BatchNorm settings (:func:`batch_norm_settings`).
     """
-    from trainlab.nn._norm import BatchNorm
+    from trainlab.nn import BatchNorm
 
     n_linear = len(hidden) + 1
     if isinstance(init_scale, Sequence) and len(init_scale) == n_linear and any(

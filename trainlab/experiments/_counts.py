@@ -26,21 +26,28 @@ __all__ = ["QUICK_CHECKS", "check_counts", "total_checks", "experiment_count"]
 
 #: experiment name -> the number of checks its run returns at the quick preset
 QUICK_CHECKS: dict[str, int] = {
-    "activations": 3,
+    "activations": 6,
     "zero-init": 2,
     "init-compare": 2,
-    "vanishing-gradient": 4,
+    "vanishing-gradient": 5,
+    "relu": 4,
     "batchnorm": 4,
     "bn-inference": 2,
+    "bn-effects": 5,
     "overfitting": 3,
+    "regularizers": 4,
     "model-size": 3,
+    "width": 1,
     "l1-vs-l2": 4,
-    "dropout": 7,
+    "dropout": 10,
     "early-stopping": 3,
-    "augmentation": 7,
+    "augmentation": 8,
+    "small-data": 2,
     "optimizers": 4,
+    "schedules": 6,
     "search": 8,
     "whitening": 2,
+    "covariate-shift": 2,
     "second-order": 3,
     "ensembles": 5,  # 3 + one transfer check per label count (10 and 50 at quick; fewer at smoke)
 }

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from trainlab import nn
-from trainlab.augment import Augmenter, Cutout, CutMix, Geometric, InputNoise, Mixup
+from trainlab.augment import Augmenter, Cutout, CutMix, Elastic, Geometric, InputNoise, Mixup
 from trainlab.experiments._common import splits, tolist
 from trainlab.experiments._core import Check, Experiment, Figure, Preset, Result
 from trainlab.optim import Momentum
@@ -34,6 +34,8 @@ from trainlab.train import Trainer
 VARIANTS: dict[str, dict[str, float]] = {
     "none": {},
     "shift/rotate": {"rotate": 10.0, "shift": 2.0, "scale": 0.1},
+    # Simard et al. (2003)'s setting for MNIST: alpha 34, sigma 4 (mean displacement ~1 pixel)
+    "elastic": {"elastic": 34.0, "elastic_sigma": 4.0},
     "cutout": {"cutout": 10},
     "mixup": {"mixup": 0.2},
     "cutmix": {"cutmix": 1.0},
@@ -72,6 +74,8 @@ def _transforms(cfg: list[dict[str, float]]) -> list[Any]:
     out: list[Any] = []
     if any(col("rotate")) or any(col("shift")) or any(col("scale")):
         out.append(Geometric(rotate=col("rotate"), shift=col("shift"), scale=col("scale")))
+    if any(col("elastic")):
+        out.append(Elastic(col("elastic"), [c.get("elastic_sigma", 4.0) for c in cfg]))
     if any(col("cutmix")):
         out.append(CutMix(col("cutmix")))
     if any(col("mixup")):
@@ -123,7 +127,9 @@ def run(preset: Preset) -> Result:
     seeds = [preset.seed + i for i in range(S)]
     names = list(s["variants"])
     geometric = [n for n in names if {"rotate", "shift", "scale"} & set(s["variants"][n])]
-    groups = [[n for n in names if n not in geometric], geometric]
+    # elastic distortion resamples every member's images too: a population of its own, same seeds
+    elastic = [n for n in names if "elastic" in s["variants"][n]]
+    groups = [[n for n in names if n not in geometric + elastic], geometric, elastic]
     per: dict[str, dict[str, np.ndarray]] = {}  # variant -> measure -> (S,)
     for group in groups:
         if not group:
@@ -172,6 +178,16 @@ def run(preset: Preset) -> Result:
               f"Test accuracy {r['none']['test_acc']:.3f} -> {r['shift/rotate']['test_acc']:.3f} (rotate 10 degrees, "
               f"shift 2 pixels, zoom 0.9-1.1; points per seed: {seeds_text('shift/rotate')}); train-test gap "
               f"{r['none']['gap']:.3f} -> {r['shift/rotate']['gap']:.3f}."),
+        # Simard et al. (2003): elastic distortion was the best transform for MNIST (0.4% error with a conv net,
+        # vs 0.6% with affine distortions). "Raises" = the same 3 points as shifts/rotations above.
+        Check("elastic distortion raises test accuracy",
+              "Elastic distortion (Simard et al. 2003: a smoothed random displacement field, like the wobble of a "
+              "hand) is the classic label-preserving transform for digits and improves test accuracy.",
+              r["elastic"]["gain"], 0.03, ">=",
+              f"Test accuracy {r['none']['test_acc']:.3f} -> {r['elastic']['test_acc']:.3f} (alpha 34, sigma 4 "
+              f"pixels, Simard et al.'s MNIST setting; points per seed: {seeds_text('elastic')}); train-test gap "
+              f"{r['none']['gap']:.3f} -> {r['elastic']['gap']:.3f}; shifts/rotations "
+              f"{pts(r['shift/rotate']['gain'])} points."),
         # Measured (quick, seeds 0 / 1 / 2 of the preset, 3 member seeds each): +0.9 / -1.3 / -0.4
         # points. Half a point = a clear gain; the claim holds for seed 0 only, i.e. it does not hold
         # robustly for this net (the explanation says so when it fails).

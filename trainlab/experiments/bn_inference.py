@@ -8,7 +8,7 @@ ways:
   (``momentum=0.1`` in PyTorch's convention = the textbook's 0.9);
 * population statistics: Ioffe & Szegedy's Algorithm 2, ``E[x] = mean of the batch
   means`` and ``Var[x] = m/(m-1) x mean of the batch variances`` over one pass of the
-  training set (:func:`trainlab.nn._norm.compute_population_statistics`);
+  training set (:func:`trainlab.nn.compute_population_statistics`);
 * batch statistics: normalizing each test batch by its own mean and variance (BN left
   in training mode), for several test batch sizes.
 """
@@ -49,7 +49,7 @@ def _predict(model: nn.Sequential, x: torch.Tensor, *, batch: int, training: boo
 
 
 def run(preset: Preset) -> Result:
-    from trainlab.nn._norm import batch_norm_layers, compute_population_statistics
+    from trainlab.nn import batch_norm_layers, compute_population_statistics
 
     s = dict(preset.pick(SETTINGS))
     data = splits(preset, train=s["train"], test=s["test"])

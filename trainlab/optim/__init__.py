@@ -7,6 +7,7 @@ from typing import Any
 
 from trainlab.optim._adaptive import Adadelta, Adamax, NAdam, RAdam
 from trainlab.optim._base import Number, Optimizer
+from trainlab.optim._clip import ClipGradients
 from trainlab.optim._first_order import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
 from trainlab.optim._wrappers import Lookahead
 
@@ -33,4 +34,4 @@ def optimizer_defaults(cls: type[Optimizer]) -> dict[str, Any]:
 
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam", "AdamW", "NAdam", "RAdam",
-           "Adamax", "Adadelta", "Lookahead", "OPTIMIZERS", "optimizer_defaults", "Number"]
+           "Adamax", "Adadelta", "Lookahead", "ClipGradients", "OPTIMIZERS", "optimizer_defaults", "Number"]

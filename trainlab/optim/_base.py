@@ -23,6 +23,7 @@ not biases or normalization gains.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -67,6 +68,11 @@ class Optimizer:
         self.active = torch.ones(P, dtype=torch.bool, device=device)
         self._inactive: list[int] = []
         self._views: dict[tuple[str, int], torch.Tensor] = {}
+        #: gradient clipping (:class:`~trainlab.optim.ClipGradients`), applied at the start of :meth:`step`
+        self.clip: Any = None
+        #: objects riding on this optimizer that the Trainer calls like callbacks (a learning-rate
+        #: schedule, the clipping's norm recorder); see :meth:`ClipGradients.attach`, ``Schedule.attach``
+        self.hooks: list[Any] = []
 
     # ---- per-member hyperparameters -------------------------------------------------
     def h(self, name: str, ndim: int) -> torch.Tensor:
@@ -91,6 +97,13 @@ class Optimizer:
         self._views = {k: v for k, v in self._views.items() if not k[0].startswith("lr*")}  # scaled copies
         self._has_decay_cache = None  # weight_decay may have changed from or to zero
 
+    def assign_hparam(self, name: str, values: torch.Tensor) -> None:
+        """Overwrite hyperparameter ``name`` with ``values`` (``(P,)``), unvalidated: the fast path of a
+        schedule, which may reach a rate of exactly 0 (cosine's end) that :meth:`set_hparam` refuses."""
+        self.hparams[name].copy_(values)
+        if name == "lr":
+            self._views = {k: v for k, v in self._views.items() if not k[0].startswith("lr*")}
+
     @property
     def lr(self) -> torch.Tensor:
         return self.hparams["lr"]
@@ -112,6 +125,8 @@ class Optimizer:
             saved = [(p.data.index_select(0, idx), {k: v.index_select(0, idx) for k, v in st.items()})
                      for p, st in zip(self.params, self.state)]
         self.steps += self.active.to(self.steps.dtype)
+        if self.clip is not None:
+            self.clip(self.params)
         for p, st in zip(self.params, self.state):
             if not p.trainable:
                 continue

@@ -6,6 +6,8 @@ statistics, so it is a Trainer callback: :class:`trainlab.train.SWA`.)
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from trainlab.errors import CheckpointError, ConfigError
@@ -75,26 +77,23 @@ class Lookahead(Optimizer):
 
     def assign_hparam(self, name: str, values: torch.Tensor) -> None:
         """A schedule's unvalidated fast path, where the optimizer base has one: the inner optimizer's."""
-        self.inner.assign_hparam(name, values)  # type: ignore[attr-defined]
+        self.inner.assign_hparam(name, values)
 
     # Whatever rides on an optimizer (gradient clipping, a schedule's hooks) rides on the inner one:
     # its step clips the gradients, and the Trainer reads the hooks through these properties.
-    # The base class does not declare clip, hooks or assign_hparam (the Trainer and the schedules attach
-    # them; optim/_base.py is another helper's now), hence [attr-defined] below: declare them there and
-    # these ignores go (warn_unused_ignores will say so).
     @property
     def clip(self) -> object:
         return getattr(self.inner, "clip", None)
 
     @clip.setter
     def clip(self, value: object) -> None:
-        self.inner.clip = value  # type: ignore[attr-defined]
+        self.inner.clip = value
 
     @property
-    def hooks(self) -> list:
+    def hooks(self) -> list[Any]:  # type: ignore[override]  # a read-only view, as hparams above
         if not hasattr(self.inner, "hooks"):
-            self.inner.hooks = []  # type: ignore[attr-defined]
-        return self.inner.hooks  # type: ignore[attr-defined]
+            self.inner.hooks = []
+        return self.inner.hooks
 
     def set_active(self, mask: torch.Tensor) -> None:
         self.inner.set_active(mask)

@@ -53,6 +53,16 @@ class ProgressPrinter:
         self.stream.flush()
 
 
+def typical_run_times() -> dict:
+    """The measured seconds per experiment (trainlab/experiments/run_times.json; scripts/run_times.py)."""
+    from importlib.resources import files
+
+    try:
+        return json.loads(files("trainlab.experiments").joinpath("run_times.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 class ReproduceCommand(Command):
     name = "reproduce"
     help = "rerun the course's experiments and write report.html and results.json"
@@ -75,15 +85,21 @@ class ReproduceCommand(Command):
                        help="CPU threads for torch (default 1: the nets are small, so more threads gain little and "
                             "oversubscribe a shared machine; see docs/experiments.md)")
         p.add_argument("--strict", action="store_true", help="exit with status 1 when a claim did not hold")
-        p.add_argument("--list", action="store_true", help="list the experiments and whether each is available")
+        p.add_argument("--list", action="store_true",
+                       help="list the experiments, each one's typical run time, and whether it is available")
         p.add_argument("--json", action="store_true", help="print the summary as JSON")
         p.add_argument("--quiet", action="store_true", help="no progress lines")
 
     def run(self, args: argparse.Namespace) -> int:
         if args.list:
+            times = typical_run_times()
+            print(f"{'experiment':<20} {'typical time':>12}  (quick preset, measured {times.get('measured', '?')} "
+                  "on 2 idle cores; grows with --preset textbook and a busy machine)")
             for name in REGISTRY:
                 ok, why = REGISTRY[name].available()
-                print(f"{name:<20} {'available' if ok else 'not available: ' + why}")
+                sec = times.get("seconds", {}).get(name)
+                shown = "-" if sec is None else f"{sec:.0f} s" if sec >= 1 else "< 1 s"
+                print(f"{name:<20} {shown:>12}  {'available' if ok else 'not available: ' + why}")
             return 0
         out = args.out or f"runs/reproduce-{args.preset}"
         progress = None if (args.quiet or args.json) else ProgressPrinter()

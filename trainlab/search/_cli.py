@@ -6,11 +6,9 @@ Also runnable as ``python -m trainlab.search CONFIG.toml ...`` (same flags).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
+import shlex
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +17,15 @@ from trainlab.errors import TrainlabError
 __all__ = ["TuneCommand", "main"]
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """``kill PID`` stops a worker like Ctrl-C: its running trials are marked failed (retried on resume)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):  # noqa: ANN001
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+def _resume_command(args: argparse.Namespace) -> str:
+    argv = getattr(args, "_argv", None)
+    if argv is None:
+        argv = sys.argv[1:]
+        argv0 = (sys.argv[0] if sys.argv else "").replace("\\", "/").replace("/", ".")
+        prog = "python -m trainlab.search" if "trainlab.search" in argv0 else "trainlab tune"
+    else:
+        prog = "trainlab"  # argv starts with the sub-command
+    return "rerun the same command: " + shlex.join([*prog.split(), *argv])
 
 
 def _fmt(v: Any) -> str:
@@ -77,16 +69,25 @@ class TuneCommand:
     def run(self, args: argparse.Namespace) -> int:
         from trainlab.search import report, tune
 
+        from trainlab.errors import Interrupted
+        from trainlab.search._stop import graceful_stop
+
+        if args.trials is not None and args.trials < 1:
+            raise TrainlabError(f"--trials must be at least 1 (trials with a result to reach), got {args.trials}")
         out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-tune"
         if args.report:
             result = report(args.config, trials=args.trials, strategy=args.strategy, storage=args.storage,
                             study=args.study, out=out, seed=args.seed, overrides=list(args.overrides))
         else:
-            with _sigterm_as_interrupt():
-                result = tune(args.config, trials=args.trials, strategy=args.strategy, population=args.population,
-                              storage=args.storage, study=args.study, out=out, seed=args.seed,
-                              overrides=list(args.overrides), device=args.device,
-                              progress=not (args.quiet or args.json))
+            try:
+                with graceful_stop():  # Ctrl-C / SIGTERM: stop at the next safe point (trainlab.search._stop)
+                    result = tune(args.config, trials=args.trials, strategy=args.strategy,
+                                  population=args.population, storage=args.storage, study=args.study, out=out,
+                                  seed=args.seed, overrides=list(args.overrides), device=args.device,
+                                  progress=not (args.quiet or args.json))
+            except KeyboardInterrupt:
+                raise Interrupted("interrupted; finished trials are in the study and the running ones will be "
+                                  "retried", _resume_command(args)) from None
         if args.json:
             print(json.dumps(result.summary))
             return 0
@@ -125,9 +126,17 @@ def main(argv: list[str] | None = None) -> int:
         args = p.parse_args(argv)
         return cmd.run(args)
     except TrainlabError as e:
-        print(f"trainlab: error: {' '.join(str(e).split())}", file=sys.stderr)
+        from trainlab.errors import shorten
+
+        print(f"trainlab: error: {shorten(' '.join(str(e).split()))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("trainlab: interrupted; finished trials are in the study; run the same command to resume",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:
+        from trainlab.errors import Interrupted
+
+        print(f"trainlab: {e}" if isinstance(e, Interrupted) else "trainlab: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        from trainlab.errors import describe_oserror
+
+        print(f"trainlab: error: {describe_oserror(e)}", file=sys.stderr)
+        return 2

@@ -165,10 +165,13 @@ def draw_all(tuner: "Tuner", summary: dict[str, Any], trials: list[FrozenTrial],
     files: dict[str, str] = {}
 
     def save(fig, name: str) -> None:
+        from trainlab.search import _stop
+
         path = out / f"{name}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         files[name] = str(path)
+        _stop.check()  # Ctrl-C while the figures are drawn stops after this one
 
     try:
         names = spec.scatter or [p.name for p in space.numeric][:2]

@@ -147,6 +147,7 @@ class PopulationEvaluator:
 
     def _train(self, jobs: Sequence[TrialJob], cfgs: Sequence[dict[str, Any]]) -> list[TrialOutcome]:
         from trainlab.build import build_run
+        from trainlab.search._stop import StopOnSignal
 
         self.populations += 1
         pop_id = f"{self._tag}:{self.populations}"
@@ -154,7 +155,7 @@ class PopulationEvaluator:
             cfg = population_config(cfgs, [j.seed for j in jobs])
             pruning = _Pruning(jobs, self.metric)
             t0 = time.perf_counter()
-            run = build_run(cfg, callbacks=[pruning])
+            run = build_run(cfg, callbacks=[pruning, StopOnSignal()])  # Ctrl-C: stop at a step boundary
             t1 = time.perf_counter()
             history = run.trainer.fit(run.splits.train, run.splits.val)  # no test split: selection is on val
             t2 = time.perf_counter()
@@ -221,12 +222,13 @@ class PopulationEvaluator:
         """Train the chosen config alone (the population invariant makes it the same model as in its
         trial) and evaluate the test split once. Saves the model into ``out`` when given."""
         from trainlab.build import build_run
+        from trainlab.search._stop import StopOnSignal
         from trainlab.io import atomic_write_text, save_model
         from trainlab.config import dumps
 
         cfg = self.config(values, seed)
         t0 = time.perf_counter()
-        run = build_run(cfg)
+        run = build_run(cfg, callbacks=[StopOnSignal()])
         history = run.trainer.fit(run.splits.train, run.splits.val)
         res: dict[str, Any] = {"val": {k.removeprefix("val_"): _clean(v[0]) for k, v in history.final.items()
                                        if k.startswith("val_")}}

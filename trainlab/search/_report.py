@@ -15,6 +15,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from trainlab.search import _stop
 from trainlab.search._samplers import SLOT, derive_seed
 from trainlab.search._space import SearchSpace
 
@@ -131,6 +132,7 @@ def _final(tuner: "Tuner", best: FrozenTrial) -> dict[str, Any] | None:
         return rec
     values = tuner.space.decode(best.params)
     seed = int(best.user_attrs.get("seed", derive_seed(tuner.spec.seed, int(best.system_attrs[SLOT]), "member")))
+    _stop.check()  # Ctrl-C during the outputs stops too (rerunning the command writes them)
     res = ev.final_test(values, seed, out=tuner.out / "best" if tuner.out is not None else None)
     res.update(trial=best.number, slot=int(best.system_attrs.get(SLOT, best.number)), search_value=best.value)
     with tuner.store.lock(tuner.study_name):
@@ -239,6 +241,7 @@ def _write(tuner: "Tuner", summary: dict[str, Any], rows: list[dict[str, Any]], 
     from trainlab.search import _plots
 
     out = tuner.out
+    _stop.check()
     out.mkdir(parents=True, exist_ok=True)
     files = {"trials": str(out / "trials.csv"), "summary": str(out / "summary.json")}
     write_csv(rows, out / "trials.csv")
@@ -252,7 +255,9 @@ def _write(tuner: "Tuner", summary: dict[str, Any], rows: list[dict[str, Any]], 
                 f"trainlab train {out / 'best.toml'}\n")
         atomic_write_text(out / "best.toml", head + dumps(cfg))
         files["best_config"] = str(out / "best.toml")
+    _stop.check()
     files.update(_plots.draw_all(tuner, summary, trials, out))
+    _stop.check()
     summary["files"] = {k: str(Path(v).relative_to(out)) if str(v).startswith(str(out)) else v
                         for k, v in files.items()}
     return files

@@ -291,7 +291,10 @@ def load_search(path: str | Path | None = None, overrides: list[str] = (), *, gi
     (e.g. ``{"trials": 20}`` from the command line), and split it into the trainlab config
     (unresolved, validated) and the :class:`SearchSpec`."""
     raw = read_toml(path) if path is not None else copy.deepcopy(dict(given or {}))
-    raw = apply_overrides(raw, list(overrides))
+    space_sets = [o for o in overrides if o.split("=", 1)[0].strip().startswith("search.space.")]
+    raw = apply_overrides(raw, [o for o in overrides if o not in space_sets])
+    for text in space_sets:
+        _override_space(raw, text)
     table = raw.pop("search", None)
     if table is None:
         raise ConfigError(f"{path or 'config'}: no [search] table; a search config needs [search] with a "
@@ -308,6 +311,39 @@ def load_search(path: str | Path | None = None, overrides: list[str] = (), *, gi
         raise ConfigError(f"search.metric = 'val_acc' needs an accuracy, but loss.name = "
                           f"'{base['loss']['name']}' has none; use metric = 'val_loss'")
     return raw, spec
+
+
+def _override_space(raw: dict[str, Any], text: str) -> None:
+    """``--set search.space.<param>.<field>=V`` (e.g. ``search.space.optim.lr.high=0.5``) or
+    ``--set search.space.<param>={...}``: a parameter's names contain dots (``"optim.lr"``), so the key is
+    matched against the parameters the config has, longest first, instead of being split at every dot."""
+    from trainlab.config import parse_override
+
+    parts, value = parse_override(text)
+    rest = ".".join(parts[2:])
+    search = raw.setdefault("search", {})
+    if not isinstance(search, dict):
+        raise ConfigError(f"--set {'.'.join(parts)}: search is not a table")
+    space = search.setdefault("space", {})
+    if not isinstance(space, dict):
+        raise ConfigError(f"--set {'.'.join(parts)}: search.space is not a table")
+    from trainlab.search._space import _flatten_space
+
+    space = search["space"] = dict(_flatten_space(space))  # [search.space.optim.lr] -> "optim.lr"
+    for name in sorted(space, key=len, reverse=True):
+        if rest == name:
+            space[name] = value
+            return
+        if rest.startswith(name + ".") and isinstance(space[name], dict):
+            space[name][rest[len(name) + 1:]] = value
+            return
+    if isinstance(value, dict):  # a new parameter, given whole
+        space[rest] = value
+        return
+    have = ", ".join(sorted(space)) or "none"
+    raise ConfigError(f"--set search.space.{rest}: no parameter of [search.space] matches (it has: {have}); "
+                      f"set a field of one (search.space.<name>.high=...) or give a new one whole: "
+                      f"--set 'search.space.<config key>={{type = \"float\", low = ..., high = ...}}'")
 
 
 def canonical_base(given: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,9 @@ Storage URLs (``--storage``):
     may lose the last commits, never corrupts the file). Good for the workers of
     one machine; not on network file systems.
 ``postgresql://user:pass@host/db`` (any Optuna RDB URL)
-    Many processes on many machines. Each worker keeps at most 4 connections
+    Many processes on many machines. A bare ``postgresql://`` uses the installed
+    driver (psycopg v3 if present, else psycopg2 from the ``[postgres]`` extra:
+    :func:`with_installed_driver`); ``postgresql+psycopg2://`` names one. Each worker keeps at most 4 connections
     (pool 2 + overflow 2, pre-ping, recycled every 5 min) and opens one more,
     briefly, for the study lock.
 ``journal:path/study.log``
@@ -304,6 +306,14 @@ def _sqlite_prepare(path: Path) -> None:
         con.close()
 
 
+def _driver_hint(e: BaseException) -> str:
+    """The pip package for the module an ImportError names (the driver actually missing)."""
+    name = getattr(e, "name", None) or str(e).rsplit(" ", 1)[-1].strip("'\"")
+    pips = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "pymysql": "PyMySQL",
+            "MySQLdb": "mysqlclient"}
+    return f"pip install '{pips[name]}'" if name in pips else f"install the Python module '{name}'"
+
+
 def _rdb(url: str, kind: str, *, heartbeat: int, grace: int) -> RDBStorage:
     import sqlalchemy
 
@@ -316,7 +326,7 @@ def _rdb(url: str, kind: str, *, heartbeat: int, grace: int) -> RDBStorage:
         raw = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=grace)
     except ImportError as e:
         raise ConfigError(f"storage {_mask(url)}: the database driver is not installed ({e.__cause__ or e}); "
-                          "for PostgreSQL: pip install psycopg2-binary") from None
+                          f"{_driver_hint(e.__cause__ or e)}") from None
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError) as e:
         first = str(e.orig if hasattr(e, "orig") and e.orig is not None else e).strip().splitlines()[0]
         raise ConfigError(f"cannot open storage {_mask(url)}: {first}") from None
@@ -328,6 +338,42 @@ def _rdb(url: str, kind: str, *, heartbeat: int, grace: int) -> RDBStorage:
 
         raw.engine.dispose()  # connections opened during set-up lack the pragmas
     return raw
+
+
+#: PostgreSQL drivers trainlab can use, in order of preference: SQLAlchemy's module name for each
+_PG_DRIVERS = (("psycopg", "psycopg", "psycopg[binary]"), ("psycopg2", "psycopg2", "psycopg2-binary"))
+
+
+def with_installed_driver(url: str) -> str:
+    """``postgresql://...`` without a driver -> the same URL naming an installed one.
+
+    SQLAlchemy 2.x reads a bare ``postgresql://`` as psycopg2 (1.x/2.0) or psycopg v3 (2.1+), whichever its
+    version prefers, installed or not. trainlab picks what is installed: psycopg (v3) if present, else psycopg2
+    (what the ``[postgres]`` extra installs). A URL that names its driver (``postgresql+psycopg2://``) is
+    used as written. No driver at all is one line naming both and the extra.
+    """
+    import importlib.util
+
+    import sqlalchemy
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+    if parsed.drivername != "postgresql":
+        if parsed.get_backend_name() == "postgresql":
+            driver = parsed.get_driver_name()
+            for module, name, pip in _PG_DRIVERS:
+                if driver == name and importlib.util.find_spec(module) is None:
+                    raise ConfigError(f"storage {_mask(url)}: the URL names the PostgreSQL driver '{driver}', which "
+                                      f"is not installed: pip install '{pip}' (or write postgresql:// to use "
+                                      "whichever driver is installed)")
+        return url
+    for module, name, _pip in _PG_DRIVERS:
+        if importlib.util.find_spec(module) is not None:
+            return parsed.set(drivername=f"postgresql+{name}").render_as_string(hide_password=False)
+    raise ConfigError(f"storage {_mask(url)}: no PostgreSQL driver is installed (neither psycopg nor psycopg2): "
+                      "pip install 'trainlab[postgres]'")
 
 
 def open_storage(url: str | None, *, default: Path | None = None, heartbeat: int = 10,
@@ -379,6 +425,8 @@ def open_storage(url: str | None, *, default: Path | None = None, heartbeat: int
         return StudyStorage(url, "sqlite", optuna.storages.get_storage(raw), raw,
                             lambda name: _FileLock(lock_path), heartbeat=heartbeat, grace=grace, path=path)
     kind = dialect if dialect in ("postgresql", "mysql") else "rdb"
+    if kind == "postgresql":
+        url = with_installed_driver(url)
     if kind == "rdb":
         raise ConfigError(f"storage {_mask(url)}: trainlab tune supports sqlite, postgresql and mysql URLs "
                           f"(and journal: files); got the '{dialect}' dialect")
@@ -387,7 +435,7 @@ def open_storage(url: str | None, *, default: Path | None = None, heartbeat: int
         create_lock.acquire(LOCK_TIMEOUT)
     except ImportError as e:
         raise ConfigError(f"storage {_mask(url)}: the database driver is not installed ({e}); "
-                          "for PostgreSQL: pip install psycopg2-binary") from None
+                          f"{_driver_hint(e)}") from None
     except sqlalchemy.exc.OperationalError as e:
         first = str(e.orig if e.orig is not None else e).strip().splitlines()[0]
         raise ConfigError(f"cannot open storage {_mask(url)}: {first}") from None

@@ -183,8 +183,14 @@ def _deferred_interrupts():
     is never cut in half, so an interrupted worker leaves no trial it took unaccounted for."""
     import signal
 
+    from trainlab.search import _stop
+
     if threading.current_thread() is not threading.main_thread():
         yield
+        return
+    if _stop.active():  # the first signal only sets the stop flag; checked when the block is done
+        yield
+        _stop.check()
         return
     got: list[int] = []
     old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -474,21 +480,25 @@ class Tuner:
         t_start = self.t_start = time.perf_counter()
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        from trainlab.search import _stop
+
         try:
-            self._open()
-            bar = self._bar()
-            try:
-                self._loop(bar)
-            except KeyboardInterrupt:
-                self._abandon("interrupted (Ctrl-C or SIGTERM)", counts=False)
-                raise
-            except BaseException as e:
-                self._abandon(f"error: {type(e).__name__}: {e}", counts=True)
-                raise
-            finally:
-                if bar is not None:
-                    bar.close()
-            return self._finish(time.perf_counter() - t_start)
+            with _stop.graceful_stop():
+                self._open()
+                _stop.check()  # a signal while the study was opened or created stops here
+                bar = self._bar()
+                try:
+                    self._loop(bar)
+                except KeyboardInterrupt:
+                    self._abandon("interrupted (Ctrl-C or SIGTERM)", counts=False)
+                    raise
+                except BaseException as e:
+                    self._abandon(f"error: {type(e).__name__}: {e}", counts=True)
+                    raise
+                finally:
+                    if bar is not None:
+                        bar.close()
+                return self._finish(time.perf_counter() - t_start)
         finally:
             optuna.logging.set_verbosity(verbosity)
             if hasattr(self, "store"):
@@ -518,7 +528,10 @@ class Tuner:
 
     def _loop(self, bar) -> None:
         poll = min(2.0, max(0.2, self.spec.heartbeat / 2))
+        from trainlab.search import _stop
+
         while True:
+            _stop.check()
             t0 = time.perf_counter()
             with _deferred_interrupts(), self.store.lock(self.study_name):
                 jobs, ledger = self._claim()
@@ -528,7 +541,7 @@ class Tuner:
                 return
             if not jobs:
                 t0 = time.perf_counter()
-                time.sleep(poll)  # the rest is running elsewhere, or a round is not finished yet
+                _stop.sleep(poll)  # the rest is running elsewhere, or a round is not finished yet
                 self.timing["wait"] += time.perf_counter() - t0
                 continue
             t0 = time.perf_counter()

@@ -153,7 +153,7 @@ def postgres_server(database: str = "trainlab") -> Iterator[str]:
             with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
                 c.execute(sqlalchemy.text(f'CREATE DATABASE "{database}"'))
             admin.dispose()
-            yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/{database}"
+            yield f"postgresql://postgres@127.0.0.1:{port}/{database}"  # the form docs/search.md writes
         finally:
             subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                            capture_output=True, timeout=60)

@@ -31,7 +31,9 @@ class History:
     steps-per-epoch), and for each metric (``train_loss``, ``train_acc``,
     ``batch_loss`` -- the mean training-batch loss since the previous evaluation,
     with dropout etc. active -- ``val_loss``, ``val_acc``, ``test_loss``,
-    ``test_acc``) a list with one value per member. ``history["val_acc"]`` is an
+    ``test_acc``; with a learning-rate schedule ``lr`` -- the rate of the steps that led to
+    the evaluation; with gradient clipping ``grad_norm``, ``grad_norm_max`` and ``clipped``)
+    a list with one value per member. ``history["val_acc"]`` is an
     array ``(evaluations, P)``. ``diverged`` maps a member to the step and epoch at
     which its loss became NaN/inf (it was frozen there); ``stopped`` maps a member
     to the epoch where early stopping ended it.
@@ -166,6 +168,15 @@ class History:
                                       ("train_acc", ax_a, "-"), ("val_acc", ax_a, "--")):
                 if metric in have:
                     ax.plot(x, self[metric][:, m], style, color=colors[m])
+        # a diverged member (NaN, or a finite loss exploding to 1e16) must not squash the others: limits from
+        # the healthy curves, an x where each diverged (trainlab.plotting)
+        from trainlab.plotting import keep_healthy_readable, mark_diverged
+
+        div = {m: float(self.diverged[m]["epoch"]) for m in members if m in self.diverged}
+        cols = {m: colors[m] for m in members}
+        loss_curves = [(m, self[k][:, m]) for k in ("train_loss", "val_loss") if k in have for m in members]
+        keep_healthy_readable(ax_l, x, loss_curves, div, cols)
+        mark_diverged(ax_a, div, cols)
         for ax, what in ((ax_l, "loss"), (ax_a, "accuracy")):
             ax.set_xlabel("epoch"), ax.set_ylabel(what), ax.set_title(what)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -176,6 +187,8 @@ class History:
             handles.append(Line2D([], [], color="none", label=f"({len(members) - len(shown)} more not listed)"))
         styles = [(s, w) for s, w, k in (("-", "train", "train_acc"), ("--", "val", "val_acc")) if k in have]
         handles += [Line2D([], [], color="0.3", ls=s, label=w) for s, w in styles]
+        if div:
+            handles.append(Line2D([], [], color="0.3", ls=":", label="diverged"))
         if handles:
             ax_a.legend(handles=handles, fontsize=7, ncol=2 if len(handles) > 10 else 1, loc="best")
         if len(members) == 1 and self.size > 1:

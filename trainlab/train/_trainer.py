@@ -42,7 +42,9 @@ class Trainer:
     member *i* of a population sees exactly the batches it would see alone),
     runs forward (``training=True``), the loss (one value per member), backward,
     and the optimizer. A member whose loss is NaN/inf is frozen at that step and
-    recorded in ``history.diverged``; the others go on. Evaluations (by default
+    recorded in ``history.diverged``; so is one whose finite loss explodes
+    (``diverge_factor``, ``diverge_evaluations``: see :meth:`_check_exploding`);
+    the others go on. Evaluations (by default
     at the end of each epoch) run in eval mode over whole splits.
 
     Parameters
@@ -76,7 +78,8 @@ class Trainer:
                  eval_train: bool = True, eval_batch_size: int = 1000, progress: bool = False,
                  callbacks: Sequence[Callback] = (), regularizers: Sequence[Regularizer] = (),
                  augment: Any = None, live: bool = False, sinks: Sequence[Callback] = (),
-                 labels: Sequence[str] | None = None) -> None:
+                 labels: Sequence[str] | None = None, diverge_factor: float = 1000.0,
+                 diverge_evaluations: int = 2) -> None:
         if model.population is None:
             raise ConfigError("the model is not built: call model.build(input_shape, population) first")
         for name, v in (("epochs", epochs), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -89,7 +92,9 @@ class Trainer:
         self.epochs, self.steps, self.batch_size = epochs, steps, batch_size
         self.seed, self.eval_every, self.eval_train = seed, eval_every, eval_train
         self.eval_batch_size, self.progress = eval_batch_size, progress
-        self.callbacks = list(callbacks)
+        # What rides on the optimizer (a learning-rate schedule, gradient clipping's recorder) runs first, so
+        # the records it completes (lr, grad_norm) are whole when the other callbacks see them.
+        self.callbacks = [h for h in getattr(optimizer, "hooks", ()) if h not in callbacks] + list(callbacks)
         self.regularizers = list(regularizers)
         #: ``augment(x (1, N, ...), y, trainer) -> (x', targets)``: training batches only. ``x'`` may
         #: gain the population axis (each member its own augmentation) and ``targets`` may be
@@ -129,6 +134,15 @@ class Trainer:
         self._pos = 0
         self._batch_loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
         self._batches_since_eval = 0
+        # The exploding-loss rule (see _check_exploding): step-0 loss, evaluations above the bound in a row,
+        # and the step of the first of them, per member.
+        if not diverge_factor > 1 or not isinstance(diverge_evaluations, int) or diverge_evaluations < 1:
+            raise ConfigError(f"Trainer diverge_factor must be > 1 and diverge_evaluations an integer >= 1, got "
+                              f"{diverge_factor!r} and {diverge_evaluations!r}")
+        self.diverge_factor, self.diverge_evaluations = float(diverge_factor), diverge_evaluations
+        self._initial_loss = torch.full((self.size,), math.nan, dtype=torch.float64, device=self.device)
+        self._above = torch.zeros(self.size, dtype=torch.int64, device=self.device)
+        self._above_since = torch.zeros(self.size, dtype=torch.int64, device=self.device)
 
     # ---- members ----------------------------------------------------------------------
     def stop_members(self, members: torch.Tensor) -> None:
@@ -167,11 +181,39 @@ class Trainer:
         rec: dict[str, Any] = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 6)}
         self._refresh_population_statistics()
         if self._batches_since_eval:
-            rec["batch_loss"] = (self._batch_loss_sum / self._batches_since_eval).tolist()
+            mean = self._batch_loss_sum / self._batches_since_eval
+            rec["batch_loss"] = mean.tolist()
+            self._check_exploding(mean)
         self._batch_loss_sum.zero_()
         self._batches_since_eval = 0
         rec.update(self._evaluate_splits(splits))
         return rec
+
+    def _check_exploding(self, mean_loss: torch.Tensor) -> None:
+        """A finite but exploding loss is divergence too (NaN/inf is caught at the step it happens).
+
+        Rule: member m is diverged when its mean training objective between two evaluations exceeds
+        ``diverge_factor * max(L0[m], 1)`` -- ``L0`` its loss at step 0, before any update -- at
+        ``diverge_evaluations`` evaluations in a row. It is frozen then (like a NaN member) and recorded in
+        ``history.diverged`` at the step of the *first* of those evaluations, with the rule as its reason.
+        With the defaults (1000, 2) a cross-entropy member is diverged above ~2300 nats, which no member
+        that is still learning reaches (chance is ln 10 = 2.3); lr 1e6 sits at ~1e16.
+        """
+        bound = self.diverge_factor * torch.clamp(torch.nan_to_num(self._initial_loss, nan=1.0), min=1.0)
+        above = (mean_loss > bound) & self.alive
+        self._above_since = torch.where(above & (self._above == 0), torch.full_like(self._above_since, self.step),
+                                        self._above_since)
+        self._above = torch.where(above, self._above + 1, torch.zeros_like(self._above))
+        bad = (self._above >= self.diverge_evaluations) & self.alive
+        if bool(bad.any()):
+            for m in bad.nonzero().flatten().tolist():
+                first = int(self._above_since[m])
+                self.history.diverged[m] = {
+                    "step": first, "epoch": round(first / self.steps_per_epoch, 6), "loss": str(float(mean_loss[m])),
+                    "reason": f"exploding: mean training loss above {self.diverge_factor:g} x max(step-0 loss "
+                              f"{float(self._initial_loss[m]):.4g}, 1) for {self.diverge_evaluations} evaluation(s)"}
+            self.alive &= ~bad
+            self._sync_active()
 
     def _refresh_population_statistics(self) -> None:
         """BatchNorm with ``inference="population"`` needs a pass over the training data before evaluating."""
@@ -285,6 +327,9 @@ class Trainer:
         t["trainer.alive"] = self.alive
         t["trainer.running"] = self.running
         t["trainer.batch_loss_sum"] = self._batch_loss_sum
+        t["trainer.initial_loss"] = self._initial_loss
+        t["trainer.above"] = self._above
+        t["trainer.above_since"] = self._above_since
         if self._perm is not None:
             t["trainer.perm"] = self._perm
         if self.augment is not None and hasattr(self.augment, "state_dict"):
@@ -313,6 +358,10 @@ class Trainer:
         self.alive.copy_(tensors["trainer.alive"])
         self.running.copy_(tensors["trainer.running"])
         self._batch_loss_sum.copy_(tensors["trainer.batch_loss_sum"])
+        for name, t in (("initial_loss", self._initial_loss), ("above", self._above),
+                        ("above_since", self._above_since)):
+            if f"trainer.{name}" in tensors:  # checkpoints from before the exploding-loss rule lack them
+                t.copy_(tensors[f"trainer.{name}"])
         self._perm = tensors.get("trainer.perm")
         self._pos = int(meta["pos"])
         self.step = int(meta["step"])
@@ -365,6 +414,8 @@ class Trainer:
         loss = self.loss.forward(out, yb)
         if self.regularizers:
             loss = loss + self.penalty()
+        if self.step == 0:
+            self._initial_loss.copy_(loss.detach().double())
         bad = ~torch.isfinite(loss) & self.alive
         if bool(bad.any()):
             for m in bad.nonzero().flatten().tolist():

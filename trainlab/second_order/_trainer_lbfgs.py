@@ -115,10 +115,11 @@ class TrainerLBFGS(Optimizer):
     def check_deterministic(self, model: Module, augment: object = None) -> None:
         """Refuse what makes the objective random (the Trainer calls this): every evaluation in a line
         search would draw new dropout masks, noise or augmentations, so no step could be accepted reliably."""
-        from trainlab.nn import DropoutFamily, GaussianNoise
+        from trainlab.nn import DropoutFamily, NoiseFamily, StochasticPool2d
 
-        layers = getattr(model, "layers", [model])
-        random = sorted({type(l).__name__ for l in layers if isinstance(l, (DropoutFamily, GaussianNoise))})
+        # every layer, also those nested in a Residual block
+        random = sorted({type(m).__name__ for m in model.modules()
+                         if isinstance(m, (DropoutFamily, NoiseFamily, StochasticPool2d))})
         if random or augment is not None:
             raise ConfigError(f"{type(self).__name__} needs a deterministic objective for its line search; "
                               f"remove {', '.join(random) or 'the augmentation'} (each evaluation would draw anew)")

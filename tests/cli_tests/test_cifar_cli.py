@@ -50,5 +50,6 @@ def test_cifar10_not_cached_and_download_off_is_one_line(tmp_path: Path) -> None
                  "--set", f"data.cache_dir={json.dumps(str(tmp_path / 'cache'))}", "--set", "data.download=false")
     assert r.returncode == 2
     assert r.stderr == (f"trainlab: error: cifar10/cifar-10-binary.tar.gz is not in the cache {tmp_path / 'cache'}"
-                        "/cifar10 and download is off; download it yourself and pass --data-dir DIR\n")
+                        "/cifar10 and download is off; download it yourself and pass --data-dir DIR (train, evaluate) or set "
+                        "data.data_dir in the config\n")
 

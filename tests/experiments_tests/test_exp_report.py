@@ -198,7 +198,8 @@ def test_cli_list(capsys, monkeypatch):
     _register_pending(monkeypatch)
     cmd, args = _parse(["--list"])
     assert cmd.run(args) == 0
-    lines = capsys.readouterr().out.splitlines()
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.startswith("experiment") and "typical time" in header  # the measured run times' column
     assert len(lines) == len(REGISTRY) and lines[0].startswith("activations")
     assert [n for n in PENDING if any(line.startswith(n) and "not available" in line for line in lines)] == PENDING
 

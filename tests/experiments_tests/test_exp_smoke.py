@@ -74,8 +74,8 @@ def test_activation_histogram_ranges_fit_the_activation():
     assert all(rng == (0.0, 1.0) for rng in r.arrays["sigmoid"]["ranges"])
     assert all(rng == (-1.0, 1.0) for rng in r.arrays["tanh"]["ranges"])
     assert all(lo == 0.0 and hi > 0 for lo, hi in r.arrays["relu"]["ranges"])
-    # 5 layers x 4 initial scales x 30 bins, for each activation
-    assert r.arrays["relu"]["hist"].shape == (4, 5, 30)
+    # 6 initial draws (4 normal scales, Xavier and He uniform) x 5 layers x 30 bins, for each activation
+    assert r.arrays["relu"]["hist"].shape == (6, 5, 30)
 
 
 def test_zero_init_measures_identical_units():

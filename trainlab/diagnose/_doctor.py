@@ -605,8 +605,18 @@ def _target_note(target: float, n: int) -> str:
 # ---- step 3 ------------------------------------------------------------------------------------
 
 
+def _bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same dtype, shape and bytes: a NaN marker (e.g. the Trainer's not-yet-recorded initial loss) equals
+    itself, which ``torch.equal`` would deny."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.is_floating_point() or a.is_complex():
+        return torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8))
+    return torch.equal(a, b)
+
+
 def _states_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    return set(a) == set(b) and all(_bitwise_equal(a[k], b[k]) for k in a)
 
 
 def step_lr_range(ctx: _Context) -> StepResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         msg = shorten(" ".join(str(e).split("\n")))
         print(f"trainlab: error: {msg}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `trainlab reproduce --list | head`: the reader left; not an error of ours
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout at exit; keep it quiet
+        except OSError:
+            pass
+        return 0
     except OSError as e:  # a write path the commands did not wrap: still one line (docs/reliability.md)
         from trainlab.errors import describe_oserror
 

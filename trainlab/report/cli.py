@@ -94,7 +94,7 @@ class ReproduceCommand(Command):
         if args.list:
             times = typical_run_times()
             print(f"{'experiment':<20} {'typical time':>12}  (quick preset, measured {times.get('measured', '?')} "
-                  "on 2 idle cores; grows with --preset textbook and a busy machine)")
+                  "on 2 cores, how in trainlab/experiments/run_times.json; grows with --preset textbook)")
             for name in REGISTRY:
                 ok, why = REGISTRY[name].available()
                 sec = times.get("seconds", {}).get(name)

@@ -14,7 +14,9 @@ Pieces, for other uses::
     Tuner(spec, evaluator=FunctionEvaluator(lambda v: -abs(v["x"] - 0.01))).run()
 
 Strategies: :class:`Manual`, :class:`Grid`, :class:`Random`, :class:`CoarseToFine`,
-:class:`TPE`, :class:`GP`. Augmentation-policy search (AutoAugment-style) waits for
+:class:`TPE`, :class:`GP`. Pruners (``pruner = "..."``): :class:`NoPruner`, :class:`MedianPruner`,
+:class:`SuccessiveHalvingPruner`, :class:`HyperbandPruner`. ``Tuner.snapshot()`` gives a study as plain
+data (:class:`StudySnapshot`). Augmentation-policy search (AutoAugment-style) waits for
 trainlab's augmentation feature and is not available yet.
 """
 
@@ -37,7 +39,10 @@ _EXPORTS = {
     "derive_seed": "_samplers",
     "SearchSpec": "_spec", "SEARCH_KEYS": "_spec", "load_search": "_spec", "parse_search": "_spec",
     "check_space_for_config": "_spec",
-    "Tuner": "_tuner", "TuneResult": "_tuner", "Ledger": "_tuner",
+    "Pruner": "_pruners", "NoPruner": "_pruners", "MedianPruner": "_pruners", "SuccessiveHalvingPruner": "_pruners",
+    "HyperbandPruner": "_pruners", "PRUNERS": "_pruners", "make_pruner": "_pruners",
+    "Tuner": "_tuner", "TuneResult": "_results", "Ledger": "_results", "StudySnapshot": "_results",
+    "SlotState": "_vocab", "Outcome": "_vocab",
     "TrialJob": "_jobs", "TrialOutcome": "_jobs", "Evaluator": "_jobs", "FunctionEvaluator": "_jobs",
     "PopulationEvaluator": "_population", "group_key": "_population", "trial_config": "_population",
     "StudyStorage": "_storage", "open_storage": "_storage",
@@ -49,6 +54,8 @@ __all__ = [*_EXPORTS, "tune", "report"]
 if TYPE_CHECKING:
     from trainlab.search._jobs import Evaluator, FunctionEvaluator, TrialJob, TrialOutcome
     from trainlab.search._population import PopulationEvaluator, group_key, trial_config
+    from trainlab.search._pruners import (PRUNERS, HyperbandPruner, MedianPruner, NoPruner, Pruner,
+                                          SuccessiveHalvingPruner, make_pruner)
     from trainlab.search._report import param_importances
     from trainlab.search._samplers import CoarseToFineSampler, ModelSampler, SlotRandomSampler, derive_seed
     from trainlab.search._space import CategoricalParam, FixedParam, FloatParam, IntParam, Param, SearchSpace
@@ -56,7 +63,9 @@ if TYPE_CHECKING:
     from trainlab.search._storage import StudyStorage, open_storage
     from trainlab.search._strategies import (GP, STRATEGIES, TPE, CoarseToFine, Grid, Manual, Random, Strategy,
                                              make_strategy)
-    from trainlab.search._tuner import Ledger, Tuner, TuneResult
+    from trainlab.search._results import Ledger, StudySnapshot, TuneResult
+    from trainlab.search._tuner import Tuner
+    from trainlab.search._vocab import Outcome, SlotState
 
 
 def __getattr__(name: str) -> Any:

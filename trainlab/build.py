@@ -282,6 +282,9 @@ def build_run(cfg: Mapping[str, Any], *, progress: bool = False,
         splits = load_splits(d["name"], train=d["train"], val=d["val"], test=d["test"], seed=cfg["seed"],
                              preprocess=d["preprocess"], flatten=d["flatten"], data_dir=d["data_dir"],
                              cache_dir=d["cache_dir"], download=d["download"], device=device, dtype=dtype)
+        from trainlab.data import plant_faults
+
+        splits = plant_faults(splits, d, seed=cfg["seed"])
     population = build_population(cfg)
     model = build_model(cfg["model"], splits.num_classes)
     model.build(splits.input_shape, population, device=device, dtype=dtype)

@@ -80,6 +80,14 @@ SCHEMA: dict[str, Any] = {
         "data_dir": Key("str", None, optional=True),
         "cache_dir": Key("str", None, optional=True),
         "download": Key("bool", True),
+        # fault-planting options (trainlab.data._faults; docs/doctor.md): off by default
+        "label_noise": Key("float", 0.0, low=0.0, high=1.0, high_inclusive=False,
+                           doc="plant a fault: this fraction of training labels replaced by a random other class"),
+        "leak": Key("float", 0.0, low=0.0, high=1.0,
+                    doc="plant a fault: this fraction of val and test images copied into the training split"),
+        "imbalance": Key("float", 1.0, low=1.0, high=1e6,
+                         doc="plant a fault: largest/smallest class ratio of the training split (exponential profile)"),
+        "rebalance": Key("bool", False, doc="oversample every training class up to the largest one's count"),
     },
     "model": {
         "type": Key("str", "mlp", choices=("mlp", "sequential", "resnet")),

@@ -179,8 +179,8 @@ def read_regular_file(path: str | Path, *, limit: int, what: str = "file", exact
                                   f"{exact})")
         if st.st_size > limit:
             raise CheckpointError(f"{p}: {st.st_size} bytes, more than the {limit} a {what} may have")
-        data = f.read(limit + 1)
-    if len(data) > limit or (exact is not None and len(data) != exact):
+        data = f.read(min(limit, st.st_size) + 1)  # a regular file: its size is known (read() preallocates)
+    if len(data) > min(limit, st.st_size) or (exact is not None and len(data) != exact):
         raise CheckpointError(f"{p}: changed size while being read ({what})")
     return data
 

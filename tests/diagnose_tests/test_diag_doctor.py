@@ -28,8 +28,12 @@ def _run(path: Path, steps: str = "1,2,6", **kw):
     return rep
 
 
+# the faults of issue 22 (data, regularization, a pair): tested in test_diag_attribution.py
+NEW_FAULTS = ["l2_too_strong", "unnormalized", "leak", "label_noise", "imbalanced", "pair_zero_init_l2"]
+
+
 def test_every_fault_config_has_a_test():
-    assert sorted(p.stem for p in FAULTS.glob("*.toml")) == sorted(EXPECTED)
+    assert sorted(p.stem for p in FAULTS.glob("*.toml")) == sorted(list(EXPECTED) + NEW_FAULTS)
 
 
 # fault -> (step -> codes that must be found there); every one of these is measured in docs/doctor.md
@@ -84,8 +88,15 @@ def test_overfit_step_tells_the_three_failures_apart():
 
 
 def test_healthy_config_gets_no_false_alarm_quick():
-    rep = _run(HEALTHY, steps="1-6")
+    rep = _run(HEALTHY, steps="0-7")
+    assert rep.step(7).verdict == "skip"  # no gap: attribution does not run
+    assert rep.fixes == [] or all(f["code"] == "grid_best" for f in rep.fixes)
+    from trainlab.diagnose._fixes import first_fix
+
+    assert first_fix(rep.fixes) is None  # --apply writes nothing for a healthy config
     for s in rep.steps:
+        if s.number == 7:
+            continue
         assert s.verdict == "ok", (s.number, s.summary, [f.message for f in s.findings])
     assert rep.verdict == "ok"
     assert rep.step(3).numbers["restored_bitwise"] is True
@@ -96,7 +107,7 @@ def test_healthy_config_gets_no_false_alarm_quick():
 def test_healthy_config_gets_no_false_alarm_full_recipe(tmp_path):
     rep = doctor(HEALTHY, out=tmp_path)
     rep.close_figures()
-    assert [s.verdict for s in rep.steps] == ["ok"] * 6, rep.text()
+    assert [s.verdict for s in rep.steps] == ["ok"] * 7 + ["skip"], rep.text()
 
 
 def test_initial_loss_reference_depends_on_the_loss():
@@ -142,10 +153,11 @@ def test_outputs_json_and_self_contained_html(tmp_path):
 def test_steps_subset_parsing():
     assert parse_steps("1,2,6") == [1, 2, 6]
     assert parse_steps("1-3") == [1, 2, 3]
-    assert parse_steps(None) == [1, 2, 3, 4, 5, 6]
-    with pytest.raises(ConfigError, match="steps must be numbers from 1 to 6"):
-        parse_steps("0,7")
-    with pytest.raises(ConfigError, match="--steps expects step numbers 1-6"):
+    assert parse_steps(None) == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert parse_steps("0,7") == [0, 7]
+    with pytest.raises(ConfigError, match="steps must be numbers from 0 to 7"):
+        parse_steps("1,8")
+    with pytest.raises(ConfigError, match="--steps expects step numbers 0-7"):
         parse_steps("one")
 
 
@@ -179,7 +191,7 @@ def test_cli_prints_one_block_per_step(tmp_path, capsys):
 
 def test_cli_errors_are_one_line():
     cmd, args = _cli(str(HEALTHY), "--steps", "9")
-    with pytest.raises(TrainlabError, match="steps must be numbers from 1 to 6"):
+    with pytest.raises(TrainlabError, match="steps must be numbers from 0 to 7"):
         cmd.run(args)
     cmd, args = _cli("nope.toml", "--steps", "1")
     with pytest.raises(TrainlabError, match="config file not found: nope.toml"):

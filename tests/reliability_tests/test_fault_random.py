@@ -235,7 +235,7 @@ class Campaign:
             hits += hit
             self.note(f"tune {sig}" if hit else "tune finished before the signal")
             steps.append(f"{sig if hit else '-'}@{at:.2f}s->{rc}")
-            if not hit:
+            if not hit or rc == 0:  # the study is complete: nothing left to interrupt
                 break
         assert run(argv, self.log) == 0, f"rerun of tune into {out} failed"
         check_study(out / "study.db", "tune", self.ref_study, self.trials)

@@ -244,6 +244,7 @@ def test_planted_pickle_is_never_unpickled(tmp_path):
     import hashlib
 
     meta["sha256"] = hashlib.sha256(evil).hexdigest()  # even with a matching checksum
+    meta["bytes"] = len(evil)  # ... and size
     js.write_text(json.dumps(meta))
     (tmp_path / "checkpoint.prev.json").unlink(missing_ok=True)
     with pytest.raises(CheckpointError, match="not a safetensors file"):

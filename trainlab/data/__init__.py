@@ -32,10 +32,13 @@ from trainlab.data._preprocess import (
     ChannelStandardize,
     make_preprocessor,
 )
+from trainlab.data._faults import FAULT_KEYS, plant_faults
 from trainlab.data._registry import DATASETS, GEOMETRIC_TRANSFORMS, DatasetInfo, get_dataset_info
 from trainlab.data._splits import Arrays, Splits, load_splits, split_indices
 
 __all__ = [
+    "plant_faults",
+    "FAULT_KEYS",
     # files
     "read_idx",
     "IDX_TYPES",

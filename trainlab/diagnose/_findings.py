@@ -91,10 +91,16 @@ class Finding:
     message: str
     advice: str = ""
     numbers: dict[str, Any] = field(default_factory=dict)
+    #: a machine-readable fix (``trainlab.diagnose._fixes``): ``{"overrides": ["key=value", ...],
+    #: "val_acc": measured with it or None, "baseline_val_acc": without it, "measured_by": ...}``
+    fix: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "severity": self.severity, "message": self.message, "advice": self.advice,
-                "numbers": self.numbers}
+        d = {"code": self.code, "severity": self.severity, "message": self.message, "advice": self.advice,
+             "numbers": self.numbers}
+        if self.fix is not None:
+            d["fix"] = self.fix
+        return d
 
 
 def _m(summary: Mapping[str, Any], key: str, member: int = 0) -> float | None:

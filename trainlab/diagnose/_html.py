@@ -70,6 +70,12 @@ def render_html(report, pngs: dict[str, bytes]) -> str:
                        f"<figcaption>{e(caption)}</figcaption></figure>")
         rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(_fmt(v))}</td></tr>" for k, v in d["numbers"].items())
         out.append(f"<details><summary>numbers</summary><table>{rows}</table></details></section>")
+    fixes = getattr(report, "fixes", [])
+    if fixes:
+        from trainlab.diagnose._fixes import format_fixes
+
+        out.append(f"<section id='fixes'><h2>Fixes, in the order to apply them</h2><pre>{e(format_fixes(fixes))}"
+                   "</pre></section>")
     out.append("<section><details><summary>the diagnosed config (one member)</summary><pre>"
                f"{e(json.dumps(report.to_dict()['config'], indent=1))}</pre></details></section>")
     out.append("</main></body></html>")

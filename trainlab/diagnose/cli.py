@@ -34,6 +34,10 @@ class DoctorCommand(Command):
         p.add_argument("--quick", action="store_true", help="smaller budgets (a first look in seconds)")
         p.add_argument("--json", action="store_true", help="print doctor.json instead of the text report")
         p.add_argument("--quiet", action="store_true", help="print nothing")
+        p.add_argument("--apply", action="store_true",
+                       help="write CONFIG.fixed.toml: the config with the doctor's first fix (largest measured gain)")
+        p.add_argument("--train", action="store_true", help="with --apply: then train the fixed config "
+                       "(into OUT/fixed-run)")
 
     def run(self, args: argparse.Namespace) -> int:
         if args.history is not None:
@@ -44,6 +48,10 @@ class DoctorCommand(Command):
             raise ConfigError("doctor needs a CONFIG.toml to diagnose, or --history RUN_DIR to read a run's curves")
         from trainlab.diagnose._doctor import DoctorOptions, doctor, format_step, parse_steps
 
+        from trainlab.errors import TrainlabError
+
+        if args.train and not args.apply:
+            raise TrainlabError("--train trains the fixed config: use it with --apply")
         steps = parse_steps(args.steps)
         overrides = config_overrides(args)
         options = DoctorOptions.quick(member=args.member) if args.quick else DoctorOptions(member=args.member)
@@ -59,9 +67,38 @@ class DoctorCommand(Command):
         if args.json:
             print(json.dumps(report.to_dict()))
         elif not args.quiet:
+            from trainlab.diagnose._fixes import format_fixes
+
+            if report.fixes:
+                print(format_fixes(report.fixes) + "\n")
             print(f"verdict: {report.verdict.upper()} ({report.seconds:.1f} s); wrote {out}/doctor.json and "
                   f"{out}/doctor.html")
+        if args.apply:
+            self._apply(args, report, out, overrides, talk or not args.quiet)
         return 1 if report.verdict == "fail" else 0  # exit status: 1 for a FAIL verdict (docs/doctor.md)
+
+    @staticmethod
+    def _apply(args: argparse.Namespace, report, out: Path, overrides: list[str], talk: bool) -> None:
+        from trainlab.diagnose._fixes import first_fix, write_fixed
+
+        fix = first_fix(report.fixes)
+        if fix is None:
+            if talk:
+                print("--apply: no finding warns or fails, nothing to fix; no file written")
+            return
+        path = write_fixed(args.config, fix)
+        if talk:
+            print(f"wrote {path} ({', '.join(fix['overrides'])})")
+        if args.train:
+            from trainlab.config import load_config
+            from trainlab.run import train_run
+
+            cfg = load_config(path, overrides)
+            _, summary = train_run(cfg, out / "fixed-run", progress=False)
+            if talk:
+                m = summary["members"][0]
+                print(f"trained {path}: final val acc {m.get('final_val_acc')}, best val acc {m.get('best_val_acc')}; "
+                      f"wrote {out / 'fixed-run'}/")
 
 
 def _history(args: argparse.Namespace) -> int:

@@ -94,17 +94,22 @@ class SoftmaxCrossEntropy(Loss):
             self._hard = idx
             self._t = None
         else:
-            t = target if target.ndim == 3 else target.unsqueeze(0)
-            if t.shape[-1] != C:
-                raise ConfigError(f"soft targets have {t.shape[-1]} classes, logits have {C}")
-            if self._smooth:
-                eps = member_view(self._eps, 3)
-                t = (1.0 - eps) * t + eps / C
+            t = self._soft_targets(target, C)
             self._t = t
             self._hard = None
             nll = -(t * logp).sum(dim=2)
         self._n = N
         return nll.mean(dim=1)
+
+    def _soft_targets(self, target: torch.Tensor, C: int) -> torch.Tensor:
+        """Soft targets ``(1 or P, N, C)``, smoothed per member: ``(1 - eps) t + eps / C``."""
+        t = target if target.ndim == 3 else target.unsqueeze(0)
+        if t.shape[-1] != C:
+            raise ConfigError(f"soft targets have {t.shape[-1]} classes, logits have {C}")
+        if self._smooth:
+            eps = member_view(self._eps, 3)
+            t = (1.0 - eps) * t + eps / C
+        return t
 
     def _weighted_forward(self, logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Class weights ``w`` as ``torch.nn.CrossEntropyLoss(weight=w, label_smoothing=eps)``:
@@ -131,12 +136,7 @@ class SoftmaxCrossEntropy(Loss):
                 eps = self._eps
                 nll = (1.0 - eps) * nll - (eps / C) * (w * logp).sum(dim=(1, 2))
             return nll / self._wsum.reshape(P)
-        t = target if target.ndim == 3 else target.unsqueeze(0)
-        if t.shape[-1] != C:
-            raise ConfigError(f"soft targets have {t.shape[-1]} classes, logits have {C}")
-        if self._smooth:
-            eps = member_view(self._eps, 3)
-            t = (1.0 - eps) * t + eps / C
+        t = self._soft_targets(target, C)
         self._hard, self._t = None, t * w  # a = w * t: the weighted target mass
         return -(self._t * logp).sum(dim=2).mean(dim=1)
 

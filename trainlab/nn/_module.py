@@ -28,7 +28,7 @@ import torch
 from trainlab.errors import ConfigError
 from trainlab.population import Population, member_values, member_view
 
-__all__ = ["Parameter", "Module", "check_allocation", "check_size", "draw_weight"]
+__all__ = ["Parameter", "Module", "Container", "check_allocation", "check_size", "draw_weight"]
 
 
 def _physical_memory() -> int:
@@ -157,3 +157,20 @@ class Module:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
         return f"{type(self).__name__}({args})"
+
+
+class Container(Module):
+    """A layer made of layers (:class:`Sequential`, :class:`Residual`): ``input_grad`` is passed on
+    to the inner layers by :meth:`_set_input_grad`, whenever it is set and after ``build``."""
+
+    @property
+    def input_grad(self) -> bool:  # type: ignore[override]
+        return getattr(self, "_input_grad", True)
+
+    @input_grad.setter
+    def input_grad(self, value: bool) -> None:
+        self._input_grad = value
+        self._set_input_grad()
+
+    def _set_input_grad(self) -> None:
+        raise NotImplementedError

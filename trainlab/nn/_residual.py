@@ -11,7 +11,7 @@ import torch
 from trainlab.errors import ConfigError
 from trainlab.nn._conv import Conv2d
 from trainlab.nn._linear import Linear
-from trainlab.nn._module import Module, Parameter
+from trainlab.nn._module import Container, Module, Parameter
 from trainlab.nn._norm import BatchNorm
 from trainlab.nn._sequential import Sequential
 from trainlab.population import Population
@@ -34,7 +34,7 @@ def _as_sequential(layers: Module | Sequence[Module], what: str) -> Sequential:
     raise ConfigError(f"Residual {what} must be a trainlab layer or a list of layers, got {layers!r}")
 
 
-class Residual(Module):
+class Residual(Container):
     """``y = F(x) + S(x)``: a block ``F`` (a list of layers) with a skip connection ``S`` around it.
 
     Forward adds the block's output to the shortcut's. Backward is the sum rule for an
@@ -122,15 +122,6 @@ class Residual(Module):
                                   f"gives {out_shape}; they must match to be added")
         self._set_input_grad()
         return out_shape
-
-    @property
-    def input_grad(self) -> bool:  # type: ignore[override]
-        return getattr(self, "_input_grad", True)
-
-    @input_grad.setter
-    def input_grad(self, value: bool) -> None:
-        self._input_grad = value
-        self._set_input_grad()
 
     def _set_input_grad(self) -> None:
         # The input gradient of the whole is the sum of both branches': needed from both or neither.

@@ -7,13 +7,13 @@ from collections.abc import Iterable, Mapping
 import torch
 
 from trainlab.errors import CheckpointError, ConfigError
-from trainlab.nn._module import Module, Parameter
+from trainlab.nn._module import Container, Module, Parameter
 from trainlab.population import Population
 
 __all__ = ["Sequential"]
 
 
-class Sequential(Module):
+class Sequential(Container):
     """``Sequential([Linear(784, 100), ReLU(), Linear(100, 10)])``.
 
     ``build(input_shape, population)`` builds every layer in order. Parameters are
@@ -46,15 +46,6 @@ class Sequential(Module):
         self.output_shape = shape
         self._set_input_grad()
         return shape
-
-    @property
-    def input_grad(self) -> bool:  # type: ignore[override]
-        return getattr(self, "_input_grad", True)
-
-    @input_grad.setter
-    def input_grad(self, value: bool) -> None:
-        self._input_grad = value
-        self._set_input_grad()
 
     def _set_input_grad(self) -> None:
         # Only the first layer may skip its input gradient; the others feed the chain.

@@ -6,12 +6,15 @@ import base64
 import html
 import io
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["figure_png", "cell", "table", "png_tag"]
 
 
-def figure_png(fig: Any, *, dpi: int = 80) -> bytes:
+def figure_png(fig: Figure, *, dpi: int = 80) -> bytes:
     """The figure as PNG bytes (and closed, if pyplot knows it)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)

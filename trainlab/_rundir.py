@@ -105,7 +105,8 @@ def classify(directory: str | Path) -> str:
         return "absent"
     if not d.is_dir():
         return "foreign"
-    names = {p.name for p in d.iterdir()} - {LOCK_NAME}
+    # the lock, and temp files of atomic writes a kill -9 cut short (cleared when the next run starts)
+    names = {p.name for p in d.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))} - {LOCK_NAME}
     if not names:
         return "empty"
     if "summary.json" in names:

@@ -11,13 +11,13 @@ import torch
 from trainlab.config import load_config
 from trainlab.errors import CheckpointError
 from trainlab.io import load_model
-from trainlab.nn import SoftmaxCrossEntropy
+from trainlab.nn import Module, SoftmaxCrossEntropy
 
 __all__ = ["evaluate_saved", "predict"]
 
 
 @torch.no_grad()
-def predict(model, x: torch.Tensor, batch_size: int = 1000, *, progress: bool = False) -> torch.Tensor:
+def predict(model: Module, x: torch.Tensor, batch_size: int = 1000, *, progress: bool = False) -> torch.Tensor:
     """Eval-mode outputs ``(P, N, C)`` for inputs ``(N, ...)`` (shared by all members).
 
     ``progress``: a bar over the examples with the time left, on a terminal only (it is
@@ -113,12 +113,13 @@ def evaluate_saved(run: str | Path, *, split: str = "test", data: str | None = N
         if ensemble == "snapshots":
             models = [s.model for s in load_snapshots(run_dir, device=saved.model.device)]
             pred = ensemble_predict(models, x.to(saved.model.dtype))
-            used = [f"{len(models)} snapshots"]
+            used: list[int] | list[str] = [f"{len(models)} snapshots"]
+            used_labels = [f"{len(models)} snapshots"]
         else:
             pred = ensemble_predict(saved.model, x.to(saved.model.dtype), method=ensemble, members=members)
-            used = members if members is not None else list(range(saved.model.size))
+            member_ids = members if members is not None else list(range(saved.model.size))
+            used, used_labels = member_ids, [labels[m] for m in member_ids]
         y = part.y.to(pred.labels.device)
-        used_labels = [labels[m] for m in used] if ensemble != "snapshots" else used
         result["ensemble"] = {"method": ensemble, "members": used, "member_labels": used_labels,
                               "acc": pred.accuracy(y),
                               "ece": expected_calibration_error(pred.probs, y),

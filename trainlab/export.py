@@ -73,6 +73,15 @@ Converter = Callable[[Module, int], torch.nn.Module]
 _CONVERTERS: dict[type, Converter] = {}
 
 _C = TypeVar("_C", bound=Callable[..., torch.nn.Module])
+_T = TypeVar("_T")
+
+
+def _built(value: _T | None, layer: Module, what: str) -> _T:
+    """``value``, which ``layer.build`` fills in (a size taken from the input, a statistic)."""
+    if value is None:
+        raise ConfigError(f"cannot export {type(layer).__name__}: its {what} is not known until the model is "
+                          f"built (build the model first)")
+    return value
 
 
 def register_converter(layer_type: type[Module]) -> Callable[[_C], _C]:
@@ -303,7 +312,7 @@ def batchnorm_to_torch(layer: BatchNorm, member: int) -> torch.nn.Module:
     Its running statistics are the ones trainlab's eval mode uses: the running
     averages, or the population statistics for ``inference="population"``.
     """
-    C = layer.num_features
+    C = _built(layer.num_features, layer, "num_features")
     ref = layer.running_mean
     per_activation = layer._ndim == 5 and layer._dims == (1,)
     if per_activation:
@@ -318,8 +327,12 @@ def batchnorm_to_torch(layer: BatchNorm, member: int) -> torch.nn.Module:
         if layer.affine:
             bn.weight.copy_(layer.gamma.data[member].reshape(-1))
             bn.bias.copy_(layer.beta.data[member].reshape(-1))
-        bn.running_mean.copy_((layer.population_mean if population else layer.running_mean)[member].reshape(-1))
-        bn.running_var.copy_((layer.population_var if population else layer.running_var)[member].reshape(-1))
+        # track_running_stats=True (torch's default) allocates these three buffers
+        assert bn.running_mean is not None and bn.running_var is not None and bn.num_batches_tracked is not None
+        mean = _built(layer.population_mean, layer, "population mean") if population else layer.running_mean
+        var = _built(layer.population_var, layer, "population variance") if population else layer.running_var
+        bn.running_mean.copy_(mean[member].reshape(-1))
+        bn.running_var.copy_(var[member].reshape(-1))
         bn.num_batches_tracked.fill_(int(layer.num_batches_tracked[member]))
     if per_activation:
         return torch.nn.Sequential(torch.nn.Flatten(), bn, torch.nn.Unflatten(1, shape))
@@ -342,7 +355,8 @@ def layernorm_to_torch(layer: LayerNorm, member: int) -> torch.nn.Module:
 @register_converter(GroupNorm)
 def groupnorm_to_torch(layer: GroupNorm, member: int) -> torch.nn.Module:
     """``torch.nn.GroupNorm(num_groups, num_channels, eps, affine)`` with member ``member``'s gamma/beta."""
-    gn = torch.nn.GroupNorm(layer.num_groups, layer.num_channels, eps=layer.eps, affine=layer.affine)
+    gn = torch.nn.GroupNorm(layer.num_groups, _built(layer.num_channels, layer, "num_channels"), eps=layer.eps,
+                            affine=layer.affine)
     if layer.affine:
         g = layer.gamma.data
         gn = gn.to(device=g.device, dtype=g.dtype)
@@ -355,7 +369,7 @@ def groupnorm_to_torch(layer: GroupNorm, member: int) -> torch.nn.Module:
 @register_converter(InstanceNorm)
 def instancenorm_to_torch(layer: InstanceNorm, member: int) -> torch.nn.Module:
     """``torch.nn.InstanceNorm2d(C, eps, affine, track_running_stats=False)`` with member ``member``'s gamma/beta."""
-    inorm = torch.nn.InstanceNorm2d(layer.num_features, eps=layer.eps, affine=layer.affine,
+    inorm = torch.nn.InstanceNorm2d(_built(layer.num_features, layer, "num_features"), eps=layer.eps, affine=layer.affine,
                                     track_running_stats=False)
     if layer.affine:
         g = layer.gamma.data
@@ -375,12 +389,13 @@ from trainlab.nn import AvgPool2d, Conv2d, Flatten, GlobalAvgPool2d, MaxPool2d, 
 def conv2d_to_torch(layer: Conv2d, member: int) -> torch.nn.Module:
     """``torch.nn.Conv2d`` with member ``member``'s filters ``(out, in, kh, kw)`` and bias."""
     w = layer.weight.data[member]
-    conv = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+    conv = torch.nn.Conv2d(_built(layer.in_channels, layer, "in_channels"),
+                           _built(layer.out_channels, layer, "out_channels"), layer.kernel_size, stride=layer.stride,
                            padding=layer.padding, dilation=layer.dilation, bias=layer.bias is not None,
                            device=w.device, dtype=w.dtype)
     with torch.no_grad():
         conv.weight.copy_(w)
-        if layer.bias is not None:
+        if layer.bias is not None and conv.bias is not None:  # both or neither (bias=layer.bias is not None)
             conv.bias.copy_(layer.bias.data[member])
     return conv
 

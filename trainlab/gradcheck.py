@@ -16,10 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
-from trainlab.nn import Loss, Module
+from trainlab.nn import Loss, Module, Sequential
+
+if TYPE_CHECKING:  # regularize sits above this module's floor: the type only
+    from trainlab.regularize import Regularizer
 
 __all__ = ["GradcheckResult", "GradientMismatch", "check_layer", "check_loss", "check_penalty", "assert_gradients",
            "relative_error"]
@@ -150,18 +154,27 @@ def check_loss(loss: Loss, out: torch.Tensor, target: torch.Tensor, *, h: float 
     return result
 
 
-def check_penalty(regularizer, model, *, h: float = 1e-6) -> GradcheckResult:
+def _penalty_sum(regularizer: Regularizer) -> torch.Tensor:
+    penalty = regularizer.penalty()
+    assert penalty is not None  # check_penalty checked it
+    return penalty.sum()
+
+
+def check_penalty(regularizer: Regularizer, model: Sequential, *, h: float = 1e-6) -> GradcheckResult:
     """Compare a regularizer's ``add_grad`` with central differences of ``sum_p penalty()_p``.
 
     ``regularizer`` must already be attached to ``model`` (``regularizer.attach(model)``).
     """
+    if regularizer.penalty() is None:
+        raise ValueError(f"check_penalty: {type(regularizer).__name__} has no penalty to differentiate "
+                         "(penalty() is None; it acts on the weights directly)")
     params = model.named_parameters()
     for p in params.values():
         p.grad.zero_()
     regularizer.add_grad()
     analytic = {name: p.grad.clone() for name, p in params.items()}
-    errors = {}
+    errors: dict[str, float] = {}
     for name, p in params.items():
-        numeric = _numeric(lambda: float(regularizer.penalty().sum()), p.data, h)
+        numeric = _numeric(lambda: float(_penalty_sum(regularizer)), p.data, h)
         errors[name] = relative_error(analytic[name], numeric)
     return GradcheckResult(errors)

@@ -93,10 +93,10 @@ def _uniform(shape: tuple[int, ...], a: float, g: torch.Generator) -> torch.Tens
 class Zeros(Initializer):
     name = "zeros"
 
-    def sample(self, shape, generator):
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         return torch.zeros(shape, dtype=torch.float64)
 
-    def stddev(self, shape):
+    def stddev(self, shape: tuple[int, ...]) -> float:
         return 0.0
 
 
@@ -105,10 +105,10 @@ class Constant(Initializer):
     value: float = 0.0
     name = "constant"
 
-    def sample(self, shape, generator):
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         return torch.full(shape, float(self.value), dtype=torch.float64)
 
-    def stddev(self, shape):
+    def stddev(self, shape: tuple[int, ...]) -> float:
         return 0.0
 
 
@@ -117,10 +117,10 @@ class Normal(Initializer):
     std: float = 1.0
     name = "normal"
 
-    def sample(self, shape, generator):
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         return _normal(shape, self.std, generator)
 
-    def stddev(self, shape):
+    def stddev(self, shape: tuple[int, ...]) -> float:
         return self.std
 
 
@@ -129,10 +129,10 @@ class Uniform(Initializer):
     a: float = 1.0
     name = "uniform"
 
-    def sample(self, shape, generator):
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         return _uniform(shape, self.a, generator)
 
-    def stddev(self, shape):
+    def stddev(self, shape: tuple[int, ...]) -> float:
         return self.a / math.sqrt(3.0)
 
 
@@ -141,11 +141,11 @@ class XavierNormal(Initializer):
     gain: float = 1.0
     name = "xavier_normal"
 
-    def stddev(self, shape):
+    def stddev(self, shape: tuple[int, ...]) -> float:
         fi, fo = fans(shape)
         return self.gain * math.sqrt(2.0 / (fi + fo))
 
-    def sample(self, shape, generator):
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         return _normal(shape, self.stddev(shape), generator)
 
 
@@ -154,11 +154,11 @@ class XavierUniform(Initializer):
     gain: float = 1.0
     name = "xavier_uniform"
 
-    def stddev(self, shape):
+    def stddev(self, shape: tuple[int, ...]) -> float:
         fi, fo = fans(shape)
         return self.gain * math.sqrt(2.0 / (fi + fo))
 
-    def sample(self, shape, generator):
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         return _uniform(shape, self.stddev(shape) * math.sqrt(3.0), generator)
 
 
@@ -166,10 +166,10 @@ class XavierUniform(Initializer):
 class HeNormal(Initializer):
     name = "he_normal"
 
-    def stddev(self, shape):
+    def stddev(self, shape: tuple[int, ...]) -> float:
         return math.sqrt(2.0 / fans(shape)[0])
 
-    def sample(self, shape, generator):
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         return _normal(shape, self.stddev(shape), generator)
 
 
@@ -177,10 +177,10 @@ class HeNormal(Initializer):
 class HeUniform(Initializer):
     name = "he_uniform"
 
-    def stddev(self, shape):
+    def stddev(self, shape: tuple[int, ...]) -> float:
         return math.sqrt(2.0 / fans(shape)[0])
 
-    def sample(self, shape, generator):
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         return _uniform(shape, math.sqrt(6.0 / fans(shape)[0]), generator)
 
 
@@ -188,10 +188,10 @@ class HeUniform(Initializer):
 class LecunNormal(Initializer):
     name = "lecun_normal"
 
-    def stddev(self, shape):
+    def stddev(self, shape: tuple[int, ...]) -> float:
         return math.sqrt(1.0 / fans(shape)[0])
 
-    def sample(self, shape, generator):
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         return _normal(shape, self.stddev(shape), generator)
 
 

@@ -11,14 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
 __all__ = ["healthy_limits", "mark_diverged", "keep_healthy_readable"]
 
+#: a curve's values: a list or a NumPy row (History's columns are arrays)
+Values = Sequence[float] | np.ndarray
+#: a matplotlib colour: a name or an RGB(A) tuple (:func:`trainlab.labels.member_colors` gives RGBA)
+Color = str | tuple[float, ...]
 
-def healthy_limits(x: Sequence[float], curves: Sequence[tuple[int, Sequence[float]]],
+
+def healthy_limits(x: Values, curves: Sequence[tuple[int, Values]],
                    diverged: Mapping[int, float], *, log: bool) -> tuple[float, float] | None:
     """y-limits covering the healthy members' finite values and the diverged members' values before the x at
     which they diverged. ``curves``: (member, y over ``x``) pairs, several per member allowed; ``diverged``:
@@ -41,7 +49,7 @@ def healthy_limits(x: Sequence[float], curves: Sequence[tuple[int, Sequence[floa
     return lo - pad, hi + pad
 
 
-def mark_diverged(ax: Any, diverged: Mapping[int, float], colors: Mapping[int, str] | None = None, *,
+def mark_diverged(ax: Axes, diverged: Mapping[int, float], colors: Mapping[int, Color] | None = None, *,
                   label: str = "diverged") -> None:
     """An ``x`` at the top of ``ax`` at each diverged member's x (member -> x), labelled with the member."""
     if not diverged:
@@ -56,8 +64,8 @@ def mark_diverged(ax: Any, diverged: Mapping[int, float], colors: Mapping[int, s
         ax.axvline(at, color=c, linestyle=":", linewidth=0.8)
 
 
-def keep_healthy_readable(ax: Any, x: Sequence[float], curves: Sequence[tuple[int, Sequence[float]]],
-                          diverged: Mapping[int, float], colors: Mapping[int, str] | None = None) -> None:
+def keep_healthy_readable(ax: Axes, x: Values, curves: Sequence[tuple[int, Values]],
+                          diverged: Mapping[int, float], colors: Mapping[int, Color] | None = None) -> None:
     """The loss-axis treatment in one call: log scale when every healthy value is positive, limits from the
     healthy members (:func:`healthy_limits`), diverged members marked (:func:`mark_diverged`)."""
     healthy = [np.asarray(v, dtype=float) for m, v in curves if m not in diverged]

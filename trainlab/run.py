@@ -241,6 +241,8 @@ def _train_run(cfg: dict[str, Any] | None, out: Path, *, progress: bool, resume:
 
     summary_path = out / "summary.json"
     where = out  # where the files go until the first checkpoint (a staging directory with --overwrite)
+    for tmp in out.glob(".*.tmp"):  # a kill -9 inside an atomic write leaves its temp file; we hold the lock
+        tmp.unlink(missing_ok=True)
     if resume:
         if not (out / "config.toml").exists():
             raise CheckpointError(f"{out}: nothing to resume (no config.toml; is this a trainlab run directory?)")

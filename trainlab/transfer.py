@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from trainlab.errors import CheckpointError, ConfigError
-from trainlab.nn import Sequential
+from trainlab.nn import Module, Sequential
 
 __all__ = ["transfer_weights", "freeze", "set_layer_lr", "parametric_layers"]
 
@@ -34,7 +34,7 @@ def parametric_layers(model: Sequential) -> list[int]:
     return [i for i, l in enumerate(model.layers) if l.parameters()]
 
 
-def _state(layer) -> dict[str, torch.Tensor]:
+def _state(layer: Module) -> dict[str, torch.Tensor]:
     out = {n: p.data for n, p in layer.named_parameters().items()}
     out.update(layer.buffers())
     return out

@@ -223,10 +223,10 @@ def test_offline_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     _fixture_registry(monkeypatch, b"whatever", (refused,))
     msg = _error(load_dataset, "cifar10", cache_dir=tmp_path)
     assert msg == (f"could not download cifar10/{ARCHIVE} from any mirror ({refused}{ARCHIVE}: Connection refused); "
-                   "download it yourself and pass --data-dir DIR")
+                   "download it yourself and pass --data-dir DIR (train, evaluate) or set data.data_dir in the config")
     assert _error(load_dataset, "cifar10", cache_dir=tmp_path, download=False) == (
         f"cifar10/{ARCHIVE} is not in the cache {tmp_path / 'cifar10'} and download is off; "
-        "download it yourself and pass --data-dir DIR")
+        "download it yourself and pass --data-dir DIR (train, evaluate) or set data.data_dir in the config")
 
 
 # ---- splits, per-channel normalization, flips -------------------------------------------------------------

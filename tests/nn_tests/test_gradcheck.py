@@ -223,3 +223,18 @@ def test_relative_error() -> None:
     assert relative_error(torch.zeros(3, dtype=DT), torch.zeros(3, dtype=DT)) == 0.0
     assert relative_error(a, -a) == pytest.approx(2.0)
     assert relative_error(a, a + torch.tensor([0.0, 1e-3, 0.0], dtype=DT)) == pytest.approx(1e-3 / 2.0)
+
+
+def test_check_penalty_refuses_a_regularizer_without_penalty() -> None:
+    # MaxNorm acts on the weights after a step; it has no penalty to differentiate (penalty() is None).
+    # Before, check_penalty failed with "'NoneType' object has no attribute 'sum'".
+    from trainlab.gradcheck import check_penalty
+    from trainlab.nn import Sequential
+    from trainlab.regularize import MaxNorm
+
+    model = Sequential([Linear(3, 2)])
+    model.build((3,), 1, dtype=torch.float64)
+    reg = MaxNorm(1.0)
+    reg.attach(model)
+    with pytest.raises(ValueError, match="MaxNorm has no penalty to differentiate"):
+        check_penalty(reg, model)

@@ -10,7 +10,8 @@ from trainlab.build import build_callbacks, build_optimizer
 from trainlab.config import OPTIMIZER_NAMES, load_config
 from trainlab.errors import ConfigError
 from trainlab.export import to_torch
-from trainlab.nn import BatchNorm, Dropout, Linear, MeanSquaredError, ReLU, Sequential, SoftmaxCrossEntropy, Tanh
+from trainlab.nn import (BatchNorm, Dropout, Linear, MeanSquaredError, NoisyLinear, ReLU, Residual, Sequential,
+                         SoftmaxCrossEntropy, Tanh)
 from trainlab.optim import OPTIMIZERS, SGD, Adam, Lookahead, Momentum
 from trainlab.second_order import CLOSURE_OPTIMIZERS, TrainerLBFGS as LBFGS
 from trainlab.population import Population
@@ -251,6 +252,9 @@ def test_lbfgs_refuses_random_layers_and_works_from_config() -> None:
     net = make_net(1, layers=[Linear(4, 5), Dropout(0.2), Linear(5, 3)])
     with pytest.raises(ConfigError, match="LBFGS needs a deterministic objective.*Dropout"):
         Trainer(net, SoftmaxCrossEntropy(), LBFGS(net.parameters()), steps=1)
+    nested = make_net(1, layers=[Residual([Linear(4, 4), NoisyLinear(4, 4, std=0.1)]), Linear(4, 3)])
+    with pytest.raises(ConfigError, match="LBFGS needs a deterministic objective.*NoisyLinear"):
+        Trainer(nested, SoftmaxCrossEntropy(), LBFGS(nested.parameters()), steps=1)  # found inside a block too
     with pytest.raises(ConfigError, match="needs a closure"):
         LBFGS(make_net(1).parameters()).step()
     cfg = load_config(None, ["optim.name='lbfgs'", "optim.history=4", "optim.max_iter=3"])

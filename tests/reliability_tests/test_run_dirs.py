@@ -335,3 +335,17 @@ def test_model_json_itself_must_be_a_regular_file(saved, tmp_path, capsys):
     with _deadline(30):
         rc = main(["evaluate", str(d)])
     assert rc == 2 and "not a regular file" in one_line(capsys.readouterr().err)
+
+
+def test_a_temp_file_left_by_a_kill_inside_a_write_is_cleared_on_resume(tmp_path, capsys, monkeypatch):
+    """Found by the randomized fault test: kill -9 inside an atomic write leaves `.model.safetensors.*.tmp`."""
+    import trainlab.run as run_mod
+
+    out = tmp_path / "run"
+    real = run_mod.save_model
+    monkeypatch.setattr(run_mod, "save_model", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert train(capsys, "--out", str(out))[0] == 130
+    monkeypatch.setattr(run_mod, "save_model", real)
+    (out / ".model.safetensors.x1y2.tmp").write_bytes(b"half a model")
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert not list(out.glob(".*.tmp"))

@@ -81,7 +81,7 @@ class Augmenter:
             info = get_dataset_info(dataset)
             for t in transforms:
                 if isinstance(t, (Geometric, RandAugment, Elastic)):
-                    check_label_preserving(t, info, force=force)  # type: ignore[arg-type]
+                    check_label_preserving(t, info, force=force)
         if image_shape is None and info is not None:
             image_shape = info.image_shape
         self.transforms = transforms

@@ -15,14 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import hashlib
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from trainlab.errors import CheckpointError, ConfigError
 from trainlab.population import Population, draw_from, member_values
 
-__all__ = ["Transform", "stream_seed", "sample_beta", "soft_targets"]
+__all__ = ["Transform", "AugmentContext", "stream_seed", "sample_beta", "soft_targets"]
+
+
+class AugmentContext(Protocol):
+    """What a transform reads of the :class:`~trainlab.augment.Augmenter` that applies it."""
+
+    #: classes of the targets (mixing makes probability vectors); None until the model is known
+    num_classes: int | None
 
 
 def stream_seed(member_seed: int, name: str) -> int:
@@ -150,7 +157,7 @@ class Transform:
             self.generators(dev, stream)[int(member)].set_state(value.to("cpu", torch.uint8))
 
     # ---- the transform --------------------------------------------------------------------
-    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: AugmentContext) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from trainlab.augment._base import Transform
+from trainlab.augment._base import AugmentContext, Transform
 
 __all__ = ["Elastic", "gaussian_smooth", "displace"]
 
@@ -102,7 +101,7 @@ class Elastic(Transform):
         top = float(self._alpha.max())
         return {"elastic": top} if top > 0 else {}
 
-    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: AugmentContext) -> tuple[torch.Tensor, torch.Tensor]:
         P = self.population_size
         _, N, C, H, W = x.shape
         u = 2.0 * self.draw((N, 2, H, W), device=x.device, dtype=x.dtype) - 1.0  # U(-1, 1)

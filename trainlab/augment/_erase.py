@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
-from trainlab.augment._base import Transform
+from trainlab.augment._base import AugmentContext, Transform
 from trainlab.errors import ConfigError
 from trainlab.population import member_view
 
@@ -68,7 +67,7 @@ class Cutout(Transform):
         self._size = self._member_values(self.size, P, "size", low=0.0)
         self._p = self._member_values(self.p, P, "p", low=0.0, high=1.0)
 
-    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: AugmentContext) -> tuple[torch.Tensor, torch.Tensor]:
         P = self.population_size
         _, N, C, H, W = x.shape
         u = self.draw((N, 2), device=x.device, dtype=torch.float64)
@@ -107,7 +106,7 @@ class InputNoise(Transform):
         self._std = self._member_values(self.std, P, "std", low=0.0)
         self._p = self._member_values(self.p, P, "p", low=0.0, high=1.0)
 
-    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: AugmentContext) -> tuple[torch.Tensor, torch.Tensor]:
         eps = self.draw(tuple(x.shape[1:]), device=x.device, dtype=x.dtype, kind="normal")
         std = self._values("std", self._std, x.device, x.dtype)
         (gate,) = self.gates([self._p], x.shape[1], x.device)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import math
-from typing import Any
+from typing import Protocol
 import warnings
 
 import torch
 import torch.nn.functional as F
 
-from trainlab.augment._base import Transform
+from trainlab.augment._base import AugmentContext, Transform
 from trainlab.data import GEOMETRIC_TRANSFORMS, DatasetInfo
 from trainlab.errors import ConfigError
 
@@ -112,7 +112,7 @@ class Geometric(Transform):
             out["rot90"] = 1.0
         return out
 
-    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: AugmentContext) -> tuple[torch.Tensor, torch.Tensor]:
         P = self.population_size
         Q, N, C, H, W = x.shape
         dev, dt = x.device, x.dtype
@@ -173,7 +173,14 @@ def affine_resample(x: torch.Tensor, angle: torch.Tensor, tx: torch.Tensor, ty: 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def check_label_preserving(transform: Geometric, info: DatasetInfo, *, force: bool = False) -> None:
+class RequestsGeometry(Protocol):
+    """A transform that says which geometric transforms it applies, and how large (Geometric,
+    RandAugment, Elastic)."""
+
+    def requested(self) -> dict[str, float]: ...
+
+
+def check_label_preserving(transform: RequestsGeometry, info: DatasetInfo, *, force: bool = False) -> None:
     """Refuse (``ConfigError``) a geometric transform ``info`` does not declare label-preserving.
 
     A transform is allowed when its name is in ``info.label_preserving`` and its size

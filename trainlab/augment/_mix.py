@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
-from trainlab.augment._base import Transform, sample_beta, soft_targets
+from trainlab.augment._base import AugmentContext, Transform, sample_beta, soft_targets
 from trainlab.augment._erase import box_mask, square_boxes
+from trainlab.errors import ConfigError
 from trainlab.population import member_view
 
 __all__ = ["Mixup", "CutMix"]
@@ -20,6 +20,13 @@ def _partners(x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
     if x.shape[0] == 1:
         return x[0][perm]
     return x[torch.arange(P, device=x.device).unsqueeze(1), perm]
+
+
+def _num_classes(transform: Transform, augmenter: AugmentContext) -> int:
+    if augmenter.num_classes is None:
+        raise ConfigError(f"{type(transform).__name__} mixes targets into probability vectors and needs the class "
+                          "count: give Augmenter(num_classes=...) (the Trainer fills it from the model)")
+    return augmenter.num_classes
 
 
 def _mix_targets(targets: torch.Tensor, perm: torch.Tensor, lam: torch.Tensor, num_classes: int,
@@ -67,14 +74,14 @@ class Mixup(_Mixing):
 
     name = "mixup"
 
-    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: AugmentContext) -> tuple[torch.Tensor, torch.Tensor]:
         P, N = self.population_size, x.shape[1]
         lam = sample_beta(self, self._alpha, x.device)
         perm = self.permutations(N, x.device)
         self.last_lam, self.last_perm = lam, perm
         # x + (1 - lam) (x_pi - x): an example paired with itself comes back bit for bit
         mixed = torch.lerp(x, _partners(x, perm), member_view((1.0 - lam).to(x.dtype), x.ndim))
-        return mixed.expand(P, *x.shape[1:]), _mix_targets(targets, perm, lam, augmenter.num_classes, x.dtype)
+        return mixed.expand(P, *x.shape[1:]), _mix_targets(targets, perm, lam, _num_classes(self, augmenter), x.dtype)
 
 
 class CutMix(_Mixing):
@@ -100,7 +107,7 @@ class CutMix(_Mixing):
     name = "cutmix"
     needs_images = True
 
-    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: AugmentContext) -> tuple[torch.Tensor, torch.Tensor]:
         P = self.population_size
         _, N, C, H, W = x.shape
         lam = sample_beta(self, self._alpha, x.device)
@@ -116,4 +123,4 @@ class CutMix(_Mixing):
         self.last_lam, self.last_perm, self.last_boxes = lam_area, perm, boxes
         mask = box_mask(boxes, H, W).unsqueeze(1)  # (P, 1, 1, H, W)
         mixed = torch.where(mask, _partners(x, perm), x)
-        return mixed, _mix_targets(targets, perm, lam_area, augmenter.num_classes, x.dtype)
+        return mixed, _mix_targets(targets, perm, lam_area, _num_classes(self, augmenter), x.dtype)

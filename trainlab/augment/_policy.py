@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
-from trainlab.augment._base import Transform
+from trainlab.augment._base import AugmentContext, Transform
 from trainlab.augment._erase import box_mask, square_boxes
 from trainlab.augment._geometric import LABEL_PRESERVING_LIMITS, affine_resample
 from trainlab.data import DatasetInfo
@@ -124,7 +123,7 @@ class RandAugment(Transform):
                 out[_NEEDS[op]] = top * POLICY_RANGES[op]
         return out
 
-    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def apply(self, x: torch.Tensor, targets: torch.Tensor, augmenter: AugmentContext) -> tuple[torch.Tensor, torch.Tensor]:
         P = self.population_size
         _, N, C, H, W = x.shape
         dev, dt = x.device, x.dtype

@@ -181,9 +181,8 @@ def load_dataset(
     if info.format == "cifar-binary":
         return _load_cifar(info, part, data_dir=data_dir, cache_dir=cache_dir, download=download)
     images_file, labels_file = info.parts[part]
-    where = {"data_dir": data_dir, "cache_dir": cache_dir, "download": download}
-    images = read_idx(fetch(name, images_file, **where))
-    labels = read_idx(fetch(name, labels_file, **where))
+    images = read_idx(fetch(name, images_file, data_dir=data_dir, cache_dir=cache_dir, download=download))
+    labels = read_idx(fetch(name, labels_file, data_dir=data_dir, cache_dir=cache_dir, download=download))
 
     c, h, w = info.image_shape
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (h, w):

@@ -24,6 +24,7 @@ global RNG): the same seed always gives the same parts, on any device.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -227,8 +228,8 @@ def load_splits(
             "use flatten=True (or 'zca-whiten', which keeps the image layout)"
         )
 
-    where = {"data_dir": data_dir, "cache_dir": cache_dir, "download": download}
-    stratify_options = {"num_classes": info.num_classes, "stratify": stratify}
+    load = functools.partial(load_dataset, data_dir=data_dir, cache_dir=cache_dir, download=download)
+    split = functools.partial(split_indices, num_classes=info.num_classes, stratify=stratify)
     chosen: dict[str, tuple[Dataset, torch.Tensor]] = {}
 
     if info.embedded:
@@ -246,13 +247,11 @@ def load_splits(
             )
             raise DataError(f"{name} has {n} images; {given} exceeds it")
         generator = torch.Generator().manual_seed(seed)
-        test_idx, val_idx, train_idx = split_indices(
-            pool.labels, [n_test, val, n_train], generator=generator, **stratify_options
-        )
+        test_idx, val_idx, train_idx = split(pool.labels, [n_test, val, n_train], generator=generator)
         chosen = {"train": (pool, train_idx), "val": (pool, val_idx), "test": (pool, test_idx)}
     else:
         if test != 0:
-            test_pool = load_dataset(name, part="test", **where)
+            test_pool = load(name, part="test")
             n_test_pool = len(test_pool)
             if test is None:
                 test_idx = torch.arange(n_test_pool)
@@ -261,11 +260,9 @@ def load_splits(
                     f"{name}'s official test set has {n_test_pool} images; test={test} exceeds it"
                 )
             else:
-                (test_idx,) = split_indices(
-                    test_pool.labels, [test], generator=torch.Generator().manual_seed(seed), **stratify_options
-                )
+                (test_idx,) = split(test_pool.labels, [test], generator=torch.Generator().manual_seed(seed))
             chosen["test"] = (test_pool, test_idx)
-        train_pool = load_dataset(name, part="train", **where)
+        train_pool = load(name, part="train")
         n = len(train_pool)
         n_train = n - val if train is None else train
         if train is None and n_train == 0:
@@ -273,9 +270,7 @@ def load_splits(
         if n_train + val > n or n_train < 0:
             given = f"val={val}" if train is None else _sizes_text(train=n_train, val=val)
             raise DataError(f"{name}'s official training set has {n} images; {given} exceeds it")
-        val_idx, train_idx = split_indices(
-            train_pool.labels, [val, n_train], generator=torch.Generator().manual_seed(seed), **stratify_options
-        )
+        val_idx, train_idx = split(train_pool.labels, [val, n_train], generator=torch.Generator().manual_seed(seed))
         chosen["train"] = (train_pool, train_idx)
         chosen["val"] = (train_pool, val_idx)
 

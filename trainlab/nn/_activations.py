@@ -23,33 +23,34 @@ class _Elementwise(Module):
     def __init__(self) -> None:
         self._settings = {}
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         self._build_hparams(population.size, device, dtype)
         return in_shape
 
-    def _build_hparams(self, P: int, device, dtype) -> None:
+    def _build_hparams(self, P: int, device: torch.device | str, dtype: torch.dtype) -> None:
         pass
 
 
 class Identity(_Elementwise):
     """``y = x`` (the linear activation)."""
 
-    def forward(self, x, *, training):
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         return x
 
-    def backward(self, g):
+    def backward(self, g: torch.Tensor) -> torch.Tensor:
         return g
 
 
 class Sigmoid(_Elementwise):
     """``y = 1 / (1 + e^-x)``; ``dy/dx = y (1 - y)`` (at most 1/4: the vanishing-gradient culprit)."""
 
-    def forward(self, x, *, training):
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         self._y = torch.sigmoid(x)
         return self._y
 
-    def backward(self, g):
+    def backward(self, g: torch.Tensor) -> torch.Tensor:
         y = self._y
         return g * y * (1.0 - y)
 
@@ -57,11 +58,11 @@ class Sigmoid(_Elementwise):
 class Tanh(_Elementwise):
     """``y = tanh x``; ``dy/dx = 1 - y^2``."""
 
-    def forward(self, x, *, training):
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         self._y = torch.tanh(x)
         return self._y
 
-    def backward(self, g):
+    def backward(self, g: torch.Tensor) -> torch.Tensor:
         y = self._y
         return g * (1.0 - y * y)
 
@@ -69,11 +70,11 @@ class Tanh(_Elementwise):
 class ReLU(_Elementwise):
     """``y = max(0, x)``; ``dy/dx = 1 if x > 0 else 0`` (0 at x = 0, as in PyTorch)."""
 
-    def forward(self, x, *, training):
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         self._y = torch.relu(x)
         return self._y
 
-    def backward(self, g):
+    def backward(self, g: torch.Tensor) -> torch.Tensor:
         # One fused kernel: g where y > 0, else 0 (y > 0 exactly when x > 0).
         return torch.ops.aten.threshold_backward(g, self._y, 0)
 
@@ -91,7 +92,7 @@ class _WithMemberParam(_Elementwise):
         member_values(value, len(value) if isinstance(value, Sequence) else 1, name=f"{type(self).__name__} {self._param_name}",
                       low=self._low, low_inclusive=self._low_inclusive, dtype=torch.float64)
 
-    def _build_hparams(self, P, device, dtype):
+    def _build_hparams(self, P: int, device: torch.device | str, dtype: torch.dtype) -> None:
         self._p = member_values(self._value, P, name=f"{type(self).__name__} {self._param_name}", dtype=dtype,
                                 device=device, low=self._low, low_inclusive=self._low_inclusive)
         self._views: dict[int, torch.Tensor] = {}
@@ -120,12 +121,12 @@ class LeakyReLU(_WithMemberParam):
     def __init__(self, slope: float | Sequence[float] = 0.01) -> None:
         super().__init__(slope)
 
-    def forward(self, x, *, training):
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         self._note_input(x)
         self._pos = x > 0
         return torch.where(self._pos, x, x * self._view(x.ndim))
 
-    def backward(self, g):
+    def backward(self, g: torch.Tensor) -> torch.Tensor:
         return self._input_grad(torch.where(self._pos, g, g * self._view(g.ndim)))
 
 
@@ -138,14 +139,14 @@ class ELU(_WithMemberParam):
     def __init__(self, alpha: float | Sequence[float] = 1.0) -> None:
         super().__init__(alpha)
 
-    def forward(self, x, *, training):
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         self._note_input(x)
         a = self._view(x.ndim)
         self._pos = x > 0
         self._y = torch.where(self._pos, x, a * torch.expm1(x))
         return self._y
 
-    def backward(self, g):
+    def backward(self, g: torch.Tensor) -> torch.Tensor:
         return self._input_grad(torch.where(self._pos, g, g * (self._y + self._view(g.ndim))))
 
 
@@ -162,7 +163,7 @@ class GELU(_Elementwise):
         self._settings = {"approximate": approximate}
         self.approximate = approximate
 
-    def forward(self, x, *, training):
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         self._x = x
         if self.approximate == "tanh":
             c = math.sqrt(2.0 / math.pi)
@@ -171,7 +172,7 @@ class GELU(_Elementwise):
         self._cdf = 0.5 * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
         return x * self._cdf
 
-    def backward(self, g):
+    def backward(self, g: torch.Tensor) -> torch.Tensor:
         x = self._x
         if self.approximate == "tanh":
             c = math.sqrt(2.0 / math.pi)
@@ -197,14 +198,14 @@ class Softplus(_WithMemberParam):
         self._settings["threshold"] = threshold
         self.threshold = float(threshold)
 
-    def forward(self, x, *, training):
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         self._note_input(x)
         b = self._view(x.ndim)
         bx = x * b
         self._bx = bx
         return torch.where(bx > self.threshold, x, torch.log1p(torch.exp(bx.clamp(max=self.threshold))) / b)
 
-    def backward(self, g):
+    def backward(self, g: torch.Tensor) -> torch.Tensor:
         bx = self._bx
         return self._input_grad(torch.where(bx > self.threshold, g, g * torch.sigmoid(bx)))
 
@@ -215,12 +216,12 @@ class SiLU(_Elementwise):
     Elfwing et al. 2018 ("SiLU"), Ramachandran et al. 2017 ("Swish"). See: ``torch.nn.SiLU``.
     """
 
-    def forward(self, x, *, training):
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         self._x = x
         self._s = torch.sigmoid(x)
         return x * self._s
 
-    def backward(self, g):
+    def backward(self, g: torch.Tensor) -> torch.Tensor:
         s = self._s
         return g * (s * (1.0 + self._x * (1.0 - s)))
 
@@ -233,12 +234,12 @@ class Mish(_Elementwise):
     See: ``torch.nn.Mish``.
     """
 
-    def forward(self, x, *, training):
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         self._x = x
         self._t = torch.tanh(torch.nn.functional.softplus(x))
         return x * self._t
 
-    def backward(self, g):
+    def backward(self, g: torch.Tensor) -> torch.Tensor:
         t = self._t
         return g * (t + self._x * (1.0 - t * t) * torch.sigmoid(self._x))
 
@@ -259,12 +260,12 @@ class SELU(_Elementwise):
     See: ``torch.nn.SELU``.
     """
 
-    def forward(self, x, *, training):
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         self._pos = x > 0
         self._y = torch.where(self._pos, SELU_SCALE * x, (SELU_SCALE * SELU_ALPHA) * torch.expm1(x))
         return self._y
 
-    def backward(self, g):
+    def backward(self, g: torch.Tensor) -> torch.Tensor:
         return torch.where(self._pos, g * SELU_SCALE, g * (self._y + SELU_SCALE * SELU_ALPHA))
 
 
@@ -274,11 +275,11 @@ class Hardswish(_Elementwise):
     (at the kinks the outer side's slope, as ``torch.nn.Hardswish``'s backward chooses).
     """
 
-    def forward(self, x, *, training):
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         self._x = x
         return x * (x + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0)
 
-    def backward(self, g):
+    def backward(self, g: torch.Tensor) -> torch.Tensor:
         x = self._x
         mid = g * (x * (1.0 / 3.0) + 0.5)
         return torch.where(x <= -3.0, torch.zeros_like(g), torch.where(x < 3.0, mid, g))

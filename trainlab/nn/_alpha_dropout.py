@@ -58,7 +58,8 @@ class AlphaDropout(DropoutFamily, Module):
         self.p = p
         self._init_family()
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         self.population = population
         self.rate = _check_drop_probability(self.p, population.size, owner="AlphaDropout", dtype=dtype,

@@ -86,6 +86,9 @@ class DropoutFamily:
       deterministic one).
     """
 
+    #: what the last forward multiplied by (mask, scale or both), None when nothing
+    _mult: torch.Tensor | None
+
     mc: bool = False
     _fixed_keep: torch.Tensor | None = None
     _last_keep: torch.Tensor | None = None
@@ -176,7 +179,8 @@ class Dropout(DropoutFamily, Module):
         self.mode = mode
         self._init_family()
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         self.population = population
         self.device = torch.device(device)
@@ -246,7 +250,8 @@ class DropConnectLinear(DropoutFamily, Linear):
         self.p = p
         self._init_family()
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         out = super().build(in_shape, population, device=device, dtype=dtype)
         self.population = population
         self.device = torch.device(device)

@@ -52,7 +52,8 @@ class Maxout(Module):
         self._settings = {"pieces": pieces}
         self.pieces = pieces
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         in_shape = tuple(in_shape)
         if len(in_shape) not in (1, 3):
@@ -66,13 +67,13 @@ class Maxout(Module):
         # (P, N, C*k, ...) -> (P, N, C, k, ...): pieces of unit c are features c*k .. c*k+k-1
         return x.reshape(x.shape[0], x.shape[1], x.shape[2] // self.pieces, self.pieces, *x.shape[3:])
 
-    def forward(self, x, *, training):
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         y, idx = self._grouped(x).max(dim=3, keepdim=True)
         self._idx = idx
         self._in_shape = x.shape
         return y.squeeze(3)
 
-    def backward(self, g):
+    def backward(self, g: torch.Tensor) -> torch.Tensor | None:
         if not self.input_grad:
             return None
         P, N = g.shape[0], g.shape[1]
@@ -94,6 +95,8 @@ class PReLU(Module):
         Initial slope, a number or one per member (default 0.25, as torch and the paper).
     """
 
+    _x: torch.Tensor | None  # the last forward's input, released by backward
+
     def __init__(self, num_parameters: int | None = 1, init: float | Sequence[float] = 0.25) -> None:
         if num_parameters is not None and (not isinstance(num_parameters, int) or isinstance(num_parameters, bool)
                                            or num_parameters < 1):
@@ -104,7 +107,8 @@ class PReLU(Module):
         self.num_parameters = num_parameters
         self.init = init
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         in_shape = tuple(in_shape)
         C = in_shape[0] if in_shape else 1
@@ -126,14 +130,15 @@ class PReLU(Module):
         a = self.weight.data
         return a.reshape(a.shape[0], 1, a.shape[1], *([1] * self._tail))
 
-    def forward(self, x, *, training):
+    def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         self._shared = x.shape[0] == 1 and self.weight.data.shape[0] > 1
         self._x = x
         self._pos = x > 0
         return torch.where(self._pos, x, x * self._a())
 
-    def backward(self, g):
+    def backward(self, g: torch.Tensor) -> torch.Tensor | None:
         x, pos = self._x, self._pos
+        assert x is not None, "PReLU.backward without a forward"
         # dL/da: sum over the batch, positions (and channels when shared) of g x where x <= 0
         contrib = torch.where(pos, torch.zeros((), dtype=g.dtype, device=g.device), g * x)
         dims = [1] + list(range(3, contrib.ndim))

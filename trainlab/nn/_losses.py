@@ -18,7 +18,8 @@ class Loss:
     #: whether the loss is evaluated against class labels (accuracy makes sense)
     classification = False
 
-    def build(self, population_size: int, *, device="cpu", dtype=torch.float32) -> None:
+    def build(self, population_size: int, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> None:
         self.population_size = population_size
 
     def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -58,8 +59,12 @@ class SoftmaxCrossEntropy(Loss):
         self.label_smoothing = label_smoothing
         self.weight = None if weight is None else _class_weights(weight)
         self._eps = torch.zeros(0)
+        self._w: torch.Tensor | None = None  # (P, C) class weights once built
+        self._hard: torch.Tensor | None = None  # (P, N, 1) class indices of the last batch, or
+        self._t: torch.Tensor | None = None  # (P, N, C) its soft targets (exactly one is set)
 
-    def build(self, population_size, *, device="cpu", dtype=torch.float32):
+    def build(self, population_size: int, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> None:
         super().build(population_size)
         self._eps = member_values(self.label_smoothing, population_size, name="label_smoothing",
                                   device=device, dtype=dtype, low=0.0, high=1.0, high_inclusive=False)
@@ -82,7 +87,7 @@ class SoftmaxCrossEntropy(Loss):
         logp = z - lse
         self._p = torch.exp(logp)
         if self._w is not None:
-            return self._weighted_forward(logp, target)
+            return self._weighted_forward(logp, target, self._w)
         if target.dtype in (torch.int64, torch.int32, torch.uint8, torch.int16):
             if target.ndim == 1:
                 target = target.unsqueeze(0)
@@ -111,7 +116,7 @@ class SoftmaxCrossEntropy(Loss):
             t = (1.0 - eps) * t + eps / C
         return t
 
-    def _weighted_forward(self, logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _weighted_forward(self, logp: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Class weights ``w`` as ``torch.nn.CrossEntropyLoss(weight=w, label_smoothing=eps)``:
 
         * class indices: ``L = [(1-eps) sum_n w_{y_n} (-log p_{n,y_n})
@@ -120,9 +125,9 @@ class SoftmaxCrossEntropy(Loss):
         * soft targets ``t`` (smoothed first): ``L = (1/N) sum_n sum_c w_c t_{nc} (-log p_{nc})``.
         """
         P, N, C = logp.shape
-        if self._w.shape[1] != C:
-            raise ConfigError(f"cross-entropy has {self._w.shape[1]} class weights but the logits have {C} classes")
-        w = self._w.unsqueeze(1)  # (P, 1, C)
+        if weight.shape[1] != C:
+            raise ConfigError(f"cross-entropy has {weight.shape[1]} class weights but the logits have {C} classes")
+        w = weight.unsqueeze(1)  # (P, 1, C)
         self._n = N
         if target.dtype in (torch.int64, torch.int32, torch.uint8, torch.int16):
             if target.ndim == 1:
@@ -137,16 +142,18 @@ class SoftmaxCrossEntropy(Loss):
                 nll = (1.0 - eps) * nll - (eps / C) * (w * logp).sum(dim=(1, 2))
             return nll / self._wsum.reshape(P)
         t = self._soft_targets(target, C)
-        self._hard, self._t = None, t * w  # a = w * t: the weighted target mass
-        return -(self._t * logp).sum(dim=2).mean(dim=1)
+        a = t * w  # the weighted target mass
+        self._hard, self._t = None, a
+        return -(a * logp).sum(dim=2).mean(dim=1)
 
-    def _weighted_backward(self) -> torch.Tensor:
+    def _weighted_backward(self, weight: torch.Tensor) -> torch.Tensor:
         p = self._p
         if self._hard is None:
             a = self._t
+            assert a is not None  # forward set the hard or the soft targets
             return (a.sum(dim=2, keepdim=True) * p - a.expand_as(p)) / self._n
         P, N, C = p.shape
-        w = self._w.unsqueeze(1)
+        w = weight.unsqueeze(1)
         # d/dz of w_y (-log p_y) = w_y (p - e_y);  d/dz of sum_c w_c (-log p_c) = (sum_c w_c) p - w
         g = self._wy * p
         g.scatter_add_(2, self._hard, -self._wy)
@@ -157,7 +164,7 @@ class SoftmaxCrossEntropy(Loss):
 
     def backward(self) -> torch.Tensor:
         if self._w is not None:
-            return self._weighted_backward()
+            return self._weighted_backward(self._w)
         g = self._p.clone()
         if self._hard is not None:
             if self._smooth:
@@ -167,17 +174,18 @@ class SoftmaxCrossEntropy(Loss):
             else:
                 g.scatter_add_(2, self._hard, torch.full_like(self._hard, -1.0, dtype=g.dtype))
         else:
+            assert self._t is not None  # forward set the hard or the soft targets
             g -= self._t
         g /= self._n
         return g
 
-    def reference(self, num_classes, targets=None):
+    def reference(self, num_classes: int, targets: torch.Tensor | None = None) -> float:
         import math
 
         return math.log(num_classes)
 
 
-def _class_weights(weight) -> torch.Tensor:
+def _class_weights(weight: Sequence[float] | Sequence[Sequence[float]] | torch.Tensor) -> torch.Tensor:
     """``(C,)`` or ``(P, C)`` non-negative finite class weights -> a float64 ``(1 or P, C)`` tensor."""
     try:
         w = torch.as_tensor(weight, dtype=torch.float64)
@@ -215,7 +223,7 @@ class MeanSquaredError(Loss):
     def backward(self) -> torch.Tensor:
         return self._d * (2.0 / self._count)
 
-    def reference(self, num_classes, targets=None):
+    def reference(self, num_classes: int, targets: torch.Tensor | None = None) -> float:
         """The variance of the targets (the loss of always predicting their mean)."""
         if targets is None:
             raise ConfigError("the MSE reference loss needs the targets")

@@ -56,7 +56,8 @@ def _mc_kinds(include: Any) -> tuple[str, ...]:
 def _layer_device(layer: Module) -> torch.device:
     dev = getattr(layer, "device", None)
     if dev is None:  # the noise layers keep their per-member std on the model's device
-        dev = layer.sigma.device
+        sigma: torch.Tensor = getattr(layer, "sigma")
+        dev = sigma.device
     return torch.device(dev)
 
 
@@ -96,14 +97,15 @@ def mc_dropout(model: Module, *, include: str | Sequence[str] = "all") -> Iterat
         pop.generators(_layer_device(layer))  # make sure the generators exist so their state can be restored
         populations[id(pop)] = pop
     states = [(pop, pop.get_state()) for pop in populations.values()]
-    flags = [layer.mc for layer in layers]
+    # ``mc`` lives on the stochastic families (mixins beside Module), hence getattr/setattr on a Module
+    flags: list[bool] = [getattr(layer, "mc") for layer in layers]
     try:
         for layer in layers:
-            layer.mc = True
+            setattr(layer, "mc", True)
         yield layers
     finally:
         for layer, flag in zip(layers, flags):
-            layer.mc = flag
+            setattr(layer, "mc", flag)
         for pop, state in states:
             pop.set_state(state)
 
@@ -175,21 +177,24 @@ def mc_dropout_predict(model: Module, x: torch.Tensor, *, samples: int = 50, bat
     information and mean probabilities equal to ``softmax`` of the eval output.
     """
     _check_call("mc_dropout_predict", x, samples, batch_size)
-    means, ents, variances, infos = [], [], [], []
-    out_dtype = None
+    means: list[torch.Tensor] = []
+    ents: list[torch.Tensor] = []
+    variances: list[torch.Tensor] = []
+    infos: list[torch.Tensor] = []
+    out_dtype: torch.dtype | None = None
     with mc_dropout(model, include=include):
         for i in range(0, x.shape[0], batch_size):
             xb = x[i:i + batch_size].unsqueeze(0)
-            q0 = h0 = s1 = s2 = sh = None
-            for _ in range(samples):
+            # the first pass, then sums of the differences from it (q: probabilities, h: entropies)
+            z = model.forward(xb, training=False)
+            out_dtype = z.dtype
+            q0 = torch.softmax(z.to(torch.float64), dim=-1)
+            h0 = _entropy(q0)
+            s1, s2, sh = torch.zeros_like(q0), torch.zeros_like(q0), torch.zeros_like(h0)
+            for _ in range(samples - 1):
                 z = model.forward(xb, training=False)
-                out_dtype = z.dtype
                 q = torch.softmax(z.to(torch.float64), dim=-1)
                 h = _entropy(q)
-                if q0 is None:
-                    q0, h0 = q, h
-                    s1, s2, sh = torch.zeros_like(q), torch.zeros_like(q), torch.zeros_like(h)
-                    continue
                 d = q - q0
                 s1 += d
                 s2 += d * d

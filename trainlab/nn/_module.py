@@ -106,6 +106,8 @@ class Module:
 
     #: whether ``backward`` must return the input gradient (off for a model's first layer)
     input_grad: bool = True
+    #: the constructor arguments, verbatim (set by layers that take any; see :meth:`settings`)
+    _settings: dict[str, Any]
 
     def build(
         self,
@@ -164,7 +166,7 @@ class Container(Module):
     to the inner layers by :meth:`_set_input_grad`, whenever it is set and after ``build``."""
 
     @property
-    def input_grad(self) -> bool:  # type: ignore[override]
+    def input_grad(self) -> bool:
         return getattr(self, "_input_grad", True)
 
     @input_grad.setter

@@ -94,7 +94,8 @@ class GaussianNoise(NoiseFamily, Module):
         self._settings = dict(std=std)
         self.std = std
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         self.population = population
         self.sigma = _check_std(self.std, population.size, owner="GaussianNoise", dtype=dtype, device=device)
@@ -149,7 +150,8 @@ class NoisyLinear(NoiseFamily, Linear):
                               init_scale=init_scale, bias=bias)
         self.std = std
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         out = super().build(in_shape, population, device=device, dtype=dtype)
         self.population = population
         self.sigma = _check_std(self.std, population.size, owner="NoisyLinear", dtype=dtype, device=device)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,8 @@ def _check_maps(layer: Module, in_shape: tuple[int, ...]) -> tuple[int, int, int
     if len(in_shape) != 3:
         raise ConfigError(f"{type(layer).__name__} expects feature maps (P, N, C, H, W), i.e. a per-example shape "
                           f"(C, H, W), got per-example shape {in_shape}")
-    return in_shape  # type: ignore[return-value]
+    C, H, W = in_shape
+    return C, H, W
 
 
 def _check_input(layer: Module, x: torch.Tensor, P: int) -> None:
@@ -60,7 +61,8 @@ class _Pool(Module):
             raise ConfigError(f"{owner} ceil_mode must be true or false, got {ceil_mode!r}")
         self.ceil_mode = ceil_mode
 
-    def _build_window(self, in_shape, population: Population, dilation: tuple[int, int] = (1, 1)):
+    def _build_window(self, in_shape: tuple[int, ...], population: Population,
+                      dilation: tuple[int, int] = (1, 1)) -> tuple[int, ...]:
         super().build(in_shape, population)
         C, H, W = _check_maps(self, tuple(in_shape))
         x = torch.empty(1, C, H, W, device="meta")  # the output size by torch's own rule (ceil_mode, padding)
@@ -86,6 +88,8 @@ class MaxPool2d(_Pool):
     See: torch.nn.MaxPool2d (same padding, dilation and ``ceil_mode`` rules).
     """
 
+    _cache: tuple[torch.Tensor, torch.Tensor, torch.Size] | None  # what backward needs from the last forward
+
     def __init__(self, kernel_size: int | Sequence[int] = 2, stride: int | Sequence[int] | None = None, *,
                  padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1,
                  ceil_mode: bool = False) -> None:
@@ -94,7 +98,8 @@ class MaxPool2d(_Pool):
         self._settings = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
                               ceil_mode=ceil_mode)
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         return self._build_window(in_shape, population, self.dilation)
 
     def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
@@ -105,6 +110,7 @@ class MaxPool2d(_Pool):
         return y4.view(x.shape[0], x.shape[1], *y4.shape[1:])
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
+        assert self._cache is not None, "MaxPool2d.backward without a forward"
         x4, idx, shape = self._cache
         self._cache = None
         if not self.input_grad:
@@ -125,6 +131,8 @@ class AvgPool2d(_Pool):
     See: torch.nn.AvgPool2d.
     """
 
+    _cache: tuple[torch.Tensor, torch.Size] | None  # what backward needs from the last forward
+
     def __init__(self, kernel_size: int | Sequence[int] = 2, stride: int | Sequence[int] | None = None, *,
                  padding: int | Sequence[int] = 0, ceil_mode: bool = False,
                  count_include_pad: bool = True) -> None:
@@ -135,7 +143,8 @@ class AvgPool2d(_Pool):
         self._settings = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
                               count_include_pad=count_include_pad)
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         return self._build_window(in_shape, population)
 
     def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
@@ -146,6 +155,7 @@ class AvgPool2d(_Pool):
         return y4.view(x.shape[0], x.shape[1], *y4.shape[1:])
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
+        assert self._cache is not None, "AvgPool2d.backward without a forward"
         x4, shape = self._cache
         self._cache = None
         if not self.input_grad:
@@ -169,7 +179,8 @@ class GlobalAvgPool2d(Module):
     def __init__(self) -> None:
         self._settings = {}
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         C, _, _ = _check_maps(self, tuple(in_shape))
         return (C,)
@@ -196,7 +207,8 @@ class Flatten(Module):
     def __init__(self) -> None:
         self._settings = {}
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         return (math.prod(in_shape),)
 
@@ -235,6 +247,9 @@ class StochasticPool2d(Module):
     (no torch equivalent; the export is the eval-mode average).
     """
 
+    _cache: (tuple[Literal["sample"], torch.Tensor, torch.Size]
+              | tuple[Literal["mean"], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None)  # what backward needs from the last forward
+
     def __init__(self, kernel_size: int | Sequence[int] = 2, stride: int | Sequence[int] | None = None) -> None:
         self.kernel_size = pair(kernel_size, "kernel_size", "StochasticPool2d")
         self.stride = self.kernel_size if stride is None else pair(stride, "stride", "StochasticPool2d")
@@ -243,7 +258,8 @@ class StochasticPool2d(Module):
         self._fixed: torch.Tensor | None = None
         self._last: torch.Tensor | None = None
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         C, H, W = _check_maps(self, tuple(in_shape))
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
@@ -319,6 +335,7 @@ class StochasticPool2d(Module):
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
         cache, self._cache = self._cache, None
+        assert cache is not None, "StochasticPool2d.backward without a forward"
         if not self.input_grad:
             return None
         Ho, Wo = self._out_hw

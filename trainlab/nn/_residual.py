@@ -104,7 +104,8 @@ class Residual(Container):
         raise ConfigError(f"Residual: the block maps {in_shape} to {out_shape}; a projection shortcut needs both "
                           "to be feature maps (C, H, W) or both flat (D,)")
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         in_shape = tuple(in_shape)
         out_shape = tuple(self.block.build(in_shape, population, device=device, dtype=dtype))
@@ -173,8 +174,9 @@ class Residual(Container):
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(l) for l in self.block.layers)
-        short = (repr(self._shortcut_setting) if isinstance(self._shortcut_setting, str)
-                 else "[" + ", ".join(repr(l) for l in self.shortcut.layers) + "]")  # type: ignore[union-attr]
+        # a string setting, or the layers given (then __init__ made self.shortcut from them)
+        short = (repr(self._shortcut_setting) if isinstance(self._shortcut_setting, str) or self.shortcut is None
+                 else "[" + ", ".join(repr(l) for l in self.shortcut.layers) + "]")
         return f"Residual([{inner}], shortcut={short})"
 
 

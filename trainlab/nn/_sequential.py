@@ -32,7 +32,8 @@ class Sequential(Container):
         self.input_shape: tuple[int, ...] | None = None
         self.output_shape: tuple[int, ...] | None = None
 
-    def build(self, in_shape, population: Population | int = 1, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population | int = 1, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         if isinstance(population, int):
             population = Population(population)
         super().build(in_shape, population)
@@ -66,7 +67,10 @@ class Sequential(Container):
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
         for layer in reversed(self.layers):
-            g = layer.backward(g)
+            dx = layer.backward(g)
+            if dx is None:  # the first layer, when no input gradient is wanted (see _set_input_grad)
+                return None
+            g = dx
         return g
 
     def children(self) -> list[Module]:

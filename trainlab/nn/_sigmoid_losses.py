@@ -41,7 +41,7 @@ class _SigmoidLoss(Loss):
                               f"shape {tuple(z.shape)}; give multi-hot (N, C) or (P, N, C), or class indices (N,)")
         return t.to(z.dtype)
 
-    def reference(self, num_classes, targets=None):
+    def reference(self, num_classes: int, targets: torch.Tensor | None = None) -> float:
         """The loss of the best constant prediction (each unit's base rate): the mean binary entropy."""
         if targets is None or targets.dtype in _INT:
             return float(_binary_entropy(torch.tensor(1.0 / num_classes, dtype=torch.float64)))
@@ -95,7 +95,8 @@ class SigmoidFocalLoss(_SigmoidLoss):
         self.gamma, self.alpha = gamma, alpha
         self._g = torch.zeros(0)
 
-    def build(self, population_size, *, device="cpu", dtype=torch.float32):
+    def build(self, population_size: int, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> None:
         super().build(population_size)
         self._g = member_values(self.gamma, population_size, name="focal gamma", low=0.0, device=device, dtype=dtype)
         self._a = None if self.alpha is None else member_values(

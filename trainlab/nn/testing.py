@@ -195,7 +195,7 @@ def check_member_independence(example: LayerExample) -> None:
         out = pop.forward(x, training=training)
         g = torch.randn(out.shape, generator=torch.Generator().manual_seed(30 + step), dtype=DT)
         dx = pop.backward(g)
-        dxs = []
+        dxs: list[torch.Tensor] = []
         for i, one in enumerate(alone):
             rows = slice(i, i + 1) if out.shape[0] == 3 else slice(0, 1)  # a shared input may stay shared
             y = one.forward(x if shared else x[i:i + 1], training=training)
@@ -203,7 +203,9 @@ def check_member_independence(example: LayerExample) -> None:
                 err = (out[rows] - y).abs().max().item() if out[rows].shape == y.shape else float("nan")
                 raise AssertionError(f"{name}: member {i} of a population differs from member {i} alone "
                                      f"({where}: output, max |diff| {err:.3g})")
-            dxs.append(one.backward(g[rows]))
+            dx_one = one.backward(g[rows])
+            if dx_one is not None:
+                dxs.append(dx_one)
             for (pname, p), q in zip(pop.named_parameters().items(), one.parameters()):
                 if not _close(p.grad[i:i + 1], q.grad):
                     raise AssertionError(f"{name}: member {i}'s {pname}.grad in a population differs from member "
@@ -211,6 +213,9 @@ def check_member_independence(example: LayerExample) -> None:
                                          f"{(p.grad[i:i + 1] - q.grad).abs().max().item():.3g})")
         if dx is None:
             continue
+        if len(dxs) != len(alone):
+            raise AssertionError(f"{name}: the population returns an input gradient but a member alone does not "
+                                 f"({where})")
         if out.shape[0] != 3:
             want = dxs[0]
         elif shared:

@@ -65,7 +65,7 @@ class NAdam(_AdamFamily):
         super().step()
         self.mu_product.copy_(prod)
 
-    def _update(self, w, g, state, lr):
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
         m, v = state["m"], state["v"]
         b1, b2 = self.h("beta1", w.ndim), self.h("beta2", w.ndim)
         m.mul_(b1).addcmul_(g, 1.0 - b1)
@@ -113,7 +113,7 @@ class RAdam(_AdamFamily):
         self._sqrt_bc2 = bc2.sqrt()
         super().step()
 
-    def _update(self, w, g, state, lr):
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
         m, v = state["m"], state["v"]
         b1, b2 = self.h("beta1", w.ndim), self.h("beta2", w.ndim)
         m.mul_(b1).addcmul_(g, 1.0 - b1)
@@ -145,7 +145,7 @@ class Adamax(_AdamFamily):
         self._bc1 = 1.0 - self.hparams["beta1"] ** self._member_t()
         super().step()
 
-    def _update(self, w, g, state, lr):
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
         m, u = state["m"], state["u"]
         b1 = self.h("beta1", w.ndim)
         m.mul_(b1).addcmul_(g, 1.0 - b1)
@@ -171,7 +171,7 @@ class Adadelta(Optimizer):
                  weight_decay: Number = 0.0, decoupled: bool = False) -> None:
         super().__init__(params, lr=lr, weight_decay=weight_decay, decoupled=decoupled, rho=rho, eps=eps)
 
-    def _update(self, w, g, state, lr):
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
         s, a = state["square_avg"], state["acc_delta"]
         rho, eps = self.h("rho", w.ndim), self.h("eps", w.ndim)
         s.mul_(rho).addcmul_(g * g, 1.0 - rho)

@@ -6,6 +6,8 @@ statistics, so it is a Trainer callback: :class:`trainlab.train.SWA`.)
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from trainlab.errors import CheckpointError, ConfigError
@@ -44,9 +46,13 @@ class Lookahead(Optimizer):
         self.alpha = member_values(alpha, self.size, name="Lookahead alpha", low=0.0, high=1.0,
                                    device=first.device, dtype=first.dtype)
         self.slow = [p.data.clone() for p in self.params]
-        self._settings = {"k": k, "alpha": alpha, "inner": inner.settings()}
+        # Optimizer._settings is typed from Optimizer.__init__'s numbers (optim/_base.py, edited by another
+        # helper now); the nested inner settings are a dict. Drop this ignore once _base types it dict[str, Any].
+        self._settings = {"k": k, "alpha": alpha, "inner": inner.settings()}  # type: ignore[dict-item]
 
     # ---- what the Trainer and schedules see: the inner optimizer's numbers ---------------
+    # The base declares hparams/steps/active/state as plain attributes (set in Optimizer.__init__, which
+    # Lookahead does not run); here they are read-only views of the inner optimizer's, hence [override].
     @property
     def hparams(self) -> dict[str, torch.Tensor]:  # type: ignore[override]
         return self.inner.hparams
@@ -71,7 +77,7 @@ class Lookahead(Optimizer):
 
     def assign_hparam(self, name: str, values: torch.Tensor) -> None:
         """A schedule's unvalidated fast path, where the optimizer base has one: the inner optimizer's."""
-        self.inner.assign_hparam(name, values)  # type: ignore[attr-defined]
+        self.inner.assign_hparam(name, values)
 
     # Whatever rides on an optimizer (gradient clipping, a schedule's hooks) rides on the inner one:
     # its step clips the gradients, and the Trainer reads the hooks through these properties.
@@ -81,13 +87,13 @@ class Lookahead(Optimizer):
 
     @clip.setter
     def clip(self, value: object) -> None:
-        self.inner.clip = value  # type: ignore[attr-defined]
+        self.inner.clip = value
 
     @property
-    def hooks(self) -> list:
+    def hooks(self) -> list[Any]:  # type: ignore[override]  # a read-only view, as hparams above
         if not hasattr(self.inner, "hooks"):
-            self.inner.hooks = []  # type: ignore[attr-defined]
-        return self.inner.hooks  # type: ignore[attr-defined]
+            self.inner.hooks = []
+        return self.inner.hooks
 
     def set_active(self, mask: torch.Tensor) -> None:
         self.inner.set_active(mask)
@@ -108,7 +114,8 @@ class Lookahead(Optimizer):
             slow.add_(av * (p.data - slow))  # phi <- phi + alpha (theta - phi), only where sync
             p.data.copy_(torch.where(member_view(sync, slow.ndim), slow, p.data))
 
-    def _update(self, w, g, state, lr):  # pragma: no cover - step() is overridden
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor],
+                lr: torch.Tensor) -> None:  # pragma: no cover - step() is overridden
         raise NotImplementedError
 
     def zero_state(self) -> None:

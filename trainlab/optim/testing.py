@@ -99,7 +99,7 @@ def _make(cls: type[Optimizer], example: OptimizerExample, net: Sequential, memb
     def pick(values: Sequence[Any]) -> list[Any]:
         return [values[m] for m in members]
 
-    kwargs = {k: pick(v) for k, v in example.hparams.items()}
+    kwargs: dict[str, Any] = {k: pick(v) for k, v in example.hparams.items()}
     return cls(net.parameters(), lr=pick(LR), weight_decay=pick(WD) if decay else 0.0, **example.fixed, **kwargs)
 
 

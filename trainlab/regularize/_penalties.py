@@ -29,7 +29,7 @@ class _Penalty(Regularizer):
         dev, dt = model.device, model.dtype
         self._build(P, dev, dt)
 
-    def _build(self, P: int, device, dtype) -> None: ...
+    def _build(self, P: int, device: torch.device | str, dtype: torch.dtype) -> None: ...
 
     def parameter_names(self) -> list[str]:
         return [n for n, _ in self.params]
@@ -52,7 +52,7 @@ class L2(_Penalty):
             raise ConfigError(f"L2 form must be 'full' (lambda * sum w^2) or 'half' (lambda/2 * sum w^2), got {form!r}")
         self.lam, self.form = lam, form
 
-    def _build(self, P, device, dtype):
+    def _build(self, P: int, device: torch.device | str, dtype: torch.dtype) -> None:
         self._lam = member_values(self.lam, P, name="l2 lambda", device=device, dtype=dtype, low=0.0)
         self._c = self._lam * (1.0 if self.form == "full" else 0.5)
 
@@ -83,7 +83,7 @@ class L1(_Penalty):
         super().__init__(include_1d=include_1d, layers=layers)
         self.alpha, self.proximal = alpha, bool(proximal)
 
-    def _build(self, P, device, dtype):
+    def _build(self, P: int, device: torch.device | str, dtype: torch.dtype) -> None:
         self._alpha = member_values(self.alpha, P, name="l1 alpha", device=device, dtype=dtype, low=0.0)
 
     def penalty(self) -> torch.Tensor:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from trainlab.errors import ConfigError
-from trainlab.second_order._base import Method, check_wolfe_constants
+from trainlab.second_order._base import Method, Step, check_wolfe_constants
+from trainlab.second_order._objective import Objective
 from trainlab.second_order._search import search_step
 
 __all__ = ["BFGS"]
@@ -37,19 +38,20 @@ class BFGS(Method):
         self._settings = dict(max_params=max_params, c1=c1, c2=c2, max_evals=max_evals)
         self.max_params, self.c1, self.c2, self.max_evals = max_params, c1, c2, max_evals
 
-    def check(self, objective):
+    def check(self, objective: Objective) -> None:
         m = objective.dim
         if m > self.max_params:
             raise ConfigError(f"BFGS needs a dense {m} x {m} inverse-Hessian approximation per member ({m} "
                               f"parameters); the limit is max_params={self.max_params} — use LBFGS or raise "
                               "max_params")
 
-    def start(self, objective, w, f, g):
+    def start(self, objective: Objective, w: torch.Tensor, f: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
         P, m = w.shape
         Hinv = torch.eye(m, dtype=w.dtype, device=w.device).repeat(P, 1, 1)
         return {"Hinv": Hinv, "fresh": torch.ones(P, dtype=torch.bool, device=w.device)}
 
-    def step(self, objective, state, w, f, g, active, iteration):
+    def step(self, objective: Objective, state: dict[str, torch.Tensor], w: torch.Tensor, f: torch.Tensor, g: torch.Tensor,
+             active: torch.Tensor, iteration: int) -> Step:
         Hinv, fresh = state["Hinv"], state["fresh"]
         d = -torch.bmm(Hinv, g.unsqueeze(-1)).squeeze(-1)
         reset = ~((g * d).sum(dim=1) < 0) & active

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from trainlab.errors import ConfigError
 from trainlab.nn import Parameter
-from trainlab.optim import OPTIMIZERS, Optimizer
+from trainlab.optim import OPTIMIZERS, Number, Optimizer
 from trainlab.second_order._base import Method, Step
+from trainlab.second_order._objective import Objective
 
 __all__ = ["FirstOrder", "GradientDescent"]
 
@@ -28,7 +31,7 @@ class FirstOrder(Method):
 
     name = "first_order"
 
-    def __init__(self, optimizer: type[Optimizer] | str = "sgd", **hparams) -> None:
+    def __init__(self, optimizer: type[Optimizer] | str = "sgd", **hparams: Any) -> None:
         if isinstance(optimizer, str):
             if optimizer.lower() not in OPTIMIZERS:
                 raise ConfigError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
@@ -41,14 +44,15 @@ class FirstOrder(Method):
         self.optimizer_cls, self.hparams = cls, dict(hparams)
         self.name = cls.__name__.lower()
 
-    def label(self):
+    def label(self) -> str:
         return f"{self.optimizer_cls.__name__}(" + ", ".join(f"{k}={v}" for k, v in self.hparams.items()) + ")"
 
-    def start(self, objective, w, f, g):
+    def start(self, objective: Objective, w: torch.Tensor, f: torch.Tensor, g: torch.Tensor) -> dict[str, Any]:
         param = Parameter(w.clone(), kind="weight", decay=False, name="flat")
         return {"param": param, "opt": self.optimizer_cls([param], **self.hparams)}
 
-    def step(self, objective, state, w, f, g, active, iteration):
+    def step(self, objective: Objective, state: dict[str, Any], w: torch.Tensor, f: torch.Tensor, g: torch.Tensor,
+             active: torch.Tensor, iteration: int) -> Step:
         param, opt = state["param"], state["opt"]
         opt.set_active(active)
         param.data.copy_(w)
@@ -67,10 +71,10 @@ class FirstOrder(Method):
 class GradientDescent(FirstOrder):
     """Plain full-batch gradient descent ``w <- w - lr g`` (per-member ``lr``)."""
 
-    def __init__(self, *, lr=0.1) -> None:
+    def __init__(self, *, lr: Number = 0.1) -> None:
         super().__init__("sgd", lr=lr)
         self._settings = dict(lr=lr)
         self.name = "gd"
 
-    def label(self):
+    def label(self) -> str:
         return f"GD(lr={self.hparams['lr']})"

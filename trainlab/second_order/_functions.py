@@ -23,8 +23,11 @@ from trainlab.second_order._objective import Objective
 
 __all__ = ["Quadratic", "Rosenbrock", "textbook_function"]
 
+#: a tensor or nested lists of numbers (what ``torch.as_tensor`` takes)
+_Values = torch.Tensor | Sequence[float] | Sequence[Sequence[float]] | Sequence[Sequence[Sequence[float]]]
 
-def _start(x0, size: int, dim: int, dtype) -> torch.Tensor:
+
+def _start(x0: _Values, size: int, dim: int, dtype: torch.dtype) -> torch.Tensor:
     t = torch.as_tensor(x0, dtype=dtype)
     if t.ndim == 1:
         t = t.unsqueeze(0).expand(size, -1)
@@ -42,7 +45,7 @@ class Quadratic(Objective):
 
     name = "quadratic"
 
-    def __init__(self, A, b=None, *, c: float = 0.0, x0=None, size: int = 1,
+    def __init__(self, A: _Values, b: _Values | None = None, *, c: float = 0.0, x0: _Values | None = None, size: int = 1,
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__()
         A = torch.as_tensor(A, dtype=dtype)
@@ -59,7 +62,7 @@ class Quadratic(Objective):
         self.c = float(c)
         self.x0 = None if x0 is None else _start(x0, size, self.dim, dtype)
 
-    def initial_point(self):
+    def initial_point(self) -> torch.Tensor:
         if self.x0 is None:
             return super().initial_point()
         return self.x0.clone()
@@ -68,12 +71,12 @@ class Quadratic(Objective):
         """``A^{-1} b`` per member (for positive-definite ``A``)."""
         return torch.linalg.solve(self.A, self.b.unsqueeze(-1)).squeeze(-1)
 
-    def _value_and_grad(self, w):
+    def _value_and_grad(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         Aw = torch.bmm(self.A, w.unsqueeze(-1)).squeeze(-1)
         f = 0.5 * (w * Aw).sum(1) - (self.b * w).sum(1) + self.c
         return f, Aw - self.b
 
-    def analytic_hessian(self, w):
+    def analytic_hessian(self, w: torch.Tensor) -> torch.Tensor:
         return self.A.clone()
 
 
@@ -94,20 +97,20 @@ class Rosenbrock(Objective):
         self.size, self.dim, self.dtype = size, 2, dtype
         self.x0 = _start(x0, size, 2, dtype)
 
-    def initial_point(self):
+    def initial_point(self) -> torch.Tensor:
         return self.x0.clone()
 
     def minimizer(self) -> torch.Tensor:
         return torch.tensor([[self.a, self.a ** 2]], dtype=self.dtype).expand(self.size, 2).clone()
 
-    def _value_and_grad(self, w):
+    def _value_and_grad(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = w[:, 0], w[:, 1]
         r = y - x * x
         f = (self.a - x) ** 2 + self.b * r * r
         g = torch.stack([-2.0 * (self.a - x) - 4.0 * self.b * x * r, 2.0 * self.b * r], dim=1)
         return f, g
 
-    def analytic_hessian(self, w):
+    def analytic_hessian(self, w: torch.Tensor) -> torch.Tensor:
         x, y = w[:, 0], w[:, 1]
         hxx = 2.0 - 4.0 * self.b * (y - x * x) + 8.0 * self.b * x * x
         hxy = -4.0 * self.b * x

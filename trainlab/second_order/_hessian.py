@@ -26,10 +26,15 @@ halves the antisymmetric part of the error and makes Cholesky applicable).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from trainlab.errors import ConfigError
 from trainlab.second_order._objective import Objective
+
+#: a finite-difference step: one number, one per member, or ``None`` (the default rule)
+Eps = float | Sequence[float] | torch.Tensor | None
 
 __all__ = ["default_eps", "hvp", "fd_hessian", "hessian"]
 
@@ -44,7 +49,7 @@ def default_eps(w: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
     return eps
 
 
-def _as_eps(eps, w: torch.Tensor, v: torch.Tensor | None) -> torch.Tensor:
+def _as_eps(eps: Eps, w: torch.Tensor, v: torch.Tensor | None) -> torch.Tensor:
     if eps is None:
         return default_eps(w, v)
     e = torch.as_tensor(eps, dtype=w.dtype, device=w.device).reshape(-1)
@@ -55,7 +60,7 @@ def _as_eps(eps, w: torch.Tensor, v: torch.Tensor | None) -> torch.Tensor:
     return e
 
 
-def hvp(objective: Objective, w: torch.Tensor, v: torch.Tensor, *, eps=None) -> torch.Tensor:
+def hvp(objective: Objective, w: torch.Tensor, v: torch.Tensor, *, eps: Eps = None) -> torch.Tensor:
     """``H(w) v (P, m)`` by central differences of gradients (two gradient evaluations).
 
     ``eps``: the step (a number or one per member); default :func:`default_eps`.
@@ -68,7 +73,7 @@ def hvp(objective: Objective, w: torch.Tensor, v: torch.Tensor, *, eps=None) -> 
     return (gp - gm) / (2.0 * e)
 
 
-def fd_hessian(objective: Objective, w: torch.Tensor, *, eps=None) -> torch.Tensor:
+def fd_hessian(objective: Objective, w: torch.Tensor, *, eps: Eps = None) -> torch.Tensor:
     """Dense ``H (P, m, m)`` from ``m`` central-difference products with unit vectors, symmetrized."""
     P, m = w.shape
     e = _as_eps(eps, w, None)  # |e_j|_inf = 1
@@ -86,7 +91,7 @@ def fd_hessian(objective: Objective, w: torch.Tensor, *, eps=None) -> torch.Tens
     return 0.5 * (H + H.transpose(1, 2))
 
 
-def hessian(objective: Objective, w: torch.Tensor, *, method: str = "auto", eps=None) -> torch.Tensor:
+def hessian(objective: Objective, w: torch.Tensor, *, method: str = "auto", eps: Eps = None) -> torch.Tensor:
     """Dense Hessian ``(P, m, m)`` at ``w``.
 
     ``method``: ``"differences"`` (:func:`fd_hessian`), ``"analytic"`` (the objective's

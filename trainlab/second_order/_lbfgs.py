@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 import torch
 
 from trainlab.errors import ConfigError
-from trainlab.second_order._base import Method, check_wolfe_constants
+from trainlab.second_order._base import Method, Step, check_wolfe_constants
+from trainlab.second_order._objective import Objective
 from trainlab.second_order._search import search_step
+
+#: one member's curvature pairs (s, y, rho = 1 / y^T s), oldest first
+_Pairs = deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 __all__ = ["LBFGS"]
 
@@ -40,14 +45,14 @@ class LBFGS(Method):
         self._settings = dict(history=history, c1=c1, c2=c2, max_evals=max_evals)
         self.history, self.c1, self.c2, self.max_evals = history, c1, c2, max_evals
 
-    def label(self):
+    def label(self) -> str:
         return f"lbfgs(m={self.history})"
 
-    def start(self, objective, w, f, g):
+    def start(self, objective: Objective, w: torch.Tensor, f: torch.Tensor, g: torch.Tensor) -> list[_Pairs]:
         return [deque(maxlen=self.history) for _ in range(w.shape[0])]
 
     @staticmethod
-    def two_loop(g: torch.Tensor, pairs) -> torch.Tensor:
+    def two_loop(g: torch.Tensor, pairs: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """``Hinv g`` for one member from its (s, y, rho) pairs, oldest first."""
         q = g.clone()
         alphas = []
@@ -63,7 +68,8 @@ class LBFGS(Method):
             q += (a - b) * s
         return q
 
-    def step(self, objective, state, w, f, g, active, iteration):
+    def step(self, objective: Objective, state: list[_Pairs], w: torch.Tensor, f: torch.Tensor, g: torch.Tensor,
+             active: torch.Tensor, iteration: int) -> Step:
         d = torch.zeros_like(w)
         alpha1 = torch.ones(w.shape[0], dtype=w.dtype, device=w.device)
         for i in active.nonzero().flatten().tolist():

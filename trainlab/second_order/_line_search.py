@@ -32,10 +32,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
-from trainlab.second_order._objective import Objective
+
+
+class ValueAndGrad(Protocol):
+    """What :func:`wolfe_batch` evaluates: an :class:`~trainlab.second_order.Objective`, or the
+    Trainer's closure over the parameters."""
+
+    def value_and_grad(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 __all__ = ["LineSearchOutcome", "strong_wolfe", "line_search", "wolfe_batch"]
 
@@ -92,10 +99,10 @@ def strong_wolfe(phi0: float, dphi0: float, alpha1: float = 1.0, *, c1: float = 
     def curvature(da: float) -> bool:
         return abs(da) <= -c2 * dphi0
 
-    def done(ok, a, fa, da, msg=""):
+    def done(ok: bool, a: float, fa: float, da: float, msg: str = "") -> LineSearchOutcome:
         return LineSearchOutcome(ok, a, fa, da, state["evals"], state["nan"], msg)
 
-    def zoom(lo, hi) -> Search:
+    def zoom(lo: tuple[float, float, float], hi: tuple[float, float, float]) -> Search:
         # lo, hi = (alpha, phi, dphi); lo satisfies sufficient decrease and has the lowest phi so far.
         while state["evals"] < max_evals:
             a_lo, f_lo, d_lo = lo
@@ -151,9 +158,10 @@ def strong_wolfe(phi0: float, dphi0: float, alpha1: float = 1.0, *, c1: float = 
 
 
 def line_search(phi: Callable[[float], tuple[float, float]], phi0: float, dphi0: float, alpha1: float = 1.0,
-                **options) -> LineSearchOutcome:
+                *, c1: float = 1e-4, c2: float = 0.9, alpha_max: float = 1e10,
+                max_evals: int = 30) -> LineSearchOutcome:
     """Run :func:`strong_wolfe` on a scalar function ``phi(a) -> (phi(a), phi'(a))``."""
-    gen = strong_wolfe(phi0, dphi0, alpha1, **options)
+    gen = strong_wolfe(phi0, dphi0, alpha1, c1=c1, c2=c2, alpha_max=alpha_max, max_evals=max_evals)
     try:
         a = next(gen)
         while True:
@@ -175,7 +183,7 @@ class WolfeBatch:
     evals: int
 
 
-def wolfe_batch(objective: Objective, w: torch.Tensor, d: torch.Tensor, f: torch.Tensor, g: torch.Tensor,
+def wolfe_batch(objective: ValueAndGrad, w: torch.Tensor, d: torch.Tensor, f: torch.Tensor, g: torch.Tensor,
                 members: list[int], alpha1: torch.Tensor, *, c1: float = 1e-4, c2: float = 0.9,
                 max_evals: int = 30) -> WolfeBatch:
     """One strong-Wolfe search per listed member along ``d``, all trials of a round

@@ -81,12 +81,13 @@ class Newton(Method):
             raise ConfigError(f"Newton needs a dense {m} x {m} Hessian per member ({m} parameters); the limit is "
                               f"max_params={self.max_params} — use LBFGS or raise max_params")
 
-    def start(self, objective, w, f, g):
+    def start(self, objective: Objective, w: torch.Tensor, f: torch.Tensor, g: torch.Tensor) -> dict[str, torch.Tensor]:
         floor = member_values(self.damping, objective.size, name="Newton damping", dtype=w.dtype,
                               device=w.device, low=0.0)
         return {"floor": floor, "lam": floor.clone()}
 
-    def step(self, objective, state, w, f, g, active, iteration):
+    def step(self, objective: Objective, state: dict[str, torch.Tensor], w: torch.Tensor, f: torch.Tensor, g: torch.Tensor,
+             active: torch.Tensor, iteration: int) -> Step:
         P, m = w.shape
         H = hessian(objective, w, method=self.hessian)
         broken = active & ~torch.isfinite(H).flatten(1).all(dim=1)

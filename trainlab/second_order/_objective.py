@@ -128,7 +128,7 @@ class ModelObjective(Objective):
     def set_point(self, w: torch.Tensor) -> None:
         unflatten_into(self.model, w)
 
-    def _value_and_grad(self, w):
+    def _value_and_grad(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         unflatten_into(self.model, w)
         saved = self.model.input_grad
         self.model.input_grad = False  # d(loss)/d(data) is not needed

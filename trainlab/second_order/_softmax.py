@@ -25,9 +25,10 @@ from typing import Protocol
 
 import torch
 
-from trainlab.nn import Sequential
+from trainlab.errors import ConfigError
+from trainlab.nn import Linear, Sequential
 from trainlab.population import member_values
-from trainlab.regularize import Regularizer
+from trainlab.regularize import L2, Regularizer
 from trainlab.second_order._flat import trainable_parameters
 
 __all__ = ["softmax_regression_hessian", "SoftmaxObjective"]
@@ -37,9 +38,14 @@ class SoftmaxObjective(Protocol):
     """What the Hessian formula reads of an objective (``ModelObjective`` has it): the model, the
     inputs, the penalties, and a way to load a flat point into the model."""
 
-    model: Sequential
-    x: torch.Tensor
-    regularizers: Sequence[Regularizer]
+    @property
+    def model(self) -> Sequential: ...
+
+    @property
+    def x(self) -> torch.Tensor: ...
+
+    @property
+    def regularizers(self) -> Sequence[Regularizer]: ...
 
     def set_point(self, w: torch.Tensor) -> None: ...
 
@@ -51,16 +57,23 @@ def softmax_regression_hessian(objective: SoftmaxObjective, w: torch.Tensor) -> 
     assumes the full weight-and-bias layout).
     """
     layer = objective.model.layers[0]
+    if not isinstance(layer, Linear) or len(objective.model.layers) != 1:
+        raise ConfigError(f"the softmax-regression Hessian needs a model of one Linear layer, got "
+                          f"{[type(m).__name__ for m in objective.model.layers]}")
+    penalties = [r for r in objective.regularizers if isinstance(r, L2)]
+    if len(penalties) != len(objective.regularizers):
+        raise ConfigError(f"the softmax-regression Hessian handles L2 penalties only, got "
+                          f"{[type(r).__name__ for r in objective.regularizers]}")
     params = trainable_parameters(objective.model)
     if len(params) != len(layer.parameters()):
         return None
     P, m = w.shape
-    D, C = layer.in_features, layer.out_features
+    D, C = layer.weight.data.shape[1:]  # (P, in, out)
     has_bias = layer.bias is not None
     objective.set_point(w)
     with torch.no_grad():
         z = layer.forward(objective.x, training=False)  # (P, N, C)
-        layer._x = None  # no backward follows; drop the cached input
+        setattr(layer, "_x", None)  # no backward follows; drop Linear's cached input
         p = torch.softmax(z, dim=2)
     x = objective.x
     N = x.shape[1]
@@ -81,11 +94,11 @@ def softmax_regression_hessian(objective: SoftmaxObjective, w: torch.Tensor) -> 
         H[k].addmm_(Z.T, Z, alpha=-1.0 / N)
     # L2 penalties: c * sum w^2 adds 2c to the diagonal of the entries it covers.
     offsets = {"weight": (0, D * C), "bias": (D * C, D * C + (C if has_bias else 0))}
-    for r in objective.regularizers:
-        c = member_values(r.lam, P, name="l2 lambda", dtype=w.dtype, device=w.device)
-        c = c * (1.0 if r.form == "full" else 0.5)
+    for r in penalties:
+        coef = member_values(r.lam, P, name="l2 lambda", dtype=w.dtype, device=w.device)
+        coef = coef * (1.0 if r.form == "full" else 0.5)
         for name, _ in r.params:
             lo, hi = offsets[name.split(".", 1)[1]]
             idx = torch.arange(lo, hi, device=w.device)
-            H[:, idx, idx] += 2.0 * c.unsqueeze(1)
+            H[:, idx, idx] += 2.0 * coef.unsqueeze(1)
     return H

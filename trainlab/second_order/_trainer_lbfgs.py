@@ -10,12 +10,11 @@ member: every evaluation of the closure evaluates all members, each at its own t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import torch
 
 from trainlab.errors import ConfigError
-from trainlab.nn import Parameter
+from trainlab.nn import Module, Parameter
 from trainlab.optim import Number, Optimizer
 from trainlab.second_order._base import check_wolfe_constants
 from trainlab.second_order._lbfgs import LBFGS as _Math
@@ -113,18 +112,20 @@ class TrainerLBFGS(Optimizer):
         self.failures = torch.zeros(P, dtype=torch.int64, device=first.device)
         self.evals = 0
 
-    def check_deterministic(self, model: Any, augment: Any = None) -> None:
+    def check_deterministic(self, model: Module, augment: object = None) -> None:
         """Refuse what makes the objective random (the Trainer calls this): every evaluation in a line
         search would draw new dropout masks, noise or augmentations, so no step could be accepted reliably."""
-        from trainlab.nn import DropoutFamily, GaussianNoise
+        from trainlab.nn import DropoutFamily, NoiseFamily, StochasticPool2d
 
-        layers = getattr(model, "layers", [model])
-        random = sorted({type(l).__name__ for l in layers if isinstance(l, (DropoutFamily, GaussianNoise))})
+        # every layer, also those nested in a Residual block
+        random = sorted({type(m).__name__ for m in model.modules()
+                         if isinstance(m, (DropoutFamily, NoiseFamily, StochasticPool2d))})
         if random or augment is not None:
             raise ConfigError(f"{type(self).__name__} needs a deterministic objective for its line search; "
                               f"remove {', '.join(random) or 'the augmentation'} (each evaluation would draw anew)")
 
-    def _update(self, w, g, state, lr):  # pragma: no cover - step() is overridden
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor],
+                lr: torch.Tensor) -> None:  # pragma: no cover - step() is overridden
         raise NotImplementedError
 
     def _pairs(self, i: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -140,7 +141,7 @@ class TrainerLBFGS(Optimizer):
         self.S[i, c], self.Y[i, c], self.rho[i, c] = s, y, 1.0 / sy
         self.count[i] = c + 1
 
-    def step(self, closure: Closure | None = None, loss: torch.Tensor | None = None) -> None:  # type: ignore[override]
+    def step(self, closure: Closure | None = None, loss: torch.Tensor | None = None) -> None:
         """``closure()`` evaluates the objective ``(P,)`` at the parameters' current values and fills
         every ``.grad``. ``loss``: the value at the current point with ``.grad`` already filled
         (the Trainer's forward/backward), which saves the first evaluation."""

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +36,11 @@ from trainlab.second_order._minimize import minimize
 from trainlab.second_order._newton import Newton
 from trainlab.second_order._bfgs import BFGS
 from trainlab.second_order._objective import Objective
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from trainlab.second_order._objective import ModelObjective
 
 __all__ = [
     "PathsResult",
@@ -75,16 +80,20 @@ class PathsResult:
     status: dict[str, str]
     xlim: tuple[float, float]
     ylim: tuple[float, float]
-    objective: Objective = field(repr=False, default=None)  # type: ignore[assignment]
+    objective: Objective | None = field(repr=False, default=None)  # the function itself (plot_paths draws it)
 
 
-def _run_paths(objective: Objective, methods: dict[str, tuple[Method, int, float]], *, xlim, ylim,
-               minimizer) -> PathsResult:
-    paths, values, iterations, status = {}, {}, {}, {}
+def _run_paths(objective: Objective, methods: dict[str, tuple[Method, int, float]], *, xlim: tuple[float, float],
+               ylim: tuple[float, float], minimizer: Sequence[float]) -> PathsResult:
+    paths: dict[str, np.ndarray] = {}
+    values: dict[str, np.ndarray] = {}
+    iterations: dict[str, int] = {}
+    status: dict[str, str] = {}
     x0 = objective.initial_point()
     for name, (method, max_iter, tol) in methods.items():
         res = minimize(objective, method, x0=x0, max_iter=max_iter, tol=tol, record_path=True)
         n = int(res.iterations[0])
+        assert res.path is not None  # record_path=True
         paths[name] = res.path[: n + 1, 0].numpy()
         values[name] = res.f_history[: n + 1, 0].numpy()
         iterations[name] = n
@@ -137,7 +146,7 @@ def run_textbook_paths(*, x0: Sequence[float] = (-7.0, 2.0), steps: int = 30) ->
     return _run_paths(q, methods, xlim=(-10.0, 10.0), ylim=(-5.0, 5.0), minimizer=(0.0, 0.0))
 
 
-def _grid_values(objective: Objective, xlim, ylim, n: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _grid_values(objective: Objective, xlim: tuple[float, float], ylim: tuple[float, float], n: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     xs = torch.linspace(xlim[0], xlim[1], n, dtype=DT)
     ys = torch.linspace(ylim[0], ylim[1], n, dtype=DT)
     X, Y = torch.meshgrid(xs, ys, indexing="xy")
@@ -154,7 +163,8 @@ def _grid_values(objective: Objective, xlim, ylim, n: int = 200) -> tuple[np.nda
     return X.numpy(), Y.numpy(), vals.reshape(n, n).numpy()
 
 
-def _batched_grid(objective: Objective, xlim, ylim, n: int = 200):
+def _batched_grid(objective: Objective, xlim: tuple[float, float], ylim: tuple[float, float],
+                  n: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # The test functions are elementwise in the population axis: evaluate the grid as one population.
     xs = np.linspace(xlim[0], xlim[1], n)
     ys = np.linspace(ylim[0], ylim[1], n)
@@ -171,7 +181,7 @@ def _batched_grid(objective: Objective, xlim, ylim, n: int = 200):
     return X, Y, F.reshape(n, n).numpy()
 
 
-def plot_paths(result: PathsResult, *, columns: int | None = None, log_levels: bool | None = None):
+def plot_paths(result: PathsResult, *, columns: int | None = None, log_levels: bool | None = None) -> Figure:
     """One contour panel per method with its path (start marked, minimizer starred)."""
     from matplotlib.figure import Figure
 
@@ -179,6 +189,8 @@ def plot_paths(result: PathsResult, *, columns: int | None = None, log_levels: b
     cols = columns or min(3, len(names))
     rows = math.ceil(len(names) / cols)
     fig = Figure(figsize=(4.2 * cols, 3.6 * rows), constrained_layout=True)
+    if result.objective is None:
+        raise ValueError("plot_paths draws the function's contours: the PathsResult needs its objective")
     X, Y, F = _batched_grid(result.objective, result.xlim, result.ylim)
     log = isinstance(result.objective, Rosenbrock) if log_levels is None else log_levels
     levels = np.logspace(-1, 3.5, 20) if log else np.linspace(F.min(), np.percentile(F, 60), 15)
@@ -220,7 +232,7 @@ class MnistResult:
 
 
 def softmax_regression_problem(*, n_train: int = 1000, features: int = 784, l2: float = 1e-4, seed: int = 0,
-                               size: int = 1):
+                               size: int = 1) -> tuple[ModelObjective, torch.Tensor]:
     """(objective, x0): L2-regularized softmax regression on ``n_train`` embedded MNIST
     images (float64, min-max scaled). ``features < 784`` average-pools the 28x28 image to
     ``k x k`` with ``k^2 = features`` (e.g. 64 -> 8x8). ``L2(l2, include_1d=True)``
@@ -270,7 +282,7 @@ def run_mnist_softmax(*, n_train: int = 1000, features: int = 784, l2: float = 1
     return MnistResult(n_train, obj.dim, l2, f_star, curves, iterations, status, seconds, final)
 
 
-def plot_mnist_softmax(result: MnistResult):
+def plot_mnist_softmax(result: MnistResult) -> Figure:
     """``f - f*`` (log scale) against iterations and against wall-clock seconds."""
     from matplotlib.figure import Figure
 
@@ -350,7 +362,7 @@ def run_newton_cost(*, sizes: Sequence[int] = (100, 200, 400, 700, 1000, 1500, 2
         w = obj.initial_point()
         f, g = obj.value_and_grad(w)
         problems.append((obj, w, f, g, Newton(max_params=max(5000, obj.dim))))
-    times = [[[], [], []] for _ in problems]
+    times: list[list[list[float]]] = [[[], [], []] for _ in problems]
     saved = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -380,7 +392,7 @@ def run_newton_cost(*, sizes: Sequence[int] = (100, 200, 400, 700, 1000, 1500, 2
                       _slope(m_arr[fit], hs_a[fit]), used, float(m_arr[fit][0]))
 
 
-def plot_newton_cost(result: CostResult):
+def plot_newton_cost(result: CostResult) -> Figure:
     """Log-log: seconds per Newton step (and its parts) vs ``m``, with ``m^3`` and ``m^2`` references."""
     from matplotlib.figure import Figure
 

@@ -6,9 +6,12 @@ from collections.abc import Sequence
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from trainlab._html import table
 
@@ -135,7 +138,7 @@ class History:
         return history_html(self)
 
     # ---- plotting -----------------------------------------------------------------------
-    def plot(self, members: Sequence[int] | None = None, *, title: str = ""):
+    def plot(self, members: Sequence[int] | None = None, *, title: str = "") -> Figure:
         """Loss and accuracy curves (train solid, validation dashed), one colour per member.
 
         Members are named by :attr:`labels` and coloured by :func:`trainlab.labels.member_colors`

@@ -58,8 +58,8 @@ class SWA(Callback):
     def update(self, members: torch.Tensor) -> None:
         """Add the current weights of ``members`` (a bool mask) to their averages."""
         members = members.to(self.count.device)
-        n = self.count.to(self.avg[0].dtype) if self.avg else None
         for p, a in zip(self.params, self.avg):
+            n = self.count.to(a.dtype)
             shape = (-1,) + (1,) * (a.ndim - 1)
             upd = a + (p.data - a) / (n + 1.0).reshape(shape)
             a.copy_(torch.where(members.reshape(shape), upd, a))

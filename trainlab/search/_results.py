@@ -98,10 +98,11 @@ class Ledger:
 
 def best_trial(trials: Sequence[FrozenTrial], maximize: bool) -> FrozenTrial | None:
     """The best COMPLETE trial (ties: the lowest slot)."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    done = [(t.value, t) for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     if not done:
         return None
-    return min(done, key=lambda t: (-t.value if maximize else t.value, int(t.system_attrs.get(SLOT, t.number))))
+    return min(done, key=lambda vt: (-vt[0] if maximize else vt[0],
+                                     int(vt[1].system_attrs.get(SLOT, vt[1].number))))[1]
 
 
 # ---- the snapshot: what the report is made of --------------------------------------------------------

@@ -28,8 +28,8 @@ KNOWN_PRIVATE: set[tuple[str, str]] = set()
 #: package) stand on the top floor: they may import anything, and nothing in ``trainlab/`` imports them.
 FLOORS: list[tuple[str, set[str]]] = [
     ("base", {"errors", "_html", "plotting", "metrics", "runtime", "_rundir", "_command"}),
-    ("engine", {"trainlab", "population", "nn", "optim", "init", "gradcheck", "export"}),
-    ("around the engine", {"regularize", "second_order", "data", "augment", "schedule", "transfer"}),
+    ("engine", {"trainlab", "population", "nn", "optim", "init", "export"}),
+    ("around the engine", {"regularize", "second_order", "data", "augment", "schedule", "transfer", "gradcheck"}),
     ("training", {"config", "labels", "train"}),
     ("a run", {"build", "run", "io", "checkpoint", "evaluate", "ensemble"}),
     ("applications", {"diagnose", "search", "experiments", "report", "notebook"}),

@@ -1,7 +1,9 @@
 """Command-line front: parses arguments and calls the API; nothing else.
 
 Every user mistake ends as one line on stderr (``trainlab: error: ...``) and exit
-status 2, without a traceback.
+status 2, without a traceback. The command protocol, the shared flags and the error
+printing live in the leaf :mod:`trainlab._command`; the sub-commands of the packages
+(``doctor``, ``tune``, ``reproduce``) import it, not this module (docs/engine.md, "Structure").
 """
 
 from __future__ import annotations
@@ -14,26 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trainlab._command import (Command, CommandParser, add_device, add_overrides, config_overrides,
+                               run_with_one_line_errors)
 from trainlab.errors import TrainlabError
 
-__all__ = ["main"]
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
-        raise TrainlabError(message)
-
-
-class Command:
-    """One sub-command: ``add_arguments`` declares flags, ``run`` calls the API."""
-
-    name = ""
-    help = ""
-
-    def add_arguments(self, p: argparse.ArgumentParser) -> None: ...
-
-    def run(self, args: argparse.Namespace) -> int:
-        raise NotImplementedError
+__all__ = ["main", "build_parser", "all_commands", "Command"]
 
 
 def _print_table(rows: list[dict[str, Any]], keys: list[str]) -> None:
@@ -86,9 +73,8 @@ class TrainCommand(Command):
                        help="replace the run in --out (only once the new run's first checkpoint exists)")
         p.add_argument("--data-dir", default=None, metavar="DIR",
                        help="folder with the data set's files already downloaded (sets data.data_dir)")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key, e.g. --set optim.lr=0.1 (repeatable)")
-        p.add_argument("--device", default=None, help="cpu or cuda (overrides the config's device)")
+        add_overrides(p)
+        add_device(p)
         p.add_argument("--json", action="store_true", help="print the summary as JSON")
         p.add_argument("--quiet", action="store_true", help="no progress bar or table")
         p.add_argument("--members", choices=["auto", "all", "summary"], default="auto",
@@ -99,8 +85,8 @@ class TrainCommand(Command):
         from trainlab.config import load_config
         from trainlab.run import train_run
 
-        overrides = list(args.overrides) + ([f"device={json.dumps(args.device)}"] if args.device else []) \
-            + ([f"data.data_dir={json.dumps(str(args.data_dir))}"] if args.data_dir else [])
+        overrides = config_overrides(args) + ([f"data.data_dir={json.dumps(str(args.data_dir))}"] if args.data_dir
+                                              else [])
         if args.resume and args.overwrite:
             raise TrainlabError("--resume continues a run and --overwrite replaces one; give only one of them")
         if args.resume:
@@ -194,11 +180,12 @@ COMMANDS: list[Command] = [TrainCommand(), EvaluateCommand()]
 
 
 def all_commands() -> list[Command]:
-    """The core commands plus those defined in sub-packages (imported here, lazily: their modules
-    import :class:`Command` from this one)."""
+    """The core commands plus those defined in the packages (``doctor``, ``tune``, ``reproduce``). Imported
+    here, when the parser is built inside :func:`main`'s error handling: a Ctrl-C while they (and torch)
+    load is one line too. (They import :mod:`trainlab._command`, never this module: no cycle.)"""
     from trainlab.diagnose.cli import DoctorCommand
     from trainlab.report.cli import ReproduceCommand
-    from trainlab.search._cli import TuneCommand
+    from trainlab.search import TuneCommand
 
     return [*COMMANDS, DoctorCommand(), TuneCommand(), ReproduceCommand()]
 
@@ -206,9 +193,9 @@ def all_commands() -> list[Command]:
 def build_parser() -> argparse.ArgumentParser:
     from trainlab import __version__
 
-    parser = _Parser(prog="trainlab", description="A laboratory for the art of training deep networks.")
+    parser = CommandParser(prog="trainlab", description="A laboratory for the art of training deep networks.")
     parser.add_argument("--version", action="version", version=f"trainlab {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for c in all_commands():
         p = sub.add_parser(c.name, help=c.help, description=c.help)
         c.add_arguments(p)
@@ -229,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     from trainlab.runtime import keep_freed_memory
 
     keep_freed_memory()  # reuse freed activation memory (docs/benchmarks.md); TRAINLAB_MALLOC=system: off
-    try:
+
+    def body() -> int:
         parser = build_parser()  # inside: a Ctrl-C while the commands are imported is one line too
         args = parser.parse_args(argv)
         args._argv = list(sys.argv[1:] if argv is None else argv)
@@ -237,31 +225,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         return args._command.run(args)
-    except TrainlabError as e:
-        from trainlab.errors import shorten
 
-        msg = shorten(" ".join(str(e).split("\n")))
-        print(f"trainlab: error: {msg}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # `trainlab reproduce --list | head`: the reader left; not an error of ours
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout at exit; keep it quiet
-        except OSError:
-            pass
-        return 0
-    except OSError as e:  # a write path the commands did not wrap: still one line (docs/reliability.md)
-        from trainlab.errors import describe_oserror
-
-        print(f"trainlab: error: {describe_oserror(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as e:
-        from trainlab.errors import Interrupted
-
-        if isinstance(e, Interrupted):
-            print(f"trainlab: {e}", file=sys.stderr)
-        else:  # stopped before anything was running (parsing, loading): nothing to save
-            print("trainlab: interrupted", file=sys.stderr)
-        return 130
+    # a TrainlabError or OSError: one line, status 2; Ctrl-C: one line, status 130 (trainlab._command)
+    return run_with_one_line_errors(body)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``trainlab doctor CONFIG.toml``: the command class (register it in ``trainlab.cli.COMMANDS``)."""
+"""``trainlab doctor CONFIG.toml``: the command class (:func:`trainlab.cli.all_commands` lists it; it follows
+the protocol of :mod:`trainlab._command` and does not import :mod:`trainlab.cli`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from trainlab.cli import Command
+from trainlab._command import Command, add_device, add_overrides, config_overrides
 
 __all__ = ["DoctorCommand"]
 
@@ -27,9 +28,8 @@ class DoctorCommand(Command):
         p.add_argument("--steps", default=None, metavar="LIST",
                        help="run only these steps, e.g. 1,2,6 or 1-3 (1 initial loss, 2 overfit a small sample, "
                             "3 LR range test, 4 coarse grid, 5 refined grid, 6 curves); default all")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key, e.g. --set optim.lr=0.1 (repeatable)")
-        p.add_argument("--device", default=None, help="cpu or cuda (overrides the config's device)")
+        add_overrides(p)
+        add_device(p)
         p.add_argument("--member", type=int, default=0, help="which member of a population config to diagnose")
         p.add_argument("--quick", action="store_true", help="smaller budgets (a first look in seconds)")
         p.add_argument("--json", action="store_true", help="print doctor.json instead of the text report")
@@ -53,7 +53,7 @@ class DoctorCommand(Command):
         if args.train and not args.apply:
             raise TrainlabError("--train trains the fixed config: use it with --apply")
         steps = parse_steps(args.steps)
-        overrides = list(args.overrides) + ([f"device={json.dumps(args.device)}"] if args.device else [])
+        overrides = config_overrides(args)
         options = DoctorOptions.quick(member=args.member) if args.quick else DoctorOptions(member=args.member)
         out = Path(args.out) if args.out else Path("runs") / f"doctor-{Path(args.config).stem}"
         talk = not (args.quiet or args.json)

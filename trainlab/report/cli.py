@@ -1,4 +1,5 @@
-"""``trainlab reproduce``: parse the arguments, call :func:`trainlab.report.reproduce`, show progress."""
+"""``trainlab reproduce``: parse the arguments, call :func:`trainlab.report.reproduce`, show progress (a
+:class:`trainlab._command.Command`; :func:`trainlab.cli.all_commands` lists it)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 import time
 from typing import TextIO
 
-from trainlab.cli import Command
+from trainlab._command import Command
 from trainlab.experiments import PRESETS, REGISTRY
 from trainlab.report._reproduce import ProgressEvent, reproduce
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trainlab._command import Command, add_device, add_overrides, run_with_one_line_errors
 from trainlab.errors import TrainlabError
 
 __all__ = ["TuneCommand", "main"]
@@ -36,10 +37,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-class TuneCommand:
-    """The ``tune`` sub-command. It follows :class:`trainlab.cli.Command`'s protocol (``name``, ``help``,
-    ``add_arguments``, ``run``) without importing trainlab.cli, so trainlab.cli can import it at the top
-    and ``python -m trainlab.search`` can run it without an import cycle."""
+class TuneCommand(Command):
+    """The ``tune`` sub-command (exported as ``trainlab.search.TuneCommand``; :func:`trainlab.cli.all_commands`
+    lists it, and ``python -m trainlab.search`` runs it alone). Like every sub-command it imports the leaf
+    :mod:`trainlab._command`, never :mod:`trainlab.cli`."""
 
     name = "tune"
     help = "search hyperparameters (grid, random, coarse-to-fine, TPE, GP), trials trained as populations"
@@ -58,16 +59,15 @@ class TuneCommand:
         p.add_argument("--study", default=None, metavar="NAME", help="study name (default: the config's name)")
         p.add_argument("--out", default=None, metavar="DIR", help="output directory (default runs/<config>-tune)")
         p.add_argument("--seed", type=int, default=None, help="study seed (overrides search.seed)")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key, e.g. --set train.epochs=10 or --set search.pruner=\"median\"")
-        p.add_argument("--device", default=None, help="cpu or cuda")
+        add_overrides(p, help="override a config key, e.g. --set train.epochs=10 or --set search.pruner=\"median\"")
+        add_device(p, help="cpu or cuda")
         p.add_argument("--report", action="store_true",
                        help="only write the outputs of the study as it stands (no trials run)")
         p.add_argument("--json", action="store_true", help="print summary.json")
         p.add_argument("--quiet", action="store_true", help="no progress bar or table")
 
     def run(self, args: argparse.Namespace) -> int:
-        from trainlab.search import report, tune
+        from trainlab.search._api import report, tune
 
         from trainlab.errors import Interrupted
         from trainlab.search._stop import graceful_stop
@@ -118,25 +118,8 @@ class TuneCommand:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m trainlab.search``: the tune command alone, with the CLI's error handling."""
+    """``python -m trainlab.search``: the tune command alone, with the CLI's one-line errors."""
     p = argparse.ArgumentParser(prog="python -m trainlab.search", description=TuneCommand.help)
     cmd = TuneCommand()
     cmd.add_arguments(p)
-    try:
-        args = p.parse_args(argv)
-        return cmd.run(args)
-    except TrainlabError as e:
-        from trainlab.errors import shorten
-
-        print(f"trainlab: error: {shorten(' '.join(str(e).split()))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as e:
-        from trainlab.errors import Interrupted
-
-        print(f"trainlab: {e}" if isinstance(e, Interrupted) else "trainlab: interrupted", file=sys.stderr)
-        return 130
-    except OSError as e:
-        from trainlab.errors import describe_oserror
-
-        print(f"trainlab: error: {describe_oserror(e)}", file=sys.stderr)
-        return 2
+    return run_with_one_line_errors(lambda: cmd.run(p.parse_args(argv)))

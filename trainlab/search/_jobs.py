@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import math
 from typing import Any, Protocol
 
+from trainlab.search._vocab import Outcome
+
 __all__ = ["TrialJob", "TrialOutcome", "Evaluator", "FunctionEvaluator"]
 
 
@@ -50,7 +52,7 @@ class TrialOutcome:
     worst result so far and move away. ``attrs`` are stored with the trial.
     """
 
-    state: str
+    state: Outcome  # a StrEnum: ``outcome.state == "complete"`` holds as before
     value: float | None = None
     reason: str | None = None
     retry: bool = False
@@ -58,18 +60,21 @@ class TrialOutcome:
     counts: bool = True
     attrs: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.state = Outcome(self.state)  # "complete" given as a string is the same outcome; others raise
+
     @classmethod
     def complete(cls, value: float, **attrs: Any) -> "TrialOutcome":
-        return cls("complete", value=float(value), attrs=attrs)
+        return cls(Outcome.COMPLETE, value=float(value), attrs=attrs)
 
     @classmethod
     def pruned(cls, **attrs: Any) -> "TrialOutcome":
-        return cls("pruned", attrs=attrs)
+        return cls(Outcome.PRUNED, attrs=attrs)
 
     @classmethod
     def failed(cls, reason: str, *, retry: bool = False, impute: bool = False, counts: bool = True,
                **attrs: Any) -> "TrialOutcome":
-        return cls("failed", reason=reason, retry=retry, impute=impute, counts=counts, attrs=attrs)
+        return cls(Outcome.FAILED, reason=reason, retry=retry, impute=impute, counts=counts, attrs=attrs)
 
 
 class Evaluator(Protocol):

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from trainlab.search._samplers import SLOT
+from trainlab.search import _stop
 from trainlab.search._space import SearchSpace, _Numeric
+from trainlab.search._vocab import IMPUTE, SLOT
 
 if TYPE_CHECKING:
-    from trainlab.search._tuner import Tuner
+    from trainlab.search._results import StudySnapshot
 
 __all__ = ["scatter", "curves", "optimization_history", "importance", "draw_all"]
 
@@ -69,7 +70,7 @@ def scatter(trials: list[FrozenTrial], space: SearchSpace, x: str, y: str | None
             ax.scatter([val(t, x) for t in pruned], [val(t, y) for t in pruned], facecolors="none",
                        edgecolors="tab:gray", s=30, label=f"pruned ({len(pruned)})")
         failed = [t for t in trials if t.state == TrialState.FAIL and x in t.params and y in t.params
-                  and t.system_attrs.get("trainlab:impute")]
+                  and t.system_attrs.get(IMPUTE)]
         if failed:
             ax.scatter([val(t, x) for t in failed], [val(t, y) for t in failed], marker="x", c="tab:red", s=30,
                        label=f"failed: diverged etc. ({len(failed)})")
@@ -132,7 +133,7 @@ def optimization_history(trials: list[FrozenTrial], *, metric: str, maximize: bo
         best = np.maximum.accumulate(vs) if maximize else np.minimum.accumulate(vs)
         ax.step(xs, best, where="post", c="tab:red", label="best so far")
     failed = [int(t.system_attrs.get(SLOT, t.number)) for t in trials if t.state == TrialState.FAIL
-              and t.system_attrs.get("trainlab:impute")]
+              and t.system_attrs.get(IMPUTE)]
     if failed and vs:
         ax.scatter(failed, [min(vs) if maximize else max(vs)] * len(failed), marker="x", c="tab:gray",
                    label="failed (diverged etc.)")
@@ -158,15 +159,13 @@ def importance(imp: dict[str, Any]):
     return fig
 
 
-def draw_all(tuner: "Tuner", summary: dict[str, Any], trials: list[FrozenTrial], out: Path) -> dict[str, str]:
+def draw_all(snap: "StudySnapshot", summary: dict[str, Any], out: Path) -> dict[str, str]:
     """Write every figure that the study's trials allow; returns name -> path."""
     plt = _plt()
-    spec, space = tuner.spec, tuner.space
+    spec, space, trials = snap.spec, snap.space, snap.trials
     files: dict[str, str] = {}
 
     def save(fig, name: str) -> None:
-        from trainlab.search import _stop
-
         path = out / f"{name}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -180,7 +179,7 @@ def draw_all(tuner: "Tuner", summary: dict[str, Any], trials: list[FrozenTrial],
         if names:
             save(scatter(trials, space, names[0], names[1] if len(names) > 1 else None, metric=spec.metric,
                          maximize=spec.maximize,
-                         title=f"{tuner.study_name}: {summary['trials']['complete']} trials ({spec.strategy.name})"),
+                         title=f"{snap.study}: {summary['trials']['complete']} trials ({spec.strategy.name})"),
                  "scatter")
         if spec.curves:
             save(curves(trials, space, metric=spec.metric, maximize=spec.maximize, n=spec.curves), "curves")

@@ -29,13 +29,10 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.search._space import CategoricalParam, SearchSpace, _Numeric
+from trainlab.search._vocab import IMPUTE, SLOT
 
 __all__ = ["derive_seed", "SlotSampler", "SlotRandomSampler", "CoarseToFineSampler", "ModelSampler", "SLOT",
            "IMPUTE", "slot_of"]
-
-SLOT = "trainlab:slot"
-#: set on FAILED trials whose point is bad in itself (diverged, out of memory, invalid config)
-IMPUTE = "trainlab:impute"
 
 
 def derive_seed(*parts: int | str) -> int:

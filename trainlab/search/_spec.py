@@ -22,7 +22,7 @@ Every key is listed in :data:`SEARCH_KEYS`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 import copy
 from dataclasses import dataclass, field
 import difflib
@@ -32,6 +32,7 @@ from typing import Any
 
 from trainlab.config import SCHEMA, Key, apply_overrides, read_toml, resolve_config, set_key
 from trainlab.errors import ConfigError
+from trainlab.search._pruners import PRUNERS, Pruner, make_pruner
 from trainlab.search._space import CategoricalParam, FixedParam, FloatParam, IntParam, SearchSpace
 from trainlab.search._strategies import STRATEGIES, Strategy, make_strategy
 
@@ -39,7 +40,6 @@ __all__ = ["SearchSpec", "SEARCH_KEYS", "load_search", "parse_search", "check_sp
            "schema_key", "METRICS", "PRUNERS"]
 
 METRICS = {"val_acc": "maximize", "val_loss": "minimize"}
-PRUNERS = ("none", "median", "successive_halving", "hyperband")
 
 #: every key of ``[search]`` with what it means (sub-tables: space, manual, coarse_to_fine, tpe, gp)
 SEARCH_KEYS: dict[str, str] = {
@@ -112,6 +112,10 @@ class SearchSpec:
     def maximize(self) -> bool:
         return self.direction == "maximize"
 
+    def pruning(self) -> Pruner:
+        """The :class:`~trainlab.search.Pruner` that ``pruner`` (its config name) names."""
+        return make_pruner(self.pruner, warmup=self.prune_warmup, startup=self.prune_startup)
+
     def effective_space(self) -> SearchSpace:
         return self.strategy.space(self.space)
 
@@ -133,8 +137,7 @@ class SearchSpec:
         coarse-to-fine, whose rounds depend on it; the population size may change)."""
         return {"space": self.effective_space().describe(), "strategy": self.strategy.describe(n),
                 "seed": self.seed, "metric": self.metric, "direction": self.direction,
-                "objective": self.objective, "pruner": self.pruner if self.pruner == "none" else
-                {"name": self.pruner, "warmup": self.prune_warmup, "startup": self.prune_startup}}
+                "objective": self.objective, "pruner": self.pruning().describe()}
 
 
 def _int(where: str, v: Any, low: int, high: int = 2**63 - 1) -> int:
@@ -143,7 +146,7 @@ def _int(where: str, v: Any, low: int, high: int = 2**63 - 1) -> int:
     return v
 
 
-def _choice(where: str, v: Any, choices: tuple[str, ...] | list[str]) -> str:
+def _choice(where: str, v: Any, choices: Collection[str]) -> str:
     if v not in choices:
         raise ConfigError(f"{where} must be one of {', '.join(repr(c) for c in choices)}, got {v!r}")
     return v

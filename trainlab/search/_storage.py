@@ -53,16 +53,11 @@ from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBSto
 from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.errors import ConfigError
+from trainlab.search._vocab import HEARTBEAT, NEVER_BEAT, PROCESS_GONE, SILENT, WORKER
 
 __all__ = ["StudyStorage", "open_storage", "worker_identity", "worker_is_dead_here", "HEARTBEAT", "WORKER",
            "LOCK_TIMEOUT"]
 
-HEARTBEAT = "trainlab:heartbeat"
-WORKER = "trainlab:worker"
-# why the sweep declares a RUNNING trial dead (its fail_reason), most specific first
-PROCESS_GONE = "worker died (process {pid} on {host} is gone)"
-SILENT = "worker died (no heartbeat for more than {grace} s)"
-NEVER_BEAT = "worker died before its first heartbeat"
 #: seconds a worker waits for the study lock before giving up with an error
 LOCK_TIMEOUT = 600.0
 _PG_POOL = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True, "pool_recycle": 300, "pool_timeout": 60}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 import contextlib
-from dataclasses import dataclass, field
 import json
 import logging
 from pathlib import Path
@@ -33,124 +32,20 @@ from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.errors import ConfigError
 from trainlab.search._jobs import Evaluator, TrialJob, TrialOutcome
-from trainlab.search._samplers import IMPUTE, SLOT, SlotSampler, derive_seed
+from trainlab.search._report import build_result
+from trainlab.search._results import Ledger, SlotStatus, StudySnapshot, TuneResult, best_trial
+from trainlab.search._samplers import SlotSampler, derive_seed
 from trainlab.search._spec import SearchSpec
-from trainlab.search._storage import WORKER, StudyStorage, open_storage, worker_identity
+from trainlab.search._storage import StudyStorage, open_storage, worker_identity
+from trainlab.search._vocab import (ATTEMPT, BOXES, BUDGET, COUNTS, FINAL, IMPUTE, INTERRUPTED, QUEUED, REASON,
+                                    RETRY, RETRY_OF, SEED, SLOT, SPEC, WORKER, Outcome, SlotState)
 
-__all__ = ["Tuner", "TuneResult", "Ledger", "RETRY", "COUNTS", "ATTEMPT", "RETRY_OF", "REASON", "SPEC"]
+# Ledger, SlotStatus, TuneResult and the attribute keys live in _results and _vocab; they are named here too,
+# where they were first (``from trainlab.search._tuner import REASON, SLOT`` keeps working).
+__all__ = ["Tuner", "TuneResult", "Ledger", "SlotStatus", "StudySnapshot", "RETRY", "COUNTS", "ATTEMPT", "RETRY_OF",
+           "REASON", "SPEC", "SLOT"]
 
 log = logging.getLogger("trainlab.search")
-
-RETRY = "trainlab:retry"        # on a FAILED trial: an accident; its slot may run again
-COUNTS = "trainlab:counts"      # ... and it counts toward max_retries (interruptions do not)
-ATTEMPT = "trainlab:attempt"    # 0 for a slot's first trial, k for its k-th retry
-RETRY_OF = "trainlab:retry_of"  # the number of the failed trial a retry repeats
-REASON = "fail_reason"          # user attribute: why a trial failed (shown by optuna-dashboard)
-SPEC = "trainlab:spec"          # study attribute: what must not change on resume
-BOXES = "trainlab:box:"         # study attributes: coarse-to-fine boxes per round
-FINAL = "trainlab:final"        # study attribute: the best config's single test evaluation
-QUEUED = "trainlab:queued"      # study attribute: the points of a finite strategy are queued
-BUDGET = "trainlab:budget"      # study attribute: the latest number of trials asked for
-
-
-# ---- the ledger: what each slot's trials add up to --------------------------------------------------
-@dataclass
-class SlotStatus:
-    slot: int
-    attempts: list[FrozenTrial]
-    status: str  # live | complete | pruned | failed | retry
-
-    @property
-    def decided(self) -> bool:
-        return self.status in ("complete", "pruned", "failed")
-
-    @property
-    def result(self) -> FrozenTrial:
-        """The trial that stands for this slot (the completed one, else the last)."""
-        for t in self.attempts:
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-                return t
-        return self.attempts[-1]
-
-
-class Ledger:
-    """The study's trials grouped by slot, each slot's status, and the counts the loop needs."""
-
-    def __init__(self, trials: Sequence[FrozenTrial], max_retries: int) -> None:
-        by_slot: dict[int, list[FrozenTrial]] = {}
-        self.foreign: list[FrozenTrial] = []
-        for t in trials:
-            if SLOT in t.system_attrs:
-                by_slot.setdefault(int(t.system_attrs[SLOT]), []).append(t)
-            else:
-                self.foreign.append(t)
-        self.slots: dict[int, SlotStatus] = {}
-        for s, ts in sorted(by_slot.items()):
-            ts.sort(key=lambda t: t.number)
-            self.slots[s] = SlotStatus(s, ts, self._status(ts, max_retries))
-        self.waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
-
-    @staticmethod
-    def _status(ts: list[FrozenTrial], max_retries: int) -> str:
-        states = {t.state for t in ts}
-        if TrialState.COMPLETE in states:
-            return "complete"
-        if TrialState.PRUNED in states:
-            return "pruned"
-        if TrialState.RUNNING in states or TrialState.WAITING in states:
-            return "live"
-        last = ts[-1]
-        if not last.system_attrs.get(RETRY, True):
-            return "failed"
-        counted = sum(1 for t in ts if t.state == TrialState.FAIL and t.system_attrs.get(RETRY, True)
-                      and t.system_attrs.get(COUNTS, True))
-        return "retry" if counted <= max_retries else "failed"
-
-    def count(self, *statuses: str) -> int:
-        return sum(1 for s in self.slots.values() if s.status in statuses)
-
-    @property
-    def decided(self) -> int:
-        return self.count("complete", "pruned", "failed")
-
-    def is_decided(self, slot: int) -> bool:
-        return slot in self.slots and self.slots[slot].decided
-
-    @property
-    def next_slot(self) -> int:
-        return max(self.slots) + 1 if self.slots else 0
-
-    def needs_retry(self) -> list[SlotStatus]:
-        return [s for s in self.slots.values() if s.status == "retry"]
-
-
-# ---- results -------------------------------------------------------------------------------------
-@dataclass
-class TuneResult:
-    """What a finished (or stopped) worker knows about its study.
-
-    ``best`` is the best COMPLETE trial by the validation metric (``number``,
-    ``slot``, ``value``, ``params``, ``values``, ``seed``, ``config`` for config
-    studies); ``test`` the best config's single test-split evaluation (or None);
-    ``summary`` what summary.json holds; ``trials`` one row per trial (trials.csv).
-    """
-
-    study: str
-    storage: str
-    finished: bool
-    best: dict[str, Any] | None
-    test: dict[str, Any] | None
-    counts: dict[str, int]
-    summary: dict[str, Any]
-    trials: list[dict[str, Any]]
-    out: Path | None = None
-    files: dict[str, str] = field(default_factory=dict)
-
-    def _repr_html_(self) -> str:
-        """The top trials and the scatter, in Jupyter (:func:`trainlab.notebook.tune_result_html`)."""
-        from trainlab.notebook import tune_result_html
-
-        return tune_result_html(self)
 
 
 class _Heartbeats:
@@ -329,15 +224,7 @@ class Tuner:
                 self._queue_points()
 
     def _pruner(self) -> optuna.pruners.BasePruner:
-        p = self.spec.pruner
-        if p == "median":
-            return optuna.pruners.MedianPruner(n_startup_trials=self.spec.prune_startup,
-                                               n_warmup_steps=self.spec.prune_warmup)
-        if p == "successive_halving":
-            return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, self.spec.prune_warmup))
-        if p == "hyperband":
-            return optuna.pruners.HyperbandPruner(min_resource=max(1, self.spec.prune_warmup))
-        return optuna.pruners.NopPruner()
+        return self.spec.pruning().optuna()  # the class search.pruner names (trainlab.search._pruners)
 
     def _record_box(self, r: int, box: dict[str, Any]) -> None:
         self.store.storage.set_study_system_attr(self.study_id, f"{BOXES}{r}", box)
@@ -425,16 +312,16 @@ class Tuner:
                 if p.name not in params:
                     params[p.name] = _suggest(trial, p)
         seed = derive_seed(self.spec.seed, slot, "member")
-        self.store.storage.set_trial_user_attr(trial._trial_id, "seed", seed)
+        self.store.storage.set_trial_user_attr(trial._trial_id, SEED, seed)
         report = None
-        if self.spec.pruner != "none" or self.spec.report:
+        if self.spec.pruning().prunes or self.spec.report:
             report = self._reporter(trial)
         return TrialJob(number=frozen.number, trial_id=trial._trial_id, slot=slot,
                         attempt=int(frozen.system_attrs.get(ATTEMPT, 0)), seed=seed, params=params,
                         values=self.space.decode(params), _report=report)
 
     def _reporter(self, trial: optuna.Trial):
-        prune = self.spec.pruner != "none"
+        prune = self.spec.pruning().prunes
 
         def report(step: int, value: float) -> bool:
             try:
@@ -452,9 +339,9 @@ class Tuner:
         try:
             for k, v in outcome.attrs.items():
                 st.set_trial_user_attr(job.trial_id, k, v)
-            if outcome.state == "complete":
+            if outcome.state == Outcome.COMPLETE:
                 self.study.tell(trial, outcome.value)
-            elif outcome.state == "pruned":
+            elif outcome.state == Outcome.PRUNED:
                 self.study.tell(trial, state=TrialState.PRUNED)
             else:
                 self._fail(job.trial_id, outcome.reason or "failed", retry=outcome.retry, counts=outcome.counts,
@@ -490,7 +377,7 @@ class Tuner:
                 try:
                     self._loop(bar)
                 except KeyboardInterrupt:
-                    self._abandon("interrupted (Ctrl-C or SIGTERM)", counts=False)
+                    self._abandon(INTERRUPTED, counts=False)
                     raise
                 except BaseException as e:
                     self._abandon(f"error: {type(e).__name__}: {e}", counts=True)
@@ -522,8 +409,8 @@ class Tuner:
             if t.state == TrialState.COMPLETE and t.value is not None:
                 if best is None or (t.value > best if self.spec.maximize else t.value < best):
                     best = t.value
-        bar.set_postfix(best=f"{best:.4f}" if best is not None else "-", running=ledger.count("live"),
-                        failed=ledger.count("failed"), refresh=False)
+        bar.set_postfix(best=f"{best:.4f}" if best is not None else "-", running=ledger.count(SlotState.LIVE),
+                        failed=ledger.count(SlotState.FAILED), refresh=False)
         bar.refresh()
 
     def _loop(self, bar) -> None:
@@ -557,7 +444,7 @@ class Tuner:
             self.timing["tell"] += time.perf_counter() - t0
             self.ran += len(jobs)
             for job, o in zip(jobs, outcomes):
-                if o.state == "failed" and o.retry:
+                if o.state == Outcome.FAILED and o.retry:
                     self._error_slots.add(job.slot)
                     last_error = o.reason
                 else:
@@ -567,19 +454,75 @@ class Tuner:
                                    f"error; stopping this worker (last: {last_error})")
 
     # ---- the end ----------------------------------------------------------------------------------
-    def _finish(self, seconds: float) -> TuneResult:
-        from trainlab.search._report import build_result
+    def snapshot(self, *, seconds: float = 0.0, final: bool = False) -> StudySnapshot:
+        """The study as it stands, as plain data (the report is a function of it: ``_report.build_result``).
 
-        return build_result(self, seconds)
+        The trials and the study's attributes are read once. With ``final`` and the study finished, the
+        best config's single test evaluation runs first unless the study holds it already (it is stored
+        in the study: every worker and every later report shows the same numbers). Without, the snapshot
+        carries the stored evaluation when it is of the current best trial.
+        """
+        trials = self._trials()
+        spec = self.spec
+        best = best_trial(trials, spec.maximize)
+        finished = Ledger(trials, spec.max_retries).decided >= self.budget
+        test = None
+        if best is not None and finished and final:
+            t0 = time.perf_counter()
+            test = self._final_test(best)
+            self.timing["final"] += time.perf_counter() - t0
+        attrs = dict(self.store.storage.get_study_system_attrs(self.study_id))
+        if best is not None and not (finished and final):
+            rec = attrs.get(FINAL)
+            test = rec if rec and rec.get("trial") == best.number else None
+        ev = self.evaluator
+        best_config = None
+        if best is not None and self.out is not None and hasattr(ev, "config"):
+            best_config = ev.config(self.space.decode(best.params), int(best.user_attrs[SEED]))
+        return StudySnapshot(
+            study=self.study_name, storage=self.store.display, storage_kind=self.store.kind, spec=spec,
+            space=self.space, budget=self.budget, trials=list(trials), attrs=attrs, test=test,
+            best_config=best_config, out=self.out, timing=dict(self.timing),
+            evaluator_timing=dict(getattr(ev, "timing", {})), ran=self.ran, seconds=seconds,
+            t_start=getattr(self, "t_start", time.perf_counter()))
+
+    def _final_test(self, best: FrozenTrial) -> dict[str, Any] | None:
+        """The best config's single test evaluation: stored in the study, so every worker (and every later
+        report) shows the same numbers and the test split is evaluated once per best config."""
+        from trainlab.search import _stop
+
+        ev = self.evaluator
+        if not self.spec.final_test or not hasattr(ev, "final_test"):
+            return None
+        st, sid = self.store.storage, self.study_id
+        rec = st.get_study_system_attrs(sid).get(FINAL)
+        if rec and rec.get("trial") == best.number:
+            return rec
+        values = self.space.decode(best.params)
+        seed = int(best.user_attrs.get(SEED, derive_seed(self.spec.seed, int(best.system_attrs[SLOT]), "member")))
+        _stop.check()  # Ctrl-C during the outputs stops too (rerunning the command writes them)
+        res = ev.final_test(values, seed, out=self.out / "best" if self.out is not None else None)
+        res.update(trial=best.number, slot=int(best.system_attrs.get(SLOT, best.number)), search_value=best.value)
+        with self.store.lock(self.study_name):
+            rec = st.get_study_system_attrs(sid).get(FINAL)
+            if rec and rec.get("trial") == best.number:
+                return rec  # another worker finished first: its numbers stand
+            st.set_study_system_attr(sid, FINAL, json.loads(json.dumps(res)))
+        return res
+
+    def _finish(self, seconds: float, *, final: bool = True) -> TuneResult:
+        snap = self.snapshot(seconds=seconds, final=final)
+        t0 = time.perf_counter()
+        result = build_result(snap)
+        self.timing["outputs"] += time.perf_counter() - t0
+        return result
 
     def report(self) -> TuneResult:
         """Write the outputs of the study as it stands, without running trials (it may be running
         elsewhere); the test split is not touched unless the final evaluation already exists."""
-        from trainlab.search._report import build_result
-
         t0 = self.t_start = time.perf_counter()
         self._open(create=False)
         try:
-            return build_result(self, time.perf_counter() - t0, final=False)
+            return self._finish(time.perf_counter() - t0, final=False)
         finally:
             self.store.close()

@@ -199,7 +199,7 @@ def died_with(reason: str, pid: int) -> bool:
     gone)``). Killed while claiming the trial (a few ms), it may have no identity yet: judged by its
     heartbeat a grace period later (``no heartbeat for more than G s``) or, before its first heartbeat,
     by its start time (``worker died before its first heartbeat``). The same outcome, another reason."""
-    from trainlab.search._storage import NEVER_BEAT, PROCESS_GONE, SILENT
+    from trainlab.search._vocab import NEVER_BEAT, PROCESS_GONE, SILENT
 
     named = PROCESS_GONE.partition("{pid}")[0] + f"{pid} on "  # "worker died (process PID on "
     return reason == NEVER_BEAT or reason.startswith(named) or reason.startswith(SILENT.partition("{grace}")[0])

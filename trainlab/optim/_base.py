@@ -112,6 +112,10 @@ class Optimizer:
             saved = [(p.data.index_select(0, idx), {k: v.index_select(0, idx) for k, v in st.items()})
                      for p, st in zip(self.params, self.state)]
         self.steps += self.active.to(self.steps.dtype)
+        ws: list[torch.Tensor] = []
+        gs: list[torch.Tensor] = []
+        sts: list[dict[str, torch.Tensor]] = []
+        lrs: list[torch.Tensor] = []
         for p, st in zip(self.params, self.state):
             if not p.trainable:
                 continue
@@ -125,7 +129,12 @@ class Optimizer:
                     w.mul_(1.0 - lr * self.h("weight_decay", w.ndim))
                 elif self._has_decay:
                     g = torch.addcmul(g, self.h("weight_decay", w.ndim), w)  # g + wd * w, one pass
-            self._update(w, g, st, lr)
+            ws.append(w)
+            gs.append(g)
+            sts.append(st)
+            lrs.append(lr)
+        if ws:
+            self._update_all(ws, gs, sts, lrs)
         if inactive:
             for p, (pd, st_saved), st in zip(self.params, saved, self.state):
                 p.data.index_copy_(0, idx, pd)
@@ -153,6 +162,17 @@ class Optimizer:
         """Update ``w`` in place from gradient ``g`` (already including coupled decay) with learning rate
         ``lr`` (a ``(P, 1, ...)`` view: the member's rate times the parameter's ``lr_scale``)."""
         raise NotImplementedError
+
+    def _update_all(self, ws: list[torch.Tensor], gs: list[torch.Tensor], states: list[dict[str, torch.Tensor]],
+                    lrs: list[torch.Tensor]) -> None:
+        """Update every trainable parameter at once: by default :meth:`_update` on each in turn.
+
+        An optimizer may override this with one multi-tensor (``torch._foreach_*``) pass over all
+        parameters -- fewer Python calls and, on a GPU, fewer kernel launches. Such a fast path must
+        apply the same elementwise operations in the same order as :meth:`_update`, which stays the
+        reference (``tests/optim_tests/test_foreach.py`` checks the two agree bit for bit)."""
+        for w, g, st, lr in zip(ws, gs, states, lrs):
+            self._update(w, g, st, lr)
 
     def zero_state(self) -> None:
         for st in self.state:

@@ -215,6 +215,9 @@ SCHEMA: dict[str, Any] = {
         "eval_batch_size": Key("int", 1000, low=1, high=_MAX_INT),
         "snapshot_every": Key("int", None, low=1, high=_MAX_INT, optional=True,
                               doc="save the model every K epochs under snapshots/ (snapshot ensembles)"),
+        "cuda_graphs": Key("bool", False, doc="on a GPU, capture each training step as CUDA graphs and replay "
+                           "them (static shapes; no dropout/noise layers, augmentation or L-BFGS); on a CPU the "
+                           "same static-buffer step runs eagerly"),
     },
 }
 

@@ -66,6 +66,10 @@ class Optimizer:
         self.steps = torch.zeros(P, dtype=torch.int64, device=device)  # per-member step counts
         self.active = torch.ones(P, dtype=torch.bool, device=device)
         self._inactive: list[int] = []
+        self._inactive_idx: torch.Tensor | None = None
+        #: bumped whenever a step's kernels may change (members on/off, hyperparameters, loaded
+        #: state): a captured CUDA graph of the step is recorded again (trainlab.train._graphs)
+        self.version = 0
         self._views: dict[tuple[str, int], torch.Tensor] = {}
 
     # ---- per-member hyperparameters -------------------------------------------------
@@ -90,6 +94,7 @@ class Optimizer:
         old.copy_(new)  # in place: cached views stay valid
         self._views = {k: v for k, v in self._views.items() if not k[0].startswith("lr*")}  # scaled copies
         self._has_decay_cache = None  # weight_decay may have changed from or to zero
+        self.version += 1
 
     @property
     def lr(self) -> torch.Tensor:
@@ -100,6 +105,9 @@ class Optimizer:
         """Only members where ``mask`` is true are updated from now on."""
         self.active.copy_(mask.to(self.active.device))
         self._inactive = [i for i, a in enumerate(self.active.tolist()) if not a]
+        # made here, not in step(): no host-to-device copy inside a captured step
+        self._inactive_idx = torch.tensor(self._inactive, device=self.active.device) if self._inactive else None
+        self.version += 1
 
     # ---- the step ------------------------------------------------------------------
     def step(self) -> None:
@@ -108,7 +116,7 @@ class Optimizer:
         if inactive:
             if len(inactive) == self.size:
                 return
-            idx = torch.tensor(inactive, device=self.active.device)
+            idx = self._inactive_idx
             saved = [(p.data.index_select(0, idx), {k: v.index_select(0, idx) for k, v in st.items()})
                      for p, st in zip(self.params, self.state)]
         self.steps += self.active.to(self.steps.dtype)

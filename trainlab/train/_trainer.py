@@ -69,6 +69,11 @@ class Trainer:
     sinks:
         Observers of the training events (same hooks as callbacks) that never change
         training and are not saved in checkpoints: the console, the live plot.
+    cuda_graphs:
+        Run each step on static buffers, captured as CUDA graphs (forward, then backward and
+        update) and replayed, when the model is on a GPU (:mod:`trainlab.train._graphs`); on a CPU
+        the same static-buffer step runs eagerly, with the same results as the normal step.
+        Refused for layers that draw random numbers, augmentation and L-BFGS.
     """
 
     def __init__(self, model: Sequential, loss: Loss, optimizer: Optimizer, *, epochs: int = 10,
@@ -76,7 +81,7 @@ class Trainer:
                  eval_train: bool = True, eval_batch_size: int = 1000, progress: bool = False,
                  callbacks: Sequence[Callback] = (), regularizers: Sequence[Regularizer] = (),
                  augment: Any = None, live: bool = False, sinks: Sequence[Callback] = (),
-                 labels: Sequence[str] | None = None) -> None:
+                 labels: Sequence[str] | None = None, cuda_graphs: bool = False) -> None:
         if model.population is None:
             raise ConfigError("the model is not built: call model.build(input_shape, population) first")
         for name, v in (("epochs", epochs), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -129,6 +134,11 @@ class Trainer:
         self._pos = 0
         self._batch_loss_sum = torch.zeros(self.size, dtype=torch.float64, device=self.device)
         self._batches_since_eval = 0
+        self._graph_step = None
+        if cuda_graphs:
+            from trainlab.train._graphs import GraphStep
+
+            self._graph_step = GraphStep(self)
 
     # ---- members ----------------------------------------------------------------------
     def stop_members(self, members: torch.Tensor) -> None:
@@ -353,11 +363,28 @@ class Trainer:
             r.add_grad()
         return loss
 
+    def _note_divergence(self, loss: torch.Tensor) -> bool:
+        """Freeze (and record) the members whose objective is not finite; True if any froze now."""
+        bad = ~torch.isfinite(loss) & self.alive
+        if not bool(bad.any()):
+            return False
+        for m in bad.nonzero().flatten().tolist():
+            self.history.diverged[m] = {"step": self.step + 1,
+                                        "epoch": round((self.step + 1) / self.steps_per_epoch, 6),
+                                        "loss": str(float(loss[m]))}
+        self.alive &= ~bad
+        self._sync_active()
+        for cb in self._listeners():
+            cb.on_diverged(self, bad.nonzero().flatten().tolist())
+        return True
+
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """One forward/backward/update on a batch shared by all members.
 
         Returns the training objective per member: the loss plus every
         regularizer's penalty."""
+        if self._graph_step is not None:
+            return self._graph_step.step(xb, yb)
         x = xb.unsqueeze(0)
         if self.augment is not None:
             x, yb = self.augment(x, yb, self)
@@ -365,16 +392,7 @@ class Trainer:
         loss = self.loss.forward(out, yb)
         if self.regularizers:
             loss = loss + self.penalty()
-        bad = ~torch.isfinite(loss) & self.alive
-        if bool(bad.any()):
-            for m in bad.nonzero().flatten().tolist():
-                self.history.diverged[m] = {"step": self.step + 1,
-                                            "epoch": round((self.step + 1) / self.steps_per_epoch, 6),
-                                            "loss": str(float(loss[m]))}
-            self.alive &= ~bad
-            self._sync_active()
-            for cb in self._listeners():
-                cb.on_diverged(self, bad.nonzero().flatten().tolist())
+        self._note_divergence(loss)
         self.model.backward(self.loss.backward())
         for r in self.regularizers:
             r.add_grad()

@@ -40,19 +40,19 @@ how the step's logic is tested without a GPU.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from trainlab.errors import ConfigError
 
-if TYPE_CHECKING:
-    from trainlab.train._trainer import Trainer
+#: the Trainer (not imported: it imports this module)
+Trainer = Any
 
 __all__ = ["GraphStep", "check_capturable"]
 
 
-def check_capturable(trainer: "Trainer") -> None:
+def check_capturable(trainer: Trainer) -> None:
     """Raise ``ConfigError`` (one line) if this trainer's step cannot be captured as a graph."""
     from trainlab.nn import DropoutFamily, NoiseFamily
 
@@ -85,7 +85,7 @@ class GraphStep:
 
     ``capture=None`` captures exactly when the model is on a CUDA device."""
 
-    def __init__(self, trainer: "Trainer", capture: bool | None = None) -> None:
+    def __init__(self, trainer: Trainer, capture: bool | None = None) -> None:
         check_capturable(trainer)
         self.trainer = trainer
         self.capture = trainer.device.type == "cuda" if capture is None else bool(capture)

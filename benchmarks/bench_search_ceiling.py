@@ -185,6 +185,7 @@ def main() -> None:
     ap.add_argument("--config", default="examples/search/textbook_random.toml")
     ap.add_argument("--population", type=int, default=25)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=None, help="override the config's train.epochs")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--no-vmap", action="store_true", help="leave out the torch.func vmap ensemble peer")
     ap.add_argument("--json", action="store_true")
@@ -196,6 +197,8 @@ def main() -> None:
     from trainlab.search import load_search
 
     base, spec = load_search(a.config)
+    if a.epochs:
+        base = {**base, "train": {**base.get("train", {}), "epochs": a.epochs}}
     P = a.population
     values = trial_values(spec, P)
     alone_run = build(base, values[:1])

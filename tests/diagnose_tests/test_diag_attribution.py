@@ -105,7 +105,7 @@ def test_apply_writes_the_fixed_config_and_train_trains_it(tmp_path, capsys):
     cmd.add_arguments(p)
     args = p.parse_args([str(src), "--steps", "0", "--quick", "--out", str(tmp_path / "o"), "--apply", "--train",
                          "--set", "train.epochs=1"])
-    assert cmd.run(args) == 0
+    assert cmd.run(args) == 1  # the config as given FAILs (exit status 1, docs/doctor.md); the fix is still written
     out = capsys.readouterr().out
     fixed = tmp_path / "unnormalized.fixed.toml"
     assert f"wrote {fixed}" in out and "trained" in out

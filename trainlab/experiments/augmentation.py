@@ -256,7 +256,7 @@ def run(preset: Preset) -> Result:
     return Result(name="augmentation", preset=preset.name, settings=s, numbers=numbers, checks=checks,
                   arrays={"rows": rows, "names": names, "per": {n: {k: per[n][k] for k in ("train_acc", "test_acc")}
                                                                   for n in names},
-                          "samples": _samples(data, s["variants"], preset.seed)},
+                          "samples": _samples(data, {n: s["variants"][n] for n in names}, preset.seed)},
                   summary="test accuracy gain over none: " + ", ".join(f"{n} {pts(r[n]['gain'])}" for n in names
                                                                        if n != "none")
                           + f" pts; none overfits by {r['none']['gap']:.2f}")

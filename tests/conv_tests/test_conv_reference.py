@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from trainlab.nn.testing import assert_members_match_single_models
 import torch.nn.functional as F
 
 from trainlab.errors import ConfigError
@@ -107,18 +109,7 @@ def test_member_i_of_a_population_equals_a_single_model(strategy: str) -> None:
         m.build((1, 12, 12), Population(P, seed=seed), dtype=DT)
         return m
 
-    x = torch.rand(1, 6, 1, 12, 12, generator=gen(0), dtype=DT)
-    pop = net(3, seed=10)
-    y = pop.forward(x, training=True)
-    g = torch.randn(y.shape, generator=gen(1), dtype=DT)
-    pop.backward(g)
-    for i in range(3):
-        one = net(1, seed=10 + i)
-        yi = one.forward(x, training=True)
-        one.backward(g[i:i + 1])
-        torch.testing.assert_close(yi[0], y[i], atol=1e-12, rtol=0)
-        for name, p in one.named_parameters().items():
-            torch.testing.assert_close(p.grad[0], pop.named_parameters()[name].grad[i], atol=1e-12, rtol=0)
+    assert_members_match_single_models(net, torch.rand(1, 6, 1, 12, 12, generator=gen(0), dtype=DT))
 
 
 # ---- pooling vs F.max_pool2d / F.avg_pool2d -------------------------------------------------------

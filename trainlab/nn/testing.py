@@ -50,7 +50,7 @@ from trainlab.population import Population
 
 __all__ = ["LayerExample", "EXAMPLES", "register_example", "example_for", "check_layer_contract",
            "check_gradients", "check_member_independence", "check_settings_roundtrip", "check_save_load",
-           "check_export", "Pick"]
+           "check_export", "Pick", "assert_members_match_single_models"]
 
 DT = torch.float64
 N = 3
@@ -288,6 +288,27 @@ def check_export(example: LayerExample) -> None:
         if not torch.allclose(got, want[i], rtol=1e-9, atol=1e-10):
             raise AssertionError(f"{type(model.layers[0]).__name__}: to_torch(member={i}) differs from member {i} "
                                  f"(max |diff| {(got - want[i]).abs().max().item():.3g})")
+
+
+def assert_members_match_single_models(net: Callable[[int, int], Module], x: torch.Tensor, *, seed: int = 10,
+                                       size: int = 3, atol: float = 1e-12) -> None:
+    """Member i of ``net(size, seed)`` equals ``net(1, seed + i)`` in one training step on the shared input
+    ``x``: output, every parameter gradient and every buffer (BN running statistics). ``net(P, seed)``
+    returns a built model; used for whole models (a ResNet, a conv net) beside the per-layer contract."""
+    pop = net(size, seed)
+    y = pop.forward(x, training=True)
+    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=y.dtype)
+    pop.backward(g)
+    grads, buffers = pop.named_parameters(), pop.buffers()
+    for i in range(size):
+        one = net(1, seed + i)
+        yi = one.forward(x, training=True)
+        one.backward(g[i:i + 1])
+        torch.testing.assert_close(yi[0], y[i], atol=atol, rtol=0)
+        for name, p in one.named_parameters().items():
+            torch.testing.assert_close(p.grad[0], grads[name].grad[i], atol=atol, rtol=0)
+        for name, b in one.buffers().items():
+            torch.testing.assert_close(b[0], buffers[name][i], atol=atol, rtol=0)
 
 
 CHECKS: dict[str, Callable[[LayerExample], None]] = {

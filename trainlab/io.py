@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from trainlab.data import Preprocessor
 from trainlab.errors import CheckpointError, ConfigError
 from trainlab.init import Initializer
 from trainlab.nn import Module, Sequential
@@ -105,11 +106,11 @@ def architecture(model: Sequential) -> list[dict[str, Any]]:
 class SavedModel:
     """A loaded model with its metadata and preprocessing."""
 
-    def __init__(self, model: Sequential, meta: dict[str, Any], preprocessor: Any | None) -> None:
+    def __init__(self, model: Sequential, meta: dict[str, Any], preprocessor: Preprocessor | None) -> None:
         self.model, self.meta, self.preprocessor = model, meta, preprocessor
 
 
-def save_model(directory: str | Path, model: Sequential, *, preprocessor: Any | None = None,
+def save_model(directory: str | Path, model: Sequential, *, preprocessor: Preprocessor | None = None,
                num_classes: int | None = None, extra: Mapping[str, Any] | None = None,
                name: str = "model") -> tuple[Path, Path]:
     """Write ``<name>.safetensors`` and ``<name>.json`` into ``directory``."""
@@ -117,6 +118,8 @@ def save_model(directory: str | Path, model: Sequential, *, preprocessor: Any | 
 
     from trainlab import __version__
 
+    if model.population is None or model.input_shape is None or model.output_shape is None:
+        raise ConfigError("save_model needs a built model: call model.build(input_shape, population) first")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -260,7 +263,8 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", name: st
         pm = meta["preprocess"]
         try:
             preprocessor = make_preprocessor(pm["name"], **pm.get("options", {}))
-            state = {k[len("preprocess."):]: v for k, v in tensors.items() if k.startswith("preprocess.")}
+            state: dict[str, torch.Tensor | float | int] = {k[len("preprocess."):]: v for k, v in tensors.items()
+                                                        if k.startswith("preprocess.")}
             state.update(pm.get("scalars", {}))
             preprocessor.load_state_dict(state)
         except (KeyError, TypeError, ValueError) as e:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from trainlab import nn
-from trainlab.data import Splits, load_splits
+from trainlab.data import Arrays, Splits, load_splits
 from trainlab.errors import ConfigError
 from trainlab.experiments._core import Preset
 from trainlab.nn import Module
@@ -20,6 +20,8 @@ from trainlab.train import Callback, Trainer
 
 __all__ = [
     "splits",
+    "present",
+    "built_population",
     "pool_train",
     "mlp",
     "linear_layers",
@@ -94,6 +96,14 @@ def splits(preset: Preset, *, train: int | None, val: int = 0, test: int | None 
                           preset.seed if seed is None else seed, preprocess, tuple(sorted(preprocess_options.items())))
 
 
+def present(part: Arrays | None, name: str) -> Arrays:
+    """A split part the experiment asked for (``splits(..., test=n)`` with ``n > 0`` has a test part);
+    one clear error where it is missing rather than an AttributeError on ``None``."""
+    if part is None:
+        raise ConfigError(f"these splits have no {name} part: ask splits() for {name} > 0")
+    return part
+
+
 # ---- models -------------------------------------------------------------------------------
 
 
@@ -112,6 +122,9 @@ def mlp(P: int, hidden: Sequence[int], *, activation: str = "relu", init: Any = 
     from trainlab.nn import BatchNorm
 
     n_linear = len(hidden) + 1
+    # one init_scale per Linear layer: a number or one per member (a nested list of the wrong length
+    # reaches Linear as it is, and Linear refuses it with its own message)
+    scales: list[Any]
     if isinstance(init_scale, Sequence) and len(init_scale) == n_linear and any(
             isinstance(s, Sequence) for s in init_scale):
         scales = list(init_scale)
@@ -129,6 +142,13 @@ def mlp(P: int, hidden: Sequence[int], *, activation: str = "relu", init: Any = 
     model = nn.Sequential(layers)
     model.build((n_in,), Population(P, seed=seed), dtype=dtype)
     return model
+
+
+def built_population(model: nn.Sequential) -> Population:
+    """The population of a built model (what an Augmenter or a probe draws from)."""
+    if model.population is None:
+        raise ConfigError("the model is not built yet: call model.build(input_shape, population)")
+    return model.population
 
 
 def batch_norm_settings(preset: Preset) -> dict[str, Any]:

@@ -296,8 +296,12 @@ class Registry(Mapping[str, Experiment]):
             exp = getattr(importlib.import_module(module), attr or "EXPERIMENT")
         except ImportError as e:
             reason = f"cannot import {module}: {e}"
+
+            def unavailable(reason: str = reason) -> tuple[bool, str]:
+                return False, reason
+
             exp = Experiment(name=name, title=name, claim="", source="", docs="", run=None, plot=None,
-                             available=lambda reason=reason: (False, reason))
+                             available=unavailable)
         if exp.name != name:
             raise ConfigError(f"{spec} defines experiment {exp.name!r}, registered as {name!r}")
         self._specs[name] = exp

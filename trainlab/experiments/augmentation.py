@@ -24,7 +24,8 @@ import torch
 
 from trainlab import nn
 from trainlab.augment import Augmenter, Cutout, CutMix, Elastic, Geometric, InputNoise, Mixup
-from trainlab.experiments._common import splits, tolist
+from trainlab.data import Splits
+from trainlab.experiments._common import built_population, present, splits, tolist
 from trainlab.experiments._core import Check, Experiment, Figure, Preset, Result
 from trainlab.optim import Momentum
 from trainlab.population import Population
@@ -87,20 +88,20 @@ def _transforms(cfg: list[dict[str, float]]) -> list[Any]:
     return out
 
 
-def _train(s: dict, data, names: list[str], seeds: list[int], seed: int) -> dict[str, np.ndarray]:
+def _train(s: dict[str, Any], data: Splits, names: list[str], seeds: list[int], seed: int) -> dict[str, np.ndarray]:
     cfg = [s["variants"][n] for n in names]
     model = _model(s["hidden"], seeds, tuple(data.input_shape), data.num_classes)
     transforms = _transforms(cfg)
     # The data set's own label-preserving rules and image shape (digits: no flips; CIFAR-10: (3, 32, 32)).
-    aug = Augmenter(transforms, population=model.population, dataset=data.name) if transforms else None
+    aug = Augmenter(transforms, population=built_population(model), dataset=data.name) if transforms else None
     loss = nn.SoftmaxCrossEntropy(label_smoothing=[c.get("label_smoothing", 0.0) for c in cfg])
     opt = Momentum(model.parameters(), lr=s["lr"], momentum=s["momentum"])
     h = Trainer(model, loss, opt, epochs=s["epochs"], batch_size=min(s["batch_size"], len(data.train)), seed=seed,
                 eval_every=10**9, augment=aug).fit(data.train, test=data.test)
     with torch.no_grad():
-        prob = torch.softmax(model.forward(data.test.x.unsqueeze(0), training=False).double(), -1)
+        prob = torch.softmax(model.forward(present(data.test, "test").x.unsqueeze(0), training=False).double(), -1)
     conf, pred = prob.max(-1)
-    correct = pred == data.test.y.unsqueeze(0)
+    correct = pred == present(data.test, "test").y.unsqueeze(0)
     wrong = (~correct).double()
     conf_wrong = (conf * wrong).sum(1) / wrong.sum(1).clamp(min=1)
     return {"train_acc": np.array(h.final["train_acc"]), "test_acc": np.array(h.final["test_acc"]),
@@ -262,7 +263,7 @@ def run(preset: Preset) -> Result:
                           + f" pts; none overfits by {r['none']['gap']:.2f}")
 
 
-def _samples(data, variants: dict[str, dict[str, float]], seed: int, k: int = 6) -> dict[str, np.ndarray]:
+def _samples(data: Splits, variants: dict[str, dict[str, float]], seed: int, k: int = 6) -> dict[str, np.ndarray]:
     """``k`` training digits as each variant's augmentation makes them, for the figure.
 
     One draw per variant; for mixup and cutmix, the most mixed of the first 20 steps' draws
@@ -277,13 +278,16 @@ def _samples(data, variants: dict[str, dict[str, float]], seed: int, k: int = 6)
         if T:
             aug = Augmenter(T, population=Population(1, seed=seed), dataset=data.name, num_classes=data.num_classes)
             mixing = [t for t in T if isinstance(t, (Mixup, CutMix))]
-            best = None
+            closest = float("inf")  # |lambda - 0.5| of the draw kept in xa
             for _ in range(20 if mixing else 1):
                 xs, _ = aug(x, y)
-                lam = float(mixing[0].last_lam[0]) if mixing else 0.0
-                if best is None or abs(lam - 0.5) < best[0]:
-                    best = (abs(lam - 0.5), xs)
-            xa = best[1]
+                lam = 0.0
+                if mixing:
+                    drawn = mixing[0].last_lam
+                    assert drawn is not None, "a mixing transform records its lambda when it runs"
+                    lam = float(drawn[0])
+                if abs(lam - 0.5) < closest:
+                    closest, xa = abs(lam - 0.5), xs
         from trainlab.data import get_dataset_info
 
         c, h, w = get_dataset_info(data.name).image_shape

@@ -89,8 +89,8 @@ class LandscapeProbe(Callback):
         for eta in self.etas:
             for p, w, g in zip(params, w0, g0):
                 p.data.copy_(w - eta * g)
-            l, g = _loss_and_grads(model, lossf, self.x, self.y)
-            d = (_flat(g, P) - G0).norm(dim=1)
+            l, grads = _loss_and_grads(model, lossf, self.x, self.y)
+            d = (_flat(grads, P) - G0).norm(dim=1)
             losses.append(l)
             dgs.append(d)
             betas.append(d / (eta * G0.norm(dim=1)))
@@ -99,16 +99,16 @@ class LandscapeProbe(Callback):
         for j, layer in enumerate(model.layers):
             for p in layer.parameters():
                 owner[id(p)] = j
-        linear_at = [j for j, layer in enumerate(model.layers) if isinstance(layer, nn.Linear)]
+        linear_at = [(j, layer) for j, layer in enumerate(model.layers) if isinstance(layer, nn.Linear)]
         l2, cos = [], []
-        for j in linear_at[1:]:  # layer 1 has no earlier layers: its shift is 0 by definition
+        for j, linear in linear_at[1:]:  # layer 1 has no earlier layers: its shift is 0 by definition
             for p, w, g in zip(params, w0, g0):
                 p.data.copy_(w - self.lr * g if owner[id(p)] < j else w)
             out = model.forward(self.x.unsqueeze(0), training=True)
             lossf.forward(out, self.y)
             model.backward(lossf.backward())
-            G_after = model.layers[j].weight.grad.reshape(P, -1).double()
-            G = g0[[id(p) for p in params].index(id(model.layers[j].weight))].reshape(P, -1).double()
+            G_after = linear.weight.grad.reshape(P, -1).double()
+            G = g0[[id(p) for p in params].index(id(linear.weight))].reshape(P, -1).double()
             l2.append((G - G_after).norm(dim=1))
             cos.append(torch.nn.functional.cosine_similarity(G, G_after, dim=1))
         model.load_state_dict(saved)
@@ -128,10 +128,10 @@ def run(preset: Preset) -> Result:
     scales = np.logspace(0, -4, s["scales"]).tolist()
     curves, final, diverged = {}, {}, {}
     spe = -(-s["train"] // s["batch_size"])
-    for label, bn in (("without BN", False), ("with BN", True)):
+    for label, use_bn in (("without BN", False), ("with BN", True)):
         # the textbook preset uses the textbook's own BN (biased running variance from 0, eps 1e-6, ...)
         model = mlp(len(scales), s["hidden"], activation="relu", init="normal", init_scale=scales,
-                    batchnorm=batch_norm_settings(preset) if bn else False, seed=preset.seed)
+                    batchnorm=batch_norm_settings(preset) if use_bn else False, seed=preset.seed)
         h = Trainer(model, nn.SoftmaxCrossEntropy(), SGD(model.parameters(), lr=s["lr"]), epochs=s["epochs"],
                     batch_size=s["batch_size"], seed=preset.seed, eval_every=spe).fit(data.train)
         curves[label] = h["train_acc"]
@@ -143,8 +143,8 @@ def run(preset: Preset) -> Result:
     pdata = splits(preset, train=s["probe_train"], test=0)
     xp, yp = pdata.train.x[: s["probe_batch"]], pdata.train.y[: s["probe_batch"]]
     probes: dict[str, dict[str, Any]] = {}
-    for label, bn in (("without BN", False), ("with BN", True)):
-        model = mlp(s["seeds"], s["probe_hidden"], activation="relu", init="he_normal", batchnorm=bn,
+    for label, use_bn in (("without BN", False), ("with BN", True)):
+        model = mlp(s["seeds"], s["probe_hidden"], activation="relu", init="he_normal", batchnorm=use_bn,
                     seed=preset.seed)
         probe = LandscapeProbe(xp, yp, every=s["probe_every"], etas=s["etas"], lr=s["probe_lr"])
         h = Trainer(model, nn.SoftmaxCrossEntropy(), SGD(model.parameters(), lr=s["probe_lr"]),

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from trainlab import nn
-from trainlab.experiments._common import activation_outputs, mlp, splits, tolist
+from trainlab.experiments._common import activation_outputs, mlp, present, splits, tolist
 from trainlab.experiments._core import Check, Experiment, Figure, Preset, Result
 from trainlab.nn import BatchNorm, batch_norm_layers, compute_population_statistics
 from trainlab.optim import SGD
@@ -120,8 +120,9 @@ def run(preset: Preset) -> Result:
             for layer in batch_norm_layers(m):
                 layer.inference = "population"
             with torch.no_grad():
-                pred = m.forward(gdata.test.x.unsqueeze(0), training=False).argmax(-1)
-            gap[label]["test_acc_population_stats"] = float((pred == gdata.test.y.unsqueeze(0)).double().mean())
+                gtest = present(gdata.test, "test")
+                pred = m.forward(gtest.x.unsqueeze(0), training=False).argmax(-1)
+            gap[label]["test_acc_population_stats"] = float((pred == gtest.y.unsqueeze(0)).double().mean())
     gap_reduction = gap["without BN"]["gap"] - gap["with BN"]["gap"]
 
     # ---- 3. time per step
@@ -139,7 +140,7 @@ def run(preset: Preset) -> Result:
         m = _sigmoid_bn_net(s["gb_seeds"], s["gb_hidden"], affine=affine, seed=preset.seed)
         h = Trainer(m, nn.SoftmaxCrossEntropy(), SGD(m.parameters(), lr=s["gb_lr"]), epochs=s["gb_epochs"],
                     batch_size=bs, seed=preset.seed, eval_every=10**9).fit(bdata.train, test=bdata.test)
-        pre = activation_outputs(m, bdata.test.x, pre=True)  # inputs of the sigmoids, eval mode
+        pre = activation_outputs(m, present(bdata.test, "test").x, pre=True)  # inputs of the sigmoids, eval mode
         allpre = torch.cat([p.reshape(m.size, -1) for p in pre], dim=1).double()
         gb[label] = {"linear_share": float((allpre.abs() < 1).double().mean()),
                      "linear_share_per_layer": [float((p.abs() < 1).double().mean()) for p in pre],

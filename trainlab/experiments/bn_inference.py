@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from trainlab import nn
-from trainlab.experiments._common import mlp, splits, tolist
+from trainlab.experiments._common import mlp, present, splits, tolist
 from trainlab.experiments._core import Check, Experiment, Figure, Preset, Result
 from trainlab.optim import SGD
 from trainlab.train import Trainer
@@ -56,7 +56,8 @@ def run(preset: Preset) -> Result:
     model = mlp(s["seeds"], s["hidden"], activation="relu", init="he_normal", batchnorm=True, seed=preset.seed)
     Trainer(model, nn.SoftmaxCrossEntropy(), SGD(model.parameters(), lr=s["lr"]), epochs=s["epochs"],
             batch_size=s["batch_size"], seed=preset.seed, eval_every=10**9, eval_train=False).fit(data.train)
-    x, y = data.test.x, data.test.y
+    test = present(data.test, "test")
+    x, y = test.x, test.y
     bns = batch_norm_layers(model)
 
     running = _predict(model, x, batch=1000, training=False)

@@ -27,7 +27,7 @@ import torch
 
 from trainlab import nn
 from trainlab.data import Arrays, make_preprocessor
-from trainlab.experiments._common import mlp, splits, tolist
+from trainlab.experiments._common import mlp, present, splits, tolist
 from trainlab.experiments._core import Check, Experiment, Figure, Preset, Result
 from trainlab.optim import SGD
 from trainlab.train import Trainer
@@ -49,7 +49,8 @@ def _per_image(x: torch.Tensor) -> torch.Tensor:
 def run(preset: Preset) -> Result:
     s = dict(preset.pick(SETTINGS))
     data = splits(preset, train=s["train"], test=s["test"])  # min-max: pixels / 255
-    xtr, ytr, xte, yte = data.train.x, data.train.y, data.test.x, data.test.y
+    test = present(data.test, "test")
+    xtr, ytr, xte, yte = data.train.x, data.train.y, test.x, test.y
     std = make_preprocessor("standardize").fit(xtr)
     prep = {"min-max": lambda x: x, "standardized (train statistics)": std.transform, "per-image standardization":
             _per_image}

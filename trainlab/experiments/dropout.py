@@ -22,11 +22,13 @@ import numpy as np
 import torch
 
 from trainlab import nn
-from trainlab.experiments._common import activation_outputs, mlp, pool_train, splits, steps_to_reach, tolist
+from trainlab.data import Splits
+from trainlab.experiments._common import (activation_outputs, mlp, pool_train, present, splits, steps_to_reach,
+                                          tolist)
 from trainlab.experiments._core import Check, Experiment, Figure, Preset, Result
 from trainlab.optim import Momentum
 from trainlab.regularize import L2
-from trainlab.train import Trainer
+from trainlab.train import History, Trainer
 
 SETTINGS = {
     "smoke": dict(hidden=[32, 32], lr=0.02, momentum=0.9, batch_size=100, rates=[0.0, 0.5], sweep_train=300,
@@ -66,7 +68,7 @@ def run(preset: Preset) -> Result:
     s = dict(preset.pick(SETTINGS))
     loss = nn.SoftmaxCrossEntropy
 
-    def train(model: nn.Sequential, data, steps: int):
+    def train(model: nn.Sequential, data: Splits, steps: int) -> History:
         opt = Momentum(model.parameters(), lr=s["lr"], momentum=s["momentum"])
         return Trainer(model, loss(), opt, steps=steps, batch_size=min(s["batch_size"], len(data.train)),
                        seed=preset.seed, eval_every=10**9).fit(data.train, test=data.test)
@@ -103,7 +105,7 @@ def run(preset: Preset) -> Result:
     # ---- 2. activations of the first hidden layer, p = 0.5 (or the largest rate below it)
     j = max(i for i, r in enumerate(rates) if r <= 0.5)
     p = rates[j]
-    h1 = activation_outputs(sweep, data.test.x)[0][j]  # (N, units), after ReLU, before dropout
+    h1 = activation_outputs(sweep, present(data.test, "test").x)[0][j]  # (N, units), after ReLU, before dropout
     g = torch.Generator().manual_seed(preset.seed)
     keep = (torch.rand(h1.shape, generator=g) >= p).to(h1.dtype)
     acts = {"without dropout": h1, "classic (training)": h1 * keep, "inverted (training)": h1 * keep / (1 - p)}
@@ -133,7 +135,8 @@ def run(preset: Preset) -> Result:
     # ---- 4. inverted vs classic; 5. MC-dropout
     classic_model = mlp(2 * S, s["hidden"], dropout=[0.0, rate] * S, dropout_mode="classic", seed=preset.seed)
     train(classic_model, inverted_data, s["size_steps"])  # same members (and seeds) as the inverted population
-    xt, yt = inverted_data.test.x, inverted_data.test.y
+    inverted_test = present(inverted_data.test, "test")
+    xt, yt = inverted_test.x, inverted_test.y
     mc_inv = _mc(inverted_model, xt, yt, s["mc_samples"])
     mc_cls = _mc(classic_model, xt, yt, s["mc_samples"])
     with_drop = np.arange(2 * S) % 2 == 1  # the members trained with dropout
@@ -325,8 +328,8 @@ def plot(result: Result) -> list[Figure]:
     ent, correct = mc["entropy"][m], mc["correct"][m]
     fig4, ax = plt.subplots(figsize=(6.5, 3.6))
     bins = np.linspace(0, max(float(ent.max()), 1e-6), 30)
-    ax.hist(ent[correct], bins=bins, alpha=0.6, density=True, label="correct predictions")
-    ax.hist(ent[~correct], bins=bins, alpha=0.6, density=True, label="wrong predictions")
+    ax.hist(ent[correct], bins=bins.tolist(), alpha=0.6, density=True, label="correct predictions")
+    ax.hist(ent[~correct], bins=bins.tolist(), alpha=0.6, density=True, label="wrong predictions")
     ax.set_xlabel("predictive entropy of the MC-dropout average (nats)")
     ax.set_ylabel("density")
     ax.legend()

@@ -11,13 +11,15 @@ until it stops.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from trainlab import nn
 from trainlab.experiments._common import mlp, splits, tolist
 from trainlab.experiments._core import Check, Experiment, Figure, Preset, Result
 from trainlab.optim import SGD
-from trainlab.train import EarlyStopping, Trainer
+from trainlab.train import Callback, EarlyStopping, Trainer
 
 # patience counts as Keras does since issue 18 (stop at the patience-th evaluation without
 # improvement); these are the old 3 and 10 plus one, so the runs and verdicts are unchanged
@@ -39,7 +41,7 @@ def run(preset: Preset) -> Result:
     spe = -(-s["train"] // s["batch_size"])
     S = s["seeds"]
 
-    def trainer(model, callbacks=()):
+    def trainer(model: nn.Sequential, callbacks: Sequence[Callback] = ()) -> Trainer:
         return Trainer(model, nn.SoftmaxCrossEntropy(), SGD(model.parameters(), lr=s["lr"]), epochs=s["epochs"],
                        batch_size=s["batch_size"], seed=preset.seed, eval_every=spe, callbacks=list(callbacks))
 

@@ -45,7 +45,7 @@ from trainlab import nn
 from trainlab.augment import Augmenter, Geometric
 from trainlab.data import Arrays
 from trainlab.ensemble import ensemble_predict, expected_calibration_error
-from trainlab.experiments._common import mlp, splits, tolist
+from trainlab.experiments._common import built_population, mlp, present, splits, tolist
 from trainlab.experiments._core import Check, Experiment, Figure, Preset, Result
 from trainlab.optim import Momentum
 from trainlab.train import Trainer
@@ -90,7 +90,8 @@ def _ensemble_curve(preset: Preset, s: dict) -> dict:
     Trainer(model, nn.SoftmaxCrossEntropy(), Momentum(model.parameters(), lr=s["lr"], momentum=s["momentum"]),
             epochs=s["epochs"], batch_size=s["batch_size"], seed=preset.seed, eval_every=10**9,
             eval_train=False).fit(data.train)
-    x, y = data.test.x, data.test.y
+    test = present(data.test, "test")
+    x, y = test.x, test.y
     probs = ensemble_predict(model, x).member_probs  # (M, N, C), float64
     member_acc = (probs.argmax(-1) == y).double().mean(1).numpy()
     member_ece = np.array([expected_calibration_error(probs[i], y) for i in range(M)])
@@ -162,7 +163,7 @@ def _draw(y: torch.Tensor, k: int, seed: int) -> torch.Tensor:
 def _pretrain(preset: Preset, s: dict, source: Arrays, augment: bool) -> nn.Sequential:
     S = s["seeds"]
     model = mlp(S, s["hidden"], n_out=5, seed=preset.seed + 500)  # the same start for both sources
-    aug = Augmenter([Geometric(**s["augment"])], population=model.population, dataset=preset.data) if augment \
+    aug = Augmenter([Geometric(**s["augment"])], population=built_population(model), dataset=preset.data) if augment \
         else None
     Trainer(model, nn.SoftmaxCrossEntropy(), Momentum(model.parameters(), lr=s["pretrain_lr"]),
             epochs=s["pretrain_epochs"], batch_size=s["pretrain_batch"], seed=preset.seed, eval_every=10**9,
@@ -173,9 +174,10 @@ def _pretrain(preset: Preset, s: dict, source: Arrays, augment: bool) -> nn.Sequ
 def _transfer(preset: Preset, s: dict) -> dict:
     data = splits(preset, train=None, test=s["test"])
     # the source task: every image of 0-4 (the target task is evaluated on 5-9 only)
-    source = _digits(torch.cat([data.train.x, data.test.x]), torch.cat([data.train.y, data.test.y]), 0)
+    test_part = present(data.test, "test")
+    source = _digits(torch.cat([data.train.x, test_part.x]), torch.cat([data.train.y, test_part.y]), 0)
     target = _digits(data.train.x, data.train.y, 5)
-    test = _digits(data.test.x, data.test.y, 5)
+    test = _digits(test_part.x, test_part.y, 5)
     val_idx = _first_per_class(target.y, s["val_per_class"])
     val = Arrays(target.x[val_idx], target.y[val_idx])
     rest = torch.ones(len(target.y), dtype=torch.bool)

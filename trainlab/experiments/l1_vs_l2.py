@@ -55,7 +55,8 @@ def _two_feature_problem(preset: Preset) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _path(F: torch.Tensor, t: torch.Tensor, strengths: list[float], kind: str, s: dict, seed: int) -> np.ndarray:
     """Solutions ``(len(strengths), 2)`` of the penalized least-squares problem, one member per strength."""
-    model = nn.Sequential([nn.Linear(2, 1, init="zeros", bias=False)])
+    linear = nn.Linear(2, 1, init="zeros", bias=False)
+    model = nn.Sequential([linear])
     model.build((2,), Population(len(strengths), seed=seed))
     reg = L1(strengths, proximal=True) if kind == "L1" else L2(strengths)
     # Step 1/L with L the largest curvature of the objective (2 x the top eigenvalue of
@@ -65,7 +66,7 @@ def _path(F: torch.Tensor, t: torch.Tensor, strengths: list[float], kind: str, s
     lr = [1.0 / (2 * top + (2 * v if kind == "L2" else 0.0)) for v in strengths]
     Trainer(model, nn.MeanSquaredError(), SGD(model.parameters(), lr=lr), steps=s["path_steps"],
             batch_size=F.shape[0], seed=seed, eval_every=10**9, eval_train=False, regularizers=[reg]).fit((F, t))
-    return model.layers[0].weight.data[:, :, 0].double().numpy()
+    return linear.weight.data[:, :, 0].double().numpy()
 
 
 def run(preset: Preset) -> Result:

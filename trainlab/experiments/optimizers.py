@@ -13,13 +13,16 @@ one population with an optimizer per member.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 import torch
 
 from trainlab import nn
 from trainlab.experiments._common import MemberOptimizers, StepLoss, mlp, smooth, splits, tolist
 from trainlab.experiments._core import Check, Experiment, Figure, Preset, Result
-from trainlab.optim import SGD, AdaGrad, Adam, Momentum
+from trainlab.optim import SGD, AdaGrad, Adam, Momentum, Optimizer
 from trainlab.train import Trainer
 
 NAMES = ("SGD", "Momentum", "AdaGrad", "Adam")
@@ -35,10 +38,10 @@ SETTINGS = {
 }
 
 
-def _makers(lrs: list[float]):
+def _makers(lrs: list[float]) -> list[Callable[[list[nn.Parameter]], Optimizer]]:
     # AdaGrad's eps 1e-7 and the momentum 0.9 are the textbook's
-    return [lambda ps, lr=lrs[0]: SGD(ps, lr=lr), lambda ps, lr=lrs[1]: Momentum(ps, lr=lr, momentum=0.9),
-            lambda ps, lr=lrs[2]: AdaGrad(ps, lr=lr, eps=1e-7), lambda ps, lr=lrs[3]: Adam(ps, lr=lr)]
+    return [partial(SGD, lr=lrs[0]), partial(Momentum, lr=lrs[1], momentum=0.9),
+            partial(AdaGrad, lr=lrs[2], eps=1e-7), partial(Adam, lr=lrs[3])]
 
 
 def _f(p: np.ndarray) -> np.ndarray:
@@ -54,6 +57,8 @@ def _second_order_paths(start: list[float], steps: int) -> tuple[dict[str, np.nd
     try:
         for label, method in (("Newton", "newton"), ("L-BFGS", "lbfgs")):
             r = minimize(textbook_function(x0=start, size=1), method, max_iter=steps, tol=1e-10, record_path=True)
+            if r.path is None:
+                raise RuntimeError("minimize(record_path=True) returned no path")
             out[label] = r.path[:, 0].double().numpy()
     except Exception as e:  # the package is being built: an API change must not break the report
         return {}, f"Newton and L-BFGS: trainlab.second_order did not run ({type(e).__name__}: {e})"
@@ -84,7 +89,10 @@ def run(preset: Preset) -> Result:
     data = splits(preset, train=s["train"], test=0) if s["train"] else splits(preset, train=None, test=0)
     model = mlp(4, s["hidden"], activation="relu", init="he_normal", seed=preset.seed)
     rec = StepLoss()
-    Trainer(model, nn.SoftmaxCrossEntropy(), MemberOptimizers(model.parameters(), _makers(s["lr_mnist"])),
+    # MemberOptimizers is duck-typed (step, set_active, lr, active: what the Trainer uses of an optimizer, and no
+    # checkpoint here), while Trainer's parameter is typed Optimizer; drop the ignore once it takes a protocol
+    per_member = MemberOptimizers(model.parameters(), _makers(s["lr_mnist"]))
+    Trainer(model, nn.SoftmaxCrossEntropy(), per_member,  # type: ignore[arg-type]
             steps=s["iterations"], batch_size=s["batch_size"], seed=preset.seed, eval_every=10**9, eval_train=False,
             callbacks=[rec]).fit(data.train)
     loss = rec.values

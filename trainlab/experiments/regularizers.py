@@ -26,15 +26,18 @@ and 0.1, which stopped learning; 0.05 itself was not part of the exploration).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from trainlab import nn
-from trainlab.data import load_splits
+from trainlab.data import Splits, load_splits
 from trainlab.experiments._common import _fit_pool, splits, tolist
 from trainlab.experiments._core import Check, Experiment, Figure, Preset, Result
 from trainlab.optim import SGD
 from trainlab.population import Population
-from trainlab.regularize import MaxNorm
+from trainlab.regularize import MaxNorm, Regularizer
 from trainlab.train import Trainer
 
 SETTINGS = {
@@ -48,16 +51,16 @@ SETTINGS = {
 }
 
 
-def _fit(model: nn.Sequential, data, *, lr: float, epochs: int, batch_size: int, seed: int,
-         regularizers: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _fit(model: nn.Sequential, data: Splits, *, lr: float, epochs: int, batch_size: int, seed: int,
+         regularizers: list[Regularizer] | None = None) -> tuple[np.ndarray, np.ndarray]:
     h = Trainer(model, nn.SoftmaxCrossEntropy(), SGD(model.parameters(), lr=lr), epochs=epochs,
                 batch_size=batch_size, seed=seed, eval_every=10**9,
                 regularizers=regularizers or []).fit(data.train, test=data.test)
     return np.array(h.final["train_acc"]), np.array(h.final["test_acc"])
 
 
-def _mlp(layer, hidden: list[int], seeds: list[int], **per_member) -> nn.Sequential:
-    layers: list = []
+def _mlp(layer: Callable[..., nn.Module], hidden: list[int], seeds: list[int], **per_member: Any) -> nn.Sequential:
+    layers: list[nn.Module] = []
     for width in hidden:
         layers += [layer(None, width, init="he_normal", **per_member), nn.ReLU()]
     layers.append(nn.Linear(None, 10, init="he_normal"))

@@ -19,12 +19,15 @@ Everything runs through :mod:`trainlab.search` (Optuna, in-memory storage):
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trainlab.experiments._common import tolist
 from trainlab.experiments._core import Check, Experiment, Figure, Preset, Result
+
+if TYPE_CHECKING:  # the search package (and optuna) is imported where a study runs
+    from trainlab.search import TuneResult
 
 LR = (1e-6, 1e-2)
 WD = (1e-8, 1e-4)
@@ -115,9 +118,10 @@ def _importance(rows: list[dict[str, float]], seed: int) -> dict[str, float]:
     """fANOVA importance of lr and weight decay (Optuna's evaluator, 32 trees of depth 8, as ``trainlab tune``'s
     summary): the share of the variance of the validation accuracy each parameter explains on its own."""
     import optuna
-    from optuna.distributions import FloatDistribution
+    from optuna.distributions import BaseDistribution, FloatDistribution
 
-    dists = {"lr": FloatDistribution(*LR, log=True), "wd": FloatDistribution(*WD, log=True)}
+    dists: dict[str, BaseDistribution] = {"lr": FloatDistribution(*LR, log=True),
+                                          "wd": FloatDistribution(*WD, log=True)}
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
     study.add_trials([optuna.trial.create_trial(params={"lr": r["lr"], "wd": r["wd"]}, distributions=dists,
                                                 value=r["value"]) for r in rows if math.isfinite(r["value"])])
@@ -171,6 +175,13 @@ def _f(v: dict[str, float], x0: float, y0: float) -> float:
         -0.5 * ((v["y"] - y0) / MINOR_WIDTH) ** 2)
 
 
+def _best_value(result: TuneResult) -> float:
+    """The best value of a study of a synthetic objective (its trials all complete, so it has one)."""
+    if result.best is None:
+        raise RuntimeError(f"study {result.study!r} has no completed trial")
+    return result.best["value"]
+
+
 def _grid_vs_random(preset: Preset, s: dict) -> dict[str, Any]:
     from trainlab.search import FloatParam, FunctionEvaluator, Grid, Random, SearchSpace, SearchSpec, Tuner
 
@@ -189,8 +200,8 @@ def _grid_vs_random(preset: Preset, s: dict) -> dict[str, Any]:
                   evaluator=FunctionEvaluator(fn)).run()
         g = Tuner(SearchSpec(space=grid, strategy=Grid(), population=n, seed=preset.seed),
                   evaluator=FunctionEvaluator(fn)).run()
-        best_r.append(r.best["value"])
-        best_g.append(g.best["value"])
+        best_r.append(_best_value(r))
+        best_g.append(_best_value(g))
         if example is None:
             example = {"peak": [x0, y0], "random": [[t["x"], t["y"]] for t in r.trials],
                        "grid": [[t["x"], t["y"]] for t in g.trials]}
@@ -399,7 +410,7 @@ def plot(result: Result) -> list[Figure]:
     fig3, ax = plt.subplots(figsize=(6.5, 3.6))
     bins = np.linspace(math.log10(LR[0]), math.log10(LR[1]), 17)
     for name, c in (("uniform", "C1"), ("log-uniform", "C0")):
-        ax.hist(np.log10(dr[name]["values"]), bins=bins, histtype="step", lw=1.8, color=c,
+        ax.hist(np.log10(dr[name]["values"]), bins=bins.tolist(), histtype="step", lw=1.8, color=c,
                 label=f"{name}: " + ", ".join(f"{v:.0%}" for v in dr[name]["shares"]))
     ax.set_xlabel("log10(learning rate)")
     ax.set_ylabel("draws")

@@ -12,6 +12,8 @@ A second picture shows the methods' paths on Rosenbrock's valley.
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +50,7 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
-def _methods(so, gd_lr: float) -> dict:
+def _methods(so: ModuleType, gd_lr: float) -> dict[str, Any]:
     return {"GD": so.GradientDescent(lr=gd_lr), "L-BFGS": so.LBFGS(), "BFGS": so.BFGS(max_params=20000),
             "Newton": so.Newton(max_params=20000)}
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainlab import nn
-from trainlab.experiments._common import mlp, pool_train, splits, tolist
+from trainlab.experiments._common import mlp, pool_train, present, splits, tolist
 from trainlab.experiments._core import Check, Experiment, Figure, Preset, Result
 from trainlab.optim import Momentum
 from trainlab.train import Trainer
@@ -67,7 +67,8 @@ def run(preset: Preset) -> Result:
                     seed=preset.seed, eval_every=10**9
                     ).fit(d.train, test=d.test)
         mlp_acc = np.array(h.final["test_acc"], dtype=float)
-        xtr, ytr, xte, yte = (t.numpy() for t in (d.train.x, d.train.y, d.test.x, d.test.y))
+        test = present(d.test, "test")
+        xtr, ytr, xte, yte = (t.numpy() for t in (d.train.x, d.train.y, test.x, test.y))
         rf_acc = np.array([float((RandomForestClassifier(n_estimators=s["trees"], n_jobs=1,
                                                          random_state=preset.seed * 1000 + k)
                                   .fit(xtr, ytr).predict(xte) == yte).mean()) for k in range(S)])

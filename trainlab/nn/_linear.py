@@ -38,6 +38,10 @@ class Linear(Module):
         Whether to have a bias.
     """
 
+    # what backward needs from the last forward (the input, the weight used); None outside forward/backward
+    _x: torch.Tensor | None = None
+    _w: torch.Tensor | None = None
+
     def __init__(
         self,
         in_features: int | None,
@@ -57,7 +61,8 @@ class Linear(Module):
         self.init_scale = init_scale
         self.has_bias = bias
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         if len(in_shape) != 1:
             raise ConfigError(f"Linear expects flat inputs of shape (features,), got {in_shape}; add a Flatten layer first")
@@ -100,6 +105,7 @@ class Linear(Module):
         return torch.baddbmm(self.bias.data, xb, w)
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
+        assert self._x is not None and self._w is not None, f"{type(self).__name__}.backward without a forward"
         torch.bmm(self._x.transpose(1, 2), g, out=self.weight.grad)
         self._chain_weight_grad(self.weight.grad)
         if self.bias is not None:

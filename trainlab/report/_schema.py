@@ -186,10 +186,10 @@ def consistency_errors(results: dict[str, Any]) -> list[str]:
         elif not e["reason"]:
             errors.append(f"{where}: status {e['status']!r} needs a reason")
     s = results.get("summary", {})
-    want = {"experiments": len(results.get("experiments", [])), "held": counts["held"],
-            "did_not_hold": counts["did not hold"], "not_available": counts["not available"],
-            "errors": counts["error"], "checks": n_checks, "checks_passed": n_passed}
-    for k, v in want.items():
+    totals = {"experiments": len(results.get("experiments", [])), "held": counts["held"],
+              "did_not_hold": counts["did not hold"], "not_available": counts["not available"],
+              "errors": counts["error"], "checks": n_checks, "checks_passed": n_passed}
+    for k, v in totals.items():
         if s.get(k) != v:
             errors.append(f"$.summary.{k}: {s.get(k)} but the entries give {v}")
     return errors

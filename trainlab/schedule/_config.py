@@ -6,6 +6,7 @@ from collections.abc import Mapping
 import inspect
 from typing import Any
 
+from trainlab.optim import Optimizer
 from trainlab.schedule._schedules import SCHEDULES, PerMember, Schedule
 
 __all__ = ["from_config", "SCHEDULE_KEYS"]
@@ -34,7 +35,7 @@ def _one(name: str, table: Mapping[str, Any], members: list[int], size: int) -> 
     return cls(**kwargs)
 
 
-def from_config(table: Mapping[str, Any], optimizer: Any) -> Schedule | None:
+def from_config(table: Mapping[str, Any], optimizer: Optimizer) -> Schedule | None:
     """Build and attach the schedule the resolved ``[schedule]`` table describes.
 
     ``name`` may be one kind for all members or one per member (members of the same kind share

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from trainlab.errors import ConfigError
+from trainlab.optim import Optimizer
 from trainlab.population import member_values
 
 __all__ = ["Schedule", "Constant", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
@@ -46,7 +47,7 @@ Number = float | int | Sequence[float] | torch.Tensor
 F64 = torch.float64
 
 
-def momentum_name(optimizer: Any) -> str | None:
+def momentum_name(optimizer: Optimizer) -> str | None:
     """The hyperparameter a one-cycle schedule cycles: ``momentum`` (SGD momentum, Nesterov) or ``beta1``
     (Adam), as ``torch.optim.lr_scheduler.OneCycleLR`` does; ``None`` when the optimizer has neither."""
     for name in ("momentum", "beta1"):
@@ -68,14 +69,15 @@ class Schedule:
         if interval not in ("epoch", "step"):
             raise ConfigError(f"{type(self).__name__} interval must be 'epoch' or 'step', got {interval!r}")
         self.interval, self.warmup, self.warmup_start = interval, warmup, warmup_start
-        self.optimizer: Any = None
+        self.optimizer: Optimizer | None = None  # set by attach()
+        self._momentum_hparam: str | None = None
         self.size = 0  # members, known once attached
         self.steps_per_epoch = 1
         self.length: int | None = None  # training length in intervals, known when training begins
         self._last_key: Any = None
 
     # ---- binding ------------------------------------------------------------------------------
-    def attach(self, optimizer: Any) -> "Schedule":
+    def attach(self, optimizer: Optimizer) -> Schedule:
         """Ride on ``optimizer``: its current ``lr`` becomes each member's base rate."""
         name = momentum_name(optimizer)
         mom = optimizer.hparams[name].detach().to(F64).clone() if name else None
@@ -155,13 +157,18 @@ class Schedule:
         return torch.stack([self.rates(s)[0] for s in range(total_steps)])
 
     # ---- the Trainer's hooks (duck-typed :class:`~trainlab.train.Callback`) -------------------------
+    def _attached(self) -> Optimizer:
+        if self.optimizer is None:
+            raise RuntimeError(f"{type(self).__name__} is not attached to an optimizer: call attach(optimizer) first")
+        return self.optimizer
+
     def _apply(self, step: int) -> None:
         key = self._key(step)
         if key == self._last_key:
             return
         self._last_key = key
         lr, mom = self.rates(step)
-        opt = self.optimizer
+        opt = self._attached()
         opt.assign_hparam("lr", lr.to(opt.lr.dtype))
         if mom is not None and self._momentum_hparam is not None:
             opt.assign_hparam(self._momentum_hparam, mom.to(opt.hparams[self._momentum_hparam].dtype))
@@ -174,9 +181,10 @@ class Schedule:
         self._apply(trainer.step)
 
     def on_evaluate(self, trainer: Any, record: dict[str, Any]) -> None:
-        record["lr"] = self.optimizer.lr.tolist()  # the rate of the steps just taken
+        opt = self._attached()
+        record["lr"] = opt.lr.tolist()  # the rate of the steps just taken
         if self._momentum_hparam is not None and self.cycles_momentum():
-            record[self._momentum_hparam] = self.optimizer.hparams[self._momentum_hparam].tolist()
+            record[self._momentum_hparam] = opt.hparams[self._momentum_hparam].tolist()
         if self._observe(record):
             self._last_key = None  # recompute at the next step boundary
 
@@ -209,7 +217,7 @@ class Constant(Schedule):
 
     kind = "constant"
 
-    def _rate(self, t):
+    def _rate(self, t: torch.Tensor) -> torch.Tensor:
         return self.base.clone()
 
 
@@ -222,11 +230,11 @@ class StepLR(Schedule):
         super().__init__(**kw)
         self.step_size, self.gamma = step_size, gamma
 
-    def _bind_rule(self):
+    def _bind_rule(self) -> None:
         self._step_size = self._ints(self.step_size, "step_size", low=1.0)
         self._gamma = self._floats(self.gamma, "gamma", low=0.0, low_inclusive=False)
 
-    def _rate(self, t):
+    def _rate(self, t: torch.Tensor) -> torch.Tensor:
         return self.base * self._gamma ** torch.floor(t / self._step_size)
 
 
@@ -241,10 +249,11 @@ class MultiStepLR(Schedule):
     def __init__(self, milestones: Sequence[int] | Sequence[Sequence[int]] = (), gamma: Number = 0.1,
                  **kw: Any) -> None:
         super().__init__(**kw)
-        self.milestones, self.gamma = milestones, gamma
+        self.milestones: Sequence[int] | Sequence[Sequence[int]] = milestones
+        self.gamma = gamma
 
-    def _bind_rule(self):
-        ms = list(self.milestones)
+    def _bind_rule(self) -> None:
+        ms: list[Any] = list(self.milestones)  # ints, or one sequence of ints per member (checked below)
         per = [list(m) for m in ms] if ms and all(isinstance(m, (list, tuple)) for m in ms) else [ms] * self.size
         if len(per) != self.size:
             raise ConfigError(f"MultiStepLR milestones must be one list or {self.size} lists (one per member), "
@@ -260,7 +269,7 @@ class MultiStepLR(Schedule):
         self._milestones = table
         self._gamma = self._floats(self.gamma, "gamma", low=0.0, low_inclusive=False)
 
-    def _rate(self, t):
+    def _rate(self, t: torch.Tensor) -> torch.Tensor:
         passed = (self._milestones <= t[:, None]).sum(dim=1).to(F64)
         return self.base * self._gamma ** passed
 
@@ -274,10 +283,10 @@ class ExponentialLR(Schedule):
         super().__init__(**kw)
         self.gamma = gamma
 
-    def _bind_rule(self):
+    def _bind_rule(self) -> None:
         self._gamma = self._floats(self.gamma, "gamma", low=0.0, low_inclusive=False)
 
-    def _rate(self, t):
+    def _rate(self, t: torch.Tensor) -> torch.Tensor:
         return self.base * self._gamma ** t
 
 
@@ -300,15 +309,15 @@ class CosineAnnealingLR(Schedule):
         super().__init__(**kw)
         self.t_max, self.eta_min = t_max, eta_min
 
-    def _bind_rule(self):
+    def _bind_rule(self) -> None:
         self._eta_min = self._floats(self.eta_min, "eta_min", low=0.0)
         self._t_max = None if self.t_max is None else self._ints(self.t_max, "t_max", low=1.0)
 
-    def _begin_rule(self):
+    def _begin_rule(self) -> None:
         if self.t_max is None:
             self._t_max = self._main_length()
 
-    def _rate(self, t):
+    def _rate(self, t: torch.Tensor) -> torch.Tensor:
         if self._t_max is None:
             raise ConfigError("CosineAnnealingLR without t_max needs the training length: call begin() first")
         return _cosine(self.base, self._eta_min, t, self._t_max)
@@ -329,12 +338,12 @@ class CosineAnnealingWarmRestarts(Schedule):
         super().__init__(**kw)
         self.t_0, self.t_mult, self.eta_min = t_0, t_mult, eta_min
 
-    def _bind_rule(self):
+    def _bind_rule(self) -> None:
         self._t_0 = self._ints(self.t_0, "t_0", low=1.0)
         self._t_mult = self._ints(self.t_mult, "t_mult", low=1.0)
         self._eta_min = self._floats(self.eta_min, "eta_min", low=0.0)
 
-    def _rate(self, t):
+    def _rate(self, t: torch.Tensor) -> torch.Tensor:
         # t_mult = 1: T_cur = t mod t_0. Otherwise walk the cycles (their number grows like log t).
         T_i = self._t_0.clone()
         start = torch.zeros_like(t)
@@ -374,7 +383,7 @@ class OneCycleLR(Schedule):
         self.div_factor, self.final_div_factor, self.three_phase = div_factor, final_div_factor, bool(three_phase)
         self.cycle_momentum, self.base_momentum, self.max_momentum = cycle_momentum, base_momentum, max_momentum
 
-    def _bind(self, size, base, base_momentum):
+    def _bind(self, size: int, base: torch.Tensor, base_momentum: torch.Tensor | None) -> None:
         if self.cycle_momentum and base_momentum is None:
             raise ConfigError("OneCycleLR cycle_momentum needs an optimizer with momentum or beta1 "
                               "(momentum, nesterov, adam, adamw); set cycle_momentum = false")
@@ -384,7 +393,7 @@ class OneCycleLR(Schedule):
     def cycles_momentum(self) -> bool:
         return self._cycle
 
-    def _bind_rule(self):
+    def _bind_rule(self) -> None:
         self._pct = self._floats(self.pct_start, "pct_start", low=0.0, high=1.0, low_inclusive=False,
                                  high_inclusive=False)
         self._div = self._floats(self.div_factor, "div_factor", low=0.0, low_inclusive=False)
@@ -393,13 +402,14 @@ class OneCycleLR(Schedule):
         self._max_m = self._floats(self.max_momentum, "max_momentum", low=0.0, high=1.0)
         self._total = None if self.total is None else self._ints(self.total, "total", low=2.0)
 
-    def _begin_rule(self):
+    def _begin_rule(self) -> None:
         if self.total is None:
             self._total = self._main_length().clamp(min=2.0)
 
-    def _phases(self) -> list[tuple[torch.Tensor, ...]]:
-        """(end_step, start_lr, end_lr, start_momentum, end_momentum) per phase, as PyTorch lays them out."""
-        tot, pct = self._total, self._pct
+    def _phases(self, tot: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """(end_step, start_lr, end_lr, start_momentum, end_momentum) per phase, as PyTorch lays them out,
+        for ``tot`` intervals in all."""
+        pct = self._pct
         peak = self.base
         initial = peak / self._div
         low = initial / self._final_div
@@ -419,7 +429,7 @@ class OneCycleLR(Schedule):
         if self._total is None:
             raise ConfigError("OneCycleLR without total needs the training length: call begin() first")
         t = torch.minimum(t, self._total)
-        phases = self._phases()
+        phases = self._phases(self._total)
         starts = [torch.zeros_like(t)] + [p[0] for p in phases[:-1]]
         # the first phase whose end is >= t (the last phase takes the rest), as PyTorch picks it
         layout = list(zip(phases, starts))
@@ -432,10 +442,10 @@ class OneCycleLR(Schedule):
             mom = torch.where(t <= end, self._anneal(m0, m1, pct), mom)
         return lr, mom
 
-    def _rate(self, t):
+    def _rate(self, t: torch.Tensor) -> torch.Tensor:
         return self._both(t)[0]
 
-    def _momentum(self, t):
+    def _momentum(self, t: torch.Tensor) -> torch.Tensor | None:
         return self._both(t)[1] if self._cycle else None
 
 
@@ -467,7 +477,7 @@ class ReduceLROnPlateau(Schedule):
     def maximize(self) -> bool:
         return self.mode == "max" or (self.mode == "auto" and self.monitor.endswith("acc"))
 
-    def _bind_rule(self):
+    def _bind_rule(self) -> None:
         self._factor = self._floats(self.factor, "factor", low=0.0, high=1.0, low_inclusive=False,
                                     high_inclusive=False)
         self._patience = self._ints(self.patience, "patience", low=0.0)
@@ -479,10 +489,10 @@ class ReduceLROnPlateau(Schedule):
         self._bad = torch.zeros_like(self.base)
         self._cool = torch.zeros_like(self.base)
 
-    def _rate(self, t):
+    def _rate(self, t: torch.Tensor) -> torch.Tensor:
         return self._lr.clone()
 
-    def _observe(self, record):
+    def _observe(self, record: Mapping[str, Any]) -> bool:
         values = record.get(self.monitor)
         if values is None:
             have = sorted(k for k, v in record.items() if isinstance(v, list))
@@ -507,12 +517,12 @@ class ReduceLROnPlateau(Schedule):
         self._bad = torch.where(reduce, torch.zeros_like(self._bad), self._bad)
         return bool(changed.any())
 
-    def state_dict(self):
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         t, m = super().state_dict()
         t.update(lr=self._lr, best=self._best, bad=self._bad, cool=self._cool)
         return t, m
 
-    def load_state_dict(self, tensors, meta):
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         super().load_state_dict(tensors, meta)
         for k in ("lr", "best", "bad", "cool"):
             if k in tensors:
@@ -537,29 +547,29 @@ class PerMember(Schedule):
             raise ConfigError("PerMember needs at least one (schedule, members) group")
 
     @classmethod
-    def of(cls, schedules: Sequence[Schedule]) -> "PerMember":
+    def of(cls, schedules: Sequence[Schedule]) -> PerMember:
         return cls([(s, [i]) for i, s in enumerate(schedules)])
 
-    def _bind(self, size, base, base_momentum):
+    def _bind(self, size: int, base: torch.Tensor, base_momentum: torch.Tensor | None) -> None:
         seen = sorted(i for _, idx in self.groups for i in idx)
         if seen != list(range(size)):
             raise ConfigError(f"PerMember groups must cover members 0..{size - 1} once each, got {seen}")
         self.size, self.base, self._opt_momentum = size, base, base_momentum
-        self._index = []
+        self._index: list[torch.Tensor] = []
         for s, idx in self.groups:
             ix = torch.tensor(idx, dtype=torch.long, device=base.device)
             s._bind(len(idx), base[ix].clone(), None if base_momentum is None else base_momentum[ix].clone())
             self._index.append(ix)
 
-    def begin(self, total_steps, steps_per_epoch):
+    def begin(self, total_steps: int, steps_per_epoch: int) -> None:
         super().begin(total_steps, steps_per_epoch)
         for s, _ in self.groups:
             s.begin(total_steps, steps_per_epoch)
 
-    def _key(self, step):
+    def _key(self, step: int) -> Any:
         return tuple(s._key(step) for s, _ in self.groups)
 
-    def rates(self, step):
+    def rates(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         lr = self.base.clone()
         mom = None
         for (s, _), ix in zip(self.groups, self._index):
@@ -567,33 +577,36 @@ class PerMember(Schedule):
             lr[ix] = l
             if m is not None:
                 if mom is None:
+                    # a group returns momenta only when it cycles them, which _bind allows only when
+                    # the optimizer has a momentum (OneCycleLR._bind), so _opt_momentum is set here
+                    assert self._opt_momentum is not None
                     mom = self._opt_momentum.clone()
                 mom[ix] = m
         return lr, mom
 
-    def cycles_momentum(self):
+    def cycles_momentum(self) -> bool:
         return any(s.cycles_momentum() for s, _ in self.groups)
 
-    def _observe(self, record):
+    def _observe(self, record: Mapping[str, Any]) -> bool:
         changed = False
         for (s, idx), _ in zip(self.groups, self._index):
             sub = {k: ([v[i] for i in idx] if isinstance(v, list) else v) for k, v in record.items()}
             changed |= s._observe(sub)
         return changed
 
-    def state_dict(self):
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         t: dict[str, torch.Tensor] = {"base": self.base}
         for g, (s, _) in enumerate(self.groups):
             st, _ = s.state_dict()
             t.update({f"{g}.{k}": v for k, v in st.items()})
         return t, {}
 
-    def load_state_dict(self, tensors, meta):
+    def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         super().load_state_dict(tensors, meta)
         for g, (s, _) in enumerate(self.groups):
             s.load_state_dict({k[len(f"{g}."):]: v for k, v in tensors.items() if k.startswith(f"{g}.")}, {})
 
-    def settings(self):
+    def settings(self) -> dict[str, Any]:
         return {"groups": [(s, idx) for s, idx in self.groups]}
 
 

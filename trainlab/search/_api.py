@@ -3,7 +3,7 @@ outputs as it stands. Exported as ``trainlab.search.tune`` and ``trainlab.search
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ def _prepare(config: str | Path | Mapping[str, Any], *, trials: int | None, stra
 
 def tune(config: str | Path | Mapping[str, Any], *, trials: int | None = None, strategy: str | None = None,
          population: int | None = None, storage: str | None = None, study: str | None = None,
-         out: str | Path | None = None, seed: int | None = None, overrides: list[str] = (),
+         out: str | Path | None = None, seed: int | None = None, overrides: Sequence[str] = (),
          device: str | None = None, progress: bool = False) -> TuneResult:
     """Run (or resume, or join) the study a search config describes; see docs/search.md.
 
@@ -44,7 +44,7 @@ def tune(config: str | Path | Mapping[str, Any], *, trials: int | None = None, s
 
 def report(config: str | Path | Mapping[str, Any], *, trials: int | None = None, strategy: str | None = None,
            storage: str | None = None, study: str | None = None, out: str | Path | None = None,
-           seed: int | None = None, overrides: list[str] = ()) -> TuneResult:
+           seed: int | None = None, overrides: Sequence[str] = ()) -> TuneResult:
     """Write the outputs of a study as it stands (running or not), without running trials; the same
     arguments as :func:`tune` name the study and its setup."""
     base, spec, stem = _prepare(config, trials=trials, strategy=strategy, population=None, seed=seed,

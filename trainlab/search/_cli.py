@@ -105,10 +105,11 @@ class TuneCommand(Command):
             for r in rows:
                 print("  ".join([str(r["number"]).rjust(4), _fmt(r["value"]).rjust(8)]
                                 + [_fmt(r["params"].get(n)).rjust(12) for n in names]))
-        if result.test:
+        best = result.best
+        if result.test and best is not None:  # a test evaluation is of the best trial
             t = result.test.get("test") or {}
             shown = ", ".join(f"{k} {_fmt(v)}" for k, v in t.items()) or result.test.get("note", "-")
-            print(f"best trial #{result.best['number']}: {s['metric']} {result.best['value']:.4f} (validation); "
+            print(f"best trial #{best['number']}: {s['metric']} {best['value']:.4f} (validation); "
                   f"test split, evaluated once: {shown}")
         if result.files:
             print(f"wrote {out}/ (trials.csv, summary.json, best.toml, figures)")

@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.search import _stop
+from trainlab.search._results import value_of
 from trainlab.search._space import SearchSpace, _Numeric
 from trainlab.search._vocab import IMPUTE, SLOT
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from trainlab.search._results import StudySnapshot
 
 __all__ = ["scatter", "curves", "optimization_history", "importance", "draw_all"]
@@ -22,7 +26,8 @@ __all__ = ["scatter", "curves", "optimization_history", "importance", "draw_all"
 log = logging.getLogger("trainlab.search")
 
 
-def _plt():
+def _plt() -> ModuleType:
+    """``matplotlib.pyplot`` on the Agg backend (imported when a figure is drawn)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -45,7 +50,7 @@ def _label(space: SearchSpace, t: FrozenTrial, names: list[str]) -> str:
 
 
 def scatter(trials: list[FrozenTrial], space: SearchSpace, x: str, y: str | None, *, metric: str,
-            maximize: bool, title: str = ""):
+            maximize: bool, title: str = "") -> Figure:
     """Each trial at (x, y) coloured by its validation value (log axes for log parameters); failed
     trials as grey crosses, pruned ones hollow, the best as a star. With ``y=None``: value against x."""
     plt = _plt()
@@ -75,7 +80,7 @@ def scatter(trials: list[FrozenTrial], space: SearchSpace, x: str, y: str | None
             ax.scatter([val(t, x) for t in failed], [val(t, y) for t in failed], marker="x", c="tab:red", s=30,
                        label=f"failed: diverged etc. ({len(failed)})")
         if done:
-            b = (max if maximize else min)(done, key=lambda t: t.value)
+            b = (max if maximize else min)(done, key=value_of)
             ax.scatter([val(b, x)], [val(b, y)], marker="*", s=260, c="tab:orange", edgecolors="k",
                        label=f"best {metric}={b.value:.4f}")
         ax.set_ylabel(y)
@@ -91,11 +96,11 @@ def scatter(trials: list[FrozenTrial], space: SearchSpace, x: str, y: str | None
     return fig
 
 
-def curves(trials: list[FrozenTrial], space: SearchSpace, *, metric: str, maximize: bool, n: int = 10):
+def curves(trials: list[FrozenTrial], space: SearchSpace, *, metric: str, maximize: bool, n: int = 10) -> Figure:
     """Learning curves (train solid, validation dashed) of the ``n`` best completed trials."""
     plt = _plt()
     done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
-                   and t.user_attrs.get("curves")), key=lambda t: -t.value if maximize else t.value)[:n]
+                   and t.user_attrs.get("curves")), key=lambda t: -value_of(t) if maximize else value_of(t))[:n]
     what = "acc" if metric.endswith("acc") else "loss"
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -120,14 +125,14 @@ def curves(trials: list[FrozenTrial], space: SearchSpace, *, metric: str, maximi
     return fig
 
 
-def optimization_history(trials: list[FrozenTrial], *, metric: str, maximize: bool):
+def optimization_history(trials: list[FrozenTrial], *, metric: str, maximize: bool) -> Figure:
     """Each result by slot (its place in the study), and the best so far."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
     done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
                   key=lambda t: int(t.system_attrs.get(SLOT, t.number)))
     xs = [int(t.system_attrs.get(SLOT, t.number)) for t in done]
-    vs = [t.value for t in done]
+    vs = [value_of(t) for t in done]
     ax.scatter(xs, vs, s=14, c="tab:blue", label="trial")
     if vs:
         best = np.maximum.accumulate(vs) if maximize else np.minimum.accumulate(vs)
@@ -145,7 +150,7 @@ def optimization_history(trials: list[FrozenTrial], *, metric: str, maximize: bo
     return fig
 
 
-def importance(imp: dict[str, Any]):
+def importance(imp: dict[str, Any]) -> Figure:
     plt = _plt()
     items = sorted(imp["importance"].items(), key=lambda kv: kv[1])
     # Wide enough for the longest parameter name; the title is the figure's (centred on the whole
@@ -159,13 +164,13 @@ def importance(imp: dict[str, Any]):
     return fig
 
 
-def draw_all(snap: "StudySnapshot", summary: dict[str, Any], out: Path) -> dict[str, str]:
+def draw_all(snap: StudySnapshot, summary: dict[str, Any], out: Path) -> dict[str, str]:
     """Write every figure that the study's trials allow; returns name -> path."""
     plt = _plt()
     spec, space, trials = snap.spec, snap.space, snap.trials
     files: dict[str, str] = {}
 
-    def save(fig, name: str) -> None:
+    def save(fig: Figure, name: str) -> None:
         path = out / f"{name}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)

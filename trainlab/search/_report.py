@@ -21,9 +21,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.search import _plots, _stop
-from trainlab.search._results import StudySnapshot, TuneResult, best_trial
+from trainlab.search._results import StudySnapshot, TuneResult, best_trial, value_of
 from trainlab.search._samplers import derive_seed
 from trainlab.search._space import SearchSpace
+from trainlab.search._strategies import CoarseToFine
 from trainlab.search._vocab import ATTEMPT, BOXES, REASON, RETRY, RETRY_OF, SEED, SLOT, SlotState
 
 __all__ = ["build_result", "summarize", "trial_rows", "best_trial", "param_importances", "write_csv"]
@@ -126,9 +127,9 @@ def summarize(snap: StudySnapshot) -> tuple[dict[str, Any], list[dict[str, Any]]
         best_info = {"number": best.number, "slot": best.system_attrs.get(SLOT), "value": best.value,
                      "params": space.decode(best.params), "seed": best.user_attrs.get(SEED)}
     top = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
-                 key=lambda t: -t.value if spec.maximize else t.value)[:10]
+                 key=lambda t: -value_of(t) if spec.maximize else value_of(t))[:10]
     rounds = None
-    if spec.strategy.name == "coarse-to-fine":
+    if isinstance(spec.strategy, CoarseToFine):
         sizes = spec.strategy.round_sizes(snap.budget)
         rounds = []
         for r, n in enumerate(sizes):

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from trainlab.search._space import SearchSpace
     from trainlab.search._spec import SearchSpec
 
-__all__ = ["SlotStatus", "Ledger", "best_trial", "StudySnapshot", "TuneResult"]
+__all__ = ["SlotStatus", "Ledger", "best_trial", "value_of", "StudySnapshot", "TuneResult"]
 
 
 # ---- the ledger: what each slot's trials add up to --------------------------------------------------
@@ -94,6 +94,13 @@ class Ledger:
 
     def needs_retry(self) -> list[SlotStatus]:
         return [s for s in self.slots.values() if s.status == SlotState.RETRY]
+
+
+def value_of(trial: FrozenTrial) -> float:
+    """The value of a trial known to have one (a COMPLETE trial, filtered on ``value is not None``)."""
+    if trial.value is None:
+        raise ValueError(f"trial {trial.number} ({trial.state.name}) has no value")
+    return trial.value
 
 
 def best_trial(trials: Sequence[FrozenTrial], maximize: bool) -> FrozenTrial | None:

@@ -16,11 +16,11 @@ completed with the worst value seen so far.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 import copy
 import hashlib
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import optuna
@@ -61,6 +61,8 @@ def draw(dist: BaseDistribution, rng: np.random.Generator, box: tuple[float, flo
     if isinstance(dist, CategoricalDistribution):
         choices = list(dist.choices) if box is None else [c for c in dist.choices if c in list(box)]
         return choices[int(rng.integers(len(choices)))]
+    if not isinstance(dist, (FloatDistribution, IntDistribution)):
+        raise TypeError(f"unsupported distribution {dist!r}")
     low, high = (dist.low, dist.high) if box is None else box
     if isinstance(dist, FloatDistribution):
         if dist.step is not None:
@@ -73,7 +75,7 @@ def draw(dist: BaseDistribution, rng: np.random.Generator, box: tuple[float, flo
         else:
             v = float(rng.uniform(low, high))
         return float(min(max(v, dist.low), dist.high))
-    if isinstance(dist, IntDistribution):
+    if isinstance(dist, IntDistribution):  # (always, past the check above)
         low, high = int(math.ceil(low - 1e-9)), int(math.floor(high + 1e-9))
         if dist.log:
             # as Optuna does: uniform in log over [low - 0.5, high + 0.5], then round
@@ -104,20 +106,23 @@ class SlotSampler(BaseSampler):
     def rng(self, trial: FrozenTrial, *labels: str | int) -> np.random.Generator:
         return np.random.default_rng(derive_seed(self.seed, self.slot(trial), *labels))
 
-    def infer_relative_search_space(self, study, trial):
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return {}
 
-    def sample_relative(self, study, trial, search_space):
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+                        ) -> dict[str, Any]:
         return {}
 
-    def after_trial(self, study, trial, state, values) -> None:
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+                    ) -> None:
         self._slots.pop(trial._trial_id, None)
 
 
 class SlotRandomSampler(SlotSampler):
     """Uniform / log-uniform draws, a pure function of ``(seed, slot, name)``."""
 
-    def sample_independent(self, study, trial, param_name, param_distribution):
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
         return draw(param_distribution, self.rng(trial, param_name))
 
 
@@ -163,17 +168,17 @@ class CoarseToFineSampler(SlotSampler):
                 box[p.name] = list(p.encoded)
         return box
 
-    def box(self, study, r: int) -> dict[str, Any]:
+    def box(self, study: optuna.Study, r: int) -> dict[str, Any]:
         if r in self.boxes:
             return self.boxes[r]
         if r == 0:
             box = self.full_box()
         else:
             prev = self.box(study, r - 1)
-            done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            done = [(t.value, t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                     if slot_of(t) < self.starts[r] and t.value is not None]
-            done.sort(key=lambda t: (-t.value if self.maximize else t.value, slot_of(t)))
-            best = done[: self.top_k]
+            done.sort(key=lambda vt: (-vt[0] if self.maximize else vt[0], slot_of(vt[1])))
+            best = [t for _, t in done[: self.top_k]]
             box = self.shrink(prev, [t.params for t in best]) if best else copy.deepcopy(prev)
         self.boxes[r] = box
         if self.on_box is not None:
@@ -203,7 +208,8 @@ class CoarseToFineSampler(SlotSampler):
                 box[p.name] = [c for c in prev[p.name] if c in vals]
         return box
 
-    def sample_independent(self, study, trial, param_name, param_distribution):
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
         box = self.box(study, self.round_of(self.slot(trial)))
         return draw(param_distribution, self.rng(trial, param_name), box.get(param_name))
 
@@ -218,7 +224,8 @@ class _ImputedStudy:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
 
-    def _transform(self, trials: list[FrozenTrial], states, deepcopy: bool) -> list[FrozenTrial]:
+    def _transform(self, trials: list[FrozenTrial], states: Container[TrialState] | None, deepcopy: bool
+                   ) -> list[FrozenTrial]:
         values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
         maximize = self._study.direction == optuna.study.StudyDirection.MAXIMIZE
         worst = (min(values) if maximize else max(values)) if values else None
@@ -232,16 +239,23 @@ class _ImputedStudy:
                 out.append(copy.deepcopy(t) if deepcopy else t)
         return out
 
-    def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False) -> list[FrozenTrial]:
+    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
+                    use_cache: bool = False) -> list[FrozenTrial]:
         return self._transform(self._study._get_trials(deepcopy=False, states=None, use_cache=use_cache),
                                states, deepcopy)
 
-    def get_trials(self, deepcopy: bool = True, states=None) -> list[FrozenTrial]:
+    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
         return self._transform(self._study.get_trials(deepcopy=False, states=None), states, deepcopy)
 
     @property
     def trials(self) -> list[FrozenTrial]:
         return self.get_trials()
+
+
+def _imputed(study: optuna.Study) -> optuna.Study:
+    """``study`` as the base sampler should see it. The view is duck-typed (it forwards everything else to the
+    study), hence the cast: what Optuna's samplers read of a Study is there."""
+    return cast(optuna.Study, _ImputedStudy(study))
 
 
 class ModelSampler(SlotSampler):
@@ -259,7 +273,8 @@ class ModelSampler(SlotSampler):
         self.kind, self.startup = kind, int(startup)
         self._random = SlotRandomSampler(seed)
         self._random._slots = self._slots  # one slot table for both
-        self._per_trial: dict[int, tuple[bool, BaseSampler | None]] = {}
+        #: trial id -> its base sampler, or None while it is a startup (slot-random) trial
+        self._per_trial: dict[int, BaseSampler | None] = {}
 
     def _make_base(self, seed: int) -> BaseSampler:
         import warnings
@@ -272,37 +287,41 @@ class ModelSampler(SlotSampler):
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=0, independent_sampler=self._random,
                                              warn_independent_sampling=False)
 
-    def _state(self, study, trial: FrozenTrial) -> tuple[bool, BaseSampler | None]:
+    def _base(self, study: optuna.Study, trial: FrozenTrial) -> BaseSampler | None:
+        """The trial's base sampler, or None while it is a startup trial."""
         key = trial._trial_id
         if key not in self._per_trial:
             view = _ImputedStudy(study)
             n = len(view._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
             if n < self.startup:
-                self._per_trial[key] = (True, None)
+                self._per_trial[key] = None
             else:
-                self._per_trial[key] = (False, self._make_base(derive_seed(self.seed, self.slot(trial), self.kind) % 2**32))
+                self._per_trial[key] = self._make_base(derive_seed(self.seed, self.slot(trial), self.kind) % 2**32)
         return self._per_trial[key]
 
-    def infer_relative_search_space(self, study, trial):
-        startup, base = self._state(study, trial)
-        if startup:
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        base = self._base(study, trial)
+        if base is None:
             return {}
-        return base.infer_relative_search_space(_ImputedStudy(study), trial)
+        return base.infer_relative_search_space(_imputed(study), trial)
 
-    def sample_relative(self, study, trial, search_space):
-        startup, base = self._state(study, trial)
-        if startup or not search_space:
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+                        ) -> dict[str, Any]:
+        base = self._base(study, trial)
+        if base is None or not search_space:
             return {}
-        return base.sample_relative(_ImputedStudy(study), trial, search_space)
+        return base.sample_relative(_imputed(study), trial, search_space)
 
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        startup, base = self._state(study, trial)
-        if startup:
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        base = self._base(study, trial)
+        if base is None:
             return self._random.sample_independent(study, trial, param_name, param_distribution)
-        return base.sample_independent(_ImputedStudy(study), trial, param_name, param_distribution)
+        return base.sample_independent(_imputed(study), trial, param_name, param_distribution)
 
-    def after_trial(self, study, trial, state, values) -> None:
-        _, base = self._per_trial.pop(trial._trial_id, (True, None))
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+                    ) -> None:
+        base = self._per_trial.pop(trial._trial_id, None)
         if base is not None:
-            base.after_trial(_ImputedStudy(study), trial, state, values)
+            base.after_trial(_imputed(study), trial, state, values)
         super().after_trial(study, trial, state, values)

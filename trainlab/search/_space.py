@@ -23,12 +23,12 @@ message that names the parameter, the rule and the value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 import copy
 import itertools
 import json
 import math
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import optuna
@@ -43,20 +43,29 @@ MAX_GRID_POINTS = 100_000
 _PRIMITIVE = (str, int, float, bool, type(None))
 
 
-def _number(where: str, name: str, v: Any, *, integer: bool = False) -> float | int:
+def _integer(where: str, name: str, v: Any) -> int:
+    """``v`` as an int: an int, or a float with an integer value (TOML's ``3.0``)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{where}: {name} must be {kind}, got {v!r}")
-    if integer:
-        if isinstance(v, float):
-            if not v.is_integer():
-                raise ConfigError(f"{where}: {name} must be an integer, got {v!r}")
-            v = int(v)
-        return v
+        raise ConfigError(f"{where}: {name} must be an integer, got {v!r}")
+    if isinstance(v, float):
+        if not v.is_integer():
+            raise ConfigError(f"{where}: {name} must be an integer, got {v!r}")
+        return int(v)
+    return v
+
+
+def _real(where: str, name: str, v: Any) -> float:
+    """``v`` as a finite float."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"{where}: {name} must be a number, got {v!r}")
     v = float(v)
     if not math.isfinite(v):
         raise ConfigError(f"{where}: {name} must be a finite number, got {v}")
     return v
+
+
+#: the number type of a numeric parameter: int for IntParam, float for FloatParam
+N = TypeVar("N", int, float)
 
 
 class Param:
@@ -94,13 +103,13 @@ class Param:
         return type(self) is type(other) and self.name == other.name and self.describe() == other.describe()
 
 
-class _Numeric(Param):
+class _Numeric(Param, Generic[N]):
     def __init__(self, name: str, low: Any, high: Any, *, log: bool = False, step: Any = None,
-                 points: int | None = None, values: Sequence[Any] | None = None, integer: bool) -> None:
+                 points: int | None = None, values: Sequence[Any] | None = None) -> None:
         super().__init__(name)
         w = self.where
-        self.low = _number(w, "low", low, integer=integer)
-        self.high = _number(w, "high", high, integer=integer)
+        self.low: N = self._parse(w, "low", low)
+        self.high: N = self._parse(w, "high", high)
         if not isinstance(log, bool):
             raise ConfigError(f"{w}: log must be true or false, got {log!r}")
         self.log = log
@@ -113,31 +122,35 @@ class _Numeric(Param):
             if log:
                 raise ConfigError(f"{w}: step cannot be combined with log = true (got step={step!r}); "
                                   "use points = n for a log-spaced grid")
-            step = _number(w, "step", step, integer=integer)
+            step = self._parse(w, "step", step)
             if step <= 0:
                 raise ConfigError(f"{w}: step must be > 0, got step={step!r}")
             if step > self.high - self.low:
                 raise ConfigError(f"{w}: step must be <= high - low = {self.high - self.low!r}, got step={step!r}")
-        self.step = step
+        self.step: N | None = step
         if points is not None:
-            points = _number(w, "points", points, integer=True)
+            points = _integer(w, "points", points)
             if points < 2:
                 raise ConfigError(f"{w}: points must be >= 2 (low and high at least), got points={points!r}")
         self.points = points
+        vs: list[N] | None = None
         if values is not None:
             if not isinstance(values, (list, tuple)) or not values:
                 raise ConfigError(f"{w}: values must be a non-empty list, got {values!r}")
-            vs = [_number(w, f"values[{i}]", v, integer=integer) for i, v in enumerate(values)]
+            vs = [self._parse(w, f"values[{i}]", v) for i, v in enumerate(values)]
             for v in vs:
                 if not self.low <= v <= self.high:
                     raise ConfigError(f"{w}: values must lie in [low, high] = [{self.low!r}, {self.high!r}], "
                                       f"got {v!r}")
             if len(set(vs)) != len(vs):
                 raise ConfigError(f"{w}: values must not repeat, got {vs!r}")
-            values = vs
         if points is not None and values is not None:
             raise ConfigError(f"{w}: give either points or values, not both")
-        self.values = values
+        self.values: list[N] | None = vs
+
+    def _parse(self, where: str, name: str, v: Any) -> N:
+        """``v`` as this parameter's number type (validated)."""
+        raise NotImplementedError
 
     def to_internal(self, v: float) -> float:
         """The scale on which draws are uniform: log for ``log = true``."""
@@ -147,14 +160,17 @@ class _Numeric(Param):
         return math.exp(u) if self.log else float(u)
 
 
-class FloatParam(_Numeric):
+class FloatParam(_Numeric[float]):
     """A real number in ``[low, high]``, uniform or log-uniform (``log=True``)."""
 
     kind = "float"
 
     def __init__(self, name: str, low: float, high: float, *, log: bool = False, step: float | None = None,
                  points: int | None = None, values: Sequence[float] | None = None) -> None:
-        super().__init__(name, low, high, log=log, step=step, points=points, values=values, integer=False)
+        super().__init__(name, low, high, log=log, step=step, points=points, values=values)
+
+    def _parse(self, where: str, name: str, v: Any) -> float:
+        return _real(where, name, v)
 
     def distribution(self) -> optuna.distributions.FloatDistribution:
         return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
@@ -182,14 +198,17 @@ class FloatParam(_Numeric):
         return d
 
 
-class IntParam(_Numeric):
+class IntParam(_Numeric[int]):
     """An integer in ``[low, high]`` (both inclusive), uniform or log-uniform."""
 
     kind = "int"
 
     def __init__(self, name: str, low: int, high: int, *, log: bool = False, step: int | None = None,
                  points: int | None = None, values: Sequence[int] | None = None) -> None:
-        super().__init__(name, low, high, log=log, step=step, points=points, values=values, integer=True)
+        super().__init__(name, low, high, log=log, step=step, points=points, values=values)
+
+    def _parse(self, where: str, name: str, v: Any) -> int:
+        return _integer(where, name, v)
 
     def distribution(self) -> optuna.distributions.IntDistribution:
         return optuna.distributions.IntDistribution(self.low, self.high, log=self.log, step=self.step or 1)
@@ -368,7 +387,7 @@ class SearchSpace:
     def __len__(self) -> int:
         return len(self.params)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Param]:
         return iter(self.params.values())
 
     def __contains__(self, name: str) -> bool:
@@ -387,7 +406,12 @@ class SearchSpace:
         return [p for p in self.params.values() if isinstance(p, _Numeric)]
 
     def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
-        return {p.name: p.distribution() for p in self.sampled}
+        out: dict[str, optuna.distributions.BaseDistribution] = {}
+        for p in self.sampled:
+            d = p.distribution()
+            if d is not None:  # (always: only fixed parameters have none, and they are not sampled)
+                out[p.name] = d
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {name: p.describe() for name, p in self.params.items()}

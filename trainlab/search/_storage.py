@@ -35,7 +35,7 @@ or at once when its worker ran on this machine and that process no longer exists
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 import contextlib
 import datetime as _dt
 import fcntl
@@ -45,7 +45,7 @@ from pathlib import Path
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 import warnings
 
 import optuna
@@ -54,6 +54,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.errors import ConfigError
 from trainlab.search._vocab import HEARTBEAT, NEVER_BEAT, PROCESS_GONE, SILENT, WORKER
+
+if TYPE_CHECKING:  # imported where used: only the RDB storages need SQLAlchemy
+    import sqlalchemy
 
 __all__ = ["StudyStorage", "open_storage", "worker_identity", "worker_is_dead_here", "HEARTBEAT", "WORKER",
            "LOCK_TIMEOUT"]
@@ -95,7 +98,7 @@ def worker_identity() -> dict[str, Any]:
     return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid, "start": _process_start(pid) or ""}
 
 
-def worker_is_dead_here(worker: Any) -> bool:
+def worker_is_dead_here(worker: object) -> TypeGuard[dict[str, Any]]:
     """True when ``worker`` (a :func:`worker_identity`) ran on this machine since its last boot and its
     process is gone. Workers of other machines are never judged here (their heartbeats are)."""
     if not isinstance(worker, dict):
@@ -114,6 +117,14 @@ def worker_is_dead_here(worker: Any) -> bool:
 
 
 # ---- locks ----------------------------------------------------------------------------------------
+class _StudyLock(Protocol):
+    """A lock one worker holds during a claim (an SQL lock also has ``dispose``, called after release)."""
+
+    def acquire(self, timeout: float) -> None: ...
+
+    def release(self) -> None: ...
+
+
 class _FileLock:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -151,12 +162,13 @@ class _SqlLock:
         self._engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
         self.name, self.dialect = name, dialect
         self.key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-        self._conn = None
+        self._conn: sqlalchemy.engine.Connection | None = None
 
     def acquire(self, timeout: float) -> None:
         import sqlalchemy
 
         conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        args: dict[str, int | str]
         if self.dialect == "postgresql":
             stmt, args = sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}
         else:
@@ -221,8 +233,9 @@ class StudyStorage:
         storage: the Optuna storage to pass to ``optuna.create_study``/``load_study``.
     """
 
-    def __init__(self, url: str, kind: str, storage: BaseStorage, raw: BaseStorage, lock_factory,
-                 *, heartbeat: int, grace: int, path: Path | None = None) -> None:
+    def __init__(self, url: str, kind: str, storage: BaseStorage, raw: BaseStorage,
+                 lock_factory: Callable[[str], _StudyLock], *, heartbeat: int, grace: int,
+                 path: Path | None = None) -> None:
         self.url, self.kind, self.storage, self.raw = url, kind, storage, raw
         self._lock_factory = lock_factory
         self.heartbeat, self.grace, self.path = heartbeat, grace, path
@@ -250,7 +263,7 @@ class StudyStorage:
     def beat(self, trial_ids: Sequence[int]) -> None:
         for tid in trial_ids:
             try:
-                if self.native_heartbeat:
+                if isinstance(self.raw, RDBStorage):  # self.native_heartbeat
                     self.raw.record_heartbeat(tid)
                 else:
                     self.storage.set_trial_system_attr(tid, HEARTBEAT, time.time())
@@ -265,7 +278,8 @@ class StudyStorage:
             return out
         # the most specific reason wins: a worker of this machine whose process is gone is named as such even
         # when its heartbeat has also gone stale (a restart more than `grace` seconds after a kill -9)
-        silent = set(self.raw._get_stale_trial_ids(study_id)) if self.native_heartbeat else set()
+        # optuna's own stale-trial query (private, but what its fail_stale_trials uses) where it keeps heartbeats
+        silent = set(self.raw._get_stale_trial_ids(study_id)) if isinstance(self.raw, RDBStorage) else set()
         now = time.time()
         started_limit = _dt.datetime.now() - _dt.timedelta(seconds=self.grace + self.heartbeat)
         for t in running:
@@ -327,7 +341,7 @@ def _rdb(url: str, kind: str, *, heartbeat: int, grace: int) -> RDBStorage:
         raise ConfigError(f"cannot open storage {_mask(url)}: {first}") from None
     if kind == "sqlite":
         @sqlalchemy.event.listens_for(raw.engine, "connect")
-        def _pragmas(dbapi_con, _record):  # noqa: ANN001
+        def _pragmas(dbapi_con: Any, _record: Any) -> None:  # the DB-API connection (sqlite3) and its pool record
             dbapi_con.execute("PRAGMA synchronous=NORMAL")
             dbapi_con.execute("PRAGMA busy_timeout=60000")
 
@@ -382,9 +396,9 @@ def open_storage(url: str | None, *, default: Path | None = None, heartbeat: int
     if not isinstance(url, str) or not url:
         raise ConfigError(f"storage must be a URL string, got {url!r}")
     if url in ("memory", ":memory:"):
-        raw = InMemoryStorage()
+        memory = InMemoryStorage()
         mutex = threading.Lock()
-        return StudyStorage(url, "memory", raw, raw, lambda name: _ThreadLock(mutex), heartbeat=heartbeat,
+        return StudyStorage(url, "memory", memory, memory, lambda name: _ThreadLock(mutex), heartbeat=heartbeat,
                             grace=grace)
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
@@ -392,8 +406,8 @@ def open_storage(url: str | None, *, default: Path | None = None, heartbeat: int
         path = Path(url[len("journal:"):].removeprefix("//")).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = path.with_name(path.name + ".trainlab-lock")
-        raw = JournalStorage(JournalFileBackend(str(path)))
-        return StudyStorage(url, "journal", raw, raw, lambda name: _FileLock(lock_path), heartbeat=heartbeat,
+        journal = JournalStorage(JournalFileBackend(str(path)))
+        return StudyStorage(url, "journal", journal, journal, lambda name: _FileLock(lock_path), heartbeat=heartbeat,
                             grace=grace, path=path)
     if "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3")):
         url = f"sqlite:///{Path(url).expanduser().resolve()}"

@@ -174,12 +174,14 @@ class CoarseToFine(Strategy):
         base, extra = divmod(trials, self.rounds)
         return [base + (1 if i < extra else 0) for i in range(self.rounds)]
 
-    def sampler(self, space, seed, *, trials, maximize, on_box=None, known_boxes=None):
+    def sampler(self, space: SearchSpace, seed: int, *, trials: int, maximize: bool,
+                on_box: Callable[[int, dict[str, Any]], None] | None = None,
+                known_boxes: Mapping[int, dict[str, Any]] | None = None) -> SlotSampler:
         return CoarseToFineSampler(derive_seed(seed, "sampler"), space, self.round_sizes(trials), top_k=self.top_k,
                                    margin=self.margin, min_width=self.min_width, maximize=maximize,
                                    on_box=on_box, known_boxes=known_boxes)
 
-    def slot_open(self, slot, trials, is_decided):
+    def slot_open(self, slot: int, trials: int, is_decided: Callable[[int], bool]) -> bool:
         sizes = self.round_sizes(trials)
         start = 0
         for n in sizes:
@@ -204,7 +206,9 @@ class TPE(Strategy):
     def __init__(self, startup: int = 10) -> None:
         self.startup = _int_option("search.tpe", "startup", startup, 1)
 
-    def sampler(self, space, seed, *, trials, maximize, on_box=None, known_boxes=None):
+    def sampler(self, space: SearchSpace, seed: int, *, trials: int, maximize: bool,
+                on_box: Callable[[int, dict[str, Any]], None] | None = None,
+                known_boxes: Mapping[int, dict[str, Any]] | None = None) -> SlotSampler:
         return ModelSampler(derive_seed(seed, "sampler"), "tpe", startup=self.startup)
 
 
@@ -217,7 +221,9 @@ class GP(Strategy):
     def __init__(self, startup: int = 10) -> None:
         self.startup = _int_option("search.gp", "startup", startup, 1)
 
-    def sampler(self, space, seed, *, trials, maximize, on_box=None, known_boxes=None):
+    def sampler(self, space: SearchSpace, seed: int, *, trials: int, maximize: bool,
+                on_box: Callable[[int, dict[str, Any]], None] | None = None,
+                known_boxes: Mapping[int, dict[str, Any]] | None = None) -> SlotSampler:
         return ModelSampler(derive_seed(seed, "sampler"), "gp", startup=self.startup)
 
 

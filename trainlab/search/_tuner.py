@@ -18,14 +18,14 @@ How a study stays exact with any number of workers, interruptions and crashes:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 import contextlib
 import json
 import logging
 from pathlib import Path
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -35,6 +35,7 @@ from trainlab.search._jobs import Evaluator, TrialJob, TrialOutcome
 from trainlab.search._report import build_result
 from trainlab.search._results import Ledger, SlotStatus, StudySnapshot, TuneResult, best_trial
 from trainlab.search._samplers import SlotSampler, derive_seed
+from trainlab.search._space import Param
 from trainlab.search._spec import SearchSpec
 from trainlab.search._storage import StudyStorage, open_storage, worker_identity
 from trainlab.search._vocab import (ATTEMPT, BOXES, BUDGET, COUNTS, FINAL, IMPUTE, INTERRUPTED, QUEUED, REASON,
@@ -46,6 +47,18 @@ __all__ = ["Tuner", "TuneResult", "Ledger", "SlotStatus", "StudySnapshot", "RETR
            "REASON", "SPEC", "SLOT"]
 
 log = logging.getLogger("trainlab.search")
+
+
+class _ProgressBar(Protocol):
+    """What the worker loop uses of a ``tqdm`` bar (tqdm ships no type information)."""
+
+    n: int
+
+    def set_postfix(self, *, refresh: bool = True, **values: Any) -> None: ...
+
+    def refresh(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class _Heartbeats:
@@ -63,7 +76,7 @@ class _Heartbeats:
             except Exception as e:  # noqa: BLE001 - a missed beat must not kill training; the next one retries
                 log.warning("heartbeat failed (%s); retrying in %s s", e, self.storage.heartbeat)
 
-    def __enter__(self) -> "_Heartbeats":
+    def __enter__(self) -> _Heartbeats:
         self._thread.start()
         return self
 
@@ -73,7 +86,7 @@ class _Heartbeats:
 
 
 @contextlib.contextmanager
-def _deferred_interrupts():
+def _deferred_interrupts() -> Iterator[None]:
     """Ctrl-C / SIGTERM wait until the block ends: a claim (trials taken, attributed, sampled) or a tell
     is never cut in half, so an interrupted worker leaves no trial it took unaccounted for."""
     import signal
@@ -100,13 +113,15 @@ def _deferred_interrupts():
             raise KeyboardInterrupt
 
 
-def _suggest(trial: optuna.Trial, p: Any) -> Any:
+def _suggest(trial: optuna.Trial, p: Param) -> Any:
     d = p.distribution()
     if isinstance(d, optuna.distributions.FloatDistribution):
         return trial.suggest_float(p.name, d.low, d.high, step=d.step, log=d.log)
     if isinstance(d, optuna.distributions.IntDistribution):
         return trial.suggest_int(p.name, d.low, d.high, step=d.step, log=d.log)
-    return trial.suggest_categorical(p.name, d.choices)
+    if isinstance(d, optuna.distributions.CategoricalDistribution):
+        return trial.suggest_categorical(p.name, d.choices)
+    raise TypeError(f"{p!r} is fixed, not sampled")  # only the space's sampled parameters come here
 
 
 def _diff(old: Any, new: Any, path: str = "") -> list[str]:
@@ -179,28 +194,30 @@ class Tuner:
         pruner = self._pruner()
         with self.store.lock(self.study_name):
             st = self.store.storage
+            existing: int | None
             try:
-                study_id = st.get_study_id_from_name(self.study_name)
-                created = False
+                existing = st.get_study_id_from_name(self.study_name)
             except KeyError:
                 if not create:
                     raise ConfigError(f"no study '{self.study_name}' in {self.store.display}") from None
-                study_id = None
-                created = True
+                existing = None
+            created = existing is None
             if self.budget < 0:  # a report without --trials: the study's last budget
-                if created or BUDGET not in st.get_study_system_attrs(study_id):
+                if existing is None or BUDGET not in st.get_study_system_attrs(existing):
                     raise ConfigError("search.trials is missing (--trials N or trials = N in [search])")
-                self.budget = int(st.get_study_system_attrs(study_id)[BUDGET])
+                self.budget = int(st.get_study_system_attrs(existing)[BUDGET])
             fingerprint = self.spec.fingerprint(self.budget)
             if self.base_config is not None:
                 from trainlab.search._spec import canonical_base
 
                 fingerprint["base"] = canonical_base(self.base_config)
-            if created:
+            if existing is None:
                 study_id = st.create_new_study([optuna.study.StudyDirection.MAXIMIZE if self.spec.maximize
                                                 else optuna.study.StudyDirection.MINIMIZE], self.study_name)
                 st.set_study_system_attr(study_id, SPEC, fingerprint)
-            self.study_id = study_id
+            else:
+                study_id = existing
+            self.study_id: int = study_id
             if create:
                 st.set_study_system_attr(study_id, BUDGET, self.budget)
             attrs = st.get_study_system_attrs(study_id)
@@ -285,8 +302,8 @@ class Tuner:
                 and self.spec.strategy.slot_open(slot, self.budget, ledger.is_decided):
             new_slots.append(slot)
             slot += 1
-        for s in new_slots:
-            self.study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, system_attrs={SLOT: s,
+        for new in new_slots:
+            self.study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, system_attrs={SLOT: new,
                                                                                                    ATTEMPT: 0}))
         jobs = []
         for _ in range(min(K, waiting + len(new_slots))):
@@ -320,7 +337,7 @@ class Tuner:
                         attempt=int(frozen.system_attrs.get(ATTEMPT, 0)), seed=seed, params=params,
                         values=self.space.decode(params), _report=report)
 
-    def _reporter(self, trial: optuna.Trial):
+    def _reporter(self, trial: optuna.Trial) -> Callable[[int, float], bool]:
         prune = self.spec.pruning().prunes
 
         def report(step: int, value: float) -> bool:
@@ -335,14 +352,16 @@ class Tuner:
     # ---- telling ----------------------------------------------------------------------------------
     def _tell(self, job: TrialJob, outcome: TrialOutcome) -> None:
         trial = self._inflight.get(job.trial_id)
+        # the asked trial (always in flight here: only _tell and _abandon drop it), else its number
+        told: optuna.Trial | int = trial if trial is not None else job.number
         st = self.store.storage
         try:
             for k, v in outcome.attrs.items():
                 st.set_trial_user_attr(job.trial_id, k, v)
             if outcome.state == Outcome.COMPLETE:
-                self.study.tell(trial, outcome.value)
+                self.study.tell(told, outcome.value)
             elif outcome.state == Outcome.PRUNED:
-                self.study.tell(trial, state=TrialState.PRUNED)
+                self.study.tell(told, state=TrialState.PRUNED)
             else:
                 self._fail(job.trial_id, outcome.reason or "failed", retry=outcome.retry, counts=outcome.counts,
                            impute=outcome.impute, trial=trial)
@@ -391,7 +410,7 @@ class Tuner:
             if hasattr(self, "store"):
                 self.store.close()
 
-    def _bar(self):
+    def _bar(self) -> _ProgressBar | None:
         if not self.progress:
             return None
         from tqdm.auto import tqdm
@@ -399,7 +418,7 @@ class Tuner:
         return tqdm(total=self.budget, desc=f"study {self.study_name}", unit="trial", dynamic_ncols=True,
                     disable=None)
 
-    def _update_bar(self, bar, ledger: Ledger) -> None:
+    def _update_bar(self, bar: _ProgressBar | None, ledger: Ledger) -> None:
         if bar is None:
             return
         bar.n = min(ledger.decided, self.budget)
@@ -413,7 +432,7 @@ class Tuner:
                         failed=ledger.count(SlotState.FAILED), refresh=False)
         bar.refresh()
 
-    def _loop(self, bar) -> None:
+    def _loop(self, bar: _ProgressBar | None) -> None:
         poll = min(2.0, max(0.2, self.spec.heartbeat / 2))
         from trainlab.search import _stop
 

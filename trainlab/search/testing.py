@@ -6,7 +6,7 @@ study setup, as ``optuna.testing`` is for Optuna.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 import contextlib
 import copy
 import glob
@@ -62,18 +62,16 @@ def write_toml(path: str | Path, cfg: Mapping[str, Any]) -> Path:
 
 
 def start_worker(config: str | Path, *args: str, env: Mapping[str, str] | None = None,
-                 log: str | Path | None = None) -> subprocess.Popen:
+                 log: str | Path | None = None) -> subprocess.Popen[bytes]:
     """``python -m trainlab.search CONFIG ARGS...`` as a subprocess (stdout+stderr to ``log``)."""
     e = dict(os.environ)
     e.setdefault("OMP_NUM_THREADS", "1")  # workers share the machine's cores
     e.update(env or {})
-    out = open(log, "ab") if log is not None else subprocess.DEVNULL
-    try:
-        return subprocess.Popen([sys.executable, "-m", "trainlab.search", str(config), "--quiet", *args],
-                                stdout=out, stderr=subprocess.STDOUT, env=e)
-    finally:
-        if log is not None:
-            out.close()
+    cmd = [sys.executable, "-m", "trainlab.search", str(config), "--quiet", *args]
+    if log is None:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=e)
+    with open(log, "ab") as out:  # the child has its own copy of the descriptor
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=e)
 
 
 def sqlite_trial_states(db: str | Path, study: str | None = None) -> dict[str, int]:
@@ -166,8 +164,8 @@ def postgres_server(database: str = "trainlab") -> Iterator[str]:
                 time.sleep(0.5)
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition",
-             alive: subprocess.Popen | None = None, log: str | Path | None = None) -> None:
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.1, what: str = "condition",
+             alive: subprocess.Popen[bytes] | None = None, log: str | Path | None = None) -> None:
     """Poll ``predicate()`` until true; raise TimeoutError naming ``what`` after ``timeout`` s.
 
     With ``alive``, a process the condition depends on: if it exits first, fail at once with its exit
@@ -182,7 +180,7 @@ def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "cond
         time.sleep(interval)
 
 
-def kill_all(procs: Sequence[subprocess.Popen]) -> None:
+def kill_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
     """Kill the given worker processes (by their own handles) and reap them."""
     for p in procs:
         if p.poll() is None:

@@ -311,6 +311,6 @@ def build_run(cfg: Mapping[str, Any], *, progress: bool = False,
                       eval_batch_size=t["eval_batch_size"], progress=progress,
                       callbacks=build_callbacks(cfg) + list(callbacks or []),
                       regularizers=build_regularizers(cfg["regularize"]), augment=augment, live=live,
-                      labels=member_labels(cfg),
+                      labels=member_labels(cfg), cuda_graphs=t.get("cuda_graphs", False),
                       diverge_factor=t["diverge_factor"], diverge_evaluations=t["diverge_evaluations"])
     return Run(dict(cfg), splits, model, loss, optimizer, trainer)

@@ -244,7 +244,8 @@ class _Loop(_Strategy):
         W, b = layer.weight.data, None if layer.bias is None else layer.bias.data
         s, p, d = layer._args()
         ys = [F.conv2d(x[0 if shared else m], W[m], None if b is None else b[m], s, p, d) for m in range(W.shape[0])]
-        return torch.stack(ys), x
+        # one member: its output as it is (a view); stacking would copy the largest tensor of the step
+        return (ys[0].unsqueeze(0) if len(ys) == 1 else torch.stack(ys)), x
 
     def backward(self, layer: Conv2d, g: torch.Tensor, x: torch.Tensor, shared: bool) -> torch.Tensor | None:
         W = layer.weight.data
@@ -263,6 +264,8 @@ class _Loop(_Strategy):
         if not layer.input_grad:
             return None
         # A shared input feeds every member: its gradient is their sum.
+        if len(dxs) == 1:
+            return dxs[0].unsqueeze(0)
         return torch.stack(dxs).sum(dim=0, keepdim=True) if shared else torch.stack(dxs)
 
 

@@ -71,6 +71,11 @@ class Trainer:
     sinks:
         Observers of the training events (same hooks as callbacks) that never change
         training and are not saved in checkpoints: the console, the live plot.
+    cuda_graphs:
+        Run each step on static buffers, captured as CUDA graphs (forward, then backward and
+        update) and replayed, when the model is on a GPU (:mod:`trainlab.train._graphs`); on a CPU
+        the same static-buffer step runs eagerly, with the same results as the normal step.
+        Refused for layers that draw random numbers, augmentation and L-BFGS.
     """
 
     def __init__(self, model: Sequential, loss: Loss, optimizer: Optimizer, *, epochs: int = 10,
@@ -79,7 +84,7 @@ class Trainer:
                  callbacks: Sequence[Callback] = (), regularizers: Sequence[Regularizer] = (),
                  augment: Any = None, live: bool = False, sinks: Sequence[Callback] = (),
                  labels: Sequence[str] | None = None, diverge_factor: float = 1000.0,
-                 diverge_evaluations: int = 2) -> None:
+                 diverge_evaluations: int = 2, cuda_graphs: bool = False) -> None:
         if model.population is None:
             raise ConfigError("the model is not built: call model.build(input_shape, population) first")
         for name, v in (("epochs", epochs), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -143,6 +148,11 @@ class Trainer:
         self._initial_loss = torch.full((self.size,), math.nan, dtype=torch.float64, device=self.device)
         self._above = torch.zeros(self.size, dtype=torch.int64, device=self.device)
         self._above_since = torch.zeros(self.size, dtype=torch.int64, device=self.device)
+        self._graph_step = None
+        if cuda_graphs:
+            from trainlab.train._graphs import GraphStep
+
+            self._graph_step = GraphStep(self)
 
     # ---- members ----------------------------------------------------------------------
     def stop_members(self, members: torch.Tensor) -> None:
@@ -402,11 +412,31 @@ class Trainer:
             r.add_grad()
         return loss
 
+    def _note_divergence(self, loss: torch.Tensor) -> bool:
+        """Freeze (and record) the members whose objective is not finite; True if any froze now. The first
+        step's loss is kept for the exploding-loss rule (:meth:`_check_exploding`)."""
+        if self.step == 0:
+            self._initial_loss.copy_(loss.detach().double())
+        bad = ~torch.isfinite(loss) & self.alive
+        if not bool(bad.any()):
+            return False
+        for m in bad.nonzero().flatten().tolist():
+            self.history.diverged[m] = {"step": self.step + 1,
+                                        "epoch": round((self.step + 1) / self.steps_per_epoch, 6),
+                                        "loss": str(float(loss[m]))}
+        self.alive &= ~bad
+        self._sync_active()
+        for cb in self._listeners():
+            cb.on_diverged(self, bad.nonzero().flatten().tolist())
+        return True
+
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """One forward/backward/update on a batch shared by all members.
 
         Returns the training objective per member: the loss plus every
         regularizer's penalty."""
+        if self._graph_step is not None:
+            return self._graph_step.step(xb, yb)
         x = xb.unsqueeze(0)
         if self.augment is not None:
             x, yb = self.augment(x, yb, self)
@@ -414,18 +444,7 @@ class Trainer:
         loss = self.loss.forward(out, yb)
         if self.regularizers:
             loss = loss + self.penalty()
-        if self.step == 0:
-            self._initial_loss.copy_(loss.detach().double())
-        bad = ~torch.isfinite(loss) & self.alive
-        if bool(bad.any()):
-            for m in bad.nonzero().flatten().tolist():
-                self.history.diverged[m] = {"step": self.step + 1,
-                                            "epoch": round((self.step + 1) / self.steps_per_epoch, 6),
-                                            "loss": str(float(loss[m]))}
-            self.alive &= ~bad
-            self._sync_active()
-            for cb in self._listeners():
-                cb.on_diverged(self, bad.nonzero().flatten().tolist())
+        self._note_divergence(loss)
         self.model.backward(self.loss.backward())
         for r in self.regularizers:
             r.add_grad()

@@ -21,7 +21,7 @@ measured on CPU in ``docs/convolution.md`` with ``benchmarks/bench_conv.py``):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -137,7 +137,7 @@ class Conv2d(Module):
                               stride=stride, padding=padding, dilation=dilation, bias=bias, init=init,
                               init_scale=init_scale, strategy=strategy)
         self.in_channels = in_channels
-        self.out_channels = out_channels
+        self.out_channels: int = cast(int, out_channels)  # check_size refused None above
         self.initializer = get_initializer(init)
         self.init_scale = init_scale
         self.has_bias = bias
@@ -214,8 +214,9 @@ class Conv2d(Module):
         return y
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        how, saved, shared = self._cache
-        self._cache = None
+        cache, self._cache = self._cache, None
+        assert cache is not None, "Conv2d.backward without a forward"
+        how, saved, shared = cache
         return how.backward(self, g, saved, shared)
 
 
@@ -327,10 +328,10 @@ class _Grouped(_Stacked):
 
     def _input(self, layer: Conv2d, x: torch.Tensor, P: int) -> torch.Tensor:
         N = x.shape[1]
-        return x.expand(P, *x.shape[1:]).transpose(0, 1).reshape(N, P * layer.in_channels, *x.shape[3:])
+        return x.expand(P, *x.shape[1:]).transpose(0, 1).reshape(N, P * x.shape[2], *x.shape[3:])
 
     def _input_grad(self, layer: Conv2d, dx4: torch.Tensor, P: int, N: int, shared: bool) -> torch.Tensor:
-        dx = dx4.view(N, P, layer.in_channels, *dx4.shape[2:]).transpose(0, 1)
+        dx = dx4.view(N, P, dx4.shape[1] // P, *dx4.shape[2:]).transpose(0, 1)
         return dx.sum(dim=0, keepdim=True) if shared else dx.contiguous()
 
 

@@ -113,6 +113,7 @@ class _Normalization(Module):
     """Shared pieces: the optional per-member affine ``y = gamma * xhat + beta``."""
 
     affine: bool
+    _ndim: int  # the input's rank, (P, N, ...) included; set by each subclass's build
 
     def _build_affine(self, P: int, shape: tuple[int, ...], view: tuple[int, ...], device, dtype) -> None:
         # gamma = 1, beta = 0: the layer starts as a pure standardization (as in torch and Keras).
@@ -608,6 +609,8 @@ class LayerNorm(_Normalization):
     See: torch.nn.LayerNorm; https://arxiv.org/abs/1607.06450
     """
 
+    _cache: tuple[torch.Tensor, torch.Tensor] | None = None  # xhat, 1/std from the last forward
+
     def __init__(self, normalized_shape: int | Sequence[int] | None = None, *, eps: float = 1e-5,
                  affine: bool = True) -> None:
         if normalized_shape is not None:
@@ -649,8 +652,9 @@ class LayerNorm(_Normalization):
         return self._affine_forward(xhat)
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        xhat, inv_std = self._cache
-        self._cache = None
+        cache, self._cache = self._cache, None
+        assert cache is not None, "LayerNorm.backward without a forward"
+        xhat, inv_std = cache
         dxhat = self._affine_backward(g, xhat, self._sum_dims)
         if not self.input_grad:
             return None
@@ -672,6 +676,8 @@ class GroupNorm(_Normalization):
 
     See: torch.nn.GroupNorm; https://arxiv.org/abs/1803.08494
     """
+
+    _cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # xhat, grouped xhat, 1/std
 
     def __init__(self, num_groups: int, num_channels: int | None = None, *, eps: float = 1e-5,
                  affine: bool = True) -> None:
@@ -720,8 +726,9 @@ class GroupNorm(_Normalization):
         return self._affine_forward(xhat)
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        xhat, xhat_g, inv_std = self._cache
-        self._cache = None
+        cache, self._cache = self._cache, None
+        assert cache is not None, "GroupNorm.backward without a forward"
+        xhat, xhat_g, inv_std = cache
         dxhat = self._affine_backward(g, xhat, self._sum_dims)
         if not self.input_grad:
             return None
@@ -745,6 +752,8 @@ class InstanceNorm(_Normalization):
 
     See: torch.nn.InstanceNorm2d; https://arxiv.org/abs/1607.08022
     """
+
+    _cache: tuple[torch.Tensor, torch.Tensor] | None = None  # xhat, 1/std from the last forward
 
     def __init__(self, num_features: int | None = None, *, eps: float = 1e-5, affine: bool = False) -> None:
         _check_size(num_features, "num_features", "InstanceNorm")
@@ -784,8 +793,9 @@ class InstanceNorm(_Normalization):
         return self._affine_forward(xhat)
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        xhat, inv_std = self._cache
-        self._cache = None
+        cache, self._cache = self._cache, None
+        assert cache is not None, "InstanceNorm.backward without a forward"
+        xhat, inv_std = cache
         dxhat = self._affine_backward(g, xhat, (1, 3, 4))
         if not self.input_grad:
             return None
@@ -797,7 +807,8 @@ class InstanceNorm(_Normalization):
 
 def _convert_momentum(m: float | Sequence[float], name: str) -> float | list[float]:
     many = isinstance(m, Sequence) and not isinstance(m, (str, bytes))
-    vals = member_values(m, len(m) if many else 1, name=name, dtype=torch.float64, low=0.0, high=1.0).tolist()
+    size = len(m) if isinstance(m, Sequence) and many else 1
+    vals = member_values(m, size, name=name, dtype=torch.float64, low=0.0, high=1.0).tolist()
     out = [1.0 - v for v in vals]
     return out if many else out[0]
 

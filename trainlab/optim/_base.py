@@ -67,7 +67,8 @@ class Optimizer:
         self.steps = torch.zeros(P, dtype=torch.int64, device=device)  # per-member step counts
         self.active = torch.ones(P, dtype=torch.bool, device=device)
         self._inactive: list[int] = []
-        self._inactive_idx: torch.Tensor | None = None
+        self._inactive_idx: torch.Tensor | None = None  # the same as a tensor; None when every member trains
+        self._has_decay_cache: bool | None = None  # whether any member has weight_decay != 0 (None: not known)
         #: bumped whenever a step's kernels may change (members on/off, hyperparameters, loaded
         #: state): a captured CUDA graph of the step is recorded again (trainlab.train._graphs)
         self.version = 0
@@ -125,11 +126,10 @@ class Optimizer:
     # ---- the step ------------------------------------------------------------------
     def step(self) -> None:
         """Update every trainable parameter from its ``.grad``."""
-        inactive = self._inactive
-        if inactive:
-            if len(inactive) == self.size:
+        idx = self._inactive_idx
+        if idx is not None:
+            if len(self._inactive) == self.size:
                 return
-            idx = self._inactive_idx
             saved = [(p.data.index_select(0, idx), {k: v.index_select(0, idx) for k, v in st.items()})
                      for p, st in zip(self.params, self.state)]
         self.steps += self.active.to(self.steps.dtype)
@@ -143,7 +143,7 @@ class Optimizer:
             if not p.trainable:
                 continue
             g = p.grad
-            if inactive:
+            if idx is not None:
                 g = g.index_fill(0, idx, 0.0)  # keep NaN of a diverged member out of shared kernels
             w = p.data
             lr = self._lr_view(w.ndim, p.lr_scale)
@@ -158,7 +158,7 @@ class Optimizer:
             lrs.append(lr)
         if ws:
             self._update_all(ws, gs, sts, lrs)
-        if inactive:
+        if idx is not None:
             for p, (pd, st_saved), st in zip(self.params, saved, self.state):
                 p.data.index_copy_(0, idx, pd)
                 for k, v in st_saved.items():
@@ -166,7 +166,7 @@ class Optimizer:
 
     @property
     def _has_decay(self) -> bool:
-        hd = getattr(self, "_has_decay_cache", None)
+        hd = self._has_decay_cache
         if hd is None:
             hd = self._has_decay_cache = bool((self.hparams["weight_decay"] != 0).any())
         return hd

@@ -98,7 +98,7 @@ class RMSProp(Optimizer):
     """
 
     _ranges = {"alpha": (0.0, True, 1.0, False), "eps": (0.0, False, None, False)}
-    _state_names = ("mean_sq",)
+    _state_names: tuple[str, ...] = ("mean_sq",)
 
     def __init__(self, params: Iterable[Parameter], *, lr: Number = 0.01, alpha: Number = 0.99,
                  eps: Number = 1e-8, weight_decay: Number = 0.0, decoupled: bool = False,

@@ -161,6 +161,12 @@ class GraphStep:
         s.graphs = [forward, update]
         self.captures += 1
 
+    @staticmethod
+    def _loss(s: _Static) -> torch.Tensor:
+        """The loss the forward phase just wrote (eager: the tensor itself; captured: the graph's output)."""
+        assert s.loss is not None, "GraphStep: the forward phase has not run"
+        return s.loss
+
     # ---- the step ---------------------------------------------------------------------------
     def step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Train one step on ``(xb, yb)``; returns the objective per member (a new tensor)."""
@@ -169,8 +175,7 @@ class GraphStep:
         self._load(s, xb, yb)
         if not self.capture:
             self._forward(s)
-            loss = s.loss
-            s.loss = None
+            loss, s.loss = self._loss(s), None
             t._note_divergence(loss)
             self._update()
         else:
@@ -179,7 +184,7 @@ class GraphStep:
                 self._record(s)
                 s.key = key
             s.graphs[0].replay()
-            loss = s.loss.clone()
+            loss = self._loss(s).clone()
             if t._note_divergence(loss):  # a member froze: its update must not run, recapture
                 self._record(s)
                 s.key = self._key(xb, yb)

@@ -91,10 +91,41 @@ def test_graph_key_follows_what_changes_the_kernels() -> None:
     assert len({k0, k1, k2, k3}) == 4
 
 
-def test_config_key_reaches_the_trainer() -> None:
-    from trainlab.config import SCHEMA
+def test_warm_up_before_a_capture_leaves_every_tensor_as_it_was() -> None:
+    # The capture's warm-up runs one whole step (forward, backward, update: weights, optimizer state,
+    # BatchNorm running averages and step counts all move) and must undo it bit for bit.
+    model = nn.Sequential([nn.Linear(D, 16), nn.BatchNorm(), nn.ReLU(), nn.Linear(16, 4)])
+    model.build((D,), Population(2, seed=3))
+    opt = Adam(model.parameters(), lr=[1e-2, 3e-2], weight_decay=1e-3)
+    tr = Trainer(model, nn.SoftmaxCrossEntropy(), opt, batch_size=50, regularizers=[L2(1e-3)])
+    step = GraphStep(tr)
+    x, y = _data()
+    step.step(x[:50], y[:50])  # optimizer state away from its zeros
+    before = {k: v.clone() for k, v in {**model.state_dict(), **opt.state_dict()}.items()}
+    s = step._buffers(x[50:100], y[50:100])
+    step._load(s, x[50:100], y[50:100])
+    step._warm_up(s)
+    after = {**model.state_dict(), **opt.state_dict()}
+    assert before.keys() == after.keys()
+    for k, v in before.items():
+        assert torch.equal(v, after[k]), k
+    assert s.loss is None
+    # ... whereas the step itself changes them
+    step.step(x[50:100], y[50:100])
+    assert not torch.equal(before["0.weight"], model.state_dict()["0.weight"])
 
-    assert SCHEMA["train"]["cuda_graphs"].default is False
+
+def test_config_key_reaches_the_trainer() -> None:
+    from pathlib import Path
+
+    from trainlab.build import build_run
+    from trainlab.config import load_config
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "mlp.toml"
+    small = ["data.train=200", "data.val=100", "data.test=100", "train.epochs=1"]
+    assert build_run(load_config(example, small)).trainer._graph_step is None  # off by default
+    run = build_run(load_config(example, small + ["train.cuda_graphs=true"]))
+    assert isinstance(run.trainer._graph_step, GraphStep) and not run.trainer._graph_step.capture
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -105,4 +136,4 @@ def test_captured_step_equals_the_eager_step_on_the_gpu() -> None:
     assert list(ha["diverged"]) == list(hb["diverged"])
     for (k, v), (_, v2) in zip(a.state_dict()[0].items(), b.state_dict()[0].items()):
         if v.is_floating_point():
-            torch.testing.assert_close(v, v2, rtol=1e-5, atol=1e-6, equal_nan=True), k
+            torch.testing.assert_close(v, v2, rtol=1e-5, atol=1e-6, equal_nan=True, msg=k)

@@ -141,18 +141,27 @@ class GraphStep:
         tensors = list(t.model.state_dict().values()) + list(t.optimizer.state_dict().values())
         return [(v, v.clone()) for v in tensors]
 
-    def _record(self, s: _Static) -> None:
-        """Warm up (undone afterwards), then capture the forward and the update graphs of ``s``."""
+    def _warm_up(self, s: _Static) -> None:
+        """Run one whole step on ``s`` (on a side stream when capturing: lazy allocations happen here,
+        not under capture) and undo it: every model and optimizer tensor is restored bit for bit."""
         saved = self._saved_state()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        if self.capture:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._forward(s)
+                self._update()
+            torch.cuda.current_stream().wait_stream(side)
+        else:
             self._forward(s)
             self._update()
-        torch.cuda.current_stream().wait_stream(side)
         for live, copy in saved:
             live.copy_(copy)
         s.loss = None
+
+    def _record(self, s: _Static) -> None:
+        """Warm up (undone afterwards), then capture the forward and the update graphs of ``s``."""
+        self._warm_up(s)
         forward, update = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
         with torch.cuda.graph(forward):
             self._forward(s)

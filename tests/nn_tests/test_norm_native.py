@@ -91,3 +91,36 @@ def test_statistics_pass_context_stores_only_a_completed_pass() -> None:
     assert bn.num_batches_tracked.tolist() == [0, 0]  # running averages untouched by a population pass
     with pytest.raises(ConfigError, match="StatisticsPass kind"):
         StatisticsPass(model, "sideways")
+
+
+@pytest.mark.parametrize("shape", [(6,), (3, 4, 4)])
+def test_one_member_runs_torchs_batch_norm_bit_for_bit(shape) -> None:
+    # One member takes the kernel's layout as a view (no transposes) and reuses flat views of gamma, beta and
+    # the running buffers; the numbers must be torch.nn.BatchNorm1d/2d's exactly, with a non-contiguous
+    # upstream gradient too, and the views must follow the layer when it is built again.
+    torch_bn = (torch.nn.BatchNorm1d if len(shape) == 1 else torch.nn.BatchNorm2d)(shape[0]).double()
+    layer = BatchNorm()
+    for build in range(2):
+        layer.build(shape, Population(1, seed=build), dtype=torch.float64)
+        gen = torch.Generator().manual_seed(build)
+        with torch.no_grad():
+            torch_bn.weight.copy_(torch.rand(shape[0], generator=gen, dtype=torch.float64) + 0.5)
+            torch_bn.bias.copy_(torch.randn(shape[0], generator=gen, dtype=torch.float64))
+            torch_bn.reset_running_stats()
+        layer.gamma.data.copy_(torch_bn.weight.detach().view(1, -1))
+        layer.beta.data.copy_(torch_bn.bias.detach().view(1, -1))
+        for _ in range(3):
+            x = torch.randn(8, *shape, generator=gen, dtype=torch.float64) * 2 + 1
+            g = torch.randn(*reversed((8,) + shape), generator=gen, dtype=torch.float64).permute(
+                *reversed(range(1 + len(shape))))  # (8, *shape), not contiguous
+            xt = x.clone().requires_grad_()
+            torch_bn.zero_grad()
+            yt = torch_bn(xt)
+            yt.backward(g)
+            y = layer.forward(x.unsqueeze(0), training=True)
+            dx = layer.backward(g.unsqueeze(0))
+            assert torch.equal(y[0], yt.detach()) and torch.equal(dx[0], xt.grad)
+            assert torch.equal(layer.gamma.grad[0], torch_bn.weight.grad)
+            assert torch.equal(layer.beta.grad[0], torch_bn.bias.grad)
+            assert torch.equal(layer.running_mean[0], torch_bn.running_mean)
+            assert torch.equal(layer.running_var[0], torch_bn.running_var)

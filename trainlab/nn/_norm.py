@@ -212,29 +212,30 @@ class _NativeBatchMode(_Mode):
 
     def _to_channels(self, layer: "BatchNorm", t: torch.Tensor) -> torch.Tensor:
         P, N = t.shape[:2]
+        if P == 1:  # one member: the layout is already the channels' (a view when contiguous, one call)
+            return t.reshape((N, -1) if layer._dims == (1,) else t.shape[1:])
         if layer._dims == (1,):  # every statistic element is a channel
             return t.reshape(P, N, -1).transpose(0, 1).reshape(N, -1)
         return t.transpose(0, 1).reshape(N, P * t.shape[2], *t.shape[3:])
 
     def _from_channels(self, t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        out = t.reshape(shape[1], shape[0], *shape[2:]).transpose(0, 1)
-        return out if shape[0] == 1 else out.contiguous()
+        if shape[0] == 1:
+            return t.reshape(shape)
+        return t.reshape(shape[1], shape[0], *shape[2:]).transpose(0, 1).contiguous()
 
     def forward(self, layer, x):
         m = layer._batch_stats_input(x)
         P = x.shape[0]
         xc = self._to_channels(layer, x)
         K = xc.shape[1]
-        w = layer.gamma.data.reshape(K) if layer.affine else None
-        b = layer.beta.data.reshape(K) if layer.affine else None
+        w, b, running_mean, running_var = layer._channel_views(K)
         if (layer._collect is None and layer._active is None and layer._shared_momentum is not None
                 and layer.running_variance == "unbiased"):
             # torch's own convention throughout: the kernel updates the running averages in place
             # (running = (1 - momentum) running + momentum * batch, unbiased variance), exactly as
             # torch.nn.BatchNorm1d/2d; (P, *S) buffers viewed as the P*C channels
             y, save_mean, save_invstd = torch.ops.aten.native_batch_norm(
-                xc, w, b, layer.running_mean.view(-1), layer.running_var.view(-1), True, layer._shared_momentum,
-                layer.eps)
+                xc, w, b, running_mean, running_var, True, layer._shared_momentum, layer.eps)
             layer.num_batches_tracked += 1
         else:
             scratch = layer._scratch
@@ -474,6 +475,8 @@ class BatchNorm(_Normalization):
         self._active = None
         self._mode = None
         self._scratch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._views_cache: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor,
+                                 torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor] | None = None
         return in_shape
 
     def buffers(self) -> dict[str, torch.Tensor]:
@@ -514,7 +517,8 @@ class BatchNorm(_Normalization):
         return m
 
     def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
-        self._check_rank(x, self._shape_text())
+        if x.ndim != self._ndim or x.shape[0] not in (1, self.population_size):
+            self._check_rank(x, self._shape_text())  # raises (the text is made only then)
         if x.shape[2] != self.num_features:
             raise ConfigError(f"BatchNorm(num_features={self.num_features}) expects inputs {self._shape_text()}, "
                               f"got {tuple(x.shape)}")
@@ -542,6 +546,19 @@ class BatchNorm(_Normalization):
         y = mode.forward(self, x)
         self._mode = mode
         return y
+
+    def _channel_views(self, K: int) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """gamma, beta (None without affine), running mean and variance as flat ``(K,)`` views for the
+        native kernel; made once and reused while the tensors they view are the layer's own."""
+        gamma = self.gamma.data if self.affine else None
+        beta = self.beta.data if self.affine else None
+        c = self._views_cache
+        if (c is None or c[0] is not gamma or c[1] is not beta or c[2] is not self.running_mean
+                or c[3] is not self.running_var):
+            c = self._views_cache = (gamma, beta, self.running_mean, self.running_var,
+                                     None if gamma is None else gamma.view(K), None if beta is None else beta.view(K),
+                                     self.running_mean.view(K), self.running_var.view(K))
+        return c[4], c[5], c[6], c[7]
 
     def _folded_forward(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         """Fixed statistics (``mean``, ``var`` of shape ``(P, *stat_shape)``): ``y = a x + b``."""

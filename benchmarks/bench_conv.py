@@ -134,12 +134,14 @@ def training(a: argparse.Namespace, device: torch.device) -> dict:
     n1 = a.steps * a.batch
     res: dict = {"single": {"trainlab_samples_per_s": n1 / med(single_tl), "pytorch_samples_per_s": n1 / med(single_pt),
                             "ratio": med(single_pt) / med(single_tl),
-                            "trainlab_s": sorted(single_tl), "pytorch_s": sorted(single_pt)}}
+                            "trainlab_s": sorted(single_tl), "pytorch_s": sorted(single_pt),
+                            "ratio_per_repeat": [round(p / t, 3) for t, p in zip(single_tl, single_pt)]}}
     if a.population > 1:
         nP = a.pop_steps * a.batch * a.population
         res["population"] = {"members": a.population, "trainlab_samples_per_s": nP / med(pop_tl),
                              "pytorch_sequential_samples_per_s": nP / med(pop_pt),
-                             "ratio": med(pop_pt) / med(pop_tl)}
+                             "ratio": med(pop_pt) / med(pop_tl),
+                             "ratio_per_repeat": [round(p / t, 3) for t, p in zip(pop_tl, pop_pt)]}
     return res
 
 

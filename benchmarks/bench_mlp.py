@@ -9,7 +9,10 @@ medians are compared.
 2. population: one trainlab run of P members vs P sequential PyTorch runs, and vs one
    ``torch.func`` ensemble of P models (stacked parameters, ``vmap`` of ``functional_call``)
 
-Usage: python benchmarks/bench_mlp.py [--repeats 5] [--steps 300] [--population 32] [--device cpu]
+``--bn``: the BatchNorm MLP instead, 784-100x5-10 with a BatchNorm after every hidden affine layer
+(Linear -> BatchNorm -> ReLU; torch: ``BatchNorm1d``, momentum 0.1, eps 1e-5 on both sides).
+
+Usage: python benchmarks/bench_mlp.py [--bn] [--repeats 5] [--steps 300] [--population 32] [--device cpu]
 """
 
 from __future__ import annotations
@@ -28,26 +31,35 @@ from trainlab.data import load_splits
 from trainlab.optim import SGD
 
 WIDTHS = [784] + [100] * 6 + [10]
+BN_WIDTHS = [784] + [100] * 5 + [10]
+#: set by --bn: the BatchNorm MLP
+BN = False
 
 
 def trainlab_model(P: int, device: torch.device) -> tuple[nn.Sequential, SGD, nn.SoftmaxCrossEntropy]:
+    widths = BN_WIDTHS if BN else WIDTHS
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(WIDTHS[:-1], WIDTHS[1:])):
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         layers.append(nn.Linear(a, b, init="he_normal"))
-        if i < len(WIDTHS) - 2:
+        if i < len(widths) - 2:
+            if BN:
+                layers.append(nn.BatchNorm())
             layers.append(nn.ReLU())
     return sgd_population(nn.Sequential(layers), (784,), P, device)
 
 
 def torch_model(device: torch.device, seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(seed)
+    widths = BN_WIDTHS if BN else WIDTHS
     mods: list[torch.nn.Module] = []
-    for i, (a, b) in enumerate(zip(WIDTHS[:-1], WIDTHS[1:])):
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         lin = torch.nn.Linear(a, b)
         torch.nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
         torch.nn.init.zeros_(lin.bias)
         mods.append(lin)
-        if i < len(WIDTHS) - 2:
+        if i < len(widths) - 2:
+            if BN:
+                mods.append(torch.nn.BatchNorm1d(b))
             mods.append(torch.nn.ReLU())
     net = torch.nn.Sequential(*mods).to(device)
     return net, torch.optim.SGD(net.parameters(), lr=0.01)
@@ -74,8 +86,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--bn", action="store_true", help="the BatchNorm MLP 784-100x5-10 + BN")
     add_allocator_option(ap)
     a = ap.parse_args()
+    global BN
+    BN = a.bn
     allocator = apply_allocator_option(a)
     device = torch.device(a.device)
     s = load_splits("mnist-5k", val=0, test=0, device=device)
@@ -98,10 +113,14 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}, {allocator}",
         "torch": torch.__version__,
         "single": {"trainlab_samples_per_s": n1 / med(single_tl), "pytorch_samples_per_s": n1 / med(single_pt),
-                   "ratio": med(single_pt) / med(single_tl)},
+                   "ratio": med(single_pt) / med(single_tl),
+                   "ratio_per_repeat": [round(p / t, 3) for t, p in zip(single_tl, single_pt)]},
         "population": {"members": a.population, "trainlab_samples_per_s": nP / med(pop_tl),
                        "pytorch_sequential_samples_per_s": nP / med(pop_pt), "ratio": med(pop_pt) / med(pop_tl),
-                       "torch_func_vmap_samples_per_s": nP / med(pop_vm), "ratio_vs_vmap": med(pop_vm) / med(pop_tl)},
+                       "torch_func_vmap_samples_per_s": nP / med(pop_vm), "ratio_vs_vmap": med(pop_vm) / med(pop_tl),
+                       "ratio_per_repeat": [round(p / t, 3) for t, p in zip(pop_tl, pop_pt)],
+                       "ratio_vs_vmap_per_repeat": [round(v / t, 3) for t, v in zip(pop_tl, pop_vm)]},
+        "model": "784-100x5-10 + BatchNorm" if BN else "784-100x6-10",
         "repeats": a.repeats, "steps": a.steps, "pop_steps": a.pop_steps, "batch": a.batch,
     }
     if a.json:

@@ -12,11 +12,17 @@ plus a forward over each evaluated split after every epoch. This script
    shapes, for the trial's whole schedule of steps and evaluations): what a population
    would take if every other operation (activations, loss, optimizer, bookkeeping) were free,
 4. times one large ``2048 x 2048`` product, the machine's practical peak for float32,
+5. times the strongest PyTorch peer for the same sweep: the ``--population`` trials as one
+   ``torch.func`` ensemble (``stack_module_state`` + ``functional_call`` under ``vmap``, a per-model
+   SGD step with each trial's learning rate and weight decay, a ``vmap`` forward over each evaluated
+   split after every epoch) on the same schedule,
 
-and prints the ratio trainlab reaches and the bound ``alone / products-only population``:
-no population, however its other operations were written, can beat that bound.
+and prints the ratio trainlab reaches, the bound ``alone / products-only population`` -- no
+population, however its other operations were written, can beat that bound -- the share of the
+bound trainlab reaches, and trainlab's ratio to the vmap ensemble.
 
-Usage: python benchmarks/bench_search_ceiling.py [--config ...] [--population 25] [--repeats 5] [--json]
+Usage: python benchmarks/bench_search_ceiling.py [--config ...] [--population 25] [--repeats 5] [--threads N]
+       [--json]
 """
 
 from __future__ import annotations
@@ -114,18 +120,85 @@ def products_only(shapes, batches, epochs, evals, P: int):
     return trial
 
 
+def vmap_ensemble_trial(shapes, batches, epochs, evals, values: list[dict]):
+    """A function training the trials ``values`` as one ``torch.func`` ensemble on the trial schedule:
+    each epoch a per-model SGD step on every batch (coupled weight decay on the weights only, as
+    trainlab's SGD), then a forward and the loss of every model over each evaluated split."""
+    import copy
+
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    P = len(values)
+    nets = []
+    for i in range(P):
+        torch.manual_seed(i)
+        mods: list[torch.nn.Module] = []
+        for j, (a, b) in enumerate(shapes):
+            mods.append(torch.nn.Linear(a, b))
+            if j < len(shapes) - 1:
+                mods.append(torch.nn.ReLU())
+        nets.append(torch.nn.Sequential(*mods))
+    params, buffers = stack_module_state(nets)
+    params = {k: v.detach() for k, v in params.items()}
+    base = copy.deepcopy(nets[0]).to("meta")
+    names = list(params)
+    lr = torch.tensor([float(v.get("optim.lr", 0.01)) for v in values])
+    wd = torch.tensor([float(v.get("optim.weight_decay", 0.0)) for v in values])
+    view = lambda t, k: t.view((P,) + (1,) * (params[k].ndim - 1))  # noqa: E731
+    lr_v = [view(lr, k) for k in names]
+    wd_v = [view(wd, k) if k.endswith("weight") and bool((wd != 0).any()) else None for k in names]
+
+    def loss_of(p, b, xb, yb):
+        return torch.nn.functional.cross_entropy(functional_call(base, (p, b), (xb,)), yb)
+
+    grads_of = vmap(grad(loss_of), in_dims=(0, 0, None, None))
+    predict = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)), in_dims=(0, 0, None))
+    g = torch.Generator().manual_seed(0)
+    C = shapes[-1][1]
+    x_of = {N: torch.rand(N, shapes[0][0], generator=g) for N in set(batches) | set(evals)}
+    y_of = {N: torch.randint(0, C, (N,), generator=g) for N in set(batches) | set(evals)}
+
+    def step(B: int) -> None:
+        grads = grads_of(params, buffers, x_of[B], y_of[B])
+        gs = [grads[k] if w is None else torch.addcmul(grads[k], w, params[k]) for k, w in zip(names, wd_v)]
+        torch._foreach_addcmul_([params[k] for k in names], gs, lr_v, value=-1.0)
+
+    def evaluate(N: int) -> None:
+        with torch.no_grad():
+            out = predict(params, buffers, x_of[N])
+            torch.nn.functional.cross_entropy(out.reshape(P * N, C), y_of[N].repeat(P), reduction="none")
+            out.argmax(dim=-1)
+
+    def trial() -> None:
+        for _ in range(epochs):
+            for B in batches:
+                step(B)
+            for N in evals:
+                evaluate(N)
+
+    trial.params = params  # type: ignore[attr-defined]
+    return trial
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="examples/search/textbook_random.toml")
     ap.add_argument("--population", type=int, default=25)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=None, help="override the config's train.epochs")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--no-vmap", action="store_true", help="leave out the torch.func vmap ensemble peer")
     ap.add_argument("--json", action="store_true")
     add_allocator_option(ap)
     a = ap.parse_args()
     allocator = apply_allocator_option(a)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     from trainlab.search import load_search
 
     base, spec = load_search(a.config)
+    if a.epochs:
+        base = {**base, "train": {**base.get("train", {}), "epochs": a.epochs}}
     P = a.population
     values = trial_values(spec, P)
     alone_run = build(base, values[:1])
@@ -139,16 +212,19 @@ def main() -> None:
     prod_pop_f = products_only(shapes, batches, epochs, evals, P)
     prod_alone_f = products_only(shapes, batches, epochs, evals, 1)
     big = torch.randn(2048, 2048)
+    vmap_f = None if a.no_vmap else vmap_ensemble_trial(shapes, batches, epochs, evals, values)
 
     def fit_seconds(vals: list[dict]) -> float:
         r = build(base, vals)
         return _timed(lambda: r.trainer.fit(r.splits.train, r.splits.val)) / len(vals)
 
-    timings: dict[str, list[float]] = {k: [] for k in ("alone", "pop", "prod_pop", "prod_alone", "mm")}
+    timings: dict[str, list[float]] = {k: [] for k in ("alone", "pop", "prod_pop", "prod_alone", "mm", "vmap")}
     for rnd in range(a.repeats + 1):  # round 0 is a warm-up
         t = {"alone": fit_seconds([values[rnd % P]]), "pop": fit_seconds(values),
              "prod_pop": _timed(prod_pop_f) / P, "prod_alone": _timed(prod_alone_f),
              "mm": min(_timed(lambda: big @ big) for _ in range(3))}
+        if vmap_f is not None:
+            t["vmap"] = _timed(vmap_f) / P
         if rnd:
             for k, v in t.items():
                 timings[k].append(v)
@@ -170,7 +246,13 @@ def main() -> None:
         "ratio_trainlab_per_round": [round(r, 2) for r in ratios],
         "ratio_bound_products_only": round(alone / prod_pop, 2),
         "ratio_bound_peak": round(alone / (flops / peak), 2),
+        "share_of_bound": round(prod_pop / pop, 3),
     }
+    if vmap_f is not None:
+        vm = statistics.median(timings["vmap"])
+        res["vmap_population_s_per_trial"] = round(vm, 4)
+        res["ratio_vs_vmap"] = round(vm / pop, 2)
+        res["ratio_vs_vmap_per_round"] = [round(v / p, 2) for v, p in zip(timings["vmap"], timings["pop"])]
     s_ = "s" if a.repeats > 1 else ""
     if a.json:
         print(json.dumps(res, indent=1))
@@ -184,6 +266,11 @@ def main() -> None:
     print(f"products only, population: {prod_pop:.3f} s/trial ({res['products_only_population_gflops']} GFLOP/s) "
           f"-> at most {res['ratio_bound_products_only']}x; products only, alone: {prod_alone:.3f} s")
     print(f"at the 2048^3 peak:        {flops / peak:.3f} s/trial -> at most {res['ratio_bound_peak']}x")
+    print(f"trainlab's ratio is {100 * res['share_of_bound']:.0f}% of the products-only bound "
+          f"(products-only population / trainlab population, per trial)")
+    if vmap_f is not None:
+        print(f"torch.func vmap ensemble of {P}: {res['vmap_population_s_per_trial']:.3f} s/trial -> trainlab/vmap = "
+              f"{res['ratio_vs_vmap']}x (per round: {', '.join(map(str, res['ratio_vs_vmap_per_round']))})")
 
 
 if __name__ == "__main__":

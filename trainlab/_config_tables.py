@@ -235,6 +235,7 @@ class TrainConfig(Table):
     snapshot_every: int | None
     diverge_factor: float
     diverge_evaluations: int
+    cuda_graphs: bool
 
 
 class RunConfigFields(Table):

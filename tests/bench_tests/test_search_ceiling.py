@@ -47,3 +47,13 @@ def test_schedule_of_the_textbook_search():
     assert batches == [100] * 5 and epochs == 50 and evals == [500, 500]
     # 250 steps x 62 MFLOP + 50 x 1,000 evaluated images x 0.26 MFLOP (docs/benchmarks.md)
     assert bench.trial_flops(shapes, batches, epochs, evals) == pytest.approx(28.43e9, rel=1e-3)
+
+
+def test_vmap_peer_trains_every_trial_of_the_schedule():
+    shapes, batches, epochs, evals = [(6, 5), (5, 3)], [4, 2], 2, [7]
+    values = [{"optim.lr": 0.1, "optim.weight_decay": 0.0}, {"optim.lr": 1e-9, "optim.weight_decay": 1e-3}]
+    f = bench.vmap_ensemble_trial(shapes, batches, epochs, evals, values)
+    before = {k: v.clone() for k, v in f.params.items()}
+    f()
+    moved = [max(float((f.params[k][i] - before[k][i]).abs().max()) for k in before) for i in range(2)]
+    assert moved[0] > 1e-3 and 0 < moved[1] < 1e-6  # each model with its own learning rate

@@ -12,6 +12,7 @@ from trainlab.nn._norm import (
     momentum_from_keras,
     momentum_to_keras,
     recompute_running_statistics,
+    StatisticsPass,
     textbook_batch_norm,
 )
 from trainlab.nn._noise import GaussianNoise, NoiseFamily, NoisyLinear
@@ -88,6 +89,7 @@ __all__ = [
     "batch_norm_layers",
     "compute_population_statistics",
     "recompute_running_statistics",
+    "StatisticsPass",
     "momentum_from_keras",
     "momentum_to_keras",
     "textbook_batch_norm",

@@ -21,7 +21,7 @@ measured on CPU in ``docs/convolution.md`` with ``benchmarks/bench_conv.py``):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -137,7 +137,7 @@ class Conv2d(Module):
                               stride=stride, padding=padding, dilation=dilation, bias=bias, init=init,
                               init_scale=init_scale, strategy=strategy)
         self.in_channels = in_channels
-        self.out_channels = out_channels
+        self.out_channels: int = cast(int, out_channels)  # check_size refused None above
         self.initializer = get_initializer(init)
         self.init_scale = init_scale
         self.has_bias = bias
@@ -214,8 +214,9 @@ class Conv2d(Module):
         return y
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        how, saved, shared = self._cache
-        self._cache = None
+        cache, self._cache = self._cache, None
+        assert cache is not None, "Conv2d.backward without a forward"
+        how, saved, shared = cache
         return how.backward(self, g, saved, shared)
 
 
@@ -244,7 +245,8 @@ class _Loop(_Strategy):
         W, b = layer.weight.data, None if layer.bias is None else layer.bias.data
         s, p, d = layer._args()
         ys = [F.conv2d(x[0 if shared else m], W[m], None if b is None else b[m], s, p, d) for m in range(W.shape[0])]
-        return torch.stack(ys), x
+        # one member: its output as it is (a view); stacking would copy the largest tensor of the step
+        return (ys[0].unsqueeze(0) if len(ys) == 1 else torch.stack(ys)), x
 
     def backward(self, layer: Conv2d, g: torch.Tensor, x: torch.Tensor, shared: bool) -> torch.Tensor | None:
         W = layer.weight.data
@@ -263,6 +265,8 @@ class _Loop(_Strategy):
         if not layer.input_grad:
             return None
         # A shared input feeds every member: its gradient is their sum.
+        if len(dxs) == 1:
+            return dxs[0].unsqueeze(0)
         return torch.stack(dxs).sum(dim=0, keepdim=True) if shared else torch.stack(dxs)
 
 
@@ -324,10 +328,10 @@ class _Grouped(_Stacked):
 
     def _input(self, layer: Conv2d, x: torch.Tensor, P: int) -> torch.Tensor:
         N = x.shape[1]
-        return x.expand(P, *x.shape[1:]).transpose(0, 1).reshape(N, P * layer.in_channels, *x.shape[3:])
+        return x.expand(P, *x.shape[1:]).transpose(0, 1).reshape(N, P * x.shape[2], *x.shape[3:])
 
     def _input_grad(self, layer: Conv2d, dx4: torch.Tensor, P: int, N: int, shared: bool) -> torch.Tensor:
-        dx = dx4.view(N, P, layer.in_channels, *dx4.shape[2:]).transpose(0, 1)
+        dx = dx4.view(N, P, dx4.shape[1] // P, *dx4.shape[2:]).transpose(0, 1)
         return dx.sum(dim=0, keepdim=True) if shared else dx.contiguous()
 
 

@@ -83,6 +83,11 @@ class SoftmaxCrossEntropy(Loss):
         P, N, C = z.shape
         if self._eps.shape[0] != P or self._eps.dtype != z.dtype or self._eps.device != z.device:
             self.build(P, device=z.device, dtype=z.dtype)
+        # log p = z - logsumexp(z), in exactly this order. torch.log_softmax is the same function and a few
+        # microseconds faster, but it rounds differently ((z - max) - log s instead of z - (max + log s)),
+        # and results that amplify the last bit move with it: the Newton test's singular Hessian (the output
+        # biases' shift direction) needed damping on its last step, and at rate 0.3 the schedules
+        # experiment's chaotic momentum runs ended at other losses (docs/benchmarks.md, issue 20).
         lse = torch.logsumexp(z, dim=2, keepdim=True)
         logp = z - lse
         self._p = torch.exp(logp)

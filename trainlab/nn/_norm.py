@@ -45,6 +45,7 @@ __all__ = [
     "batch_norm_layers",
     "compute_population_statistics",
     "recompute_running_statistics",
+    "StatisticsPass",
 ]
 
 #: above this, a BatchNorm momentum looks like the Keras/textbook convention (weight of the old value)
@@ -112,6 +113,7 @@ class _Normalization(Module):
     """Shared pieces: the optional per-member affine ``y = gamma * xhat + beta``."""
 
     affine: bool
+    _ndim: int  # the input's rank, (P, N, ...) included; set by each subclass's build
 
     def _build_affine(self, P: int, shape: tuple[int, ...], view: tuple[int, ...], device, dtype) -> None:
         # gamma = 1, beta = 0: the layer starts as a pure standardization (as in torch and Keras).
@@ -153,6 +155,142 @@ class _Normalization(Module):
         if x.ndim != self._ndim or x.shape[0] not in (1, self.population_size):
             raise ConfigError(f"{type(self).__name__} expects inputs of shape {expected} with P = "
                               f"{self.population_size} (or 1 for a shared input), got {tuple(x.shape)}")
+
+
+# ---- BatchNorm's modes: what a forward did, and the backward that goes with it --------------
+
+#: dtypes PyTorch's native CPU/CUDA batch-norm kernels take (others use the reference formulas)
+_NATIVE_DTYPES = (torch.float32, torch.float64)
+
+
+class _Mode:
+    """One BatchNorm forward: normalize ``x`` and keep what the matching backward needs."""
+
+    def forward(self, layer: "BatchNorm", x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def backward(self, layer: "BatchNorm", g: torch.Tensor) -> torch.Tensor | None:
+        raise NotImplementedError
+
+
+class _ReferenceBatchMode(_Mode):
+    """Batch statistics, the explicit formulas: :func:`_standardize` forward, :func:`_standardize_backward`.
+
+    The documented reference (``BatchNorm.reference = True``); also used for an input shared by
+    several members, whose statistics are computed once for all of them."""
+
+    def forward(self, layer, x):
+        m = layer._batch_stats_input(x)
+        xhat, mean, var, inv_std = _standardize(x, layer._dims, layer.eps)
+        layer._record(mean, var, var * (m / (m - 1)))
+        self.xhat, self.inv_std = xhat, inv_std
+        if not layer.affine:
+            xhat = xhat.expand((layer.population_size,) + xhat.shape[1:])
+        return layer._affine_forward(xhat)
+
+    def backward(self, layer, g):
+        dxhat = layer._affine_backward(g, self.xhat, layer._dims)
+        if not layer.input_grad:
+            return None
+        return _standardize_backward(dxhat, self.xhat, self.inv_std, layer._dims)
+
+
+class _NativeBatchMode(_Mode):
+    """Batch statistics with PyTorch's own kernels (``aten::native_batch_norm`` and its backward,
+    what ``torch.nn.BatchNorm*d`` runs). A population's ``(P, N, C[, H, W])`` is ``P*C`` independent
+    channels: it is laid out as ``(N, P*C[, H, W])`` -- a view for one member, a copy for more -- so
+    one kernel call normalizes every member's channels over ``N`` (and ``H, W``) only. Per-activation
+    statistics (``statistics="activation"``) make every ``(c, h, w)`` a channel.
+
+    With torch's conventions (one momentum for all members, unbiased running variance, no
+    statistics pass, every member active) the kernel also updates the running averages in place,
+    as ``torch.nn.BatchNorm1d`` does. Otherwise the batch mean comes back from the kernel and the
+    unbiased batch variance from its running-variance update into a zeroed scratch buffer with
+    momentum 1 (``0 * 0 + 1 * var_B m/(m-1)``), and :meth:`BatchNorm._record` applies trainlab's
+    conventions (per-member momentum, biased variance, inactive members, statistics passes). The numbers equal the
+    reference formulas up to rounding (``tests/nn_tests/test_norm_native.py``)."""
+
+    def _to_channels(self, layer: "BatchNorm", t: torch.Tensor) -> torch.Tensor:
+        P, N = t.shape[:2]
+        if P == 1:  # one member: the layout is already the channels' (a view when contiguous, one call)
+            return t.reshape((N, -1) if layer._dims == (1,) else t.shape[1:])
+        if layer._dims == (1,):  # every statistic element is a channel
+            return t.reshape(P, N, -1).transpose(0, 1).reshape(N, -1)
+        return t.transpose(0, 1).reshape(N, P * t.shape[2], *t.shape[3:])
+
+    def _from_channels(self, t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        if shape[0] == 1:
+            return t.reshape(shape)
+        return t.reshape(shape[1], shape[0], *shape[2:]).transpose(0, 1).contiguous()
+
+    def forward(self, layer, x):
+        m = layer._batch_stats_input(x)
+        P = x.shape[0]
+        xc = self._to_channels(layer, x)
+        K = xc.shape[1]
+        w, b, running_mean, running_var = layer._channel_views(K)
+        if (layer._collect is None and layer._active is None and layer._shared_momentum is not None
+                and layer.running_variance == "unbiased"):
+            # torch's own convention throughout: the kernel updates the running averages in place
+            # (running = (1 - momentum) running + momentum * batch, unbiased variance), exactly as
+            # torch.nn.BatchNorm1d/2d; (P, *S) buffers viewed as the P*C channels
+            y, save_mean, save_invstd = torch.ops.aten.native_batch_norm(
+                xc, w, b, running_mean, running_var, True, layer._shared_momentum, layer.eps)
+            layer.num_batches_tracked += 1
+        else:
+            scratch = layer._scratch
+            if scratch is None or scratch[0].shape[0] != K or scratch[0].dtype != x.dtype:
+                scratch = layer._scratch = (torch.zeros(K, dtype=x.dtype, device=x.device),
+                                            torch.zeros(K, dtype=x.dtype, device=x.device))
+            mean_buf, var_buf = scratch
+            mean_buf.zero_()
+            var_buf.zero_()  # momentum 1 still multiplies the old value by 0: no NaN may stay in it
+            y, save_mean, save_invstd = torch.ops.aten.native_batch_norm(xc, w, b, mean_buf, var_buf, True, 1.0,
+                                                                         layer.eps)
+            unbiased = var_buf.view(P, -1)
+            layer._record(save_mean.view(P, -1), unbiased * ((m - 1) / m), unbiased)
+        self.xc, self.w, self.shape = xc, w, x.shape
+        self.save_mean, self.save_invstd = save_mean, save_invstd
+        return self._from_channels(y, x.shape)
+
+    def backward(self, layer, g):
+        mask = [layer.input_grad, layer.affine, layer.affine]
+        if not any(mask):
+            return None
+        dx, dw, db = torch.ops.aten.native_batch_norm_backward(
+            self._to_channels(layer, g), self.xc, self.w, None, None, self.save_mean, self.save_invstd, True,
+            layer.eps, mask)
+        if layer.affine:
+            layer.gamma.grad.copy_(dw.view(layer.gamma.grad.shape))
+            layer.beta.grad.copy_(db.view(layer.beta.grad.shape))
+        return self._from_channels(dx, self.shape) if layer.input_grad else None
+
+
+class _FoldedMode(_Mode):
+    """Fixed statistics ``E``, ``Var`` (running or population averages; frozen or eval mode): one affine
+    map per channel, ``y = a x + b`` with ``a = gamma / sqrt(Var + eps)``, ``b = beta - a E``."""
+
+    def __init__(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        self.mean_stat, self.var_stat = mean, var
+
+    def forward(self, layer, x):
+        view = layer._param_view
+        inv_std = torch.rsqrt(self.var_stat + layer.eps)
+        a = layer.gamma.data * inv_std if layer.affine else inv_std
+        b = layer.beta.data - a * self.mean_stat if layer.affine else -a * self.mean_stat
+        self.x, self.mean, self.inv_std, self.a = x, self.mean_stat.view(view), inv_std.view(view), a.view(view)
+        return torch.addcmul(b.view(view), x, a.view(view))
+
+    def backward(self, layer, g):
+        if layer.affine:
+            # y = gamma (x - E) inv_std + beta: dgamma = sum g (x - E) inv_std, dbeta = sum g
+            layer.gamma.grad.copy_((g * (self.x - self.mean)).sum(dim=layer._dims)
+                                   * self.inv_std.reshape(layer.gamma.grad.shape))
+            layer.beta.grad.copy_(g.sum(dim=layer._dims))
+        if not layer.input_grad:
+            return None
+        dx = g * self.a
+        return dx.sum(dim=0, keepdim=True) if layer._shared else dx
 
 
 # ---- BatchNorm ------------------------------------------------------------------------
@@ -250,6 +388,11 @@ class BatchNorm(_Normalization):
     See: torch.nn.BatchNorm1d, torch.nn.BatchNorm2d; https://arxiv.org/abs/1502.03167
     """
 
+    #: normalize training batches with the explicit formulas (``_standardize`` and its backward)
+    #: instead of PyTorch's native batch-norm kernels: the documented reference, the same numbers
+    #: up to rounding (tests/nn_tests/test_norm_native.py). Set on a layer, or on the class.
+    reference: bool = False
+
     def __init__(self, num_features: int | None = None, *, eps: float = 1e-5,
                  momentum: float | Sequence[float] = 0.1, inference: str = "running", affine: bool = True,
                  freeze_stats: bool = False, running_variance: str = "unbiased", running_var_init: float = 1.0,
@@ -290,9 +433,10 @@ class BatchNorm(_Normalization):
         self.inference = inference
         self.affine = affine
         self.freeze_stats = freeze_stats
-        # What a training-mode forward does with its batch statistics: None (update the
-        # running averages), "population" or "cumulative" (set during the passes below).
-        self._collect: str | None = None
+        # What a training-mode forward does with its batch statistics: None (update the running
+        # averages with ``momentum``), or the collector of a statistics pass (StatisticsPass below).
+        self._collect: _Collector | None = None
+        self._mode: _Mode | None = None
         self._active: torch.Tensor | None = None
 
     def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
@@ -317,6 +461,9 @@ class BatchNorm(_Normalization):
         self._build_affine(P, self._stat_shape, view, device, dtype)
         self._momentum = member_values(self.momentum, P, name="BatchNorm momentum", dtype=dtype, device=device,
                                        low=0.0, high=1.0)
+        # one momentum for every member: the native kernel can then update the running averages itself
+        mv = member_values(self.momentum, P, name="BatchNorm momentum", dtype=torch.float64, low=0.0, high=1.0)
+        self._shared_momentum = float(mv[0]) if bool((mv == mv[0]).all()) else None
         kw = dict(device=device, dtype=dtype)
         S = (P,) + self._stat_shape
         self.running_mean = torch.zeros(S, **kw)
@@ -326,7 +473,10 @@ class BatchNorm(_Normalization):
         self.population_var = torch.ones(S, **kw)
         self.population_batches = torch.zeros(P, dtype=torch.int64, device=device)
         self._active = None
-        self._cache: tuple[Any, ...] = ("done",)
+        self._mode = None
+        self._scratch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._views_cache: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor,
+                                 torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor] | None = None
         return in_shape
 
     def buffers(self) -> dict[str, torch.Tensor]:
@@ -345,6 +495,8 @@ class BatchNorm(_Normalization):
         Mirrors ``Optimizer.set_active``: a stopped or diverged member's running
         statistics then stay as they were while the other members train on.
         """
+        if mask is not None and bool(mask.all()):
+            mask = None  # every member on: the same as no mask (and the kernel's own update stays usable)
         self._active = None if mask is None else mask.to(device=self.running_mean.device, dtype=torch.bool).clone()
 
     # ---- forward / backward ---------------------------------------------------------
@@ -365,7 +517,8 @@ class BatchNorm(_Normalization):
         return m
 
     def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
-        self._check_rank(x, self._shape_text())
+        if x.ndim != self._ndim or x.shape[0] not in (1, self.population_size):
+            self._check_rank(x, self._shape_text())  # raises (the text is made only then)
         if x.shape[2] != self.num_features:
             raise ConfigError(f"BatchNorm(num_features={self.num_features}) expects inputs {self._shape_text()}, "
                               f"got {tuple(x.shape)}")
@@ -373,81 +526,68 @@ class BatchNorm(_Normalization):
         self._shared = x.shape[0] == 1 and P > 1
         if training and not self.freeze_stats:
             m = self._batch_stats_input(x)
-            xhat, mean, var, inv_std = _standardize(x, self._dims, self.eps)
-            self._record(mean, var, m)
-            self._cache = ("batch", xhat, inv_std)
-            if not self.affine:
-                xhat = xhat.expand((P,) + xhat.shape[1:])
-            return self._affine_forward(xhat)
-        if training and self._collect == "population":
-            # a frozen layer still measures its input for the population statistics
-            m = self._batch_stats_input(x)
-            mean, var = _mean_var(x, self._dims)
-            self._record(mean, var, m)
-        if training or self.inference == "running":
-            mean, var = self.running_mean, self.running_var
+            mode: _Mode = (_ReferenceBatchMode() if self.reference or self._shared or x.dtype not in _NATIVE_DTYPES
+                           else _NativeBatchMode())
         else:
-            if bool((self.population_batches == 0).any()):
-                raise ConfigError("BatchNorm(inference='population') has no population statistics yet: call "
-                                  "trainlab.nn.compute_population_statistics(model, x_train, batch_size=...) "
-                                  "after training, before evaluating")
-            mean, var = self.population_mean, self.population_var
-        return self._folded_forward(x, mean, var)
+            if training and self._collect is not None and self._collect.measures_frozen:
+                # a frozen layer still measures its input for the population statistics
+                m = self._batch_stats_input(x)
+                mean, var = _mean_var(x, self._dims)
+                self._record(mean, var, var * (m / (m - 1)))
+            if training or self.inference == "running":
+                mean, var = self.running_mean, self.running_var
+            else:
+                if bool((self.population_batches == 0).any()):
+                    raise ConfigError("BatchNorm(inference='population') has no population statistics yet: call "
+                                      "trainlab.nn.compute_population_statistics(model, x_train, batch_size=...) "
+                                      "after training, before evaluating")
+                mean, var = self.population_mean, self.population_var
+            mode = _FoldedMode(mean, var)
+        y = mode.forward(self, x)
+        self._mode = mode
+        return y
+
+    def _channel_views(self, K: int) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """gamma, beta (None without affine), running mean and variance as flat ``(K,)`` views for the
+        native kernel; made once and reused while the tensors they view are the layer's own."""
+        gamma = self.gamma.data if self.affine else None
+        beta = self.beta.data if self.affine else None
+        c = self._views_cache
+        if (c is None or c[0] is not gamma or c[1] is not beta or c[2] is not self.running_mean
+                or c[3] is not self.running_var):
+            c = self._views_cache = (gamma, beta, self.running_mean, self.running_var,
+                                     None if gamma is None else gamma.view(K), None if beta is None else beta.view(K),
+                                     self.running_mean.view(K), self.running_var.view(K))
+        return c[4], c[5], c[6], c[7]
 
     def _folded_forward(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-        # With fixed statistics BN is one affine map per channel: y = a x + b.
-        view = self._param_view
-        inv_std = torch.rsqrt(var + self.eps)
-        a = self.gamma.data * inv_std if self.affine else inv_std
-        b = self.beta.data - a * mean if self.affine else -a * mean
-        self._cache = ("folded", x, mean.view(view), inv_std.view(view), a.view(view))
-        return torch.addcmul(b.view(view), x, a.view(view))
+        """Fixed statistics (``mean``, ``var`` of shape ``(P, *stat_shape)``): ``y = a x + b``."""
+        mode = _FoldedMode(mean, var)
+        y = mode.forward(self, x)
+        self._mode = mode
+        return y
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        kind = self._cache[0]
-        sum_dims = self._dims
-        if kind == "batch":
-            _, xhat, inv_std = self._cache
-            dxhat = self._affine_backward(g, xhat, sum_dims)
-            self._cache = ("done",)
-            if not self.input_grad:
-                return None
-            return _standardize_backward(dxhat, xhat, inv_std, self._dims)
-        if kind != "folded":
+        mode, self._mode = self._mode, None
+        if mode is None:
             raise RuntimeError("BatchNorm.backward called without a forward before it")
-        _, x, mean, inv_std, a = self._cache
-        self._cache = ("done",)
-        if self.affine:
-            # y = gamma (x - E) inv_std + beta: dgamma = sum g (x - E) inv_std, dbeta = sum g
-            self.gamma.grad.copy_((g * (x - mean)).sum(dim=sum_dims) * inv_std.reshape(self.gamma.grad.shape))
-            self.beta.grad.copy_(g.sum(dim=sum_dims))
-        if not self.input_grad:
-            return None
-        dx = g * a
-        return dx.sum(dim=0, keepdim=True) if self._shared else dx
+        return mode.backward(self, g)
 
     # ---- statistics -------------------------------------------------------------------
-    def _record(self, mean: torch.Tensor, var: torch.Tensor, m: int) -> None:
-        """Use a training batch's statistics (``mean``, biased ``var``; ``(P or 1, 1, C, ...)``)."""
+    def _record(self, mean: torch.Tensor, var: torch.Tensor, unbiased: torch.Tensor) -> None:
+        """Use a training batch's statistics (``mean``, biased ``var`` and the unbiased ``var m/(m-1)``;
+        each ``(P or 1, ...)`` with the statistics' number of elements per member)."""
         S = self._stat_shape
         mean = mean.reshape((mean.shape[0],) + S)
         var = var.reshape((var.shape[0],) + S)
-        unbiased = var * (m / (m - 1))
+        unbiased = unbiased.reshape((unbiased.shape[0],) + S)
+        if self._collect is not None and self._collect.add(self, mean, unbiased):
+            return
         # what the running variance averages: torch's unbiased var_B m/(m-1), or Keras'/the textbook's var_B
         tracked = unbiased if self.running_variance == "unbiased" else var
-        if self._collect == "population":
-            # sums in float64, divided once at the end of the pass
-            self._pop_sum_mean += mean.double()
-            self._pop_sum_var += unbiased.double()
-            self._pop_count += 1
-            return
         active = self._active
         self.num_batches_tracked += 1 if active is None else active.long()
-        if self._collect == "cumulative":
-            # PyTorch's momentum=None: the k-th batch gets weight 1/k, an equal-weight average
-            factor = 1.0 / self.num_batches_tracked.clamp(min=1).to(self.running_mean.dtype)
-        else:
-            factor = self._momentum
+        factor = self._momentum if self._collect is None else self._collect.factor(self)
         factor = factor.reshape((-1,) + (1,) * len(S))
         new_mean = (1.0 - factor) * self.running_mean + factor * mean
         new_var = (1.0 - factor) * self.running_var + factor * tracked
@@ -457,25 +597,6 @@ class BatchNorm(_Normalization):
             new_var = torch.where(on, new_var, self.running_var)
         self.running_mean.copy_(new_mean)
         self.running_var.copy_(new_var)
-
-    def _begin_pass(self, kind: str) -> None:
-        self._collect = kind
-        if kind == "population":
-            shape = (self.population_size,) + self._stat_shape
-            self._pop_sum_mean = torch.zeros(shape, dtype=torch.float64, device=self.running_mean.device)
-            self._pop_sum_var = torch.zeros(shape, dtype=torch.float64, device=self.running_mean.device)
-            self._pop_count = 0
-        else:
-            self.reset_running_statistics()
-
-    def _end_pass(self, completed: bool) -> None:
-        kind, self._collect = self._collect, None
-        if kind == "population" and completed and self._pop_count:
-            n = self._pop_count
-            self.population_mean.copy_(self._pop_sum_mean / n)
-            self.population_var.copy_(self._pop_sum_var / n)
-            self.population_batches.fill_(n)
-        self._pop_sum_mean = self._pop_sum_var = None
 
     def reset_running_statistics(self) -> None:
         """``running_mean = 0``, ``running_var = running_var_init`` (1 by default), ``num_batches_tracked = 0``
@@ -504,6 +625,8 @@ class LayerNorm(_Normalization):
 
     See: torch.nn.LayerNorm; https://arxiv.org/abs/1607.06450
     """
+
+    _cache: tuple[torch.Tensor, torch.Tensor] | None = None  # xhat, 1/std from the last forward
 
     def __init__(self, normalized_shape: int | Sequence[int] | None = None, *, eps: float = 1e-5,
                  affine: bool = True) -> None:
@@ -546,8 +669,9 @@ class LayerNorm(_Normalization):
         return self._affine_forward(xhat)
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        xhat, inv_std = self._cache
-        self._cache = None
+        cache, self._cache = self._cache, None
+        assert cache is not None, "LayerNorm.backward without a forward"
+        xhat, inv_std = cache
         dxhat = self._affine_backward(g, xhat, self._sum_dims)
         if not self.input_grad:
             return None
@@ -569,6 +693,8 @@ class GroupNorm(_Normalization):
 
     See: torch.nn.GroupNorm; https://arxiv.org/abs/1803.08494
     """
+
+    _cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # xhat, grouped xhat, 1/std
 
     def __init__(self, num_groups: int, num_channels: int | None = None, *, eps: float = 1e-5,
                  affine: bool = True) -> None:
@@ -617,8 +743,9 @@ class GroupNorm(_Normalization):
         return self._affine_forward(xhat)
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        xhat, xhat_g, inv_std = self._cache
-        self._cache = None
+        cache, self._cache = self._cache, None
+        assert cache is not None, "GroupNorm.backward without a forward"
+        xhat, xhat_g, inv_std = cache
         dxhat = self._affine_backward(g, xhat, self._sum_dims)
         if not self.input_grad:
             return None
@@ -642,6 +769,8 @@ class InstanceNorm(_Normalization):
 
     See: torch.nn.InstanceNorm2d; https://arxiv.org/abs/1607.08022
     """
+
+    _cache: tuple[torch.Tensor, torch.Tensor] | None = None  # xhat, 1/std from the last forward
 
     def __init__(self, num_features: int | None = None, *, eps: float = 1e-5, affine: bool = False) -> None:
         _check_size(num_features, "num_features", "InstanceNorm")
@@ -681,8 +810,9 @@ class InstanceNorm(_Normalization):
         return self._affine_forward(xhat)
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        xhat, inv_std = self._cache
-        self._cache = None
+        cache, self._cache = self._cache, None
+        assert cache is not None, "InstanceNorm.backward without a forward"
+        xhat, inv_std = cache
         dxhat = self._affine_backward(g, xhat, (1, 3, 4))
         if not self.input_grad:
             return None
@@ -694,7 +824,8 @@ class InstanceNorm(_Normalization):
 
 def _convert_momentum(m: float | Sequence[float], name: str) -> float | list[float]:
     many = isinstance(m, Sequence) and not isinstance(m, (str, bytes))
-    vals = member_values(m, len(m) if many else 1, name=name, dtype=torch.float64, low=0.0, high=1.0).tolist()
+    size = len(m) if isinstance(m, Sequence) and many else 1
+    vals = member_values(m, size, name=name, dtype=torch.float64, low=0.0, high=1.0).tolist()
     out = [1.0 - v for v in vals]
     return out if many else out[0]
 
@@ -747,6 +878,118 @@ def batch_norm_layers(model: Module) -> list[BatchNorm]:
     return [m for m in _walk(model) if isinstance(m, BatchNorm)]
 
 
+class _Collector:
+    """What one BatchNorm does with its training batches' statistics during a :class:`StatisticsPass`."""
+
+    #: whether a layer with ``freeze_stats=True`` (which normalizes with its running statistics)
+    #: still measures its input
+    measures_frozen = False
+
+    def begin(self, layer: BatchNorm) -> None:
+        pass
+
+    def add(self, layer: BatchNorm, mean: torch.Tensor, unbiased: torch.Tensor) -> bool:
+        """Take a batch's statistics; True if they are consumed (the running averages stay)."""
+        return False
+
+    def factor(self, layer: BatchNorm) -> torch.Tensor:
+        """The weight of the new batch in the running averages, per member."""
+        return layer._momentum
+
+    def end(self, layer: BatchNorm, completed: bool) -> None:
+        pass
+
+
+class _PopulationCollector(_Collector):
+    """Ioffe & Szegedy's Algorithm 2: sums of the batch means and unbiased variances (float64), divided
+    once at the end of a completed pass into ``population_mean`` / ``population_var``."""
+
+    measures_frozen = True
+
+    def begin(self, layer):
+        shape = (layer.population_size,) + layer._stat_shape
+        self.sum_mean = torch.zeros(shape, dtype=torch.float64, device=layer.running_mean.device)
+        self.sum_var = torch.zeros(shape, dtype=torch.float64, device=layer.running_mean.device)
+        self.count = 0
+
+    def add(self, layer, mean, unbiased):
+        self.sum_mean += mean.double()
+        self.sum_var += unbiased.double()
+        self.count += 1
+        return True
+
+    def end(self, layer, completed):
+        if completed and self.count:
+            layer.population_mean.copy_(self.sum_mean / self.count)
+            layer.population_var.copy_(self.sum_var / self.count)
+            layer.population_batches.fill_(self.count)
+
+
+class _CumulativeCollector(_Collector):
+    """PyTorch's ``momentum=None``: running statistics reset, then the k-th batch gets weight 1/k."""
+
+    def begin(self, layer):
+        layer.reset_running_statistics()
+
+    def factor(self, layer):
+        return 1.0 / layer.num_batches_tracked.clamp(min=1).to(layer.running_mean.dtype)
+
+
+_COLLECTORS: dict[str, type[_Collector]] = {"population": _PopulationCollector, "cumulative": _CumulativeCollector}
+
+
+class StatisticsPass:
+    """A pass over training data that collects BatchNorm statistics, as a context manager.
+
+    Inside the ``with`` block, training-mode forwards of ``model`` feed each of ``layers`` (by
+    default every BatchNorm) to a collector of ``kind``: ``"population"`` (Algorithm 2's population
+    statistics; running averages untouched) or ``"cumulative"`` (running statistics reset and
+    recomputed as equal-weight averages). On entry the member random generators the model can
+    reach are saved (those for ``device`` created first, as a first draw would); on exit every layer
+    leaves collection -- storing its result only if the block completed without an exception --
+    and the generators are given back untouched::
+
+        with StatisticsPass(model, "population"), torch.no_grad():
+            for xb in batches:
+                model.forward(xb, training=True)
+
+    :func:`compute_population_statistics` and :func:`recompute_running_statistics` are this with
+    their checks and the batching of ``x``.
+    """
+
+    def __init__(self, model: Module, kind: str, *, layers: Sequence[BatchNorm] | None = None,
+                 device: torch.device | str = "cpu") -> None:
+        if kind not in _COLLECTORS:
+            raise ConfigError(f"StatisticsPass kind must be one of {', '.join(_COLLECTORS)}, got {kind!r}")
+        self.model, self.kind, self.device = model, kind, torch.device(device)
+        self.layers = list(batch_norm_layers(model) if layers is None else layers)
+        self._rng: list[tuple[Population, Any]] = []
+
+    def __enter__(self) -> "StatisticsPass":
+        # Training-mode forwards may draw random numbers (dropout): save every member generator.
+        populations = {id(p): p for p in (getattr(m, "population", None) for m in self.model.modules())
+                       if isinstance(p, Population)}
+        self._rng = []
+        for pop in populations.values():
+            pop.generators(self.device)
+            self._rng.append((pop, pop.get_state()))
+        for layer in self.layers:
+            collector = _COLLECTORS[self.kind]()
+            collector.begin(layer)
+            layer._collect = collector
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            for layer in self.layers:
+                collector, layer._collect = layer._collect, None
+                if collector is not None:
+                    collector.end(layer, exc_type is None)
+        finally:
+            for pop, state in self._rng:
+                pop.set_state(state)
+
+
 def _statistics_pass(model: Module, x: torch.Tensor, batch_size: int, kind: str, what: str,
                      layers: list[BatchNorm]) -> None:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 2:
@@ -760,29 +1003,10 @@ def _statistics_pass(model: Module, x: torch.Tensor, batch_size: int, kind: str,
     if n < batch_size:
         raise ConfigError(f"{what} needs at least one full mini-batch: batch_size={batch_size} but x has "
                           f"{n} examples")
-    # Training-mode forwards may draw random numbers (dropout): save every member
-    # generator the model can reach -- creating the ones for x's device first, as a
-    # first draw would -- and give them back untouched afterwards.
-    populations = {id(p): p for p in (getattr(m, "population", None) for m in _walk(model))
-                   if isinstance(p, Population)}
-    rng_states = []
-    for pop in populations.values():
-        pop.generators(x.device)
-        rng_states.append((pop, pop.get_state()))
-    for layer in layers:
-        layer._begin_pass(kind)
-    completed = False
-    try:
-        with torch.no_grad():
-            # Full batches only: Algorithm 2 averages mini-batches of one size m.
-            for i in range(0, n - batch_size + 1, batch_size):
-                model.forward(x[:, i:i + batch_size], training=True)
-        completed = True
-    finally:
-        for layer in layers:
-            layer._end_pass(completed)
-        for pop, state in rng_states:
-            pop.set_state(state)
+    with StatisticsPass(model, kind, layers=layers, device=x.device), torch.no_grad():
+        # Full batches only: Algorithm 2 averages mini-batches of one size m.
+        for i in range(0, n - batch_size + 1, batch_size):
+            model.forward(x[:, i:i + batch_size], training=True)
 
 
 def compute_population_statistics(model: Module, x: torch.Tensor, *, batch_size: int) -> None:

@@ -67,6 +67,11 @@ class Optimizer:
         self.steps = torch.zeros(P, dtype=torch.int64, device=device)  # per-member step counts
         self.active = torch.ones(P, dtype=torch.bool, device=device)
         self._inactive: list[int] = []
+        self._inactive_idx: torch.Tensor | None = None  # the same as a tensor; None when every member trains
+        self._has_decay_cache: bool | None = None  # whether any member has weight_decay != 0 (None: not known)
+        #: bumped whenever a step's kernels may change (members on/off, hyperparameters, loaded
+        #: state): a captured CUDA graph of the step is recorded again (trainlab.train._graphs)
+        self.version = 0
         self._views: dict[tuple[str, int], torch.Tensor] = {}
         #: gradient clipping (:class:`~trainlab.optim.ClipGradients`), applied at the start of :meth:`step`
         self.clip: Any = None
@@ -96,6 +101,7 @@ class Optimizer:
         old.copy_(new)  # in place: cached views stay valid
         self._views = {k: v for k, v in self._views.items() if not k[0].startswith("lr*")}  # scaled copies
         self._has_decay_cache = None  # weight_decay may have changed from or to zero
+        self.version += 1
 
     def assign_hparam(self, name: str, values: torch.Tensor) -> None:
         """Overwrite hyperparameter ``name`` with ``values`` (``(P,)``), unvalidated: the fast path of a
@@ -113,25 +119,31 @@ class Optimizer:
         """Only members where ``mask`` is true are updated from now on."""
         self.active.copy_(mask.to(self.active.device))
         self._inactive = [i for i, a in enumerate(self.active.tolist()) if not a]
+        # made here, not in step(): no host-to-device copy inside a captured step
+        self._inactive_idx = torch.tensor(self._inactive, device=self.active.device) if self._inactive else None
+        self.version += 1
 
     # ---- the step ------------------------------------------------------------------
     def step(self) -> None:
         """Update every trainable parameter from its ``.grad``."""
-        inactive = self._inactive
-        if inactive:
-            if len(inactive) == self.size:
+        idx = self._inactive_idx
+        if idx is not None:
+            if len(self._inactive) == self.size:
                 return
-            idx = torch.tensor(inactive, device=self.active.device)
             saved = [(p.data.index_select(0, idx), {k: v.index_select(0, idx) for k, v in st.items()})
                      for p, st in zip(self.params, self.state)]
         self.steps += self.active.to(self.steps.dtype)
         if self.clip is not None:
             self.clip(self.params)
+        ws: list[torch.Tensor] = []
+        gs: list[torch.Tensor] = []
+        sts: list[dict[str, torch.Tensor]] = []
+        lrs: list[torch.Tensor] = []
         for p, st in zip(self.params, self.state):
             if not p.trainable:
                 continue
             g = p.grad
-            if inactive:
+            if idx is not None:
                 g = g.index_fill(0, idx, 0.0)  # keep NaN of a diverged member out of shared kernels
             w = p.data
             lr = self._lr_view(w.ndim, p.lr_scale)
@@ -140,8 +152,13 @@ class Optimizer:
                     w.mul_(1.0 - lr * self.h("weight_decay", w.ndim))
                 elif self._has_decay:
                     g = torch.addcmul(g, self.h("weight_decay", w.ndim), w)  # g + wd * w, one pass
-            self._update(w, g, st, lr)
-        if inactive:
+            ws.append(w)
+            gs.append(g)
+            sts.append(st)
+            lrs.append(lr)
+        if ws:
+            self._update_all(ws, gs, sts, lrs)
+        if idx is not None:
             for p, (pd, st_saved), st in zip(self.params, saved, self.state):
                 p.data.index_copy_(0, idx, pd)
                 for k, v in st_saved.items():
@@ -149,7 +166,7 @@ class Optimizer:
 
     @property
     def _has_decay(self) -> bool:
-        hd = getattr(self, "_has_decay_cache", None)
+        hd = self._has_decay_cache
         if hd is None:
             hd = self._has_decay_cache = bool((self.hparams["weight_decay"] != 0).any())
         return hd
@@ -168,6 +185,17 @@ class Optimizer:
         """Update ``w`` in place from gradient ``g`` (already including coupled decay) with learning rate
         ``lr`` (a ``(P, 1, ...)`` view: the member's rate times the parameter's ``lr_scale``)."""
         raise NotImplementedError
+
+    def _update_all(self, ws: list[torch.Tensor], gs: list[torch.Tensor], states: list[dict[str, torch.Tensor]],
+                    lrs: list[torch.Tensor]) -> None:
+        """Update every trainable parameter at once: by default :meth:`_update` on each in turn.
+
+        An optimizer may override this with one multi-tensor (``torch._foreach_*``) pass over all
+        parameters -- fewer Python calls and, on a GPU, fewer kernel launches. Such a fast path must
+        apply the same elementwise operations in the same order as :meth:`_update`, which stays the
+        reference (``tests/optim_tests/test_foreach.py`` checks the two agree bit for bit)."""
+        for w, g, st, lr in zip(ws, gs, states, lrs):
+            self._update(w, g, st, lr)
 
     def zero_state(self) -> None:
         for st in self.state:

@@ -23,6 +23,11 @@ class SGD(Optimizer):
     def _update(self, w, g, state, lr):
         w.addcmul_(g, lr, value=-1.0)
 
+    def _update_all(self, ws, gs, states, lrs):
+        if type(self)._update is not SGD._update:  # a subclass with its own rule: that rule, per parameter
+            return super()._update_all(ws, gs, states, lrs)
+        torch._foreach_addcmul_(ws, gs, lrs, value=-1.0)  # _update on every parameter, one call
+
 
 class Momentum(Optimizer):
     """Heavy ball: ``v <- mu v + g``, ``w <- w - lr v`` (``torch.optim.SGD(momentum=mu)``, dampening 0).
@@ -42,6 +47,14 @@ class Momentum(Optimizer):
         v = state["velocity"]
         v.mul_(self.h("momentum", w.ndim)).add_(g)
         w.addcmul_(v, lr, value=-1.0)
+
+    def _update_all(self, ws, gs, states, lrs):
+        if type(self)._update is not Momentum._update:  # a subclass with its own rule (Nesterov): its _update
+            return super()._update_all(ws, gs, states, lrs)
+        vs = [st["velocity"] for st in states]
+        torch._foreach_mul_(vs, [self.h("momentum", w.ndim) for w in ws])
+        torch._foreach_add_(vs, gs)
+        torch._foreach_addcmul_(ws, vs, lrs, value=-1.0)
 
 
 class Nesterov(Momentum):
@@ -85,7 +98,7 @@ class RMSProp(Optimizer):
     """
 
     _ranges = {"alpha": (0.0, True, 1.0, False), "eps": (0.0, False, None, False)}
-    _state_names = ("mean_sq",)
+    _state_names: tuple[str, ...] = ("mean_sq",)
 
     def __init__(self, params: Iterable[Parameter], *, lr: Number = 0.01, alpha: Number = 0.99,
                  eps: Number = 1e-8, weight_decay: Number = 0.0, decoupled: bool = False,
@@ -141,6 +154,23 @@ class Adam(Optimizer):
         bc1, bc2 = self._bc1.reshape(shape), self._bc2.reshape(shape)
         denom = (v / bc2).sqrt_().add_(self.h("eps", w.ndim))
         w.addcdiv_(m * (lr / bc1), denom, value=-1.0)
+
+    def _update_all(self, ws, gs, states, lrs):
+        if type(self)._update is not Adam._update:
+            return super()._update_all(ws, gs, states, lrs)
+        # _update's operations, each over all parameters at once (same order, same values).
+        ms, vs = [st["m"] for st in states], [st["v"] for st in states]
+        b1s, b2s = [self.h("beta1", w.ndim) for w in ws], [self.h("beta2", w.ndim) for w in ws]
+        torch._foreach_mul_(ms, b1s)
+        torch._foreach_addcmul_(ms, gs, [1.0 - b for b in b1s])
+        torch._foreach_mul_(vs, b2s)
+        torch._foreach_addcmul_(vs, torch._foreach_mul(gs, gs), [1.0 - b for b in b2s])
+        shapes = [(self.size,) + (1,) * (w.ndim - 1) for w in ws]
+        denom = torch._foreach_div(vs, [self._bc2.reshape(s) for s in shapes])
+        torch._foreach_sqrt_(denom)
+        torch._foreach_add_(denom, [self.h("eps", w.ndim) for w in ws])
+        steps = torch._foreach_mul(ms, [lr / self._bc1.reshape(s) for lr, s in zip(lrs, shapes)])
+        torch._foreach_addcdiv_(ws, steps, denom, value=-1.0)
 
 
 class AdamW(Adam):

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import math
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 
 from trainlab.errors import ConfigError
 from trainlab.nn import Loss, Sequential
 from trainlab.optim import Optimizer
+from trainlab.population import Population
 from trainlab.regularize import Regularizer
 from trainlab.train._callback import Callback
 from trainlab.train._history import History
 
 __all__ = ["Trainer", "Callback", "as_arrays"]
+
+
+class _ClosureOptimizer(Protocol):
+    """An optimizer whose step re-evaluates the objective (``needs_closure = True``: L-BFGS)."""
+
+    def check_deterministic(self, model: Sequential, augment: object = None) -> None: ...
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None, loss: torch.Tensor | None = None) -> None: ...
+
+
+def _closure_optimizer(optimizer: Optimizer) -> _ClosureOptimizer | None:
+    """``optimizer`` seen as one that needs a closure, or None (the flag is the optimizer's own declaration)."""
+    return cast(_ClosureOptimizer, optimizer) if getattr(optimizer, "needs_closure", False) else None
 
 
 def as_arrays(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -71,6 +85,11 @@ class Trainer:
     sinks:
         Observers of the training events (same hooks as callbacks) that never change
         training and are not saved in checkpoints: the console, the live plot.
+    cuda_graphs:
+        Run each step on static buffers, captured as CUDA graphs (forward, then backward and
+        update) and replayed, when the model is on a GPU (:mod:`trainlab.train._graphs`); on a CPU
+        the same static-buffer step runs eagerly, with the same results as the normal step.
+        Refused for layers that draw random numbers, augmentation and L-BFGS.
     """
 
     def __init__(self, model: Sequential, loss: Loss, optimizer: Optimizer, *, epochs: int = 10,
@@ -79,15 +98,15 @@ class Trainer:
                  callbacks: Sequence[Callback] = (), regularizers: Sequence[Regularizer] = (),
                  augment: Any = None, live: bool = False, sinks: Sequence[Callback] = (),
                  labels: Sequence[str] | None = None, diverge_factor: float = 1000.0,
-                 diverge_evaluations: int = 2) -> None:
+                 diverge_evaluations: int = 2, cuda_graphs: bool = False) -> None:
         if model.population is None:
             raise ConfigError("the model is not built: call model.build(input_shape, population) first")
         for name, v in (("epochs", epochs), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"Trainer {name} must be an integer >= 1, got {v!r}")
-        for name, v in (("steps", steps), ("eval_every", eval_every)):
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ConfigError(f"Trainer {name} must be an integer >= 1 or None, got {v!r}")
+        for name, maybe in (("steps", steps), ("eval_every", eval_every)):
+            if maybe is not None and (not isinstance(maybe, int) or isinstance(maybe, bool) or maybe < 1):
+                raise ConfigError(f"Trainer {name} must be an integer >= 1 or None, got {maybe!r}")
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.epochs, self.steps, self.batch_size = epochs, steps, batch_size
         self.seed, self.eval_every, self.eval_train = seed, eval_every, eval_train
@@ -116,8 +135,9 @@ class Trainer:
             from trainlab.train._live import LiveCurves
 
             self.sinks.append(LiveCurves())
-        if getattr(optimizer, "needs_closure", False):  # L-BFGS: refuses random layers and augmentation
-            optimizer.check_deterministic(model, augment)
+        closure_optimizer = _closure_optimizer(optimizer)
+        if closure_optimizer is not None:  # L-BFGS: refuses random layers and augmentation
+            closure_optimizer.check_deterministic(model, augment)
         self.size = model.size
         self.device = model.device
         self.loss.build(self.size, device=self.device, dtype=model.dtype)
@@ -143,6 +163,11 @@ class Trainer:
         self._initial_loss = torch.full((self.size,), math.nan, dtype=torch.float64, device=self.device)
         self._above = torch.zeros(self.size, dtype=torch.int64, device=self.device)
         self._above_since = torch.zeros(self.size, dtype=torch.int64, device=self.device)
+        self._graph_step = None
+        if cuda_graphs:
+            from trainlab.train._graphs import GraphStep
+
+            self._graph_step = GraphStep(self)
 
     # ---- members ----------------------------------------------------------------------
     def stop_members(self, members: torch.Tensor) -> None:
@@ -250,7 +275,10 @@ class Trainer:
         stopped: the step count, the position in the current epoch's shuffle, the
         random generators and every accumulator are part of the trainer's state.
         """
-        xt, yt = as_arrays(train, "training")
+        pair = as_arrays(train, "training")
+        if pair is None:
+            raise ConfigError("Trainer.fit needs training data: (x, y) or an object with .x and .y, got None")
+        xt, yt = pair
         self._train_x = xt
         splits = {"train": (xt, yt) if self.eval_train else None, "val": as_arrays(val, "validation"),
                   "test": as_arrays(test, "test")}
@@ -321,7 +349,7 @@ class Trainer:
         for k, v in self.optimizer.state_dict().items():
             t[f"optim.{k}"] = v
         t["rng.shuffle"] = self.generator.get_state()
-        for dev, states in self.model.population.get_state().items():
+        for dev, states in self._population().get_state().items():
             for i, st in enumerate(states):
                 t[f"rng.member.{dev}.{i}"] = st
         t["trainer.alive"] = self.alive
@@ -371,13 +399,19 @@ class Trainer:
         self.should_stop = False
         # Random state last, so nothing above can draw from it after the restore.
         self.generator.set_state(tensors["rng.shuffle"])
-        states: dict[str, list[torch.Tensor]] = {}
+        states: dict[str, list[tuple[int, torch.Tensor]]] = {}
         for k, v in part("rng.member.").items():
-            dev, i = k.rsplit(".", 1)
-            states.setdefault(dev, []).append((int(i), v))  # type: ignore[arg-type]
-        self.model.population.set_state({d: [v for _, v in sorted(lst)] for d, lst in states.items()})
+            dev, index = k.rsplit(".", 1)
+            states.setdefault(dev, []).append((int(index), v))
+        self._population().set_state({d: [v for _, v in sorted(lst, key=lambda e: e[0])]
+                                      for d, lst in states.items()})
         if self.augment is not None and hasattr(self.augment, "load_state_dict"):
             self.augment.load_state_dict(part("augment."))
+
+    def _population(self) -> Population:
+        population = self.model.population
+        assert population is not None, "Trainer.__init__ refuses an unbuilt model"
+        return population
 
     def _listeners(self) -> list[Callback]:
         """Callbacks first (they may stop members), then the sinks that only report."""
@@ -402,11 +436,31 @@ class Trainer:
             r.add_grad()
         return loss
 
+    def _note_divergence(self, loss: torch.Tensor) -> bool:
+        """Freeze (and record) the members whose objective is not finite; True if any froze now. The first
+        step's loss is kept for the exploding-loss rule (:meth:`_check_exploding`)."""
+        if self.step == 0:
+            self._initial_loss.copy_(loss.detach().double())
+        bad = ~torch.isfinite(loss) & self.alive
+        if not bool(bad.any()):
+            return False
+        for m in bad.nonzero().flatten().tolist():
+            self.history.diverged[m] = {"step": self.step + 1,
+                                        "epoch": round((self.step + 1) / self.steps_per_epoch, 6),
+                                        "loss": str(float(loss[m]))}
+        self.alive &= ~bad
+        self._sync_active()
+        for cb in self._listeners():
+            cb.on_diverged(self, bad.nonzero().flatten().tolist())
+        return True
+
     def train_step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """One forward/backward/update on a batch shared by all members.
 
         Returns the training objective per member: the loss plus every
         regularizer's penalty."""
+        if self._graph_step is not None:
+            return self._graph_step.step(xb, yb)
         x = xb.unsqueeze(0)
         if self.augment is not None:
             x, yb = self.augment(x, yb, self)
@@ -414,23 +468,13 @@ class Trainer:
         loss = self.loss.forward(out, yb)
         if self.regularizers:
             loss = loss + self.penalty()
-        if self.step == 0:
-            self._initial_loss.copy_(loss.detach().double())
-        bad = ~torch.isfinite(loss) & self.alive
-        if bool(bad.any()):
-            for m in bad.nonzero().flatten().tolist():
-                self.history.diverged[m] = {"step": self.step + 1,
-                                            "epoch": round((self.step + 1) / self.steps_per_epoch, 6),
-                                            "loss": str(float(loss[m]))}
-            self.alive &= ~bad
-            self._sync_active()
-            for cb in self._listeners():
-                cb.on_diverged(self, bad.nonzero().flatten().tolist())
+        self._note_divergence(loss)
         self.model.backward(self.loss.backward())
         for r in self.regularizers:
             r.add_grad()
-        if getattr(self.optimizer, "needs_closure", False):  # L-BFGS: its line search re-evaluates the batch
-            self.optimizer.step(lambda: self._objective(x, yb), loss)
+        closure_optimizer = _closure_optimizer(self.optimizer)
+        if closure_optimizer is not None:  # L-BFGS: its line search re-evaluates the batch
+            closure_optimizer.step(lambda: self._objective(x, yb), loss)
         else:
             self.optimizer.step()
         for r in self.regularizers:

@@ -36,7 +36,8 @@ from typing import Any
 
 from trainlab.errors import ConfigError
 
-__all__ = ["LOCK_NAME", "RunLock", "classify", "check_new_run", "fresh_run_dir", "exchange_dirs", "staging_dir"]
+__all__ = ["LOCK_NAME", "RunLock", "classify", "check_new_run", "check_study_dir", "fresh_run_dir", "exchange_dirs",
+           "staging_dir"]
 
 LOCK_NAME = ".trainlab.lock"
 _STAGING = ".trainlab-new"
@@ -131,6 +132,40 @@ def check_new_run(directory: str | Path, *, overwrite: bool) -> str:
     choices = (f"--resume {d} to continue it, " if kind == "unfinished" else "") + \
         "--overwrite to replace it, or a new --out"
     raise ConfigError(f"{d} {_WHAT[kind]}; use {choices}")
+
+
+# what only a train run writes at its top level (a study keeps its best model's files in best/)
+_TRAIN_FILES = ("checkpoint.json", "config.toml", "metrics.jsonl", "model.safetensors", "history.json")
+
+
+def check_study_dir(directory: str | Path) -> None:
+    """Refuse a study's output directory (``tune --out``) that would mix a study into something else.
+
+    A study writes ``summary.json``, ``trials.csv``, ``best.toml``, ``best/`` and figures into its directory,
+    and a rerun of the same command reuses it (that is how a study resumes). A directory holding a train
+    run, or a ``summary.json`` that is not a study's, is refused with one line instead of being overwritten.
+    """
+    d = Path(directory)
+    if classify(d) in ("absent", "empty"):
+        return
+    if not d.is_dir():
+        raise ConfigError(f"--out {d} is a file, not a directory; choose another --out")
+    found = [n for n in _TRAIN_FILES if (d / n).exists()]
+    if found:
+        raise ConfigError(f"{d} holds a trainlab train run ({', '.join(found)}); a study would mix its files "
+                          "(summary.json, figures) into it: choose another --out for tune")
+    summary = d / "summary.json"
+    if summary.exists():
+        import json
+
+        try:
+            data = json.loads(summary.read_text(encoding="utf-8"))
+            ours = isinstance(data, dict) and "study" in data
+        except (OSError, ValueError, TypeError):
+            ours = False
+        if not ours:
+            raise ConfigError(f"{summary} is not a study's summary and tune would overwrite it: "
+                              "choose another --out for tune")
 
 
 def fresh_run_dir(parent: str | Path, stem: str) -> Path:

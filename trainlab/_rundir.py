@@ -36,8 +36,8 @@ from typing import Any
 
 from trainlab.errors import ConfigError
 
-__all__ = ["LOCK_NAME", "RunLock", "classify", "check_new_run", "check_study_dir", "fresh_run_dir", "exchange_dirs",
-           "staging_dir"]
+__all__ = ["LOCK_NAME", "RunLock", "classify", "check_new_run", "check_study_dir", "check_writable", "fresh_run_dir",
+           "exchange_dirs", "staging_dir"]
 
 LOCK_NAME = ".trainlab.lock"
 _STAGING = ".trainlab-new"
@@ -166,6 +166,31 @@ def check_study_dir(directory: str | Path) -> None:
         if not ours:
             raise ConfigError(f"{summary} is not a study's summary and tune would overwrite it: "
                               "choose another --out for tune")
+
+
+def check_writable(directory: str | Path) -> None:
+    """Refuse, before any work, an output directory that cannot be written (read-only file system, no
+    permission), creating nothing: a command that computes for minutes and then cannot save loses it all.
+
+    The directory, or the nearest parent that exists, must be writable (``os.access``: it reports a read-only
+    file system, and permissions as they apply to this user). A disk that fills later is still the write
+    paths' one-line error.
+    """
+    from trainlab.errors import WriteError, describe_oserror
+
+    d = Path(directory).absolute()
+    existing = d
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return
+    try:
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    code = errno.EROFS if read_only else errno.ENOTDIR if not existing.is_dir() else errno.EACCES
+    raise WriteError(describe_oserror(OSError(code, os.strerror(code), str(existing)),
+                                      then=f"nothing was computed yet; choose another --out than {directory}"))
 
 
 def fresh_run_dir(parent: str | Path, stem: str) -> Path:

@@ -55,6 +55,14 @@ def tiny_disk(d: Path, size: str = "300k"):
         subprocess.run(["umount", "-l", str(d)], check=True)
 
 
+@pytest.fixture(autouse=True)
+def _no_study_figures(monkeypatch):
+    """The study's figures are most of a tiny study's time and not what is tested here."""
+    from trainlab.search import _plots
+
+    monkeypatch.setattr(_plots, "draw_all", lambda *a, **k: {})
+
+
 @pytest.fixture(scope="module")
 def tune_cfg(tmp_path_factory) -> Path:
     return write_toml(tmp_path_factory.mktemp("c") / "tune.toml", tiny_search_config(search={"trials": 2,

@@ -32,6 +32,14 @@ def train_run(tmp_path_factory) -> Path:
     return run
 
 
+@pytest.fixture(autouse=True)
+def _no_study_figures(monkeypatch):
+    """The study's figures are most of a tiny study's time and not what is tested here."""
+    from trainlab.search import _plots
+
+    monkeypatch.setattr(_plots, "draw_all", lambda *a, **k: {})
+
+
 @pytest.fixture(scope="module")
 def tune_cfg(tmp_path_factory) -> Path:
     cfg = tiny_search_config(search={"trials": 2, "population": 2})

@@ -36,7 +36,8 @@ from typing import Any
 
 from trainlab.errors import ConfigError
 
-__all__ = ["LOCK_NAME", "RunLock", "classify", "check_new_run", "fresh_run_dir", "exchange_dirs", "staging_dir"]
+__all__ = ["LOCK_NAME", "RunLock", "classify", "check_new_run", "check_study_dir", "check_writable", "fresh_run_dir",
+           "exchange_dirs", "staging_dir"]
 
 LOCK_NAME = ".trainlab.lock"
 _STAGING = ".trainlab-new"
@@ -131,6 +132,65 @@ def check_new_run(directory: str | Path, *, overwrite: bool) -> str:
     choices = (f"--resume {d} to continue it, " if kind == "unfinished" else "") + \
         "--overwrite to replace it, or a new --out"
     raise ConfigError(f"{d} {_WHAT[kind]}; use {choices}")
+
+
+# what only a train run writes at its top level (a study keeps its best model's files in best/)
+_TRAIN_FILES = ("checkpoint.json", "config.toml", "metrics.jsonl", "model.safetensors", "history.json")
+
+
+def check_study_dir(directory: str | Path) -> None:
+    """Refuse a study's output directory (``tune --out``) that would mix a study into something else.
+
+    A study writes ``summary.json``, ``trials.csv``, ``best.toml``, ``best/`` and figures into its directory,
+    and a rerun of the same command reuses it (that is how a study resumes). A directory holding a train
+    run, or a ``summary.json`` that is not a study's, is refused with one line instead of being overwritten.
+    """
+    d = Path(directory)
+    if classify(d) in ("absent", "empty"):
+        return
+    if not d.is_dir():
+        raise ConfigError(f"--out {d} is a file, not a directory; choose another --out")
+    found = [n for n in _TRAIN_FILES if (d / n).exists()]
+    if found:
+        raise ConfigError(f"{d} holds a trainlab train run ({', '.join(found)}); a study would mix its files "
+                          "(summary.json, figures) into it: choose another --out for tune")
+    summary = d / "summary.json"
+    if summary.exists():
+        import json
+
+        try:
+            data = json.loads(summary.read_text(encoding="utf-8"))
+            ours = isinstance(data, dict) and "study" in data
+        except (OSError, ValueError, TypeError):
+            ours = False
+        if not ours:
+            raise ConfigError(f"{summary} is not a study's summary and tune would overwrite it: "
+                              "choose another --out for tune")
+
+
+def check_writable(directory: str | Path) -> None:
+    """Refuse, before any work, an output directory that cannot be written (read-only file system, no
+    permission), creating nothing: a command that computes for minutes and then cannot save loses it all.
+
+    The directory, or the nearest parent that exists, must be writable (``os.access``: it reports a read-only
+    file system, and permissions as they apply to this user). A disk that fills later is still the write
+    paths' one-line error.
+    """
+    from trainlab.errors import WriteError, describe_oserror
+
+    d = Path(directory).absolute()
+    existing = d
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return
+    try:
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    code = errno.EROFS if read_only else errno.ENOTDIR if not existing.is_dir() else errno.EACCES
+    raise WriteError(describe_oserror(OSError(code, os.strerror(code), str(existing)),
+                                      then=f"nothing was computed yet; choose another --out than {directory}"))
 
 
 def fresh_run_dir(parent: str | Path, stem: str) -> Path:

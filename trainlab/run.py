@@ -234,6 +234,8 @@ def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, pro
     except OSError as e:
         then = (f"the last complete checkpoint in {out} is kept; fix this, then: {resume_cmd}"
                 if has_checkpoint(out) else "nothing of the run is lost")
+        if not has_checkpoint(out) and (out / "config.toml").exists() and not (out / "summary.json").exists():
+            then = f"no checkpoint was written yet; fix this, then: {resume_cmd}"  # same command: refused
         raise WriteError(describe_oserror(e, then=then)) from None
 
 

@@ -56,6 +56,9 @@ class DoctorCommand(Command):
         overrides = config_overrides(args)
         options = DoctorOptions.quick(member=args.member) if args.quick else DoctorOptions(member=args.member)
         out = Path(args.out) if args.out else Path("runs") / f"doctor-{Path(args.config).stem}"
+        from trainlab._rundir import check_writable
+
+        check_writable(out)  # before the steps run, not after
         talk = not (args.quiet or args.json)
 
         def echo(step) -> None:

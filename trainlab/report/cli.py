@@ -103,6 +103,9 @@ class ReproduceCommand(Command):
                 print(f"{name:<20} {shown:>12}  {'available' if ok else 'not available: ' + why}")
             return 0
         out = args.out or f"runs/reproduce-{args.preset}"
+        from trainlab._rundir import check_writable
+
+        check_writable(out)  # before the experiments run, not after
         progress = None if (args.quiet or args.json) else ProgressPrinter()
         report = reproduce(args.names, preset=args.preset, data=args.data, data_dir=args.data_dir, out=out,
                            seed=args.seed, docs_base=args.docs_url, threads=args.threads, progress=progress)

@@ -67,14 +67,27 @@ class TuneCommand(Command):
         p.add_argument("--quiet", action="store_true", help="no progress bar or table")
 
     def run(self, args: argparse.Namespace) -> int:
+        if args.trials is not None and args.trials < 1:
+            raise TrainlabError(f"--trials must be at least 1 (trials with a result to reach), got {args.trials}")
+        out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-tune"
+        try:
+            return self._run(args, out)
+        except Exception as e:  # the study database failed (disk full, read-only...): one line, not a traceback
+            from trainlab.search._storage import _mask, storage_failure
+
+            cause = storage_failure(e)
+            if cause is None:
+                raise
+            where = _mask(args.storage) if args.storage else str(out / "study.db")
+            raise TrainlabError(f"cannot write the study storage {where}: {cause}; finished trials are in the "
+                                f"study; fix this, then: {_resume_command(args)}") from None
+
+    def _run(self, args: argparse.Namespace, out: Path) -> int:
         from trainlab.search._api import report, tune
 
         from trainlab.errors import Interrupted
         from trainlab.search._stop import graceful_stop
 
-        if args.trials is not None and args.trials < 1:
-            raise TrainlabError(f"--trials must be at least 1 (trials with a result to reach), got {args.trials}")
-        out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-tune"
         if args.report:
             result = report(args.config, trials=args.trials, strategy=args.strategy, storage=args.storage,
                             study=args.study, out=out, seed=args.seed, overrides=list(args.overrides))

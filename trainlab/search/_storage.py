@@ -223,6 +223,23 @@ def _mask(url: str) -> str:
         return url
 
 
+def storage_failure(e: BaseException) -> str | None:
+    """The database's own first line when ``e`` is, or was raised from, an operational failure of the study
+    storage (SQLite "database or disk is full", "attempt to write a readonly database", "disk I/O error", a
+    lost PostgreSQL connection); None for anything else (a bug must keep its traceback)."""
+    import sqlalchemy
+
+    seen: BaseException | None = e
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, sqlalchemy.exc.OperationalError):
+            text = str(getattr(seen, "orig", None) or seen).strip()
+            return text.splitlines()[0] if text else type(seen).__name__
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class StudyStorage:
     """An Optuna storage plus the study lock and heartbeats that trainlab's workers need.
 

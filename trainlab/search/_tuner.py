@@ -175,6 +175,10 @@ class Tuner:
                                             device=device)
         self.evaluator = evaluator
         self.out = Path(out) if out is not None else None
+        if self.out is not None:  # never mix a study into a train run or someone's files (issue 17)
+            from trainlab._rundir import check_study_dir
+
+            check_study_dir(self.out)
         self.storage_url = storage or spec.storage or (None if self.out is not None else "memory")
         self.study_name = study or spec.study or "trainlab-study"
         self.progress = progress

@@ -97,18 +97,25 @@ def named_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
-def histogram(flat: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Tensor:
+def histogram(flat: torch.Tensor, lo: float, hi: float, bins: int, *, finite: bool | None = None) -> torch.Tensor:
     """``(P, bins)`` counts of each row of ``flat`` ``(P, n)`` on ``bins`` equal bins over ``[lo, hi]``.
 
     The rule of the module docstring: clamped end bins, non-finite values left out. One
-    ``bincount`` for all members (no loop over them).
+    ``bincount`` for all members (no loop over them). ``finite=True`` says the caller knows every
+    value is finite (skips a pass).
     """
     P = flat.shape[0]
-    finite = torch.isfinite(flat)
-    scale = bins / (hi - lo)
-    idx = ((torch.nan_to_num(flat, nan=lo, posinf=hi, neginf=lo) - lo) * scale).floor_().clamp_(0, bins - 1).long()
-    idx += torch.arange(P, device=flat.device).unsqueeze(1) * bins
-    return torch.bincount(idx[finite], minlength=P * bins).view(P, bins)
+    if finite is None:
+        finite = bool(torch.isfinite(flat).all())
+    mask = None
+    if not finite:
+        mask = torch.isfinite(flat)
+        flat = torch.nan_to_num(flat, nan=lo, posinf=hi, neginf=lo)
+    # clamped to [0, bins - 1] first, so truncation toward zero is the floor
+    idx = ((flat - lo) * (bins / (hi - lo))).clamp_(0, bins - 1).to(torch.int32)
+    idx += torch.arange(P, device=flat.device, dtype=torch.int32).unsqueeze(1) * bins
+    idx = idx[mask] if mask is not None else idx.reshape(-1)
+    return torch.bincount(idx, minlength=P * bins).view(P, bins)
 
 
 def edges(lo: float, hi: float, bins: int) -> list[float]:
@@ -116,12 +123,15 @@ def edges(lo: float, hi: float, bins: int) -> list[float]:
     return [lo + (hi - lo) * k / bins for k in range(bins + 1)]
 
 
-def finite_range(t: torch.Tensor) -> tuple[float, float] | None:
-    """``(min, max)`` over the finite values of ``t``; None when there is none."""
+def finite_range(t: torch.Tensor) -> tuple[tuple[float, float] | None, bool]:
+    """``((min, max) over the finite values of t, or None when there is none; whether all are finite)``."""
+    lo, hi = (float(v) for v in torch.aminmax(t))  # NaN and inf propagate: one cheap pass decides
+    if math.isfinite(lo) and math.isfinite(hi):
+        return (lo, hi), True
     f = t[torch.isfinite(t)]
     if f.numel() == 0:
-        return None
-    return float(f.min()), float(f.max())
+        return None, False
+    return (float(f.min()), float(f.max())), False
 
 
 def members(t: torch.Tensor) -> list[float | None]:

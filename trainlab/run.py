@@ -207,7 +207,7 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
     from trainlab._rundir import RunLock
 
     if tensorboard is not None:
-        from trainlab.train._tensorboard import require_tensorboard
+        from trainlab.train import require_tensorboard
 
         require_tensorboard()  # missing: one line, before anything is written
 
@@ -296,7 +296,7 @@ def _train_run(cfg: dict[str, Any] | None, out: Path, *, progress: bool, resume:
             promote.movers.append(snaps)
     run.trainer.callbacks.append(checkpointer)  # it saves what the other callbacks did
     if tensorboard is not None:
-        from trainlab.train._tensorboard import tensorboard_sinks
+        from trainlab.train import tensorboard_sinks
 
         run.trainer.sinks.extend(tensorboard_sinks(tensorboard, cfg, every=probe_every))
     if promote is not None:

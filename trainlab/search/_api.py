@@ -39,7 +39,7 @@ def tune(config: str | Path | Mapping[str, Any], *, trials: int | None = None, s
     (hparams, objective, curves; docs/tensorboard.md).
     """
     if tensorboard is not None:
-        from trainlab.train._tensorboard import require_tensorboard
+        from trainlab.train import require_tensorboard
 
         require_tensorboard()
     base, spec, stem = _prepare(config, trials=trials, strategy=strategy, population=population, seed=seed,

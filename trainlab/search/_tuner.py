@@ -153,7 +153,7 @@ class Tuner:
         #: ``tensorboard``: each finished trial of this worker becomes a TensorBoard run there
         self.tensorboard = None
         if tensorboard is not None:
-            from trainlab.train._tensorboard import TrialTensorBoard
+            from trainlab.train import TrialTensorBoard
 
             self.tensorboard = TrialTensorBoard(tensorboard, metric=spec.metric)
         self.base_config = dict(base_config) if base_config is not None else None

@@ -197,7 +197,7 @@ def capture(model: nn.Sequential, x: torch.Tensor, layers: list[tuple[str, nn.Mo
     ``x`` is ``(N, ...)`` (shared by every member) or ``(P, N, ...)``. The pass runs in
     ``training`` mode as the caller asks and leaves no trace (:func:`quiet_pass`).
     """
-    xs = x.unsqueeze(0) if x.ndim == len(model.input_shape) + 1 else x
+    xs = x.unsqueeze(0) if x.ndim == len(model.input_shape or ()) + 1 else x
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     with quiet_pass(model), _observed(layers, seen):
         model.forward(xs, training=training)

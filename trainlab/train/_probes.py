@@ -297,6 +297,8 @@ class LayerProbe(Callback):
         t0 = time.perf_counter()
         model = trainer.model
         P = model.size
+        if self._x is None:
+            raise RuntimeError("LayerProbe measured before on_train_begin chose its probe batch")
         body = probe_record(model, self._x, bins=self.bins, gradients=self._have_grads, training=self.training)
         spe = getattr(trainer, "steps_per_epoch", None)
         lr = getattr(trainer.optimizer, "lr", None)

@@ -235,3 +235,19 @@ def test_histogram_rule():
 def test_bad_arguments(kw):
     with pytest.raises(ConfigError, match="LayerProbe"):
         LayerProbe(**kw)
+
+
+def test_eval_mode_probe_no_dropout_and_population_bn_before_its_statistics():
+    m = nn.Sequential([nn.Linear(None, 8), nn.BatchNorm(inference="population"), nn.ReLU(), nn.Dropout(0.5),
+                       nn.Linear(None, 8), nn.ReLU(), nn.Linear(None, 3)])
+    m.build((6,), Population(2, seed=4))
+    x = data(n=50)[0]
+    a = probe_record(m, x, bins=5, gradients=False, training=False)
+    b = probe_record(m, x, bins=5, gradients=False, training=False)
+    assert a == b  # eval mode: no dropout masks, deterministic
+    t1 = probe_record(m, x, bins=5, gradients=False, training=True)
+    t2 = probe_record(m, x, bins=5, gradients=False, training=True)
+    assert t1 == t2  # training mode: the same masks each time (the generators are restored)
+    after_dropout = [e for e in t1["layers"] if e["path"] == "5"][0]["act"]
+    assert after_dropout != [e for e in a["layers"] if e["path"] == "5"][0]["act"]  # ... unlike eval mode's
+    assert m.layers[1].inference == "population"

@@ -175,3 +175,34 @@ def test_safe_names():
     assert safe_name("lr=0.01, dropout=0.5") == "lr=0.01,dropout=0.5"
     assert safe_name("../x y/z") == ".._x_y_z"  # no separator: the member folder stays inside DIR
     assert metric_tag("val_acc") == "val/acc" and metric_tag("batch_loss") == "train/batch_loss"
+
+
+def test_resume_writes_on_without_repeating_steps(tmp_path, capsys, monkeypatch):
+    from trainlab.errors import Interrupted
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY)
+    tb, out = tmp_path / "tb", tmp_path / "run"
+    real = Trainer.train_step
+
+    def stop_at_6(self, xb, yb):
+        loss = real(self, xb, yb)
+        if self.step == 6:
+            self.interrupt_requested = True  # like Ctrl-C: checkpoint at step 6, then stop
+        return loss
+
+    monkeypatch.setattr(Trainer, "train_step", stop_at_6)
+    code = main(["train", str(cfg), "--out", str(out), "--tensorboard", str(tb), "--quiet"])
+    assert code == 130, capsys.readouterr().err
+    monkeypatch.undo()
+    code = main(["train", "--resume", str(out), "--tensorboard", str(tb), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    for m, d in enumerate(sorted(tb.iterdir())):
+        acc = load(d)
+        got = [(e.step, e.value) for e in acc.Scalars("val/acc")]
+        want = [(r["step"], r["val_acc"]) for r in rows if r["member"] == m]
+        assert [s for s, _ in got] == [4, 8, 12] == [s for s, _ in want]
+        assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-6)
+        assert [e.step for e in acc.Histograms("weights/0.Linear")] == [0, 12]
+        assert hparams_of(acc)[2] == Status.Value("STATUS_SUCCESS")

@@ -199,6 +199,17 @@ def capture(model: nn.Sequential, x: torch.Tensor, layers: list[tuple[str, nn.Mo
     """
     xs = x.unsqueeze(0) if x.ndim == len(model.input_shape or ()) + 1 else x
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    with quiet_pass(model), _observed(layers, seen):
-        model.forward(xs, training=training)
+    # Eval mode of BatchNorm(inference="population") needs statistics the Trainer computes only at its
+    # evaluations; before the first one, this pass reads the running averages instead (the doctor's rule).
+    switched = [] if training else [
+        m for m in model.modules() if getattr(m, "inference", None) == "population"
+        and bool((getattr(m, "population_batches", torch.ones(1)) == 0).any())]
+    try:
+        for m in switched:
+            m.inference = "running"  # type: ignore[attr-defined]
+        with quiet_pass(model), _observed(layers, seen):
+            model.forward(xs, training=training)
+    finally:
+        for m in switched:
+            m.inference = "population"  # type: ignore[attr-defined]
     return seen

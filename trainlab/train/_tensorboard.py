@@ -89,11 +89,14 @@ def _hparam_value(v: Any) -> int | float | str | bool | None:
     return str(v)
 
 
-def member_hparams(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each member's settings of a resolved config: every per-member key (dotted name) with the member's
-    value (keys that are off, i.e. None, are left out), and ``seed``."""
+def member_hparams(cfg: Any) -> list[dict[str, Any]]:
+    """Each member's settings of a resolved config (a :class:`~trainlab.config.RunConfig` or its plain
+    dict): every per-member key (dotted name) with the member's value (keys that are off, i.e. None,
+    are left out), and ``seed``."""
     from trainlab.config import get_key, per_member_keys
 
+    if hasattr(cfg, "to_dict"):
+        cfg = cfg.to_dict()
     size = int(cfg["population"]["size"])
     seeds = cfg["population"].get("seeds") or [int(cfg["seed"]) + i for i in range(size)]
     out: list[dict[str, Any]] = [{} for _ in range(size)]
@@ -322,9 +325,9 @@ class TrialTensorBoard:
         return d
 
 
-def tensorboard_sinks(logdir: str | Path, cfg: Mapping[str, Any], *, every: int = 50) -> list[Callback]:
+def tensorboard_sinks(logdir: str | Path, cfg: Any, *, every: int = 50) -> list[Callback]:
     """The trainer sinks of ``--tensorboard``: a :class:`TensorBoardSink` with the members' settings of the
-    resolved config ``cfg`` as hparams, and the :class:`~trainlab.train.LayerProbe` that feeds it histograms."""
+    resolved config ``cfg`` (a RunConfig or its dict) as hparams, and the :class:`~trainlab.train.LayerProbe` that feeds it histograms."""
     from trainlab.train._probes import LayerProbe
 
     sink = TensorBoardSink(logdir, hparams=member_hparams(cfg))

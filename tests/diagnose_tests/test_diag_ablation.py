@@ -127,7 +127,7 @@ def test_fixes_order_and_write(tmp_path):
 
 
 def test_grids_vary_the_regularization_the_config_has():
-    from trainlab.diagnose._doctor import _reg_key, _reg_values
+    from trainlab.diagnose._step_grid import reg_key as _reg_key, reg_values as _reg_values
 
     def one(*over):
         return single_member(load_config(None, list(over)))

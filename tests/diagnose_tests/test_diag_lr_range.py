@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
+import sys
 
 import numpy as np
 import pytest
@@ -140,7 +142,8 @@ def test_suggestion_within_a_factor_of_3_of_the_full_grids_best(optimizer):
 
     Measured (seed 0): momentum 0.9 -- suggestion 0.178, grid best 0.1 (x1.78); plain SGD -- 0.316 and 0.316 (x1).
     """
-    from trainlab.diagnose.measure import range_vs_grid
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from doctor_measure import range_vs_grid  # benchmarks/doctor_measure.py
 
     r = range_vs_grid(load_config("examples/healthy.toml", [f"optim.name=\"{optimizer}\""]))
     assert r["suggestion"] is not None, r["reason"]

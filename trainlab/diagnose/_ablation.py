@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 
 from trainlab.config import SCHEMA, Key, get_key, per_member_keys
+from trainlab.diagnose._severity import Severity
 from trainlab.diagnose._findings import Finding
 from trainlab.errors import TrainlabError
 
-__all__ = ["Difference", "differences", "measure", "judge", "figures", "HALF", "override_text", "AT"]
+__all__ = ["Difference", "differences", "measure", "judge", "with_recovered", "figures", "HALF", "override_text", "AT"]
 
 _PER_MEMBER = set(per_member_keys()) - {"regularize.max_norm"}  # None vs a number cannot share a population
 
@@ -254,21 +255,18 @@ def judge(data: Mapping[str, Any]) -> list[Finding]:
     base, gap = data["as_given"], data["gap"]
     f: list[Finding] = []
     if not math.isfinite(gap) or gap <= AT.MIN_GAP:
-        f.append(Finding("no_gap", "info",
+        f.append(Finding("no_gap", Severity.INFO,
                          f"the ablation finds no gap to explain: the config as given scores {_a(base)}, the best undo "
                          f"{_a(data['reference'])}"))
         return f
-    b0 = base if math.isfinite(base) else 0.0
+    scored = with_recovered(data)
+    rows = scored["rows"]
     singles = [r for r in rows[1:] if not r["name"].startswith("all undone")]
-    for r in rows:
-        r["recovered"] = (r["score"] - b0) / gap if math.isfinite(r["score"]) else None
-    for p in data.get("pairs", []):
-        p["recovered"] = (p["score"] - b0) / gap if math.isfinite(p["score"]) else None
     ranked = sorted([r for r in singles if r["recovered"] is not None], key=lambda r: -r["recovered"])
     table = "; ".join(f"{r['name']}: {_a(r['score'])}" for r in ranked[:6])
     best = ranked[0] if ranked else None
     if best is not None and best["recovered"] >= AT.HALF:
-        f.append(Finding("cause", "fail",
+        f.append(Finding("cause", Severity.FAIL,
                          f"the cause: {best['name']}. Undoing it alone takes the validation accuracy from {_a(base)} to "
                          f"{_a(best['score'])}, {best['recovered']:.0%} of the gap to {_a(data['reference'])} "
                          f"(all differences undone: {_a(data['reduced'])}; trained side by side, same seed)",
@@ -277,16 +275,16 @@ def judge(data: Mapping[str, Any]) -> list[Finding]:
                          fix=_fixd(best, base)))
         for r in ranked[1:]:
             if r["recovered"] >= AT.HALF / 2:
-                f.append(Finding("contributes", "warn",
+                f.append(Finding("contributes", Severity.WARN,
                                  f"also: {r['name']} -- undoing it alone gives {_a(r['score'])} "
                                  f"({r['recovered']:.0%} of the gap)", f"apply: {', '.join(r['overrides'])}",
                                  {"recovered": r["recovered"], "score": r["score"]}, fix=_fixd(r, base)))
         return f
-    pairs = sorted([p for p in data.get("pairs", []) if p["recovered"] is not None], key=lambda p: -p["recovered"])
+    pairs = sorted([p for p in scored["pairs"] if p["recovered"] is not None], key=lambda p: -p["recovered"])
     pr = pairs[0] if pairs else None
     if pr is not None and pr["recovered"] >= AT.HALF:
         singles_sum = sum(next((r["recovered"] or 0.0) for r in rows if r["name"] == n) for n in pr["members"])
-        f.append(Finding("interacting_pair", "fail",
+        f.append(Finding("interacting_pair", Severity.FAIL,
                          f"no single change recovers half of the gap (best: {best['name'] if best else 'none'}, "
                          f"{(best['recovered'] if best else 0):.0%}), but undoing two together does: {pr['name']} takes "
                          f"the validation accuracy from {_a(base)} to {_a(pr['score'])} ({pr['recovered']:.0%} of the "
@@ -296,7 +294,7 @@ def judge(data: Mapping[str, Any]) -> list[Finding]:
                           "interaction": pr["recovered"] - singles_sum, "table": table},
                          fix=_fixd(pr, base)))
         return f
-    f.append(Finding("no_single_cause", "warn",
+    f.append(Finding("no_single_cause", Severity.WARN,
                      f"no single change recovers half of the {gap:.3f} gap between the config as given ({_a(base)}) and "
                      f"the reduced config ({_a(data['reduced'])}); the ablation table (validation accuracy per undo): "
                      f"{table}" + (f"; best pair {pr['name']}: {_a(pr['score'])}" if pr else ""),
@@ -308,7 +306,24 @@ def judge(data: Mapping[str, Any]) -> list[Finding]:
     return f
 
 
-def _a(v: float) -> str:
+def with_recovered(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of :func:`measure`'s table with each row's and pair's ``recovered`` share of the gap (``None``
+    for a diverged row; no column when there is no gap to recover)."""
+    out = dict(data)
+    gap, base = data["gap"], data["as_given"]
+    if not math.isfinite(gap) or gap <= AT.MIN_GAP:
+        return out
+    b0 = base if math.isfinite(base) else 0.0
+
+    def rec(r: Mapping[str, Any]) -> dict[str, Any]:
+        return {**r, "recovered": (r["score"] - b0) / gap if math.isfinite(r["score"]) else None}
+
+    out["rows"] = [rec(r) for r in data["rows"]]
+    out["pairs"] = [rec(p) for p in data.get("pairs", [])]
+    return out
+
+
+def _a(v: float | None) -> str:
     return "n/a (diverged)" if v is None or not math.isfinite(v) else f"{v:.3f}"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from trainlab.config import SCHEMA, Key, get_key, per_member_keys, resolve_config, set_key
 
-__all__ = ["get_key", "set_key", "single_member", "population_config", "without_regularization",
+__all__ = ["get_key", "set_key", "single_member", "population_config", "without_regularization", "derive",
            "REGULARIZATION_OFF"]
 
 
@@ -81,3 +81,11 @@ def without_regularization(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], list
             changed.append(path)
         set_key(out, path, off)
     return resolve_config(out), changed
+
+
+def derive(cfg: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A new config: ``cfg`` with the dotted keys of ``changes`` set (``cfg`` itself is left as it was)."""
+    out = copy.deepcopy(dict(cfg))
+    for path, value in changes.items():
+        set_key(out, path, value)
+    return out

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["plot_activation_grid", "plot_probe_series", "plot_weight_histograms", "plot_lr_range", "plot_grid",
-           "plot_curves", "plot_overfit", "plot_dead_vs_lr"]
+           "plot_curves", "plot_overfit"]
 
 
 def _plt():
@@ -259,18 +259,3 @@ def plot_overfit(step_losses: np.ndarray, lrs: Sequence[float], *, member: int =
     ax.set_title(title or "overfitting a small sample", fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def plot_dead_vs_lr(lrs: Sequence[float], series: Mapping[str, Sequence[float]], *, title: str = ""):
-    """Dead-unit fraction vs learning rate, one line per activation."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for k, (label, ys) in enumerate(series.items()):
-        ax.semilogx(lrs, [100 * v for v in ys], "o-", color=f"C{k}", label=label)
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("% of hidden units")
-    ax.legend(fontsize=8)
-    ax.set_title(title or "dead units vs learning rate", fontsize=9)
-    fig.tight_layout()
-    return fig
-

@@ -18,12 +18,14 @@ steps (and at each evaluation) it
   units of a layer are; 0 means every unit has the same incoming weights -- the
   symmetry a zero or constant initialization never breaks).
 
-The probe never disturbs training: eval-mode forwards update no BatchNorm
-statistics and draw no random numbers (and the members' generators are saved and
-restored around the pass anyway, so even a layer that samples in eval mode, e.g. MC
-dropout, leaves no trace); the layers' caches the pass overwrites are rebuilt by the
-next training forward. Training with a probe gives bit for bit the same weights as
-training without one (tested).
+The probe never disturbs training and never changes a setting of the model it observes:
+eval-mode forwards update no BatchNorm statistics and draw no random numbers (and the
+members' generators are saved and restored around the pass anyway, so even a layer that
+samples in eval mode, e.g. MC dropout, leaves no trace); a batch norm layer that must read
+its running averages before its population statistics exist is read from a copy of the
+model; the layers' caches the pass overwrites are rebuilt by the next training forward.
+Training with a probe gives bit for bit the same weights as training without one, and the
+model's state and settings are bitwise the same after a probe pass as before (tested).
 
 Results live in ``trainer.history.info[key]`` (``"probes"`` by default), so they are
 saved with the run's ``history.json`` and in checkpoints; each evaluation record
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 import contextlib
+import copy
 import math
 import time
 from typing import Any
@@ -139,25 +142,37 @@ def layer_table(model: nn.Sequential) -> list[dict[str, Any]]:
     return rows
 
 
+def _needs_running_statistics(model: nn.Sequential) -> bool:
+    """A ``BatchNorm(inference="population")`` layer whose population statistics do not exist yet (the trainer
+    computes them at evaluations): it cannot run in eval mode, so the probe reads the running averages."""
+    return any(getattr(layer, "inference", None) == "population"
+               and bool((getattr(layer, "population_batches", torch.ones(1)) == 0).any())
+               for layer in model.modules())
+
+
 @contextlib.contextmanager
-def _quiet_pass(model: nn.Sequential) -> Iterator[None]:
-    """Around a probe pass: keep the members' random streams and BN's inference mode as they were."""
+def _quiet_pass(model: nn.Sequential) -> Iterator[nn.Sequential]:
+    """The model to run a probe pass on, leaving the members' random streams as they were.
+
+    Eval-mode forwards update no statistics; the members' generators are saved and restored
+    anyway, so a layer that samples in eval mode (MC dropout) leaves no trace. Where a batch
+    norm layer must read its running averages instead of population statistics that do not exist
+    yet, the pass runs on a copy of the model with that copy's setting changed: the probe never
+    changes a setting of the model it observes.
+    """
+    if _needs_running_statistics(model):
+        copy_ = copy.deepcopy(model)
+        for layer in copy_.modules():
+            if getattr(layer, "inference", None) == "population" and bool(
+                    (getattr(layer, "population_batches", torch.ones(1)) == 0).any()):
+                layer.inference = "running"  # type: ignore[attr-defined]
+        yield copy_
+        return
     pop = model.population
     saved_rng = pop.get_state() if pop is not None else None
-    switched = []
-    for layer in model.modules():
-        # BatchNorm(inference="population") cannot run in eval mode before its population
-        # statistics exist (the trainer computes them at evaluations); the probe then
-        # reads the running averages instead.
-        if getattr(layer, "inference", None) == "population" and bool(
-                (getattr(layer, "population_batches", torch.ones(1)) == 0).any()):
-            layer.inference = "running"
-            switched.append(layer)
     try:
-        yield
+        yield model
     finally:
-        for layer in switched:
-            layer.inference = "population"
         if saved_rng is not None:
             pop.set_state(saved_rng)
 
@@ -282,10 +297,10 @@ def probe_model(model: nn.Sequential, x: torch.Tensor, *, bins: int = 40, gradie
             slope = layer._p if isinstance(layer, nn.LeakyReLU) else None
             stats[row["index"]] = _LayerStats(row["family"], bins, slope)
     xs = x.unsqueeze(0) if x.ndim == len(model.input_shape) + 1 else x
-    with _quiet_pass(model):
+    with _quiet_pass(model) as observed:
         for start in range(0, xs.shape[1], _CHUNK):
             h = xs[:, start:start + _CHUNK]
-            for i, layer in enumerate(model.layers):
+            for i, layer in enumerate(observed.layers):
                 out = layer.forward(h, training=False)
                 if i in stats and out is not h:
                     stats[i].add(out, P)

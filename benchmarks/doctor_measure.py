@@ -9,8 +9,10 @@
 * :func:`range_vs_grid` -- the LR range test's suggestion against the best rate of a full
   grid trained for several epochs (one population each).
 
-``python -m trainlab.diagnose.measure --figures docs/figures --json FILE --only dead,overhead,range,doctor``
-runs them (and the doctor on the example configs, for the documentation's figures).
+``python benchmarks/doctor_measure.py --figures docs/figures --json FILE --only dead,overhead,range,doctor``
+runs them (and the doctor on the example configs, for the documentation's figures). The tests of
+``tests/diagnose_tests`` import these functions (``test_diag_dead_relu.py``, ``test_diag_lr_range.py``).
+It uses trainlab's public API only.
 """
 
 from __future__ import annotations
@@ -27,15 +29,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainlab import nn
+from trainlab.build import Run, build_run
 from trainlab.config import load_config, resolve_config
+from trainlab.data import load_splits
+from trainlab.diagnose import DoctorOptions, Probe, doctor, log_grid, lr_range_test, probe_model
 from trainlab.diagnose._configs import population_config, single_member
-from trainlab.diagnose._doctor import _build
-from trainlab.diagnose._lr_range import log_grid, lr_range_test
-from trainlab.diagnose._probe import Probe, probe_model
+from trainlab.train import Callback
 
 __all__ = ["dead_relu_vs_lr", "probe_overhead", "range_vs_grid", "doctor_figures", "COURSE_DEAD_RELU"]
 
-_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 #: the course example's net and training (note 001; the vanishing-gradient experiment's "quick" preset)
 COURSE_DEAD_RELU: dict[str, Any] = {
@@ -47,9 +51,16 @@ COURSE_DEAD_RELU: dict[str, Any] = {
 }
 
 
-def _load_splits(cfg: Mapping[str, Any]):
-    from trainlab.data import load_splits
+def _build(cfg: Mapping[str, Any], splits: Any, *, callbacks: Sequence[Callback] = (),
+           epochs: int | None = None) -> Run:
+    """The run of ``cfg`` (trained for ``epochs`` instead of its own length, when given) on data already loaded."""
+    if epochs:
+        cfg = copy.deepcopy(dict(cfg))
+        cfg["train"] = {**cfg["train"], "epochs": epochs, "steps": None}
+    return build_run(cfg, callbacks=list(callbacks), splits=splits)
 
+
+def _load_splits(cfg: Mapping[str, Any]) -> Any:
     d = cfg["data"]
     return load_splits(d["name"], train=d["train"], val=d["val"], test=d["test"], seed=cfg["seed"],
                        preprocess=d["preprocess"], flatten=d["flatten"], data_dir=d["data_dir"],
@@ -57,10 +68,8 @@ def _load_splits(cfg: Mapping[str, Any]):
 
 
 @torch.no_grad()
-def _zero_gradient_units(run, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+def _zero_gradient_units(run: Run, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> torch.Tensor:
     """``(P,)``: share of hidden units whose incoming weights get exactly zero gradient over all of ``x``."""
-    from trainlab import nn
-
     model, loss = run.model, run.loss
     linears = [l for l in model.layers if isinstance(l, nn.Linear)][:-1]
     acc = [torch.zeros_like(l.weight.data) for l in linears]
@@ -138,7 +147,7 @@ def probe_overhead(config: str | Path | Mapping[str, Any] | None = None, *, ever
     if config is None:
         config = _EXAMPLES / "healthy.toml"
     cfg = single_member(load_config(config) if isinstance(config, (str, Path)) else resolve_config(config))
-    cfg["train"]["epochs"] = epochs
+    cfg["train"] = {**cfg["train"], "epochs": epochs}
     splits = _load_splits(cfg)
     settings: list[tuple[int, bool] | None] = [None] + [(k, ev) for k in everies for ev in (False, True)]
     times: dict[Any, list[float]] = {k: [] for k in settings}
@@ -183,7 +192,7 @@ def range_vs_grid(config: str | Path | Mapping[str, Any] | None = None, *, low: 
     run = _build(population_config(cfg, len(lrs)), splits)
     res = lr_range_test(run.trainer, splits.train, lrs, steps=steps, seed=cfg["seed"])
     grid_cfg = population_config(cfg, len(lrs), {"optim.lr": lrs})
-    grun = _build(grid_cfg, splits, epochs=epochs, steps=None)
+    grun = _build(grid_cfg, splits, epochs=epochs)
     hist = grun.trainer.fit(splits.train, splits.val)
     va = hist["val_acc"]
     best_acc = np.nanmax(np.where(np.isfinite(va), va, np.nan), axis=0)
@@ -204,8 +213,6 @@ def doctor_figures(out: str | Path, *, runs: str | Path | None = None) -> dict[s
     Returns each report's dict; with ``runs``, the full reports are written there too.
     """
     import matplotlib.pyplot as plt
-
-    from trainlab.diagnose._doctor import DoctorOptions, doctor
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -232,8 +239,23 @@ def doctor_figures(out: str | Path, *, runs: str | Path | None = None) -> dict[s
     return reports
 
 
+def plot_dead_vs_lr(lrs: Sequence[float], series: Mapping[str, Sequence[float]], *, title: str = "") -> Any:
+    """Dead-unit fraction vs learning rate, one line per activation."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for k, (label, ys) in enumerate(series.items()):
+        ax.semilogx(lrs, [100 * v for v in ys], "o-", color=f"C{k}", label=label)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("% of hidden units")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "dead units vs learning rate", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m trainlab.diagnose.measure", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python benchmarks/doctor_measure.py", description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--figures", default=None, help="write doctor_*.png figures into this folder")
     ap.add_argument("--json", default=None, help="write the numbers as JSON")
     ap.add_argument("--threads", type=int, default=1)
@@ -243,8 +265,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     only = set(args.only.split(","))
     numbers: dict[str, Any] = {}
-    from trainlab.diagnose._plots import plot_dead_vs_lr
-
     if "dead" in only:
         d = dead_relu_vs_lr()
         numbers["dead_relu"] = d

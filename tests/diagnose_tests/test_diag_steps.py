@@ -243,7 +243,8 @@ def test_curves_judge():
     healthy = _curves([0.5, 0.3, 0.2, 0.15], [0.5, 0.35, 0.3, 0.28], [0.85, 0.9, 0.95, 0.97],
                       [0.85, 0.89, 0.92, 0.93])
     assert [f for f in step.judge(healthy) if f.severity != Severity.INFO] == []
-    assert step.summary(healthy, []) == "trained the config as given for 4 epochs: healthy curves (final val acc 0.930)"
+    assert step.summary(healthy, []) == \
+        "trained the config as given for 4 epochs: healthy curves (final val acc 0.930)"
     over = _curves([0.5, 0.2, 0.05, 0.01, 0.005, 0.001], [0.5, 0.4, 0.45, 0.6, 0.7, 0.8],
                    [0.85, 0.95, 0.99, 1.0, 1.0, 1.0], [0.85, 0.87, 0.86, 0.84, 0.83, 0.82])
     f = step.judge(over)
@@ -297,7 +298,8 @@ def test_attribution_runs_only_with_a_gap_to_explain():
     skipped = AttributionData("no step failed", None)
     step = STEPS[7]
     assert step.judge(skipped) == [] and step.verdict(skipped, []) == Severity.SKIP
-    assert step.summary(skipped, []) == "not run: no step failed" and step.numbers(skipped) == {"reason": "no step failed"}
+    assert step.summary(skipped, []) == "not run: no step failed"
+    assert step.numbers(skipped) == {"reason": "no step failed"}
 
 
 def test_attribution_revises_the_fixes_it_measured_without_touching_the_old_findings():

@@ -11,13 +11,26 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 import math
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from trainlab.diagnose._severity import Severity
 
-__all__ = ["Finding", "T", "probe_findings", "read_curves", "exploded_at"]
+__all__ = ["Finding", "T", "probe_findings", "read_curves", "exploded_at", "CurveSource"]
+
+
+class CurveSource(Protocol):
+    """What the curve reading needs of a run's history: a :class:`~trainlab.train.History`, or the plain
+    arrays of one (:class:`~trainlab.diagnose.HistoryArrays`)."""
+
+    @property
+    def metrics(self) -> list[str]: ...
+
+    @property
+    def diverged(self) -> Mapping[int, Mapping[str, Any]]: ...
+
+    def __getitem__(self, metric: str) -> np.ndarray: ...
 
 
 class T:
@@ -216,11 +229,11 @@ def exploded_at(step_losses: np.ndarray, *, window: int = 5, factor: float = T.E
     return first_bad + 1 if first_bad is not None else None
 
 
-def _epoch_of(history, index: int) -> float:
+def _epoch_of(history: CurveSource, index: int) -> float:
     return float(history["epoch"][index])
 
 
-def read_curves(history, step_losses: np.ndarray | None, *, member: int = 0, reference: float | None = None
+def read_curves(history: CurveSource, step_losses: np.ndarray | None, *, member: int = 0, reference: float | None = None
                 ) -> tuple[list[Finding], dict[str, Any]]:
     """Step 6: read one member's curves -- divergence, instability, no progress, plateaus, under/overfitting."""
     out: list[Finding] = []

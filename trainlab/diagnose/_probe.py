@@ -53,7 +53,7 @@ import torch
 
 from trainlab import nn
 from trainlab.errors import ConfigError
-from trainlab.train import Callback
+from trainlab.train import Callback, Trainer
 
 __all__ = ["Probe", "probe_model", "layer_table", "summarize_record", "SATURATION_SLOPE"]
 
@@ -450,7 +450,7 @@ class Probe(Callback):
         self._last_step = -1
 
     # ---- hooks ----------------------------------------------------------------------
-    def on_train_begin(self, trainer) -> None:
+    def on_train_begin(self, trainer: Trainer) -> None:
         t0 = time.perf_counter()
         model = trainer.model
         if self.x is None:
@@ -472,7 +472,7 @@ class Probe(Callback):
         self._snapshot_if_next_sampled(trainer)
         self._tick(t0)
 
-    def on_evaluate(self, trainer, record: dict[str, Any]) -> None:
+    def on_evaluate(self, trainer: Trainer, record: dict[str, Any]) -> None:
         if not self.at_evaluate:
             return
         t0 = time.perf_counter()
@@ -482,14 +482,14 @@ class Probe(Callback):
                 record[f"probe_{k}"] = v
         self._tick(t0)
 
-    def on_step_end(self, trainer, loss: torch.Tensor) -> None:
+    def on_step_end(self, trainer: Trainer, loss: torch.Tensor) -> None:
         t0 = time.perf_counter()
         if self.every is not None and trainer.step % self.every == 0 and trainer.step != self._last_step:
             self._measure(trainer, "step")
         self._snapshot_if_next_sampled(trainer)
         self._tick(t0)
 
-    def on_train_end(self, trainer) -> None:
+    def on_train_end(self, trainer: Trainer) -> None:
         t0 = time.perf_counter()
         if trainer.step != self._last_step:
             self._measure(trainer, "end")
@@ -506,14 +506,14 @@ class Probe(Callback):
     def _sampled(self, step: int) -> bool:
         return self.every is not None and step % self.every == 0
 
-    def _snapshot_if_next_sampled(self, trainer) -> None:
+    def _snapshot_if_next_sampled(self, trainer: Trainer) -> None:
         if self._sampled(trainer.step + 1):
             self._before = {r["index"]: _weight(layer).data.clone()
                             for r, layer in zip(self._table, trainer.model.layers) if r["role"] == "weight"}
         else:
             self._before = None
 
-    def _measure(self, trainer, at: str, *, gradients: bool = True) -> dict[str, Any]:
+    def _measure(self, trainer: Trainer, at: str, *, gradients: bool = True) -> dict[str, Any]:
         full = self.histograms == "always" or (self.histograms == "evaluate" and at != "step")
         before = self._before if (self._before is not None and self._sampled(trainer.step)) else None
         res = probe_model(trainer.model, self._x, bins=self.bins if self.histograms != "never" else 0,

@@ -138,7 +138,8 @@ class Attribution(Step[AttributionData]):
         by_name = {r["name"]: r["score"] for r in t["rows"]}
         bs = data.batch_size
         alts = {"as given": by_name.get("as given"), "layer norm": by_name.get("batch norm -> layer norm"),
-                "no norm": by_name.get("batch norm -> none"), f"batch {bs * 4}": by_name.get(f"batch size {bs} -> {bs * 4}")}
+                "no norm": by_name.get("batch norm -> none"),
+                f"batch {bs * 4}": by_name.get(f"batch size {bs} -> {bs * 4}")}
         bn_noise = results[1].numbers.get("bn_batch_noise") if 1 in results else None
         bn_new = _bn_batch.judge(bn_noise, ablation=alts)
         out: dict[int, list[Finding]] = {}

@@ -56,7 +56,8 @@ class OverfitData:
     @property
     def drop(self) -> list[float | None]:
         """``1 - final / first`` loss per member (None when the final loss is not finite)."""
-        return [1.0 - f / l0 if math.isfinite(f) and l0 > 0 else None for f, l0 in zip(self.final_loss, self.first_loss)]
+        return [1.0 - f / l0 if math.isfinite(f) and l0 > 0 else None
+                for f, l0 in zip(self.final_loss, self.first_loss)]
 
     @property
     def ok(self) -> bool:

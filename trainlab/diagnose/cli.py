@@ -6,8 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trainlab._command import Command, add_device, add_overrides, config_overrides
+
+if TYPE_CHECKING:
+    from trainlab.diagnose._doctor import DoctorReport
+    from trainlab.diagnose._step import StepResult
 
 __all__ = ["DoctorCommand"]
 
@@ -58,7 +63,7 @@ class DoctorCommand(Command):
         out = Path(args.out) if args.out else Path("runs") / f"doctor-{Path(args.config).stem}"
         talk = not (args.quiet or args.json)
 
-        def echo(step) -> None:
+        def echo(step: StepResult) -> None:
             if talk:
                 print(format_step(step) + "\n", flush=True)
 
@@ -78,7 +83,7 @@ class DoctorCommand(Command):
         return 1 if report.verdict == "fail" else 0  # exit status: 1 for a FAIL verdict (docs/doctor.md)
 
     @staticmethod
-    def _apply(args: argparse.Namespace, report, out: Path, overrides: list[str], talk: bool) -> None:
+    def _apply(args: argparse.Namespace, report: DoctorReport, out: Path, overrides: list[str], talk: bool) -> None:
         from trainlab.diagnose._fixes import first_fix, write_fixed
 
         fix = first_fix(report.fixes)

@@ -337,12 +337,12 @@ def _state(model) -> dict[str, torch.Tensor]:
                                         "model.dropout=0.2"]])
 def test_probes_leave_the_model_state_and_settings_bitwise_unchanged(extra):
     from trainlab.build import build_run
-    from trainlab.config import load_config
+    from trainlab.config import RunConfig
     from trainlab.diagnose import probe_model
     from trainlab.diagnose._step_initial import init_probe
     from trainlab.diagnose._step_range import states_equal
 
-    cfg = load_config("examples/healthy.toml", ["data.train=300", "data.val=100", "data.test=100"] + extra)
+    cfg = RunConfig.load("examples/healthy.toml", ["data.train=300", "data.val=100", "data.test=100"] + extra)
     run = build_run(cfg)
     x, y = run.splits.train.x[:64], run.splits.train.y[:64]
     before, settings, rng = _state(run.model), _settings(run.model), run.model.population.get_state()
@@ -365,3 +365,31 @@ def test_no_step_patches_a_built_object():
                 for t in targets:
                     text = ast.unparse(t)
                     assert not text.startswith(("run.", "grun.")), f"{path.name}:{node.lineno}: {text}"
+
+
+# ---- --history: the curve reading as a unit -------------------------------------------------------
+
+
+def test_history_reading_is_a_unit_and_draws_the_curves(tmp_path, capsys):
+    import json
+
+    from trainlab.cli import main
+    from trainlab.diagnose._curves import READING
+
+    run = tmp_path / "run"
+    run.mkdir()
+    loss = [2.0, 2.6, 3.1, 4.0, 5.2]
+    records = [{"step": 10 * (i + 1), "epoch": float(i + 1), "train_loss": [v], "val_loss": [v + 0.1]}
+               for i, v in enumerate(loss)]
+    (run / "history.json").write_text(json.dumps({"size": 1, "records": records}))
+    curves = READING.measure(run)
+    assert curves.train_loss == loss and curves.member == 0
+    assert codes(READING.judge(curves)) == ["loss_rising"]
+    figs = READING.figures(curves)
+    assert list(figs) == ["curves"] and len(figs["curves"][0].axes) == 2
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    assert main(["doctor", "--history", str(run), "--json", "--out", str(tmp_path / "out")]) == 0
+    assert json.loads(capsys.readouterr().out)["findings"][0]["code"] == "loss_rising"
+    assert (tmp_path / "out" / "history_curves.png").read_bytes()[:4] == b"\x89PNG"

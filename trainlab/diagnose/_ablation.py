@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from trainlab.config import SCHEMA, Key, get_key, per_member_keys
+from trainlab.config import SCHEMA, Key, RunConfig, get_key, per_member_keys
 from trainlab.diagnose._severity import Severity
 from trainlab.diagnose._findings import Finding
 from trainlab.errors import TrainlabError
@@ -88,13 +88,14 @@ def _on(v: Any) -> bool:
     return v is not None and v != 0
 
 
-def differences(cfg: Mapping[str, Any], *, lr: float | None = None, batch_sizes: bool = True,
+def differences(config: RunConfig, *, lr: float | None = None, batch_sizes: bool = True,
                 extra: Sequence[Difference] = ()) -> list[Difference]:
-    """Every difference between ``cfg`` (one member) and the recipe's reduced version.
+    """Every difference between ``config`` (one member) and the recipe's reduced version.
 
     ``lr``: the LR range test's (or the grid's) rate, tried when it differs from the
     config's by more than 1.5x. ``extra``: further undos (the data checks' fixes).
     """
+    cfg = config.to_dict()  # plain values (lists, not tuples), compared with the schema's defaults
     out: list[Difference] = []
     reg = {"optim.weight_decay": ("weight decay", 0.0), "regularize.l2": ("L2 penalty", 0.0),
            "regularize.l1": ("L1 penalty", 0.0), "regularize.max_norm": ("max-norm", None),
@@ -163,19 +164,8 @@ def _reducing(diffs: Sequence[Difference]) -> dict[str, Any]:
     return out
 
 
-def _apply(cfg: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    import copy
-
-    from trainlab.config import resolve_config, set_key
-
-    out = copy.deepcopy(dict(cfg))
-    for k, v in overrides.items():
-        set_key(out, k, v)
-    return resolve_config(out)
-
-
-def measure(cfg: Mapping[str, Any], diffs: Sequence[Difference], *, train: Callable[[dict[str, Any], Any], np.ndarray],
-            load: Callable[[dict[str, Any]], Any], pairs: bool = True) -> dict[str, Any]:
+def measure(cfg: RunConfig, diffs: Sequence[Difference], *, train: Callable[[RunConfig, Any], np.ndarray],
+            load: Callable[[RunConfig], Any], pairs: bool = True) -> dict[str, Any]:
     """Train the ablation and return its table (plain numbers).
 
     ``train(cfg, splits) -> scores`` trains a population config briefly and returns each
@@ -189,7 +179,7 @@ def measure(cfg: Mapping[str, Any], diffs: Sequence[Difference], *, train: Calla
         members.append(("all undone (the reduced config)", union))
     cache: dict[str, Any] = {}  # data table -> splits, loaded once for the singles and the pairs
     scores = _run_members(cfg, members, train, load, cache)
-    rows = [{"name": n, "overrides": [override_text(k, v) for k, v in o.items()], "score": s}
+    rows: list[dict[str, Any]] = [{"name": n, "overrides": [override_text(k, v) for k, v in o.items()], "score": s}
             for (n, o), s in zip(members, scores)]
     data: dict[str, Any] = {"rows": rows, "pairs": []}
     base = scores[0]
@@ -221,11 +211,9 @@ def measure(cfg: Mapping[str, Any], diffs: Sequence[Difference], *, train: Calla
     return data
 
 
-def _run_members(cfg: Mapping[str, Any], members: Sequence[tuple[str, dict[str, Any]]],
-                 train: Callable[[dict[str, Any], Any], np.ndarray], load: Callable[[dict[str, Any]], Any],
+def _run_members(cfg: RunConfig, members: Sequence[tuple[str, dict[str, Any]]],
+                 train: Callable[[RunConfig, Any], np.ndarray], load: Callable[[RunConfig], Any],
                  splits_cache: dict[str, Any]) -> list[float]:
-    from trainlab.diagnose._configs import population_config
-
     groups: dict[str, list[int]] = {}
     for i, (_, o) in enumerate(members):
         struct = {k: v for k, v in o.items() if k not in _PER_MEMBER}
@@ -233,17 +221,17 @@ def _run_members(cfg: Mapping[str, Any], members: Sequence[tuple[str, dict[str, 
     scores = [math.nan] * len(members)
     for sig, idx in groups.items():
         struct = json.loads(sig)
-        base = _apply(cfg, struct)
+        base = cfg.replace(struct)
         keys = sorted({k for i in idx for k in members[i][1] if k in _PER_MEMBER})
-        values = {k: [members[i][1].get(k, get_key(base, k)) for i in idx] for k in keys}
-        pop = population_config(base, len(idx), values)
-        dkey = json.dumps(base["data"], sort_keys=True, default=str)
+        values = {k: [members[i][1].get(k, base.get(k)) for i in idx] for k in keys}
+        pop = base.as_population(values, size=len(idx))
+        dkey = json.dumps(base.data.as_dict(), sort_keys=True, default=str)
         if dkey not in splits_cache:
             splits_cache[dkey] = load(base)
         try:
             s = train(pop, splits_cache[dkey])
         except TrainlabError:  # an undo the engine refuses (e.g. a batch too small for BN): no score
-            s = [math.nan] * len(idx)
+            s = np.full(len(idx), math.nan)
         for j, i in enumerate(idx):
             scores[i] = float(s[j])
     return scores

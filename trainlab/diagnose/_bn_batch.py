@@ -61,7 +61,7 @@ def measure(model: Any, x: torch.Tensor, batch_size: int, *, batches: int = 20) 
             "var_noise": float(torch.stack(vars_).mean()), "expected_mean_noise": math.sqrt(2 / math.pi / B)}
 
 
-def judge(data: Mapping[str, Any] | None, *, ablation: Mapping[str, float] | None = None) -> list[Finding]:
+def judge(data: Mapping[str, Any] | None, *, ablation: Mapping[str, float | None] | None = None) -> list[Finding]:
     """A warning when BN's batches are too small (by the config or by the measured noise).
 
     ``ablation``: the validation accuracy the ablation measured with each alternative

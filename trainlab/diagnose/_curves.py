@@ -24,20 +24,23 @@ Every threshold lives in :class:`CT` with what it was measured on (the planted r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trainlab.diagnose._findings import T, Finding
 from trainlab.diagnose._severity import Severity, worst
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 from trainlab.errors import ConfigError
 
 __all__ = ["CT", "Curves", "curves_from_history", "load_curves", "judge", "judge_run", "verdict", "to_dict",
-           "format_findings", "noise_level"]
+           "format_findings", "noise_level", "HistoryReading", "READING"]
 
 
 class CT:
@@ -75,7 +78,7 @@ class CT:
     UNDERFIT_ACC = T.UNDERFIT_ACC
 
 
-@dataclass
+@dataclass(frozen=True)
 class Curves:
     """One member's curves: one entry per evaluation (``None`` where a value is missing)."""
 
@@ -108,13 +111,11 @@ def curves_from_history(history: Mapping[str, Any], member: int = 0) -> Curves:
     if not 0 <= member < size:
         raise ConfigError(f"--member {member} does not exist: this run has {size} member(s) (0..{size - 1})")
     recs = list(history.get("records", []))
-    out = Curves(epoch=[float(r["epoch"]) for r in recs], member=member, info=dict(history.get("info", {})))
-    for m in _METRICS:
-        if any(isinstance(r.get(m), list) for r in recs):
-            setattr(out, m, [r[m][member] if isinstance(r.get(m), list) else None for r in recs])
-    out.batch_size = out.info.get("batch_size")
-    out.diverged = history.get("diverged", {}).get(str(member))
-    return out
+    info = dict(history.get("info", {}))
+    series = {m: [r[m][member] if isinstance(r.get(m), list) else None for r in recs]
+              for m in _METRICS if any(isinstance(r.get(m), list) for r in recs)}
+    return Curves(epoch=[float(r["epoch"]) for r in recs], member=member, info=info, batch_size=info.get("batch_size"),
+                  diverged=history.get("diverged", {}).get(str(member)), **series)
 
 
 def _from_jsonl(path: Path, member: int) -> Curves:
@@ -128,11 +129,8 @@ def _from_jsonl(path: Path, member: int) -> Curves:
     rows = [r for r in rows if r.get("member") == member]
     if not rows:
         raise ConfigError(f"{path}: no evaluations of member {member}")
-    out = Curves(epoch=[float(r["epoch"]) for r in rows], member=member)
-    for m in _METRICS:
-        if any(m in r for r in rows):
-            setattr(out, m, [r.get(m) for r in rows])
-    return out
+    series = {m: [r.get(m) for r in rows] for m in _METRICS if any(m in r for r in rows)}
+    return Curves(epoch=[float(r["epoch"]) for r in rows], member=member, **series)
 
 
 def load_curves(run_dir: str | Path, member: int = 0) -> Curves:
@@ -155,7 +153,7 @@ def load_curves(run_dir: str | Path, member: int = 0) -> Curves:
         import tomllib
 
         try:
-            c.batch_size = tomllib.loads((d / "config.toml").read_text()).get("train", {}).get("batch_size")
+            c = replace(c, batch_size=tomllib.loads((d / "config.toml").read_text()).get("train", {}).get("batch_size"))
         except tomllib.TOMLDecodeError:
             pass
     if len(c.epoch) < 2:
@@ -376,7 +374,7 @@ def judge(c: Curves) -> list[Finding]:
 
 
 def judge_run(run_dir: str | Path, member: int = 0) -> tuple[Curves, list[Finding]]:
-    """:func:`load_curves` then :func:`judge`."""
+    """:func:`load_curves` then :func:`judge` (the :class:`HistoryReading` unit's measure and judge)."""
     c = load_curves(run_dir, member)
     return c, judge(c)
 
@@ -404,3 +402,37 @@ def format_findings(run_dir: str | Path, c: Curves, findings: Sequence[Finding])
         if f.advice:
             lines.append(f"      -> {f.advice}")
     return "\n".join(lines)
+
+
+class HistoryReading:
+    """``trainlab doctor --history RUN_DIR`` as a unit like the recipe's steps: :meth:`measure` reads a run
+    directory's curves (no training), :meth:`judge` is the pure :func:`judge`, :meth:`figures` draws them."""
+
+    def measure(self, run_dir: str | Path, member: int = 0) -> Curves:
+        return load_curves(run_dir, member)
+
+    def judge(self, curves: Curves) -> list[Finding]:
+        return judge(curves)
+
+    def figures(self, curves: Curves) -> dict[str, tuple[Figure, str]]:
+        """The loss (left) and accuracy (right) per evaluation, training solid, validation dashed."""
+        import matplotlib.pyplot as plt
+
+        fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 3.8))
+        ep = np.asarray(curves.epoch, dtype=float)
+        for name, ax, style in (("train_loss", ax_l, "-"), ("val_loss", ax_l, "--"), ("batch_loss", ax_l, ":"),
+                                ("train_acc", ax_a, "-"), ("val_acc", ax_a, "--")):
+            a = curves.array(name)
+            if a is not None:
+                ax.plot(ep, a, style, marker="o", ms=2, label=name.replace("_", " "))
+        for ax, what in ((ax_l, "loss"), (ax_a, "accuracy")):
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(what)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+        fig.tight_layout()
+        return {"curves": (fig, f"The curves of member {curves.member}, one point per evaluation.")}
+
+
+#: the --history unit
+READING = HistoryReading()

@@ -39,8 +39,7 @@ from typing import Any
 import torch
 
 from trainlab.build import resolve_device
-from trainlab.config import apply_overrides, load_config, resolve_config
-from trainlab.diagnose._configs import single_member
+from trainlab.config import RunConfig, apply_overrides, parse_override
 from trainlab.diagnose._options import DoctorOptions
 from trainlab.diagnose._severity import Severity, worst
 from trainlab.diagnose._step import STEP_NAMES, Context, Step, StepResult, jsonable
@@ -65,7 +64,7 @@ STEPS: dict[int, Step[Any]] = {s.number: s for s in (DataChecks(), InitialLoss()
 class DoctorReport:
     """Every step's result; ``verdict`` is the worst of them."""
 
-    config: dict[str, Any]
+    config: RunConfig  # the diagnosed member alone
     source: str
     steps: list[StepResult]
     seconds: float = 0.0
@@ -97,7 +96,7 @@ class DoctorReport:
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "verdict": self.verdict, "seconds": round(self.seconds, 3),
                 "steps": [s.to_dict() for s in self.steps], "codes": self.codes, "fixes": jsonable(self.fixes),
-                "environment": self.environment, "config": jsonable(self.config)}
+                "environment": self.environment, "config": jsonable(self.config.to_dict())}
 
     def text(self) -> str:
         """The console report: one block per step, then the overall verdict."""
@@ -172,10 +171,11 @@ def parse_steps(spec: str | Sequence[int] | None) -> list[int]:
     return items
 
 
-def doctor(config: str | Path | Mapping[str, Any], *, steps: str | Sequence[int] | None = None,
+def doctor(config: str | Path | RunConfig | Mapping[str, Any], *, steps: str | Sequence[int] | None = None,
            options: DoctorOptions | None = None, out: str | Path | None = None, overrides: Sequence[str] = (),
            echo: Callable[[StepResult], None] | None = None) -> DoctorReport:
-    """Run the recipe's steps on ``config`` (a TOML path or a config dict) and return the report.
+    """Run the recipe's steps on ``config`` (a TOML path, a :class:`~trainlab.config.RunConfig` or a dict of
+    given keys; ``overrides``: ``key=value`` strings on top) and return the report.
 
     ``steps`` picks a subset (``"1,2,6"``); a later step uses what an earlier one found
     (step 4 centers on step 3's suggestion, step 5 on step 4's best) and falls back to
@@ -192,21 +192,26 @@ def doctor(config: str | Path | Mapping[str, Any], *, steps: str | Sequence[int]
     chosen = parse_steps(steps)
     if isinstance(config, (str, Path)):
         source = str(config)
-        cfg = load_config(config, list(overrides))
+        cfg = RunConfig.load(config, list(overrides))
+    elif isinstance(config, RunConfig):
+        source = "<config>"
+        parsed = [parse_override(t) for t in overrides]
+        cfg = config.replace({".".join(k): v for k, v in parsed}) if parsed else config
     else:
         source = "<dict>"
-        cfg = resolve_config(apply_overrides(dict(config), list(overrides)))
-    one = single_member(cfg, options.member)
-    device = resolve_device(one["device"])
-    dtype = {"float32": torch.float32, "float64": torch.float64}[one["dtype"]]
-    def load(c: Mapping[str, Any]) -> Any:
+        cfg = RunConfig.from_dict(apply_overrides(dict(config), list(overrides)))
+    one = cfg.member(options.member)
+    device = resolve_device(one.device)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[one.dtype]
+
+    def load(c: RunConfig) -> Any:
         from trainlab.data import plant_faults
 
-        d = c["data"]
-        sp = load_splits(d["name"], train=d["train"], val=d["val"], test=d["test"], seed=c["seed"],
-                         preprocess=d["preprocess"], flatten=d["flatten"], data_dir=d["data_dir"],
-                         cache_dir=d["cache_dir"], download=d["download"], device=device, dtype=dtype)
-        return plant_faults(sp, d, seed=c["seed"])
+        d = c.data
+        sp = load_splits(d.name, train=d.train, val=d.val, test=d.test, seed=c.seed, preprocess=d.preprocess,
+                         flatten=d.flatten, data_dir=d.data_dir, cache_dir=d.cache_dir, download=d.download,
+                         device=device, dtype=dtype)
+        return plant_faults(sp, d.as_dict(), seed=c.seed)
 
     ctx = Context(one, load(one), options, load=load)
     results: list[StepResult] = []

@@ -227,7 +227,10 @@ def lr_range_test(trainer: Trainer, train: Any, lrs: Sequence[float], *, steps: 
     if P != len(lrs) and P != 1:
         raise ConfigError(f"lr_range_test needs one member per rate ({len(lrs)} rates) or a single member, "
                           f"but the trainer has {P} members")
-    x, y = as_arrays(train, "training")
+    arrays = as_arrays(train, "training")
+    if arrays is None:
+        raise ConfigError("lr_range_test needs training data (an object with .x/.y, or an (x, y) pair), got None")
+    x, y = arrays
     n, bs = x.shape[0], min(trainer.batch_size, x.shape[0])
     per_pass = n // bs
     smooth = smooth or max(10, steps // 10)

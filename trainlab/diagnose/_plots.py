@@ -136,10 +136,10 @@ def plot_probe_series(probe_data: Mapping[str, Any], *, member: int = 0, title: 
     axes[0].set_title("RMS gradient per weight layer", fontsize=9)
     axes[1].set_title("update / weight ratio per step", fontsize=9)
     axes[1].axhline(1e-3, color="gray", ls=":", lw=1)
-    for key, label, c in (("dead", "dead ReLU units", "C3"), ("saturated", "saturated outputs", "C1")):
+    for name, label, c in (("dead", "dead ReLU units", "C3"), ("saturated", "saturated outputs", "C1")):
         xs, ys = [], []
         for rec in recs:
-            v = rec["summary"].get(key)
+            v = rec["summary"].get(name)
             if v is not None and v[member] is not None:
                 xs.append(rec["step"])
                 ys.append(v[member])
@@ -159,11 +159,14 @@ def plot_probe_series(probe_data: Mapping[str, Any], *, member: int = 0, title: 
 
 def plot_lr_range(result: LRRangeResult, ax_curves: Axes | None = None, ax_final: Axes | None = None
                   ) -> Figure:
-    """The range test: loss per iteration at each rate (left), final loss vs rate (right)."""
+    """The range test: loss per iteration at each rate (left), final loss vs rate (right); on the given axes
+    (then the figure they belong to is returned) or a new figure."""
     plt = _plt()
-    fig = None
+    new = ax_curves is None or ax_final is None
     if ax_curves is None or ax_final is None:
         fig, (ax_curves, ax_final) = plt.subplots(1, 2, figsize=(12, 4))
+    else:
+        fig = ax_final.get_figure()
     lrs = np.asarray(result.lrs)
     cmap = plt.get_cmap("viridis")
     S = result.smoothed
@@ -201,7 +204,7 @@ def plot_lr_range(result: LRRangeResult, ax_curves: Axes | None = None, ax_final
     ax_final.set_ylabel(f"loss after {T} iterations")
     ax_final.set_title("LR range test" + ("" if result.suggestion is not None else " -- no suggestion"), fontsize=9)
     ax_final.legend(fontsize=7)
-    if fig is not None:
+    if new:
         fig.tight_layout()
     return fig
 

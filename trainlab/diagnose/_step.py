@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from trainlab.build import Run, build_run
-from trainlab.diagnose._configs import derive
+from trainlab.config import RunConfig
 from trainlab.diagnose._findings import Finding
 from trainlab.diagnose._options import DoctorOptions
 from trainlab.diagnose._severity import Severity, worst
@@ -84,20 +84,25 @@ class Context:
     """What the steps share: the one-member config, its data, the budgets, and each finished step's data
     and result (read by later steps; a step adds its own, never edits another's)."""
 
-    cfg: dict[str, Any]  # the one-member config
+    cfg: RunConfig  # the one-member config
     splits: Any
     options: DoctorOptions
-    load: Callable[[Mapping[str, Any]], Any]  # config -> its splits (data faults planted)
+    load: Callable[[RunConfig], Any]  # config -> its splits (data faults planted)
     data: dict[int, Any] = field(default_factory=dict)
     results: dict[int, StepResult] = field(default_factory=dict)
 
     @property
     def lr(self) -> float:
-        return float(self.cfg["optim"]["lr"])
+        return _scalar(self.cfg.optim.lr)
 
     @property
     def wd(self) -> float:
-        return float(self.cfg["optim"]["weight_decay"])
+        return _scalar(self.cfg.optim.weight_decay)
+
+
+def _scalar(v: float | tuple[float, ...]) -> float:
+    """A per-member value of the one-member config (a one-value tuple reads as its value)."""
+    return float(v[0] if isinstance(v, tuple) else v)
 
 
 D = TypeVar("D")
@@ -213,7 +218,7 @@ class SampleAccuracy(Callback):
         return torch.stack(self.rows).numpy()
 
 
-def build(cfg: Mapping[str, Any], splits: Any, *, callbacks: Sequence[Callback] = (), epochs: int | None = None,
+def build(cfg: RunConfig, splits: Any, *, callbacks: Sequence[Callback] = (), epochs: int | None = None,
           steps: int | None = None, eval_every: int | None = None, batch_size: int | None = None,
           eval_train: bool | None = None) -> Run:
     """:func:`trainlab.build.build_run` of a config derived from ``cfg`` with the training length and the
@@ -229,7 +234,7 @@ def build(cfg: Mapping[str, Any], splits: Any, *, callbacks: Sequence[Callback] 
         changes["train.batch_size"] = batch_size
     if eval_train is not None:
         changes["train.eval_train"] = eval_train
-    return build_run(derive(cfg, changes) if changes else cfg, callbacks=list(callbacks), splits=splits)
+    return build_run(cfg.replace(changes) if changes else cfg, callbacks=list(callbacks), splits=splits)
 
 
 # ---- small helpers ----------------------------------------------------------------------------

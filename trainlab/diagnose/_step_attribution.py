@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from trainlab.config import parse_override
+from trainlab.config import RunConfig, parse_override
 from trainlab.diagnose import _ablation as ab
 from trainlab.diagnose import _bn_batch
 from trainlab.diagnose._findings import Finding
@@ -68,7 +68,7 @@ class AttributionData:
         return self.table is not None
 
 
-def _ablation_scores(cfg: Mapping[str, Any], splits: Any, epochs: int) -> np.ndarray:
+def _ablation_scores(cfg: RunConfig, splits: Any, epochs: int) -> np.ndarray:
     """Train a population config for ``epochs``; each member's best validation accuracy (NaN: diverged)."""
     run = build(cfg, splits, epochs=epochs, steps=None, eval_train=False)
     hist = run.trainer.fit(splits.train, splits.val)
@@ -103,7 +103,7 @@ class Attribution(Step[AttributionData]):
         diffs = ab.differences(ctx.cfg, lr=lr, extra=extra)
         table = ab.measure(ctx.cfg, diffs, load=ctx.load,
                            train=lambda cfg, splits: _ablation_scores(cfg, splits, o.ablation_epochs))
-        return AttributionData(why, table, len(diffs), o.ablation_epochs, int(ctx.cfg["train"]["batch_size"]))
+        return AttributionData(why, table, len(diffs), o.ablation_epochs, ctx.cfg.train.batch_size)
 
     def judge(self, data: AttributionData) -> list[Finding]:
         return ab.judge(data.table) if data.table is not None else []

@@ -41,7 +41,7 @@ class CurvesStep(Step[CurvesData]):
 
     def measure(self, ctx: Context) -> CurvesData:
         o = ctx.options
-        epochs = o.curve_epochs or ctx.cfg["train"]["epochs"]
+        epochs = o.curve_epochs or ctx.cfg.train.epochs
         sl = StepLoss()
         probe = Probe(every=o.probe_every, examples=o.probe_examples, bins=40)
         run = build(ctx.cfg, ctx.splits, callbacks=[sl, probe], epochs=epochs if o.curve_epochs else None)

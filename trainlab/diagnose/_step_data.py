@@ -19,7 +19,7 @@ class DataChecks(Step[Mapping[str, Any]]):
     number = 0
 
     def measure(self, ctx: Context) -> Mapping[str, Any]:
-        return dc.measure(ctx.splits, preprocess=ctx.cfg["data"]["preprocess"], seed=ctx.cfg["seed"],
+        return dc.measure(ctx.splits, preprocess=ctx.cfg.data.preprocess, seed=ctx.cfg.seed,
                           noise_steps=ctx.options.noise_steps)
 
     def judge(self, data: Mapping[str, Any]) -> list[Finding]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from trainlab.diagnose._configs import get_key, population_config
+from trainlab.config import RunConfig
 from trainlab.diagnose._findings import Finding
 from trainlab.diagnose._severity import Severity
 from trainlab.diagnose._step import Context, Figures, HistoryArrays, Step, build
@@ -20,14 +20,14 @@ from trainlab.diagnose._step import Context, Figures, HistoryArrays, Step, build
 __all__ = ["GridData", "CoarseGrid", "RefinedGrid", "reg_key", "reg_values", "grid_scores"]
 
 
-def reg_key(cfg: Mapping[str, Any]) -> str:
+def reg_key(cfg: RunConfig) -> str:
     """The regularization the grids vary: the strongest one present in the config (issue 22, point 3).
 
     An L2 or L1 penalty, then dropout, then weight decay (also when nothing is on: the recipe's
     default). Varying weight decay while a strong L2 penalty stays fixed would search the wrong axis.
     """
     for key in ("regularize.l2", "regularize.l1", "model.dropout", "model.input_dropout"):
-        if float(get_key(cfg, key) or 0.0) > 0:
+        if float(cfg.get(key) or 0.0) > 0:
             return key
     return "optim.weight_decay"
 
@@ -130,7 +130,7 @@ def train_grid(ctx: Context, lrs: Sequence[float], wds: Sequence[float], epochs:
                what: str) -> GridData:
     """Train every (rate, value of ``key``) pair as one population for ``epochs``."""
     pairs = [(lr, wd) for wd in wds for lr in lrs]
-    cfg = population_config(ctx.cfg, len(pairs), {"optim.lr": [p[0] for p in pairs], key: [p[1] for p in pairs]})
+    cfg = ctx.cfg.as_population({"optim.lr": [p[0] for p in pairs], key: [p[1] for p in pairs]})
     run = build(cfg, ctx.splits, epochs=epochs, steps=None)
     hist = run.trainer.fit(ctx.splits.train, ctx.splits.val)
     return GridData(coarse, [float(v) for v in lrs], [float(v) for v in wds], key, epochs,
@@ -221,7 +221,7 @@ class CoarseGrid(_Grid):
                       else "the config's rate")
         lrs = sorted(float(f"{center * f:.4g}") for f in o.coarse_factors)
         key = reg_key(ctx.cfg)
-        wds = (reg_values(key, float(get_key(ctx.cfg, key)), (), True, len(o.coarse_wds) + 1)
+        wds = (reg_values(key, float(ctx.cfg.get(key)), (), True, len(o.coarse_wds) + 1)
                or sorted(set(float(v) for v in o.coarse_wds)))
         return train_grid(ctx, lrs, wds, o.coarse_epochs, key, True,
                           f"{len(lrs)} rates around {center:.3g} ({source}) x {len(wds)} values of {key}, "
@@ -243,7 +243,7 @@ class RefinedGrid(_Grid):
             lr0, wd0 = ctx.lr, ctx.wd
             source = "the config"
             if key != "optim.weight_decay":
-                wd0 = float(get_key(ctx.cfg, key))
+                wd0 = float(ctx.cfg.get(key))
         lrs = sorted({float(f"{lr0 * f:.4g}") for f in o.refine_factors})
         wds = reg_values(key, wd0, o.refine_wd_factors, False, 0)
         if not wds:

@@ -17,7 +17,6 @@ import torch
 
 from trainlab.build import Run
 from trainlab.diagnose import _bn_batch
-from trainlab.diagnose._configs import without_regularization
 from trainlab.diagnose._findings import Finding, T, probe_findings
 from trainlab.diagnose._probe import layer_table, probe_model
 from trainlab.diagnose._severity import Severity
@@ -66,20 +65,20 @@ class InitialLoss(Step[InitialLossData]):
     number = 1
 
     def measure(self, ctx: Context) -> InitialLossData:
-        cfg, changed = without_regularization(ctx.cfg)
+        cfg, changed = ctx.cfg.without_regularization()
         run = build(cfg, ctx.splits)
         tr = ctx.splits.train
         n = min(ctx.options.init_examples, tr.x.shape[0])
         x, y = tr.x[:n], tr.y[:n]
         measured = run.trainer.evaluate(x, y)
-        ce = cfg["loss"]["name"] == "cross_entropy"
+        ce = cfg.loss.name == "cross_entropy"
         probe = init_probe(run, x, y)
         return InitialLossData(
             loss=float(measured["loss"][0]), reference=float(run.loss.reference(ctx.splits.num_classes, tr.y)),
             reference_kind=f"ln C = ln {ctx.splits.num_classes}" if ce else "the variance of the targets",
             cross_entropy=ce, examples=n, regularization_turned_off=changed, probe=probe,
             table=layer_table(run.model),
-            bn_batch_noise=_bn_batch.measure(run.model, x, int(cfg["train"]["batch_size"])))
+            bn_batch_noise=_bn_batch.measure(run.model, x, cfg.train.batch_size))
 
     def judge(self, data: InitialLossData) -> list[Finding]:
         L, ref, kind, ratio = data.loss, data.reference, data.reference_kind, data.ratio

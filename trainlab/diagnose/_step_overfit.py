@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from trainlab.diagnose._configs import population_config, without_regularization
 from trainlab.diagnose._findings import Finding, T, exploded_at, probe_findings
 from trainlab.diagnose._probe import Probe, probe_model
 from trainlab.diagnose._severity import Severity, worst
@@ -85,7 +84,7 @@ class Overfit(Step[OverfitData]):
 
     def measure(self, ctx: Context) -> OverfitData:
         o = ctx.options
-        base, changed = without_regularization(ctx.cfg)  # augmentation off too
+        base, changed = ctx.cfg.without_regularization()  # augmentation off too
         tr = ctx.splits.train
         n = min(o.sample, tr.x.shape[0])
         xs, ys = tr.x[:n], tr.y[:n]
@@ -94,8 +93,8 @@ class Overfit(Step[OverfitData]):
             factors = [1.0] + factors
         member = factors.index(1.0)
         lrs = [min(max(ctx.lr * f, 1e-12), 1e6) for f in factors]
-        cfg = population_config(base, len(lrs), {"optim.lr": lrs})
-        bs = min(cfg["train"]["batch_size"], n)
+        cfg = base.as_population({"optim.lr": lrs})
+        bs = min(cfg.train.batch_size, n)
         every = max(1, o.overfit_steps // 30)
         sl = StepLoss()
         probe = Probe(xs, every=every, examples=n, bins=40)
@@ -186,17 +185,17 @@ class Overfit(Step[OverfitData]):
                                           message=f"the learning rate {lr:g} killed the ReLUs: " + dead.message)]
         elif (d0 is not None and d0 < 0.5) and (larger_better or larger_ok or
                                                 (up_med is not None and up_med < T.TINY_UPDATE)):
-            ev = []
+            seen: list[str] = []
             if larger_ok:
-                ev.append(f"at lr {min(larger_ok):g} it reaches {target:.0%}")
+                seen.append(f"at lr {min(larger_ok):g} it reaches {target:.0%}")
             elif larger_better:
-                ev.append(f"at lr {min(larger_better):g} the loss falls much further")
+                seen.append(f"at lr {min(larger_better):g} the loss falls much further")
             if up_med is not None:
-                ev.append(f"each step changes the weights by {up_med:.1e} of their size")
+                seen.append(f"each step changes the weights by {up_med:.1e} of their size")
             findings.append(Finding("lr_too_low", Severity.FAIL,
                                     f"no progress: the loss went from {first:.4g} to {final:.4g} in "
                                     f"{data.steps} steps while the probes look healthy -- the learning rate "
-                                    f"{lr:g} is too low ({'; '.join(ev)})",
+                                    f"{lr:g} is too low ({'; '.join(seen)})",
                                     "raise the learning rate" + (f" to about {min(larger_ok or larger_better):g}"
                                                                  if (larger_ok or larger_better) else "")
                                     + " (the LR range test finds the largest that works)",

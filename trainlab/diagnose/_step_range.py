@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from trainlab.diagnose._configs import derive, population_config, without_regularization
 from trainlab.diagnose._findings import Finding
 from trainlab.diagnose._lr_range import LRRangeResult, log_grid, lr_range_test
 from trainlab.diagnose._severity import Severity
@@ -59,14 +58,13 @@ class LRRange(Step[RangeData]):
     def measure(self, ctx: Context) -> RangeData:
         o = ctx.options
         lrs = log_grid(o.range_low, o.range_high, o.range_per_decade)
-        base, changed = without_regularization(ctx.cfg)
-        cfg = population_config(derive(base, {"optim.weight_decay": o.range_weight_decay}), len(lrs),
-                                {"optim.lr": lrs})
+        base, changed = ctx.cfg.without_regularization()
+        cfg = base.replace({"optim.weight_decay": o.range_weight_decay}).as_population({"optim.lr": lrs})
         run = build(cfg, ctx.splits)
         state, meta_before = run.trainer.state_dict()
         before = {k: v.clone() for k, v in state.items()}
         rng_before = torch.get_rng_state()
-        res = lr_range_test(run.trainer, ctx.splits.train, lrs, steps=o.range_steps, seed=ctx.cfg["seed"])
+        res = lr_range_test(run.trainer, ctx.splits.train, lrs, steps=o.range_steps, seed=ctx.cfg.seed)
         after, meta_after = run.trainer.state_dict()
         bitwise = (states_equal(before, after) and meta_before == meta_after
                    and torch.equal(rng_before, torch.get_rng_state()))

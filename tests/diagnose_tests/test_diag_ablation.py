@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from trainlab.config import load_config, read_toml
+from trainlab.config import RunConfig, load_config, read_toml
 from trainlab.diagnose._ablation import AT, Difference, differences, judge, measure
-from trainlab.diagnose._configs import single_member
 from trainlab.diagnose._findings import Finding
 from trainlab.diagnose._fixes import order_fixes, write_fixed
 
@@ -56,10 +55,10 @@ def test_judge_no_gap_and_diverged_baseline():
 
 
 def test_differences_lists_every_undo():
-    cfg = single_member(load_config(None, ["regularize.l2=1.0", "model.dropout=0.5", "augment.rotate=10.0",
-                                           "model.norm=\"batchnorm\"", "data.preprocess=\"none\"",
-                                           "model.init_scale=0.0", "loss.label_smoothing=0.1",
-                                           "data.label_noise=0.3", "optim.lr=0.05"]))
+    cfg = RunConfig.load(None, ["regularize.l2=1.0", "model.dropout=0.5", "augment.rotate=10.0",
+                                "model.norm=\"batchnorm\"", "data.preprocess=\"none\"",
+                                "model.init_scale=0.0", "loss.label_smoothing=0.1",
+                                "data.label_noise=0.3", "optim.lr=0.05"]).member(0)
     d = {x.name.split(" (")[0]: x for x in differences(cfg, lr=0.5)}
     assert d["L2 penalty"].overrides == {"regularize.l2": 0.0} and not d["L2 penalty"].structural
     assert d["dropout"].overrides == {"model.dropout": 0.0}
@@ -71,15 +70,16 @@ def test_differences_lists_every_undo():
     assert d["planted data fault data.label_noise = 0.3"].overrides == {"data.label_noise": 0.0}
     assert any(k.startswith("learning rate 0.05 -> 0.5") for k in d)
     assert {"batch size 100 -> 400", "batch size 100 -> 25"} <= set(d)
-    assert differences(single_member(load_config(None, [])), batch_sizes=False) == []
+    assert differences(RunConfig.load(None, []).member(0), batch_sizes=False) == []
 
 
 def test_measure_trains_per_member_undos_as_one_population_and_structural_ones_apart():
-    cfg = single_member(load_config(None, ["regularize.l2=1.0", "model.dropout=0.5", "data.preprocess=\"none\""]))
+    cfg = RunConfig.load(None, ["regularize.l2=1.0", "model.dropout=0.5", "data.preprocess=\"none\""]).member(0)
     diffs = differences(cfg, batch_sizes=True)
     calls = []
 
-    def train(pop, splits):
+    def train(config, splits):
+        pop = config.to_dict()  # a RunConfig; read as plain lists
         calls.append((pop["population"]["size"], pop["train"]["batch_size"], pop["data"]["preprocess"],
                       pop["regularize"]["l2"], pop["population"]["seeds"]))
         # the L2 undo recovers everything, only where the data are normalized too
@@ -88,7 +88,7 @@ def test_measure_trains_per_member_undos_as_one_population_and_structural_ones_a
         return np.array([0.9 if (v == 0.0 and ok) else (0.2 if ok else 0.1) for v in l2])
 
     loads = []
-    data = measure(cfg, diffs, train=train, load=lambda c: loads.append(c["data"]["preprocess"]) or object())
+    data = measure(cfg, diffs, train=train, load=lambda c: loads.append(c.data.preprocess) or object())
     # one population for as-given + the two per-member undos; one run per structural undo
     assert calls[0][0] == 3 and calls[0][3] == [1.0, 0.0, 1.0] and len(set(calls[0][4])) == 1
     assert {25, 400} <= {c[1] for c in calls[1:] if c[2] == "none"}  # batch size: structural, a run each
@@ -127,10 +127,10 @@ def test_fixes_order_and_write(tmp_path):
 
 
 def test_grids_vary_the_regularization_the_config_has():
-    from trainlab.diagnose._doctor import _reg_key, _reg_values
+    from trainlab.diagnose._step_grid import reg_key as _reg_key, reg_values as _reg_values
 
     def one(*over):
-        return single_member(load_config(None, list(over)))
+        return RunConfig.load(None, list(over)).member(0)
 
     assert _reg_key(one()) == "optim.weight_decay"
     assert _reg_key(one("regularize.l2=1.0", "model.dropout=0.5")) == "regularize.l2"

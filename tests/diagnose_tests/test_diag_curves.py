@@ -7,6 +7,7 @@ finding at all.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -98,8 +99,7 @@ def test_underfitting_is_both_low():
     c = Curves(epoch=_epochs(5), train_loss=[2, 1.9, 1.8, 1.7, 1.6], train_acc=[.2, .3, .35, .4, .45],
                val_acc=[.2, .3, .33, .38, .42])
     assert "underfitting" in codes(c)
-    c.train_acc = [.9, .95, .99, 1, 1]
-    c.val_acc = [.5, .55, .6, .6, .6]
+    c = dataclasses.replace(c, train_acc=[.9, .95, .99, 1, 1], val_acc=[.5, .55, .6, .6, .6])  # Curves is frozen
     assert "underfitting" not in codes(c)
 
 

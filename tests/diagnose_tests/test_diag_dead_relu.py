@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+import sys
+
 import pytest
 import torch
 
-from trainlab.diagnose.measure import dead_relu_vs_lr
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from doctor_measure import dead_relu_vs_lr  # noqa: E402  (benchmarks/doctor_measure.py)
 
 torch.set_num_threads(1)
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 import json
+from pathlib import Path
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from trainlab.build import build_run
-from trainlab.config import load_config, resolve_config
+from trainlab.config import RunConfig, load_config
 from trainlab.diagnose import judge_curves, log_grid, lr_range_test
-from trainlab.diagnose._configs import population_config, single_member
 from trainlab.errors import ConfigError
 
 torch.set_num_threads(1)
@@ -21,7 +21,7 @@ SMALL = ["data.val=100", "data.test=100", "model.hidden=[32, 32]"]
 
 
 def _cfg(*extra: str, train: int = 1000):
-    return single_member(load_config(None, [f"data.train={train}", *SMALL, *extra]))
+    return RunConfig.load(None, [f"data.train={train}", *SMALL, *extra]).member(0)
 
 
 def _snapshot(trainer):
@@ -31,8 +31,8 @@ def _snapshot(trainer):
 
 def test_restores_weights_optimizer_bn_and_rng_bit_for_bit():
     # BatchNorm (running statistics), dropout (member generators), momentum (optimizer state), mid-epoch
-    cfg = population_config(_cfg("model.norm=\"batchnorm\"", "model.dropout=0.3", "optim.name=\"momentum\"",
-                                 "train.epochs=1"), 4)
+    cfg = _cfg("model.norm=\"batchnorm\"", "model.dropout=0.3", "optim.name=\"momentum\"",
+               "train.epochs=1").as_population(size=4)
     a, b = build_run(cfg), build_run(cfg)
     for run in (a, b):  # train a little first, stopping in the middle of an epoch
         run.trainer.steps = 3
@@ -78,7 +78,7 @@ def test_nan_and_inf_points_are_ignored():
     ([1e-9, 1e-8], "at no rate did the loss fall steadily by 10%"),
 ])
 def test_no_suggestion_comes_with_its_reason(rates, reason):
-    cfg = population_config(_cfg(), len(rates))
+    cfg = _cfg().as_population(size=len(rates))
     run = build_run(cfg)
     res = lr_range_test(run.trainer, run.splits.train, rates, steps=30)
     assert res.suggestion is None
@@ -88,14 +88,14 @@ def test_no_suggestion_comes_with_its_reason(rates, reason):
 def test_running_out_of_data_is_not_divergence():
     rates = [1e-3, 1e-2, 0.1]
     # 300 images in batches of 100: one pass is 3 iterations
-    run = build_run(population_config(_cfg(train=300), len(rates)))
+    run = build_run(_cfg(train=300).as_population(size=len(rates)))
     res = lr_range_test(run.trainer, run.splits.train, rates, steps=100, max_passes=1)
     assert res.stop_reason == "data" and res.iterations == 3
     assert "diverged" not in res.status
     assert res.suggestion is None
     assert res.reason.startswith("ran out of data after 3 iteration(s); at least 20 are needed")
     # enough data for a judgement, but less than planned: judged, and said so
-    run = build_run(population_config(_cfg(train=2500), len(rates)))
+    run = build_run(_cfg(train=2500).as_population(size=len(rates)))
     res = lr_range_test(run.trainer, run.splits.train, rates, steps=100, max_passes=1)
     assert res.stop_reason == "data" and res.iterations == 25
     assert res.suggestion == 0.1
@@ -106,7 +106,7 @@ def test_one_member_runs_the_rates_one_after_another():
     """A single-member trainer tries each rate from the same saved state: the population's numbers."""
     rates = [1e-3, 3e-2, 1.0]
     single = build_run(_cfg())
-    pop = build_run(population_config(_cfg(), len(rates)))
+    pop = build_run(_cfg().as_population(size=len(rates)))
     rs = lr_range_test(single.trainer, single.splits.train, rates, steps=20)
     rp = lr_range_test(pop.trainer, pop.splits.train, rates, steps=20)
     assert rs.status == rp.status
@@ -114,15 +114,14 @@ def test_one_member_runs_the_rates_one_after_another():
 
 
 def test_members_that_start_differently_draw_a_note():
-    cfg = copy.deepcopy(_cfg())
-    cfg["population"] = {"size": 2, "seeds": [0, 1]}
-    run = build_run(resolve_config(cfg))
+    cfg = _cfg().as_population(size=2, seeds=[0, 1])
+    run = build_run(cfg)
     res = lr_range_test(run.trainer, run.splits.train, [0.01, 0.1], steps=20)
     assert any("population.seeds all equal" in n for n in res.notes)
 
 
 def test_arguments_are_checked():
-    run = build_run(population_config(_cfg(), 2))
+    run = build_run(_cfg().as_population(size=2))
     with pytest.raises(ConfigError, match=r"one member per rate \(3 rates\) or a single member, but the trainer "
                                           r"has 2 members"):
         lr_range_test(run.trainer, run.splits.train, [0.1, 0.2, 0.3])
@@ -140,7 +139,8 @@ def test_suggestion_within_a_factor_of_3_of_the_full_grids_best(optimizer):
 
     Measured (seed 0): momentum 0.9 -- suggestion 0.178, grid best 0.1 (x1.78); plain SGD -- 0.316 and 0.316 (x1).
     """
-    from trainlab.diagnose.measure import range_vs_grid
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from doctor_measure import range_vs_grid  # benchmarks/doctor_measure.py
 
     r = range_vs_grid(load_config("examples/healthy.toml", [f"optim.name=\"{optimizer}\""]))
     assert r["suggestion"] is not None, r["reason"]

@@ -12,9 +12,8 @@ import torch
 
 from trainlab import nn
 from trainlab.build import build_run
-from trainlab.config import load_config
+from trainlab.config import RunConfig
 from trainlab.diagnose import Probe, probe_model
-from trainlab.diagnose._configs import single_member
 from trainlab.optim import SGD
 from trainlab.population import Population
 from trainlab.train import Trainer
@@ -123,22 +122,16 @@ def test_update_ratio_of_plain_sgd_is_lr_times_grad_over_weight():
 
 def test_population_members_are_probed_independently():
     """Member i of a population gets the probe numbers it gets when trained alone with the same seed."""
-    cfg = single_member(load_config(None, ["data.train=300", "data.val=100", "data.test=100", "train.epochs=2",
-                                           "model.hidden=[20, 20]", "model.activation=\"tanh\""]))
-    pop = copy.deepcopy(cfg)
-    pop["population"] = {"size": 3, "seeds": [0, 1, 2]}
-    pop["optim"]["lr"] = [0.01, 0.1, 0.5]
-    from trainlab.config import resolve_config
-
-    run = build_run(resolve_config(pop))
+    cfg = RunConfig.load(None, ["data.train=300", "data.val=100", "data.test=100", "train.epochs=2",
+                                           "model.hidden=[20, 20]", "model.activation=\"tanh\""]).member(0)
+    pop = cfg.as_population({"optim.lr": [0.01, 0.1, 0.5]}, seeds=[0, 1, 2])
+    run = build_run(pop)
     probe = Probe(every=5)
     run.trainer.callbacks.append(probe)
     run.trainer.fit(run.splits.train, run.splits.val)
     for m, (seed, lr) in enumerate(zip([0, 1, 2], [0.01, 0.1, 0.5])):
-        one = copy.deepcopy(cfg)
-        one["population"] = {"size": 1, "seeds": [seed]}
-        one["optim"]["lr"] = lr
-        r1 = build_run(resolve_config(one))
+        one = cfg.replace({"optim.lr": lr, "population.seeds": [seed]})
+        r1 = build_run(one)
         p1 = Probe(every=5)
         r1.trainer.callbacks.append(p1)
         r1.trainer.fit(r1.splits.train, r1.splits.val)
@@ -156,8 +149,8 @@ def _twin_runs(cfg):
     ["model.norm=\"batchnorm\"", "model.bn_inference=\"population\"", "model.input_dropout=0.2"],
 ])
 def test_probing_every_step_leaves_training_bit_for_bit_unchanged(extra):
-    cfg = single_member(load_config(None, ["data.train=300", "data.val=100", "data.test=100", "train.epochs=2",
-                                           "train.batch_size=50", "model.hidden=[30, 30]", *extra]))
+    cfg = RunConfig.load(None, ["data.train=300", "data.val=100", "data.test=100", "train.epochs=2",
+                                           "train.batch_size=50", "model.hidden=[30, 30]", *extra]).member(0)
     a, b = _twin_runs(cfg)
     probe = Probe(every=1, histograms="always")
     b.trainer.callbacks.append(probe)
@@ -212,8 +205,8 @@ def test_every_layer_type_including_conv():
 
 
 def test_results_live_in_history_and_metrics(tmp_path):
-    cfg = single_member(load_config(None, ["data.train=200", "data.val=100", "data.test=100", "train.epochs=2",
-                                           "model.hidden=[16]"]))
+    cfg = RunConfig.load(None, ["data.train=200", "data.val=100", "data.test=100", "train.epochs=2",
+                                           "model.hidden=[16]"]).member(0)
     run = build_run(cfg)
     probe = Probe(every=2)
     run.trainer.callbacks.append(probe)
@@ -239,8 +232,8 @@ def test_results_live_in_history_and_metrics(tmp_path):
 
 
 def test_resumed_training_keeps_appending_probe_records():
-    cfg = single_member(load_config(None, ["data.train=200", "data.val=100", "data.test=100", "train.epochs=4",
-                                           "model.hidden=[16]"]))
+    cfg = RunConfig.load(None, ["data.train=200", "data.val=100", "data.test=100", "train.epochs=4",
+                                           "model.hidden=[16]"]).member(0)
     full = build_run(cfg)
     fp = Probe(every=3)
     full.trainer.callbacks.append(fp)
@@ -263,13 +256,11 @@ def test_resumed_training_keeps_appending_probe_records():
 
 
 def test_a_diverged_member_reads_as_none_and_the_others_go_on():
-    cfg = single_member(load_config(None, ["data.train=200", "data.val=100", "data.test=100", "train.epochs=2",
-                                           "model.hidden=[16]", "model.activation=\"identity\"", "loss.name=\"mse\""]))
-    cfg["population"] = {"size": 2, "seeds": [0, 0]}
-    cfg["optim"]["lr"] = [0.01, 1e3]  # squared error at this rate overflows to inf within a few steps
-    from trainlab.config import resolve_config
-
-    run = build_run(resolve_config(cfg))
+    cfg = RunConfig.load(None, ["data.train=200", "data.val=100", "data.test=100", "train.epochs=2",
+                                           "model.hidden=[16]", "model.activation=\"identity\"", "loss.name=\"mse\""]).member(0)
+    # squared error at the second rate overflows to inf within a few steps
+    cfg = cfg.as_population({"optim.lr": [0.01, 1e3]}, seeds=[0, 0])
+    run = build_run(cfg)
     probe = Probe(every=1, histograms="always")
     run.trainer.callbacks.append(probe)
     hist = run.trainer.fit(run.splits.train, run.splits.val)
@@ -298,7 +289,7 @@ def test_probe_arguments_are_checked():
 
 def test_a_sampled_step_costs_little():
     """A light probe measurement (256 images) costs about one or two training steps (measured 1.5 x)."""
-    cfg = single_member(load_config("examples/healthy.toml"))
+    cfg = RunConfig.load("examples/healthy.toml").member(0)
     run = build_run(cfg)
     x, y = run.splits.train.x, run.splits.train.y
     tr = run.trainer

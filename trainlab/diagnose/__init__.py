@@ -7,7 +7,9 @@
 * :func:`lr_range_test` -- one population over a log grid of learning rates; restores
   the trainer bit for bit afterwards.
 * :func:`doctor` -- the course's six-step recipe on a config, a verdict per step
-  (``trainlab doctor CONFIG.toml``).
+  (``trainlab doctor CONFIG.toml``). Each step is a :class:`Step`: ``measure(ctx) -> data``
+  (plain numbers and arrays), a pure ``judge(data) -> findings``, and ``figures(data)``; a
+  finding's severity and a step's verdict are a :class:`Severity`.
 * :func:`judge_run` / :func:`judge_history` -- read a finished run's learning curves (plateau,
   early decay, over/underfitting, noise, a rising loss) from plain numbers
   (``trainlab doctor --history RUN_DIR``).
@@ -19,6 +21,8 @@ from trainlab.diagnose._doctor import STEP_NAMES, DoctorOptions, DoctorReport, S
 from trainlab.diagnose._findings import Finding, T as THRESHOLDS, read_curves
 from trainlab.diagnose._lr_range import LRRangeResult, judge_curves, log_grid, lr_range_test
 from trainlab.diagnose._probe import SATURATION_SLOPE, Probe, layer_table, probe_model, summarize_record
+from trainlab.diagnose._severity import Severity
+from trainlab.diagnose._step import HistoryArrays, Step
 
 __all__ = [
     "Probe",
@@ -35,6 +39,9 @@ __all__ = [
     "DoctorReport",
     "StepResult",
     "Finding",
+    "Severity",
+    "Step",
+    "HistoryArrays",
     "THRESHOLDS",
     "STEP_NAMES",
     "parse_steps",

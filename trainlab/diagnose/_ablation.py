@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from trainlab.config import SCHEMA, Key, get_key, per_member_keys
+from trainlab.config import SCHEMA, Key, RunConfig, get_key, per_member_keys
+from trainlab.diagnose._severity import Severity
 from trainlab.diagnose._findings import Finding
 from trainlab.errors import TrainlabError
 
-__all__ = ["Difference", "differences", "measure", "judge", "figures", "HALF", "override_text", "AT"]
+__all__ = ["Difference", "differences", "measure", "judge", "with_recovered", "figures", "HALF", "override_text", "AT"]
 
 _PER_MEMBER = set(per_member_keys()) - {"regularize.max_norm"}  # None vs a number cannot share a population
 
@@ -87,13 +88,14 @@ def _on(v: Any) -> bool:
     return v is not None and v != 0
 
 
-def differences(cfg: Mapping[str, Any], *, lr: float | None = None, batch_sizes: bool = True,
+def differences(config: RunConfig, *, lr: float | None = None, batch_sizes: bool = True,
                 extra: Sequence[Difference] = ()) -> list[Difference]:
-    """Every difference between ``cfg`` (one member) and the recipe's reduced version.
+    """Every difference between ``config`` (one member) and the recipe's reduced version.
 
     ``lr``: the LR range test's (or the grid's) rate, tried when it differs from the
     config's by more than 1.5x. ``extra``: further undos (the data checks' fixes).
     """
+    cfg = config.to_dict()  # plain values (lists, not tuples), compared with the schema's defaults
     out: list[Difference] = []
     reg = {"optim.weight_decay": ("weight decay", 0.0), "regularize.l2": ("L2 penalty", 0.0),
            "regularize.l1": ("L1 penalty", 0.0), "regularize.max_norm": ("max-norm", None),
@@ -162,19 +164,8 @@ def _reducing(diffs: Sequence[Difference]) -> dict[str, Any]:
     return out
 
 
-def _apply(cfg: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    import copy
-
-    from trainlab.config import resolve_config, set_key
-
-    out = copy.deepcopy(dict(cfg))
-    for k, v in overrides.items():
-        set_key(out, k, v)
-    return resolve_config(out)
-
-
-def measure(cfg: Mapping[str, Any], diffs: Sequence[Difference], *, train: Callable[[dict[str, Any], Any], np.ndarray],
-            load: Callable[[dict[str, Any]], Any], pairs: bool = True) -> dict[str, Any]:
+def measure(cfg: RunConfig, diffs: Sequence[Difference], *, train: Callable[[RunConfig, Any], np.ndarray],
+            load: Callable[[RunConfig], Any], pairs: bool = True) -> dict[str, Any]:
     """Train the ablation and return its table (plain numbers).
 
     ``train(cfg, splits) -> scores`` trains a population config briefly and returns each
@@ -188,7 +179,7 @@ def measure(cfg: Mapping[str, Any], diffs: Sequence[Difference], *, train: Calla
         members.append(("all undone (the reduced config)", union))
     cache: dict[str, Any] = {}  # data table -> splits, loaded once for the singles and the pairs
     scores = _run_members(cfg, members, train, load, cache)
-    rows = [{"name": n, "overrides": [override_text(k, v) for k, v in o.items()], "score": s}
+    rows: list[dict[str, Any]] = [{"name": n, "overrides": [override_text(k, v) for k, v in o.items()], "score": s}
             for (n, o), s in zip(members, scores)]
     data: dict[str, Any] = {"rows": rows, "pairs": []}
     base = scores[0]
@@ -220,11 +211,9 @@ def measure(cfg: Mapping[str, Any], diffs: Sequence[Difference], *, train: Calla
     return data
 
 
-def _run_members(cfg: Mapping[str, Any], members: Sequence[tuple[str, dict[str, Any]]],
-                 train: Callable[[dict[str, Any], Any], np.ndarray], load: Callable[[dict[str, Any]], Any],
+def _run_members(cfg: RunConfig, members: Sequence[tuple[str, dict[str, Any]]],
+                 train: Callable[[RunConfig, Any], np.ndarray], load: Callable[[RunConfig], Any],
                  splits_cache: dict[str, Any]) -> list[float]:
-    from trainlab.diagnose._configs import population_config
-
     groups: dict[str, list[int]] = {}
     for i, (_, o) in enumerate(members):
         struct = {k: v for k, v in o.items() if k not in _PER_MEMBER}
@@ -232,17 +221,17 @@ def _run_members(cfg: Mapping[str, Any], members: Sequence[tuple[str, dict[str, 
     scores = [math.nan] * len(members)
     for sig, idx in groups.items():
         struct = json.loads(sig)
-        base = _apply(cfg, struct)
+        base = cfg.replace(struct)
         keys = sorted({k for i in idx for k in members[i][1] if k in _PER_MEMBER})
-        values = {k: [members[i][1].get(k, get_key(base, k)) for i in idx] for k in keys}
-        pop = population_config(base, len(idx), values)
-        dkey = json.dumps(base["data"], sort_keys=True, default=str)
+        values = {k: [members[i][1].get(k, base.get(k)) for i in idx] for k in keys}
+        pop = base.as_population(values, size=len(idx))
+        dkey = json.dumps(base.data.as_dict(), sort_keys=True, default=str)
         if dkey not in splits_cache:
             splits_cache[dkey] = load(base)
         try:
             s = train(pop, splits_cache[dkey])
         except TrainlabError:  # an undo the engine refuses (e.g. a batch too small for BN): no score
-            s = [math.nan] * len(idx)
+            s = np.full(len(idx), math.nan)
         for j, i in enumerate(idx):
             scores[i] = float(s[j])
     return scores
@@ -254,21 +243,18 @@ def judge(data: Mapping[str, Any]) -> list[Finding]:
     base, gap = data["as_given"], data["gap"]
     f: list[Finding] = []
     if not math.isfinite(gap) or gap <= AT.MIN_GAP:
-        f.append(Finding("no_gap", "info",
+        f.append(Finding("no_gap", Severity.INFO,
                          f"the ablation finds no gap to explain: the config as given scores {_a(base)}, the best undo "
                          f"{_a(data['reference'])}"))
         return f
-    b0 = base if math.isfinite(base) else 0.0
+    scored = with_recovered(data)
+    rows = scored["rows"]
     singles = [r for r in rows[1:] if not r["name"].startswith("all undone")]
-    for r in rows:
-        r["recovered"] = (r["score"] - b0) / gap if math.isfinite(r["score"]) else None
-    for p in data.get("pairs", []):
-        p["recovered"] = (p["score"] - b0) / gap if math.isfinite(p["score"]) else None
     ranked = sorted([r for r in singles if r["recovered"] is not None], key=lambda r: -r["recovered"])
     table = "; ".join(f"{r['name']}: {_a(r['score'])}" for r in ranked[:6])
     best = ranked[0] if ranked else None
     if best is not None and best["recovered"] >= AT.HALF:
-        f.append(Finding("cause", "fail",
+        f.append(Finding("cause", Severity.FAIL,
                          f"the cause: {best['name']}. Undoing it alone takes the validation accuracy from {_a(base)} to "
                          f"{_a(best['score'])}, {best['recovered']:.0%} of the gap to {_a(data['reference'])} "
                          f"(all differences undone: {_a(data['reduced'])}; trained side by side, same seed)",
@@ -277,16 +263,16 @@ def judge(data: Mapping[str, Any]) -> list[Finding]:
                          fix=_fixd(best, base)))
         for r in ranked[1:]:
             if r["recovered"] >= AT.HALF / 2:
-                f.append(Finding("contributes", "warn",
+                f.append(Finding("contributes", Severity.WARN,
                                  f"also: {r['name']} -- undoing it alone gives {_a(r['score'])} "
                                  f"({r['recovered']:.0%} of the gap)", f"apply: {', '.join(r['overrides'])}",
                                  {"recovered": r["recovered"], "score": r["score"]}, fix=_fixd(r, base)))
         return f
-    pairs = sorted([p for p in data.get("pairs", []) if p["recovered"] is not None], key=lambda p: -p["recovered"])
+    pairs = sorted([p for p in scored["pairs"] if p["recovered"] is not None], key=lambda p: -p["recovered"])
     pr = pairs[0] if pairs else None
     if pr is not None and pr["recovered"] >= AT.HALF:
         singles_sum = sum(next((r["recovered"] or 0.0) for r in rows if r["name"] == n) for n in pr["members"])
-        f.append(Finding("interacting_pair", "fail",
+        f.append(Finding("interacting_pair", Severity.FAIL,
                          f"no single change recovers half of the gap (best: {best['name'] if best else 'none'}, "
                          f"{(best['recovered'] if best else 0):.0%}), but undoing two together does: {pr['name']} takes "
                          f"the validation accuracy from {_a(base)} to {_a(pr['score'])} ({pr['recovered']:.0%} of the "
@@ -296,7 +282,7 @@ def judge(data: Mapping[str, Any]) -> list[Finding]:
                           "interaction": pr["recovered"] - singles_sum, "table": table},
                          fix=_fixd(pr, base)))
         return f
-    f.append(Finding("no_single_cause", "warn",
+    f.append(Finding("no_single_cause", Severity.WARN,
                      f"no single change recovers half of the {gap:.3f} gap between the config as given ({_a(base)}) and "
                      f"the reduced config ({_a(data['reduced'])}); the ablation table (validation accuracy per undo): "
                      f"{table}" + (f"; best pair {pr['name']}: {_a(pr['score'])}" if pr else ""),
@@ -308,7 +294,24 @@ def judge(data: Mapping[str, Any]) -> list[Finding]:
     return f
 
 
-def _a(v: float) -> str:
+def with_recovered(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of :func:`measure`'s table with each row's and pair's ``recovered`` share of the gap (``None``
+    for a diverged row; no column when there is no gap to recover)."""
+    out = dict(data)
+    gap, base = data["gap"], data["as_given"]
+    if not math.isfinite(gap) or gap <= AT.MIN_GAP:
+        return out
+    b0 = base if math.isfinite(base) else 0.0
+
+    def rec(r: Mapping[str, Any]) -> dict[str, Any]:
+        return {**r, "recovered": (r["score"] - b0) / gap if math.isfinite(r["score"]) else None}
+
+    out["rows"] = [rec(r) for r in data["rows"]]
+    out["pairs"] = [rec(p) for p in data.get("pairs", [])]
+    return out
+
+
+def _a(v: float | None) -> str:
     return "n/a (diverged)" if v is None or not math.isfinite(v) else f"{v:.3f}"
 
 

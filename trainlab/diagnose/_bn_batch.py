@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from trainlab.diagnose._severity import Severity
 from trainlab.diagnose._findings import Finding
 
 __all__ = ["BT", "measure", "judge"]
@@ -60,7 +61,7 @@ def measure(model: Any, x: torch.Tensor, batch_size: int, *, batches: int = 20) 
             "var_noise": float(torch.stack(vars_).mean()), "expected_mean_noise": math.sqrt(2 / math.pi / B)}
 
 
-def judge(data: Mapping[str, Any] | None, *, ablation: Mapping[str, float] | None = None) -> list[Finding]:
+def judge(data: Mapping[str, Any] | None, *, ablation: Mapping[str, float | None] | None = None) -> list[Finding]:
     """A warning when BN's batches are too small (by the config or by the measured noise).
 
     ``ablation``: the validation accuracy the ablation measured with each alternative
@@ -75,7 +76,7 @@ def judge(data: Mapping[str, Any] | None, *, ablation: Mapping[str, float] | Non
     if ablation:
         parts = [f"{k} {v:.3f}" for k, v in ablation.items() if v is not None and math.isfinite(v)]
         alt = " (validation accuracy measured by the ablation: " + ", ".join(parts) + ")" if parts else ""
-    return [Finding("bn_small_batch", "warn",
+    return [Finding("bn_small_batch", Severity.WARN,
                     f"batch norm on batches of {B}: each batch's mean strays by {noise:.2f} standard deviations and "
                     f"its variance by {data['var_noise']:.0%} from the statistics over the data (measured at the "
                     f"first BatchNorm's inputs), so the normalization is noisy and differs between training and "

@@ -24,19 +24,23 @@ Every threshold lives in :class:`CT` with what it was measured on (the planted r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trainlab.diagnose._findings import T, Finding
+from trainlab.diagnose._severity import Severity, worst
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 from trainlab.errors import ConfigError
 
 __all__ = ["CT", "Curves", "curves_from_history", "load_curves", "judge", "judge_run", "verdict", "to_dict",
-           "format_findings", "noise_level"]
+           "format_findings", "noise_level", "HistoryReading", "READING"]
 
 
 class CT:
@@ -74,7 +78,7 @@ class CT:
     UNDERFIT_ACC = T.UNDERFIT_ACC
 
 
-@dataclass
+@dataclass(frozen=True)
 class Curves:
     """One member's curves: one entry per evaluation (``None`` where a value is missing)."""
 
@@ -107,13 +111,11 @@ def curves_from_history(history: Mapping[str, Any], member: int = 0) -> Curves:
     if not 0 <= member < size:
         raise ConfigError(f"--member {member} does not exist: this run has {size} member(s) (0..{size - 1})")
     recs = list(history.get("records", []))
-    out = Curves(epoch=[float(r["epoch"]) for r in recs], member=member, info=dict(history.get("info", {})))
-    for m in _METRICS:
-        if any(isinstance(r.get(m), list) for r in recs):
-            setattr(out, m, [r[m][member] if isinstance(r.get(m), list) else None for r in recs])
-    out.batch_size = out.info.get("batch_size")
-    out.diverged = history.get("diverged", {}).get(str(member))
-    return out
+    info = dict(history.get("info", {}))
+    series = {m: [r[m][member] if isinstance(r.get(m), list) else None for r in recs]
+              for m in _METRICS if any(isinstance(r.get(m), list) for r in recs)}
+    return Curves(epoch=[float(r["epoch"]) for r in recs], member=member, info=info, batch_size=info.get("batch_size"),
+                  diverged=history.get("diverged", {}).get(str(member)), **series)
 
 
 def _from_jsonl(path: Path, member: int) -> Curves:
@@ -127,11 +129,8 @@ def _from_jsonl(path: Path, member: int) -> Curves:
     rows = [r for r in rows if r.get("member") == member]
     if not rows:
         raise ConfigError(f"{path}: no evaluations of member {member}")
-    out = Curves(epoch=[float(r["epoch"]) for r in rows], member=member)
-    for m in _METRICS:
-        if any(m in r for r in rows):
-            setattr(out, m, [r.get(m) for r in rows])
-    return out
+    series = {m: [r.get(m) for r in rows] for m in _METRICS if any(m in r for r in rows)}
+    return Curves(epoch=[float(r["epoch"]) for r in rows], member=member, **series)
 
 
 def load_curves(run_dir: str | Path, member: int = 0) -> Curves:
@@ -154,7 +153,7 @@ def load_curves(run_dir: str | Path, member: int = 0) -> Curves:
         import tomllib
 
         try:
-            c.batch_size = tomllib.loads((d / "config.toml").read_text()).get("train", {}).get("batch_size")
+            c = replace(c, batch_size=tomllib.loads((d / "config.toml").read_text()).get("train", {}).get("batch_size"))
         except tomllib.TOMLDecodeError:
             pass
     if len(c.epoch) < 2:
@@ -175,7 +174,7 @@ def _rising(L: np.ndarray, ep: np.ndarray, what: str) -> Finding | None:
     first, last = L[0], L[-1]
     lowest = int(np.argmin(L))
     if last > first * (1 + CT.RISE) and lowest <= max(1, CT.LOWEST_BY * L.size):
-        return Finding("loss_rising", "fail",
+        return Finding("loss_rising", Severity.FAIL,
                        f"the {what} rose from the start: {first:.3g} at epoch {ep[0]:g}, lowest {L[lowest]:.3g} at "
                        f"epoch {ep[lowest]:g}, {last:.3g} ({last / first:.3g} x its start) at epoch {ep[-1]:g}",
                        "lower the learning rate (the LR range test suggests one); if it rises at any rate, check "
@@ -203,7 +202,7 @@ def _noisy(L: np.ndarray, what: str, batch_size: int | None) -> Finding | None:
     noise, ups = noise_level(L)
     if L.size >= 5 and noise >= CT.NOISE and ups >= CT.NOISE_UPS:
         bs = f" (batch size {batch_size})" if batch_size else ""
-        return Finding("noisy_loss", "warn",
+        return Finding("noisy_loss", Severity.WARN,
                        f"the {what} is noisy{bs}: between evaluations it climbed back {noise:.0%} of what it "
                        f"fell (it went up at {ups:.0%} of them)",
                        "a larger batch (less gradient noise) or a lower learning rate",
@@ -247,7 +246,7 @@ def _plateau(L: np.ndarray, ep: np.ndarray, lr: np.ndarray | None, what: str) ->
                 advice = "raise the learning rate: the loss barely moved from its start"
             else:
                 advice = "the rate was already decaying: a larger model or a higher starting rate may help"
-            return Finding("plateau", "warn",
+            return Finding("plateau", Severity.WARN,
                            f"a plateau: the {what} stayed near {level:.3g} over the last {w} evaluations (epoch "
                            f"{ep[a]:g} to {ep[-1]:g}), {gain:.1%} below its best before them; it started at "
                            f"{L[0]:.3g}" + (" -- at a constant learning rate" if constant and lr is not None else ""),
@@ -257,7 +256,7 @@ def _plateau(L: np.ndarray, ep: np.ndarray, lr: np.ndarray | None, what: str) ->
     length, a, b = _longest_stall(L)
     later = L[b:]
     if length >= max(3, CT.PLATEAU_SHARE * n) and b < n - 1 and float(later.min()) < 0.9 * float(L[b]):
-        return Finding("plateau", "warn",
+        return Finding("plateau", Severity.WARN,
                        f"a plateau: the {what} hardly moved from epoch {ep[a]:g} to {ep[b]:g} ({length} "
                        f"evaluations without a {CT.PLATEAU_GAIN:.0%} gain), then fell again",
                        "a larger learning rate, momentum/Adam, or better-scaled initialization shortens plateaus "
@@ -279,7 +278,7 @@ def _early_decay(L: np.ndarray, ep: np.ndarray, lr: np.ndarray | None, what: str
         pace_before = (L[i0] - L[k - 1]) / (L[i0] * w)
         pace_after = (L[k - 1] - L[j1]) / (L[k - 1] * (j1 - (k - 1)))
         if pace_before >= CT.FALLING and pace_after < CT.STALLED * pace_before:
-            return Finding("early_decay", "warn",
+            return Finding("early_decay", Severity.WARN,
                            f"the learning rate was cut too early: {lr[k - 1]:.3g} -> {lr[k]:.3g} after epoch "
                            f"{ep[k - 1]:g}, while the {what} was still falling {pace_before:.0%} per evaluation; "
                            f"after the cut it fell only {pace_after:.1%} per evaluation",
@@ -316,7 +315,7 @@ def _overfitting(c: Curves, ep: np.ndarray) -> Finding | None:
         parts.append(f"val loss lowest ({vmin:.3g}) at epoch {ep[vi]:g}, {rise:+.0%} by the end")
         if gap_grew is not None:
             parts.append(f"val - train loss grew by {gap_grew:.3g} since")
-        return Finding("overfitting", "warn", "overfitting, a growing gap: " + "; ".join(parts),
+        return Finding("overfitting", Severity.WARN, "overfitting, a growing gap: " + "; ".join(parts),
                        f"early stop at epoch {ep[vi]:g} (early_stopping.enabled = true restores the best weights); "
                        "regularize (weight decay, dropout), get more data or augment it, or use a smaller model",
                        {"best_val_epoch": float(ep[vi]), "val_loss_rise": rise, "acc_gap": gap, "gap_grew": gap_grew})
@@ -331,7 +330,7 @@ def _underfitting(c: Curves, ep: np.ndarray) -> Finding | None:
     v_end = float(va[np.isfinite(va)][-1]) if va is not None else None
     if t_end < CT.UNDERFIT_ACC and (v_end is None or t_end - v_end < CT.GAP):
         both = f" and val acc {v_end:.3f}" if v_end is not None else ""
-        return Finding("underfitting", "warn",
+        return Finding("underfitting", Severity.WARN,
                        f"underfitting: train acc {t_end:.3f}{both} after {ep[-1]:g} epochs -- both low, the model "
                        "does not fit even its training data",
                        "train longer or with a larger learning rate, use a bigger model, or check the "
@@ -345,7 +344,7 @@ def judge(c: Curves) -> list[Finding]:
     out: list[Finding] = []
     ep = np.array(c.epoch, dtype=float)
     if c.diverged:
-        out.append(Finding("diverged", "fail", f"the loss became {c.diverged.get('loss')} at step "
+        out.append(Finding("diverged", Severity.FAIL, f"the loss became {c.diverged.get('loss')} at step "
                            f"{c.diverged.get('step')} (epoch {c.diverged.get('epoch')}): the member diverged and "
                            "was frozen", "lower the learning rate", dict(c.diverged)))
     L, what = _train_curve(c)
@@ -371,20 +370,18 @@ def judge(c: Curves) -> list[Finding]:
         for f in (_overfitting(c, ep), _underfitting(c, ep)):
             if f is not None:
                 out.append(f)
-    order = {"fail": 0, "warn": 1, "info": 2}
-    return sorted(out, key=lambda f: order.get(f.severity, 3))
+    return sorted(out, key=lambda f: -f.severity.rank)
 
 
 def judge_run(run_dir: str | Path, member: int = 0) -> tuple[Curves, list[Finding]]:
-    """:func:`load_curves` then :func:`judge`."""
+    """:func:`load_curves` then :func:`judge` (the :class:`HistoryReading` unit's measure and judge)."""
     c = load_curves(run_dir, member)
     return c, judge(c)
 
 
-def verdict(findings: Sequence[Finding]) -> str:
-    """``"fail"``, ``"warn"`` or ``"ok"``: the worst finding."""
-    sev = {f.severity for f in findings}
-    return "fail" if "fail" in sev else "warn" if "warn" in sev else "ok"
+def verdict(findings: Sequence[Finding]) -> Severity:
+    """``FAIL``, ``WARN`` or ``OK``: the worst finding."""
+    return worst(f.severity for f in findings)
 
 
 def to_dict(run_dir: str | Path, c: Curves, findings: Sequence[Finding]) -> dict[str, Any]:
@@ -405,3 +402,37 @@ def format_findings(run_dir: str | Path, c: Curves, findings: Sequence[Finding])
         if f.advice:
             lines.append(f"      -> {f.advice}")
     return "\n".join(lines)
+
+
+class HistoryReading:
+    """``trainlab doctor --history RUN_DIR`` as a unit like the recipe's steps: :meth:`measure` reads a run
+    directory's curves (no training), :meth:`judge` is the pure :func:`judge`, :meth:`figures` draws them."""
+
+    def measure(self, run_dir: str | Path, member: int = 0) -> Curves:
+        return load_curves(run_dir, member)
+
+    def judge(self, curves: Curves) -> list[Finding]:
+        return judge(curves)
+
+    def figures(self, curves: Curves) -> dict[str, tuple[Figure, str]]:
+        """The loss (left) and accuracy (right) per evaluation, training solid, validation dashed."""
+        import matplotlib.pyplot as plt
+
+        fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 3.8))
+        ep = np.asarray(curves.epoch, dtype=float)
+        for name, ax, style in (("train_loss", ax_l, "-"), ("val_loss", ax_l, "--"), ("batch_loss", ax_l, ":"),
+                                ("train_acc", ax_a, "-"), ("val_acc", ax_a, "--")):
+            a = curves.array(name)
+            if a is not None:
+                ax.plot(ep, a, style, marker="o", ms=2, label=name.replace("_", " "))
+        for ax, what in ((ax_l, "loss"), (ax_a, "accuracy")):
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(what)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+        fig.tight_layout()
+        return {"curves": (fig, f"The curves of member {curves.member}, one point per evaluation.")}
+
+
+#: the --history unit
+READING = HistoryReading()

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainlab.diagnose._severity import Severity
 from trainlab.diagnose._findings import Finding
 
 __all__ = ["DT", "measure", "judge", "figures", "label_noise_estimate"]
@@ -160,11 +161,11 @@ def judge(data: Mapping[str, Any]) -> list[Finding]:
     bad = {k: (s["nan"], s["inf"]) for k, s in st.items() if s["nan"] or s["inf"]}
     if bad:
         what = "; ".join(f"{k}: {n} NaN, {i} inf" for k, (n, i) in bad.items())
-        f.append(Finding("nonfinite_inputs", "fail", f"the inputs contain non-finite values ({what})",
+        f.append(Finding("nonfinite_inputs", Severity.FAIL, f"the inputs contain non-finite values ({what})",
                          "clean the data: drop or impute the NaN/inf entries before training"))
     rms = tr["rms"]
     if math.isfinite(rms) and rms > DT.RMS_WARN:
-        sev = "fail" if rms > DT.RMS_FAIL else "warn"
+        sev = Severity.FAIL if rms > DT.RMS_FAIL else Severity.WARN
         pre = data.get("preprocess") or "the config's"
         f.append(Finding("inputs_not_normalized", sev,
                          f"the inputs are not normalized: the training inputs range {tr['min']:.4g} to "
@@ -177,18 +178,18 @@ def judge(data: Mapping[str, Any]) -> list[Finding]:
     ratio = data.get("imbalance_ratio")
     if ratio is not None and math.isfinite(ratio) and ratio > DT.IMBALANCE_WARN:
         counts = data["class_counts"]["train"]
-        f.append(Finding("class_imbalance", "warn",
+        f.append(Finding("class_imbalance", Severity.WARN,
                          f"the classes are imbalanced: the largest has {ratio:.3g} x the images of the smallest "
                          f"(training counts {counts})",
                          "rebalance: oversample the rare classes (data.rebalance = true) or weight the loss by "
                          "inverse class frequency; judge by per-class or balanced accuracy",
                          {"imbalance_ratio": ratio, "counts": counts}, fix=_fix(["data.rebalance=true"])))
     if data.get("missing_classes"):
-        f.append(Finding("missing_classes", "warn",
+        f.append(Finding("missing_classes", Severity.WARN,
                          f"classes {data['missing_classes']} have no training image", "check the data split"))
     for k, d in (data.get("duplicates") or {}).items():
         if d["count"] >= DT.LEAK_WARN:
-            sev = "fail" if d["fraction"] > DT.LEAK_FAIL else "warn"
+            sev = Severity.FAIL if d["fraction"] > DT.LEAK_FAIL else Severity.WARN
             f.append(Finding("leakage", sev,
                              f"{d['count']} {k} images ({d['fraction']:.1%}) are exact duplicates of training images: "
                              f"the {k} score is inflated (the model has seen them)",
@@ -196,7 +197,7 @@ def judge(data: Mapping[str, Any]) -> list[Finding]:
                              {"split": k, **d}, fix=_fix(["data.leak=0.0"])))
     q = data.get("label_noise_estimate")
     if q is not None and math.isfinite(q) and q > DT.NOISE_WARN:
-        sev = "fail" if q > DT.NOISE_FAIL else "warn"
+        sev = Severity.FAIL if q > DT.NOISE_FAIL else Severity.WARN
         f.append(Finding("label_noise", sev,
                          f"about {q:.0%} of the training labels look wrong (a simple model trained on the other half "
                          f"is confidently sure of another class; clean digits give about 5%)",
@@ -205,7 +206,7 @@ def judge(data: Mapping[str, Any]) -> list[Finding]:
                          {"estimate": q}, fix=_fix(["data.label_noise=0.0"])))
     s = data.get("shift")
     if s is not None and math.isfinite(s) and s > DT.SHIFT_WARN:
-        f.append(Finding("distribution_shift", "warn",
+        f.append(Finding("distribution_shift", Severity.WARN,
                          f"the test inputs differ from the training inputs: mean per-feature shift {s:.3g} pooled "
                          "standard deviations (sampling noise alone gives about 0.024)",
                          "check that train and test come from the same source and are preprocessed the same way",

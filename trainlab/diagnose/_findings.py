@@ -11,11 +11,26 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 import math
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["Finding", "T", "probe_findings", "read_curves", "exploded_at"]
+from trainlab.diagnose._severity import Severity
+
+__all__ = ["Finding", "T", "probe_findings", "read_curves", "exploded_at", "CurveSource"]
+
+
+class CurveSource(Protocol):
+    """What the curve reading needs of a run's history: a :class:`~trainlab.train.History`, or the plain
+    arrays of one (:class:`~trainlab.diagnose.HistoryArrays`)."""
+
+    @property
+    def metrics(self) -> list[str]: ...
+
+    @property
+    def diverged(self) -> Mapping[int, Mapping[str, Any]]: ...
+
+    def __getitem__(self, metric: str) -> np.ndarray: ...
 
 
 class T:
@@ -87,13 +102,16 @@ class Finding:
     """One conclusion: ``code`` (stable, for scripts and tests), severity, message and advice."""
 
     code: str
-    severity: str  # "info", "warn" or "fail"
+    severity: Severity  # INFO, WARN or FAIL (a plain "warn" is read as Severity.WARN)
     message: str
     advice: str = ""
     numbers: dict[str, Any] = field(default_factory=dict)
     #: a machine-readable fix (``trainlab.diagnose._fixes``): ``{"overrides": ["key=value", ...],
     #: "val_acc": measured with it or None, "baseline_val_acc": without it, "measured_by": ...}``
     fix: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.severity = Severity(self.severity)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"code": self.code, "severity": self.severity, "message": self.message, "advice": self.advice,
@@ -111,7 +129,8 @@ def _m(summary: Mapping[str, Any], key: str, member: int = 0) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def probe_findings(summary: Mapping[str, Any], *, member: int = 0, when: str = "", severity: str = "warn",
+def probe_findings(summary: Mapping[str, Any], *, member: int = 0, when: str = "",
+                   severity: Severity = Severity.WARN,
                    layers: Mapping[str, Any] | None = None, table: Sequence[Mapping[str, Any]] | None = None
                    ) -> list[Finding]:
     """Findings from a probe summary (:func:`~trainlab.diagnose.summarize_record`) of one member."""
@@ -178,7 +197,7 @@ def probe_findings(summary: Mapping[str, Any], *, member: int = 0, when: str = "
     # Units of a symmetric net, or downstream of a vanishing signal, are "dead" for those reasons, not the rate's.
     if dead is not None and (dead >= T.DEAD_WARN or (dead_layer or 0) >= T.DEAD_LAYER_WARN) \
             and not any(f.code in ("symmetry", "vanishing") for f in out):
-        sev = "fail" if dead >= T.DEAD_FAIL else severity
+        sev = Severity.FAIL if dead >= T.DEAD_FAIL else severity
         out.append(Finding("dead_relu", sev,
                            f"{dead:.0%} of the ReLU units are dead{at} (worst layer {dead_layer:.0%}): they output 0 "
                            "on every example, pass no gradient, and never recover",
@@ -210,11 +229,11 @@ def exploded_at(step_losses: np.ndarray, *, window: int = 5, factor: float = T.E
     return first_bad + 1 if first_bad is not None else None
 
 
-def _epoch_of(history, index: int) -> float:
+def _epoch_of(history: CurveSource, index: int) -> float:
     return float(history["epoch"][index])
 
 
-def read_curves(history, step_losses: np.ndarray | None, *, member: int = 0, reference: float | None = None
+def read_curves(history: CurveSource, step_losses: np.ndarray | None, *, member: int = 0, reference: float | None = None
                 ) -> tuple[list[Finding], dict[str, Any]]:
     """Step 6: read one member's curves -- divergence, instability, no progress, plateaus, under/overfitting."""
     out: list[Finding] = []
@@ -226,7 +245,7 @@ def read_curves(history, step_losses: np.ndarray | None, *, member: int = 0, ref
     nums["first_loss"] = first
     if member in history.diverged:
         d = history.diverged[member]
-        out.append(Finding("diverged", "fail", f"the loss became {d['loss']} at step {d['step']} (epoch "
+        out.append(Finding("diverged", Severity.FAIL, f"the loss became {d['loss']} at step {d['step']} (epoch "
                            f"{d['epoch']:.2f}): training diverged and the member was frozen",
                            "lower the learning rate (below the LR range test's suggestion)", {"step": d["step"]}))
         return out, nums
@@ -235,7 +254,7 @@ def read_curves(history, step_losses: np.ndarray | None, *, member: int = 0, ref
         if s is not None:
             peak = float(np.nanmax(step_losses[:, member]))
             nums.update(exploded_step=s, peak_loss=peak)
-            out.append(Finding("diverged", "fail",
+            out.append(Finding("diverged", Severity.FAIL,
                                f"the training loss exploded at step {s}: it reached {peak:.3g} ({peak / first:.3g} x "
                                f"its start {first:.3g}) -- a diverging run, even if it later settles (often with its "
                                "units dead)", "lower the learning rate (below the LR range test's suggestion)",
@@ -247,7 +266,7 @@ def read_curves(history, step_losses: np.ndarray | None, *, member: int = 0, ref
     final = float(finite[-1])
     nums["final_train_loss"] = final
     if final >= T.NO_PROGRESS * first:
-        out.append(Finding("no_progress", "fail",
+        out.append(Finding("no_progress", Severity.FAIL,
                            f"no progress: the training loss went from {first:.3g} to {final:.3g} in "
                            f"{epochs[-1]:g} epochs", "check the learning rate (the LR range test) and the "
                            "initialization (the overfit step's probes)", {"first": first, "final": final}))
@@ -261,7 +280,7 @@ def read_curves(history, step_losses: np.ndarray | None, *, member: int = 0, ref
     nums["relapse"] = worst
     if worst >= T.UNSTABLE:
         i = int(np.argmax(lost))
-        out.append(Finding("unstable", "warn",
+        out.append(Finding("unstable", Severity.WARN,
                            f"the training loss is unstable: at epoch {epochs[i]:g} it climbed back to {finite[i]:.3g} "
                            f"from a best of {best_so_far[i]:.3g} ({worst:.0%} of the progress lost)",
                            "lower the learning rate (or use momentum with a smaller rate / a schedule)",
@@ -280,7 +299,7 @@ def read_curves(history, step_losses: np.ndarray | None, *, member: int = 0, ref
         a, b = best_run
         later = finite[b:]
         if longest >= T.PLATEAU_SHARE * n and later.size and float(later.min()) < 0.9 * float(finite[b]) and b < n - 1:
-            out.append(Finding("plateau", "warn",
+            out.append(Finding("plateau", Severity.WARN,
                                f"a plateau: the training loss hardly moved from epoch {epochs[a]:g} to {epochs[b]:g} "
                                "before falling again", "a larger learning rate, momentum/Adam, or better-scaled "
                                "initialization shortens plateaus (saturated units cause many)",
@@ -311,26 +330,26 @@ def read_curves(history, step_losses: np.ndarray | None, *, member: int = 0, ref
                                 f"{nums['acc_gap_first']:.3f} "
                                 "at the first evaluation)")
                 what.append(f"val loss lowest ({vmin:.3g}) at epoch {E:g}, {rise:+.0%} by the end")
-                out.append(Finding("overfitting", "warn", "overfitting: " + "; ".join(what),
+                out.append(Finding("overfitting", Severity.WARN, "overfitting: " + "; ".join(what),
                                    f"early stop at epoch {E:g} (early_stopping.enabled = true restores the best "
                                    "weights); regularize (the weight decay of the refined grid, dropout), get more "
                                    "data or augment it, or use a smaller model",
                                    {"early_stop_epoch": E, "gap": gap, "val_loss_rise": rise}))
             elif (vi >= len(vl) - max(2, len(vl) // 5) and len(vl) >= 3
                   and vl[ok][-1] < 0.99 * vl[ok][max(0, len(vl[ok]) - 3)]):
-                out.append(Finding("still_improving", "info",
+                out.append(Finding("still_improving", Severity.INFO,
                                    f"the validation loss was still falling at the end (epoch {epochs[-1]:g})",
                                    "train longer"))
     if "train_acc" in have:
         ta_end = float(history["train_acc"][-1, member])
         nums["final_train_acc"] = ta_end
         if ta_end < T.UNDERFIT_ACC:
-            out.append(Finding("underfitting", "warn",
+            out.append(Finding("underfitting", Severity.WARN,
                                f"underfitting: the training accuracy is only {ta_end:.3f} after {epochs[-1]:g} epochs",
                                "train longer or with a larger learning rate, use a bigger model, or fix the "
                                "initialization (see the probes)", {"train_acc": ta_end}))
     elif reference is not None and final > 0.3 * reference:
-        out.append(Finding("underfitting", "warn",
+        out.append(Finding("underfitting", Severity.WARN,
                            f"underfitting: the training loss {final:.3g} is still {final / reference:.0%} of the "
                            "reference loss", "train longer, a bigger model, or a larger learning rate",
                            {"ratio": final / reference}))

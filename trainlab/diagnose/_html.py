@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import html
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainlab.diagnose._doctor import DoctorReport
 
 __all__ = ["render_html"]
 
@@ -38,7 +41,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def render_html(report, pngs: dict[str, bytes]) -> str:
+def render_html(report: DoctorReport, pngs: dict[str, bytes]) -> str:
     """The whole report as one HTML string; ``pngs`` maps figure file names to PNG bytes."""
     e = html.escape
     out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",

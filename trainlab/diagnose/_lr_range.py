@@ -37,13 +37,17 @@ from collections.abc import Sequence
 import copy
 from dataclasses import dataclass, field
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from trainlab.errors import ConfigError
-from trainlab.train import as_arrays
+from trainlab.train import Trainer, as_arrays
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["LRRangeResult", "lr_range_test", "log_grid", "judge_curves"]
 
@@ -85,7 +89,7 @@ class LRRangeResult:
                 "suggestion": self.suggestion, "reason": self.reason, "restored": self.restored,
                 "notes": self.notes, "losses": clean(self.losses), "smoothed": clean(self.smoothed)}
 
-    def plot(self, ax_curves=None, ax_final=None):
+    def plot(self, ax_curves: Axes | None = None, ax_final: Axes | None = None) -> Figure:
         """Loss curves (one per rate) and final smoothed loss vs rate, the suggestion marked."""
         from trainlab.diagnose._plots import plot_lr_range
 
@@ -197,12 +201,12 @@ def _suggest(lrs: Sequence[float], status: Sequence[str], iterations: int, min_i
                   f"{counts['flat']} barely moved, {counts['diverged']} diverged); try a finer grid or more iterations")
 
 
-def _clone_state(trainer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _clone_state(trainer: Trainer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors, meta = trainer.state_dict()
     return {k: v.clone() for k, v in tensors.items()}, copy.deepcopy(meta)
 
 
-def lr_range_test(trainer, train: Any, lrs: Sequence[float], *, steps: int = 100, max_passes: float | None = None,
+def lr_range_test(trainer: Trainer, train: Any, lrs: Sequence[float], *, steps: int = 100, max_passes: float | None = None,
                   seed: int = 0, smooth: int | None = None, min_iterations: int = 20, explode: float = 4.0,
                   min_drop: float = 0.1, rise: float = 0.1, peak: float = 0.25) -> LRRangeResult:
     """Train each member of ``trainer`` at its own rate ``lrs[i]`` for ``steps`` iterations, judge, restore.
@@ -223,7 +227,10 @@ def lr_range_test(trainer, train: Any, lrs: Sequence[float], *, steps: int = 100
     if P != len(lrs) and P != 1:
         raise ConfigError(f"lr_range_test needs one member per rate ({len(lrs)} rates) or a single member, "
                           f"but the trainer has {P} members")
-    x, y = as_arrays(train, "training")
+    arrays = as_arrays(train, "training")
+    if arrays is None:
+        raise ConfigError("lr_range_test needs training data (an object with .x/.y, or an (x, y) pair), got None")
+    x, y = arrays
     n, bs = x.shape[0], min(trainer.batch_size, x.shape[0])
     per_pass = n // bs
     smooth = smooth or max(10, steps // 10)
@@ -302,6 +309,7 @@ def lr_range_test(trainer, train: Any, lrs: Sequence[float], *, steps: int = 100
                          reason=reason, restored=restored, notes=notes)
 
 
-def _clone_state_from(state: dict[str, torch.Tensor], meta: dict[str, Any]):
+def _clone_state_from(state: dict[str, torch.Tensor], meta: dict[str, Any]
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     # load_state_dict keeps some tensors (e.g. the epoch's permutation): give it copies
     return {k: v.clone() for k, v in state.items()}, copy.deepcopy(meta)

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from trainlab.diagnose._findings import CurveSource
+    from trainlab.diagnose._lr_range import LRRangeResult
+
 __all__ = ["plot_activation_grid", "plot_probe_series", "plot_weight_histograms", "plot_lr_range", "plot_grid",
-           "plot_curves", "plot_overfit", "plot_dead_vs_lr"]
+           "plot_curves", "plot_overfit"]
 
 
-def _plt():
+def _plt() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -28,7 +36,7 @@ def _layer_name(table: Sequence[Mapping[str, Any]], index: int) -> str:
 
 
 def plot_activation_grid(probe_data: Mapping[str, Any], *, member: int = 0, records: Sequence[int] | None = None,
-                         layers: str = "activation", title: str = ""):
+                         layers: str = "activation", title: str = "") -> Figure:
     """The per-layer activation histogram grid: one row per snapshot, one column per layer.
 
     ``probe_data`` is a Probe's data (``history.info["probes"]``) or ``{"layers": table,
@@ -85,7 +93,7 @@ def plot_activation_grid(probe_data: Mapping[str, Any], *, member: int = 0, reco
 
 
 def plot_weight_histograms(record: Mapping[str, Any], table: Sequence[Mapping[str, Any]], *, member: int = 0,
-                           title: str = ""):
+                           title: str = "") -> Figure:
     """One histogram per weight layer, from one probe record."""
     plt = _plt()
     cols = [int(k) for k, v in sorted(record["layers"].items(), key=lambda kv: int(kv[0]))
@@ -106,7 +114,7 @@ def plot_weight_histograms(record: Mapping[str, Any], table: Sequence[Mapping[st
     return fig
 
 
-def plot_probe_series(probe_data: Mapping[str, Any], *, member: int = 0, title: str = ""):
+def plot_probe_series(probe_data: Mapping[str, Any], *, member: int = 0, title: str = "") -> Figure:
     """Over training: each weight layer's RMS gradient and update/weight ratio; dead and saturated fractions."""
     plt = _plt()
     table = probe_data["layers"]
@@ -128,10 +136,10 @@ def plot_probe_series(probe_data: Mapping[str, Any], *, member: int = 0, title: 
     axes[0].set_title("RMS gradient per weight layer", fontsize=9)
     axes[1].set_title("update / weight ratio per step", fontsize=9)
     axes[1].axhline(1e-3, color="gray", ls=":", lw=1)
-    for key, label, c in (("dead", "dead ReLU units", "C3"), ("saturated", "saturated outputs", "C1")):
+    for name, label, c in (("dead", "dead ReLU units", "C3"), ("saturated", "saturated outputs", "C1")):
         xs, ys = [], []
         for rec in recs:
-            v = rec["summary"].get(key)
+            v = rec["summary"].get(name)
             if v is not None and v[member] is not None:
                 xs.append(rec["step"])
                 ys.append(v[member])
@@ -149,12 +157,16 @@ def plot_probe_series(probe_data: Mapping[str, Any], *, member: int = 0, title: 
     return fig
 
 
-def plot_lr_range(result, ax_curves=None, ax_final=None):
-    """The range test: loss per iteration at each rate (left), final loss vs rate (right)."""
+def plot_lr_range(result: LRRangeResult, ax_curves: Axes | None = None, ax_final: Axes | None = None
+                  ) -> Figure:
+    """The range test: loss per iteration at each rate (left), final loss vs rate (right); on the given axes
+    (then the figure they belong to is returned) or a new figure."""
     plt = _plt()
-    fig = None
+    new = ax_curves is None or ax_final is None
     if ax_curves is None or ax_final is None:
         fig, (ax_curves, ax_final) = plt.subplots(1, 2, figsize=(12, 4))
+    else:
+        fig = ax_final.get_figure()
     lrs = np.asarray(result.lrs)
     cmap = plt.get_cmap("viridis")
     S = result.smoothed
@@ -192,13 +204,13 @@ def plot_lr_range(result, ax_curves=None, ax_final=None):
     ax_final.set_ylabel(f"loss after {T} iterations")
     ax_final.set_title("LR range test" + ("" if result.suggestion is not None else " -- no suggestion"), fontsize=9)
     ax_final.legend(fontsize=7)
-    if fig is not None:
+    if new:
         fig.tight_layout()
     return fig
 
 
 def plot_grid(lrs: Sequence[float], wds: Sequence[float], score: np.ndarray, *, metric: str, best: tuple[int, int],
-              title: str = ""):
+              title: str = "") -> Figure:
     """A learning rate x weight decay heat map of ``score`` ``(len(wds), len(lrs))``."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(1.1 * len(lrs) + 2.5, 0.7 * len(wds) + 1.8))
@@ -219,7 +231,8 @@ def plot_grid(lrs: Sequence[float], wds: Sequence[float], score: np.ndarray, *, 
     return fig
 
 
-def plot_curves(history, *, member: int = 0, early_stop_epoch: float | None = None, title: str = ""):
+def plot_curves(history: CurveSource, *, member: int = 0, early_stop_epoch: float | None = None,
+                title: str = "") -> Figure:
     """Loss and accuracy curves of one member, the early-stopping epoch marked."""
     plt = _plt()
     fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -243,7 +256,7 @@ def plot_curves(history, *, member: int = 0, early_stop_epoch: float | None = No
     return fig
 
 
-def plot_overfit(step_losses: np.ndarray, lrs: Sequence[float], *, member: int = 0, title: str = ""):
+def plot_overfit(step_losses: np.ndarray, lrs: Sequence[float], *, member: int = 0, title: str = "") -> Figure:
     """Training loss per step while overfitting the sample, one line per rate (the config's bold)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -259,18 +272,3 @@ def plot_overfit(step_losses: np.ndarray, lrs: Sequence[float], *, member: int =
     ax.set_title(title or "overfitting a small sample", fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def plot_dead_vs_lr(lrs: Sequence[float], series: Mapping[str, Sequence[float]], *, title: str = ""):
-    """Dead-unit fraction vs learning rate, one line per activation."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for k, (label, ys) in enumerate(series.items()):
-        ax.semilogx(lrs, [100 * v for v in ys], "o-", color=f"C{k}", label=label)
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("% of hidden units")
-    ax.legend(fontsize=8)
-    ax.set_title(title or "dead units vs learning rate", fontsize=9)
-    fig.tight_layout()
-    return fig
-

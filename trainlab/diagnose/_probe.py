@@ -18,12 +18,14 @@ steps (and at each evaluation) it
   units of a layer are; 0 means every unit has the same incoming weights -- the
   symmetry a zero or constant initialization never breaks).
 
-The probe never disturbs training: eval-mode forwards update no BatchNorm
-statistics and draw no random numbers (and the members' generators are saved and
-restored around the pass anyway, so even a layer that samples in eval mode, e.g. MC
-dropout, leaves no trace); the layers' caches the pass overwrites are rebuilt by the
-next training forward. Training with a probe gives bit for bit the same weights as
-training without one (tested).
+The probe never disturbs training and never changes a setting of the model it observes:
+eval-mode forwards update no BatchNorm statistics and draw no random numbers (and the
+members' generators are saved and restored around the pass anyway, so even a layer that
+samples in eval mode, e.g. MC dropout, leaves no trace); a batch norm layer that must read
+its running averages before its population statistics exist is read from a copy of the
+model; the layers' caches the pass overwrites are rebuilt by the next training forward.
+Training with a probe gives bit for bit the same weights as training without one, and the
+model's state and settings are bitwise the same after a probe pass as before (tested).
 
 Results live in ``trainer.history.info[key]`` (``"probes"`` by default), so they are
 saved with the run's ``history.json`` and in checkpoints; each evaluation record
@@ -40,8 +42,9 @@ ELU, GELU and Softplus always pass some gradient, so none of their units is dead
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 import contextlib
+import copy
 import math
 import time
 from typing import Any
@@ -50,7 +53,7 @@ import torch
 
 from trainlab import nn
 from trainlab.errors import ConfigError
-from trainlab.train import Callback
+from trainlab.train import Callback, Trainer
 
 __all__ = ["Probe", "probe_model", "layer_table", "summarize_record", "SATURATION_SLOPE"]
 
@@ -139,27 +142,41 @@ def layer_table(model: nn.Sequential) -> list[dict[str, Any]]:
     return rows
 
 
+def _needs_running_statistics(model: nn.Sequential) -> bool:
+    """A ``BatchNorm(inference="population")`` layer whose population statistics do not exist yet (the trainer
+    computes them at evaluations): it cannot run in eval mode, so the probe reads the running averages."""
+    return any(getattr(layer, "inference", None) == "population"
+               and bool((getattr(layer, "population_batches", torch.ones(1)) == 0).any())
+               for layer in model.modules())
+
+
 @contextlib.contextmanager
-def _quiet_pass(model: nn.Sequential) -> Iterator[None]:
-    """Around a probe pass: keep the members' random streams and BN's inference mode as they were."""
+def _quiet_pass(model: nn.Sequential) -> Iterator[nn.Sequential]:
+    """The model to run a probe pass on, leaving the members' random streams as they were.
+
+    Eval-mode forwards update no statistics; the members' generators are saved and restored
+    anyway, so a layer that samples in eval mode (MC dropout) leaves no trace. Where a batch
+    norm layer must read its running averages instead of population statistics that do not exist
+    yet, the pass runs on a copy of the model with that copy's setting changed: the probe never
+    changes a setting of the model it observes.
+    """
+    if _needs_running_statistics(model):
+        copy_ = copy.deepcopy(model)
+        for layer in copy_.modules():
+            if getattr(layer, "inference", None) == "population" and bool(
+                    (getattr(layer, "population_batches", torch.ones(1)) == 0).any()):
+                layer.inference = "running"  # type: ignore[attr-defined]
+        yield copy_
+        return
     pop = model.population
-    saved_rng = pop.get_state() if pop is not None else None
-    switched = []
-    for layer in model.modules():
-        # BatchNorm(inference="population") cannot run in eval mode before its population
-        # statistics exist (the trainer computes them at evaluations); the probe then
-        # reads the running averages instead.
-        if getattr(layer, "inference", None) == "population" and bool(
-                (getattr(layer, "population_batches", torch.ones(1)) == 0).any()):
-            layer.inference = "running"
-            switched.append(layer)
+    if pop is None:
+        yield model
+        return
+    saved_rng = pop.get_state()
     try:
-        yield
+        yield model
     finally:
-        for layer in switched:
-            layer.inference = "population"
-        if saved_rng is not None:
-            pop.set_state(saved_rng)
+        pop.set_state(saved_rng)
 
 
 class _LayerStats:
@@ -219,6 +236,9 @@ class _LayerStats:
         self.hist = self._acc(self.hist, _histogram(flat, self.range, self.bins))
 
     def result(self) -> dict[str, Any]:
+        """The layer's numbers per member (after at least one :meth:`add`)."""
+        if self.sum is None or self.sumsq is None or self.bad is None:
+            raise RuntimeError("_LayerStats.result() before any add()")
         n = max(self.n, 1)
         mean = self.sum / n
         var = (self.sumsq / n - mean * mean).clamp_(min=0)
@@ -228,15 +248,16 @@ class _LayerStats:
         if self.unit_max is not None:
             inactive = (self.unit_max <= 0).double().mean(1)
             out["inactive"] = _members(inactive)
-            if self.family == "relu":
+            if self.family == "relu" or self.slope is None:
                 dead = inactive
             else:  # Leaky ReLU: a unit with slope > 0 always passes gradient; slope 0 is a ReLU
                 dead = torch.where(self.slope.to(inactive) > 0, torch.zeros_like(inactive), inactive)
             out["dead"] = _members(dead)
-            out["zero"] = _members(self.zeros.double() / n)
+            if self.zeros is not None:
+                out["zero"] = _members(self.zeros.double() / n)
         if self.saturated is not None:
             out["saturated"] = _members(self.saturated.double() / n)
-        if self.hist is not None:
+        if self.hist is not None and self.range is not None:
             out["hist"] = self.hist.cpu().tolist()
             out["range"] = [float(self.range[0]), float(self.range[1])]
         return out
@@ -281,11 +302,11 @@ def probe_model(model: nn.Sequential, x: torch.Tensor, *, bins: int = 40, gradie
         if row["role"] in measured and row["family"] != "identity":
             slope = layer._p if isinstance(layer, nn.LeakyReLU) else None
             stats[row["index"]] = _LayerStats(row["family"], bins, slope)
-    xs = x.unsqueeze(0) if x.ndim == len(model.input_shape) + 1 else x
-    with _quiet_pass(model):
+    xs = x.unsqueeze(0) if x.ndim == len(model.input_shape or ()) + 1 else x
+    with _quiet_pass(model) as observed:
         for start in range(0, xs.shape[1], _CHUNK):
             h = xs[:, start:start + _CHUNK]
-            for i, layer in enumerate(model.layers):
+            for i, layer in enumerate(observed.layers):
                 out = layer.forward(h, training=False)
                 if i in stats and out is not h:
                     stats[i].add(out, P)
@@ -347,51 +368,53 @@ def summarize_record(record: dict[str, Any], table: Sequence[dict[str, Any]], P:
             node = node[p]
         return node
 
+    def present(cols: Iterable[list[float | None] | None]) -> list[list[float | None]]:
+        return [c for c in cols if c is not None]
+
+    def values(rows: list[list[float | None]], m: int) -> list[float]:
+        """Member ``m``'s values over ``rows``, the missing ones left out."""
+        return [v for r in rows if (v := r[m]) is not None]
+
     def nanmean(rows: list[list[float | None]]) -> list[float | None]:
-        out = []
+        out: list[float | None] = []
         for m in range(P):
-            vals = [r[m] for r in rows if r[m] is not None]
+            vals = values(rows, m)
             out.append(sum(vals) / len(vals) if vals else None)
         return out
 
     acts = [r for r in table if r["role"] == "activation" and r["family"] != "identity"]
     weights = [r for r in table if r["role"] == "weight"]
     s: dict[str, Any] = {}
-    dead_rows = [col(r["index"], "act", "dead") for r in acts if r["family"] in ("relu", "leaky_relu")]
-    dead_rows = [d for d in dead_rows if d is not None]
+    relus = [r for r in acts if r["family"] in ("relu", "leaky_relu")]
+    dead_rows = present(col(r["index"], "act", "dead") for r in relus)
     if dead_rows:
         s["dead"] = nanmean(dead_rows)
-        s["dead_max_layer"] = [max((d[m] for d in dead_rows if d[m] is not None), default=None) for m in range(P)]
-        inactive = [col(r["index"], "act", "inactive") for r in acts if r["family"] in ("relu", "leaky_relu")]
-        s["inactive"] = nanmean([d for d in inactive if d is not None])
-    sat_rows = [col(r["index"], "act", "saturated") for r in acts if r["family"] in ("sigmoid", "tanh")]
-    sat_rows = [d for d in sat_rows if d is not None]
+        s["dead_max_layer"] = [max(values(dead_rows, m), default=None) for m in range(P)]
+        s["inactive"] = nanmean(present(col(r["index"], "act", "inactive") for r in relus))
+    sat_rows = present(col(r["index"], "act", "saturated") for r in acts if r["family"] in ("sigmoid", "tanh"))
     if sat_rows:
         s["saturated"] = nanmean(sat_rows)
-        s["saturated_max_layer"] = [max((d[m] for d in sat_rows if d[m] is not None), default=None)
-                                    for m in range(P)]
+        s["saturated_max_layer"] = [max(values(sat_rows, m), default=None) for m in range(P)]
     if len(weights) >= 2:
         first, last = col(weights[0]["index"], "grad", "rms"), col(weights[-1]["index"], "grad", "rms")
         if first is not None and last is not None:
             s["grad_ratio"] = [None if a is None or b is None or b == 0 else a / b for a, b in zip(first, last)]
-    ups = [col(r["index"], "update_ratio") for r in weights]
-    ups = [u for u in ups if u is not None]
+    ups = present(col(r["index"], "update_ratio") for r in weights)
     if ups:
-        med = []
+        med: list[float | None] = []
         for m in range(P):
-            vals = sorted(u[m] for u in ups if u[m] is not None)
+            vals = sorted(values(ups, m))
             med.append(vals[len(vals) // 2] if vals else None)
         s["update_ratio"] = med
-    hidden = [r for r in acts if col(r["index"], "act", "std") is not None]
-    if len(hidden) >= 2:
-        a0, a1 = col(hidden[0]["index"], "act", "std"), col(hidden[-1]["index"], "act", "std")
+    stds = present(col(r["index"], "act", "std") for r in acts)
+    if len(stds) >= 2:
+        a0, a1 = stds[0], stds[-1]
         s["act_std_first"] = a0
         s["act_std_last"] = a1
         s["act_std_ratio"] = [None if x is None or y is None or x == 0 else y / x for x, y in zip(a0, a1)]
-    spreads = [col(r["index"], "weight", "unit_spread") for r in weights[:-1]]
-    spreads = [sp for sp in spreads if sp is not None]
+    spreads = present(col(r["index"], "weight", "unit_spread") for r in weights[:-1])
     if spreads:
-        s["min_unit_spread"] = [min((sp[m] for sp in spreads if sp[m] is not None), default=None) for m in range(P)]
+        s["min_unit_spread"] = [min(values(spreads, m), default=None) for m in range(P)]
     return s
 
 
@@ -435,7 +458,7 @@ class Probe(Callback):
         self._last_step = -1
 
     # ---- hooks ----------------------------------------------------------------------
-    def on_train_begin(self, trainer) -> None:
+    def on_train_begin(self, trainer: Trainer) -> None:
         t0 = time.perf_counter()
         model = trainer.model
         if self.x is None:
@@ -457,7 +480,7 @@ class Probe(Callback):
         self._snapshot_if_next_sampled(trainer)
         self._tick(t0)
 
-    def on_evaluate(self, trainer, record: dict[str, Any]) -> None:
+    def on_evaluate(self, trainer: Trainer, record: dict[str, Any]) -> None:
         if not self.at_evaluate:
             return
         t0 = time.perf_counter()
@@ -467,14 +490,14 @@ class Probe(Callback):
                 record[f"probe_{k}"] = v
         self._tick(t0)
 
-    def on_step_end(self, trainer, loss: torch.Tensor) -> None:
+    def on_step_end(self, trainer: Trainer, loss: torch.Tensor) -> None:
         t0 = time.perf_counter()
         if self.every is not None and trainer.step % self.every == 0 and trainer.step != self._last_step:
             self._measure(trainer, "step")
         self._snapshot_if_next_sampled(trainer)
         self._tick(t0)
 
-    def on_train_end(self, trainer) -> None:
+    def on_train_end(self, trainer: Trainer) -> None:
         t0 = time.perf_counter()
         if trainer.step != self._last_step:
             self._measure(trainer, "end")
@@ -491,14 +514,14 @@ class Probe(Callback):
     def _sampled(self, step: int) -> bool:
         return self.every is not None and step % self.every == 0
 
-    def _snapshot_if_next_sampled(self, trainer) -> None:
+    def _snapshot_if_next_sampled(self, trainer: Trainer) -> None:
         if self._sampled(trainer.step + 1):
-            self._before = {r["index"]: _weight(layer).data.clone()
-                            for r, layer in zip(self._table, trainer.model.layers) if r["role"] == "weight"}
+            self._before = {r["index"]: w.data.clone() for r, layer in zip(self._table, trainer.model.layers)
+                            if r["role"] == "weight" and (w := _weight(layer)) is not None}
         else:
             self._before = None
 
-    def _measure(self, trainer, at: str, *, gradients: bool = True) -> dict[str, Any]:
+    def _measure(self, trainer: Trainer, at: str, *, gradients: bool = True) -> dict[str, Any]:
         full = self.histograms == "always" or (self.histograms == "evaluate" and at != "step")
         before = self._before if (self._before is not None and self._sampled(trainer.step)) else None
         res = probe_model(trainer.model, self._x, bins=self.bins if self.histograms != "never" else 0,

@@ -6,8 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trainlab._command import Command, add_device, add_overrides, config_overrides
+
+if TYPE_CHECKING:
+    from trainlab.diagnose._doctor import DoctorReport
+    from trainlab.diagnose._step import Figures, StepResult
 
 __all__ = ["DoctorCommand"]
 
@@ -24,7 +29,8 @@ class DoctorCommand(Command):
                        help="read the learning curves of a finished (or interrupted) run directory instead: "
                             "plateau, early decay, over/underfitting, noise, a rising loss (no training)")
         p.add_argument("--out", default=None,
-                       help="where to write doctor.json, doctor.html and the figures (default runs/doctor-<name>)")
+                       help="where to write doctor.json, doctor.html and the figures (default runs/doctor-<name>); "
+                            "with --history: where to draw the curves (history_curves.png)")
         p.add_argument("--steps", default=None, metavar="LIST",
                        help="run only these steps, e.g. 1,2,6 or 1-3 (1 initial loss, 2 overfit a small sample, "
                             "3 LR range test, 4 coarse grid, 5 refined grid, 6 curves); default all")
@@ -61,7 +67,7 @@ class DoctorCommand(Command):
         check_writable(out)  # before the steps run, not after
         talk = not (args.quiet or args.json)
 
-        def echo(step) -> None:
+        def echo(step: StepResult) -> None:
             if talk:
                 print(format_step(step) + "\n", flush=True)
 
@@ -81,7 +87,7 @@ class DoctorCommand(Command):
         return 1 if report.verdict == "fail" else 0  # exit status: 1 for a FAIL verdict (docs/doctor.md)
 
     @staticmethod
-    def _apply(args: argparse.Namespace, report, out: Path, overrides: list[str], talk: bool) -> None:
+    def _apply(args: argparse.Namespace, report: DoctorReport, out: Path, overrides: list[str], talk: bool) -> None:
         from trainlab.diagnose._fixes import first_fix, write_fixed
 
         fix = first_fix(report.fixes)
@@ -93,10 +99,10 @@ class DoctorCommand(Command):
         if talk:
             print(f"wrote {path} ({', '.join(fix['overrides'])})")
         if args.train:
-            from trainlab.config import load_config
+            from trainlab.config import RunConfig
             from trainlab.run import train_run
 
-            cfg = load_config(path, overrides)
+            cfg = RunConfig.load(path, overrides)
             _, summary = train_run(cfg, out / "fixed-run", progress=False)
             if talk:
                 m = summary["members"][0]
@@ -107,11 +113,34 @@ class DoctorCommand(Command):
 def _history(args: argparse.Namespace) -> int:
     """``trainlab doctor --history RUN_DIR``: the curve reading of :mod:`trainlab.diagnose._curves`;
     exit status 1 when it finds something (a FAIL-like verdict), as for the recipe."""
-    from trainlab.diagnose._curves import format_findings, judge_run, to_dict
+    from trainlab.diagnose._curves import READING, format_findings, to_dict
 
-    curves, findings = judge_run(args.history, args.member)
+    curves = READING.measure(args.history, args.member)
+    findings = READING.judge(curves)
+    if args.out is not None:  # the curves as a figure: OUT/history_curves.png
+        _write_figures(Path(args.out), "history", READING.figures(curves))
     if args.json:
         print(json.dumps(to_dict(args.history, curves, findings)))
     elif not args.quiet:
         print(format_findings(args.history, curves, findings))
     return 0
+
+
+def _write_figures(out: Path, prefix: str, figures: Figures) -> None:
+    """Each figure as ``OUT/<prefix>_<name>.png`` (written whole or not at all), then closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from trainlab.errors import ConfigError
+    from trainlab.io import atomic_write_bytes
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create output directory {out}: {e.strerror}") from None
+    for name, (fig, _caption) in figures.items():
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+        atomic_write_bytes(out / f"{prefix}_{name}.png", buf.getvalue())
+        plt.close(fig)

@@ -9,8 +9,10 @@
 * :func:`range_vs_grid` -- the LR range test's suggestion against the best rate of a full
   grid trained for several epochs (one population each).
 
-``python -m trainlab.diagnose.measure --figures docs/figures --json FILE --only dead,overhead,range,doctor``
-runs them (and the doctor on the example configs, for the documentation's figures).
+``python benchmarks/doctor_measure.py --figures docs/figures --json FILE --only dead,overhead,range,doctor``
+runs them (and the doctor on the example configs, for the documentation's figures). The tests of
+``tests/diagnose_tests`` import these functions (``test_diag_dead_relu.py``, ``test_diag_lr_range.py``).
+It uses trainlab's public API only.
 """
 
 from __future__ import annotations
@@ -27,15 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainlab.config import load_config, resolve_config
-from trainlab.diagnose._configs import population_config, single_member
-from trainlab.diagnose._doctor import _build
-from trainlab.diagnose._lr_range import log_grid, lr_range_test
-from trainlab.diagnose._probe import Probe, probe_model
+from trainlab import nn
+from trainlab.build import Run, build_run
+from trainlab.config import RunConfig
+from trainlab.data import load_splits
+from trainlab.diagnose import DoctorOptions, Probe, doctor, log_grid, lr_range_test, probe_model
+from trainlab.train import Callback
 
 __all__ = ["dead_relu_vs_lr", "probe_overhead", "range_vs_grid", "doctor_figures", "COURSE_DEAD_RELU"]
 
-_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 #: the course example's net and training (note 001; the vanishing-gradient experiment's "quick" preset)
 COURSE_DEAD_RELU: dict[str, Any] = {
@@ -47,20 +50,31 @@ COURSE_DEAD_RELU: dict[str, Any] = {
 }
 
 
-def _load_splits(cfg: Mapping[str, Any]):
-    from trainlab.data import load_splits
+def _one(config: str | Path | RunConfig | Mapping[str, Any] | None) -> RunConfig:
+    """Member 0 of a config given as a TOML path (default: examples/healthy.toml), a RunConfig or a dict."""
+    if config is None:
+        config = _EXAMPLES / "healthy.toml"
+    if isinstance(config, (str, Path)):
+        return RunConfig.load(config).member(0)
+    return (config if isinstance(config, RunConfig) else RunConfig.from_dict(config)).member(0)
 
-    d = cfg["data"]
-    return load_splits(d["name"], train=d["train"], val=d["val"], test=d["test"], seed=cfg["seed"],
-                       preprocess=d["preprocess"], flatten=d["flatten"], data_dir=d["data_dir"],
-                       cache_dir=d["cache_dir"], download=d["download"])
+
+def _build(cfg: RunConfig, splits: Any, *, callbacks: Sequence[Callback] = (), epochs: int | None = None) -> Run:
+    """The run of ``cfg`` (trained for ``epochs`` instead of its own length, when given) on data already loaded."""
+    if epochs:
+        cfg = cfg.replace({"train.epochs": epochs, "train.steps": None})
+    return build_run(cfg, callbacks=list(callbacks), splits=splits)
+
+
+def _load_splits(cfg: RunConfig) -> Any:
+    d = cfg.data
+    return load_splits(d.name, train=d.train, val=d.val, test=d.test, seed=cfg.seed, preprocess=d.preprocess,
+                       flatten=d.flatten, data_dir=d.data_dir, cache_dir=d.cache_dir, download=d.download)
 
 
 @torch.no_grad()
-def _zero_gradient_units(run, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+def _zero_gradient_units(run: Run, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> torch.Tensor:
     """``(P,)``: share of hidden units whose incoming weights get exactly zero gradient over all of ``x``."""
-    from trainlab import nn
-
     model, loss = run.model, run.loss
     linears = [l for l in model.layers if isinstance(l, nn.Linear)][:-1]
     acc = [torch.zeros_like(l.weight.data) for l in linears]
@@ -89,16 +103,15 @@ def dead_relu_vs_lr(lrs: Sequence[float] = (0.01, 0.1, 0.3, 0.5, 0.8), *, seeds:
     base["seed"] = seed
     base["data"]["train"] = train
     base["train"]["epochs"] = epochs
-    cfg0 = resolve_config(base)
+    cfg0 = RunConfig.from_dict(base)
     splits = _load_splits(cfg0)
     x, y = splits.train.x, splits.train.y
     lrs = [float(v) for v in lrs]
     P = len(lrs) * seeds
     out: dict[str, Any] = {"lrs": lrs, "seeds": seeds, "epochs": epochs, "train": int(x.shape[0]), "by": {}}
     for act in activations:
-        cfg = copy.deepcopy(cfg0)
-        cfg["model"]["activation"] = act
-        cfg = population_config(cfg, P, {"optim.lr": lrs * seeds}, same_seed=False)
+        cfg = cfg0.replace({"model.activation": act}).as_population(
+            {"optim.lr": lrs * seeds}, seeds=[cfg0.seed + i for i in range(P)])
         run = _build(cfg, splits)
         hist = run.trainer.fit(splits.train, test=splits.test)
         summ = probe_model(run.model, x, bins=0, gradients=False)["summary"]
@@ -118,14 +131,14 @@ def dead_relu_vs_lr(lrs: Sequence[float] = (0.01, 0.1, 0.3, 0.5, 0.8), *, seeds:
     return out
 
 
-def _timed_fit(cfg: Mapping[str, Any], splits: Any, probe: Probe | None) -> tuple[float, float]:
+def _timed_fit(cfg: RunConfig, splits: Any, probe: Probe | None) -> tuple[float, float]:
     run = _build(cfg, splits, callbacks=[probe] if probe is not None else [])
     t0 = time.perf_counter()
     run.trainer.fit(splits.train, splits.val)
     return time.perf_counter() - t0, (probe.seconds if probe is not None else 0.0)
 
 
-def probe_overhead(config: str | Path | Mapping[str, Any] | None = None, *, everies: Sequence[int] = (1, 10, 50),
+def probe_overhead(config: str | Path | RunConfig | Mapping[str, Any] | None = None, *, everies: Sequence[int] = (1, 10, 50),
                    epochs: int = 3, repeats: int = 3, examples: int = 256) -> dict[str, Any]:
     """Training time with a :class:`Probe` sampling every k steps vs without, as % of the plain time.
 
@@ -135,10 +148,7 @@ def probe_overhead(config: str | Path | Mapping[str, Any] | None = None, *, ever
     setting is timed ``repeats`` times, interleaved, and the fastest run counts (the
     least disturbed by other work on the machine).
     """
-    if config is None:
-        config = _EXAMPLES / "healthy.toml"
-    cfg = single_member(load_config(config) if isinstance(config, (str, Path)) else resolve_config(config))
-    cfg["train"]["epochs"] = epochs
+    cfg = _one(config).replace({"train.epochs": epochs})
     splits = _load_splits(cfg)
     settings: list[tuple[int, bool] | None] = [None] + [(k, ev) for k in everies for ev in (False, True)]
     times: dict[Any, list[float]] = {k: [] for k in settings}
@@ -151,7 +161,7 @@ def probe_overhead(config: str | Path | Mapping[str, Any] | None = None, *, ever
             times[k].append(t)
             probe_s[k].append(p)
     plain = min(times[None])
-    steps = math.ceil(splits.train.x.shape[0] / cfg["train"]["batch_size"]) * epochs
+    steps = math.ceil(splits.train.x.shape[0] / cfg.train.batch_size) * epochs
     rows = []
     for k, ev in settings[1:]:
         best = min(times[(k, ev)])
@@ -172,18 +182,16 @@ def probe_overhead(config: str | Path | Mapping[str, Any] | None = None, *, ever
             "examples": examples, "threads": torch.get_num_threads(), "rows": rows, **per}
 
 
-def range_vs_grid(config: str | Path | Mapping[str, Any] | None = None, *, low: float = 1e-4, high: float = 10.0,
+def range_vs_grid(config: str | Path | RunConfig | Mapping[str, Any] | None = None, *, low: float = 1e-4, high: float = 10.0,
                   per_decade: int = 4, steps: int = 100, epochs: int = 5) -> dict[str, Any]:
     """The range test's suggestion vs the best rate of a full grid (same rates, ``epochs`` epochs, one population)."""
-    if config is None:
-        config = _EXAMPLES / "healthy.toml"
-    cfg = single_member(load_config(config) if isinstance(config, (str, Path)) else resolve_config(config))
+    cfg = _one(config)
     splits = _load_splits(cfg)
     lrs = log_grid(low, high, per_decade)
-    run = _build(population_config(cfg, len(lrs)), splits)
-    res = lr_range_test(run.trainer, splits.train, lrs, steps=steps, seed=cfg["seed"])
-    grid_cfg = population_config(cfg, len(lrs), {"optim.lr": lrs})
-    grun = _build(grid_cfg, splits, epochs=epochs, steps=None)
+    run = _build(cfg.as_population(size=len(lrs)), splits)
+    res = lr_range_test(run.trainer, splits.train, lrs, steps=steps, seed=cfg.seed)
+    grid_cfg = cfg.as_population({"optim.lr": lrs})
+    grun = _build(grid_cfg, splits, epochs=epochs)
     hist = grun.trainer.fit(splits.train, splits.val)
     va = hist["val_acc"]
     best_acc = np.nanmax(np.where(np.isfinite(va), va, np.nan), axis=0)
@@ -195,7 +203,7 @@ def range_vs_grid(config: str | Path | Mapping[str, Any] | None = None, *, low: 
             "grid_best_lr": best, "grid_best_val_acc": float(best_acc[j]),
             "grid_val_acc": [None if not math.isfinite(v) else float(v) for v in best_acc],
             "ratio": (res.suggestion / best) if res.suggestion else None, "epochs": epochs,
-            "optimizer": cfg["optim"]["name"], "range_result": res}
+            "optimizer": cfg.optim.name, "range_result": res}
 
 
 def doctor_figures(out: str | Path, *, runs: str | Path | None = None) -> dict[str, Any]:
@@ -204,8 +212,6 @@ def doctor_figures(out: str | Path, *, runs: str | Path | None = None) -> dict[s
     Returns each report's dict; with ``runs``, the full reports are written there too.
     """
     import matplotlib.pyplot as plt
-
-    from trainlab.diagnose._doctor import DoctorOptions, doctor
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -232,8 +238,23 @@ def doctor_figures(out: str | Path, *, runs: str | Path | None = None) -> dict[s
     return reports
 
 
+def plot_dead_vs_lr(lrs: Sequence[float], series: Mapping[str, Sequence[float]], *, title: str = "") -> Any:
+    """Dead-unit fraction vs learning rate, one line per activation."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for k, (label, ys) in enumerate(series.items()):
+        ax.semilogx(lrs, [100 * v for v in ys], "o-", color=f"C{k}", label=label)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("% of hidden units")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "dead units vs learning rate", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m trainlab.diagnose.measure", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python benchmarks/doctor_measure.py", description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--figures", default=None, help="write doctor_*.png figures into this folder")
     ap.add_argument("--json", default=None, help="write the numbers as JSON")
     ap.add_argument("--threads", type=int, default=1)
@@ -243,8 +264,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     only = set(args.only.split(","))
     numbers: dict[str, Any] = {}
-    from trainlab.diagnose._plots import plot_dead_vs_lr
-
     if "dead" in only:
         d = dead_relu_vs_lr()
         numbers["dead_relu"] = d
@@ -263,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "range" in only:
         rows = []
         for opt in ("momentum", "sgd"):
-            r = range_vs_grid(load_config(_EXAMPLES / "healthy.toml", [f'optim.name="{opt}"']))
+            r = range_vs_grid(RunConfig.load(_EXAMPLES / "healthy.toml", [f'optim.name="{opt}"']))
             res = r.pop("range_result")
             rows.append(r)
             print(f"range vs grid ({opt}):", json.dumps({k: r[k] for k in ("suggestion", "grid_best_lr", "ratio",

@@ -394,7 +394,7 @@ def _resolve(request: Any, *, what: str) -> Path:
     if rel is None:
         raise PathMissing("the path parameter is missing (?path=DIR under the lab root)")
     d = safe_path(_root(request), rel, must_exist=True)
-    if what == "run" and not (d.is_dir() and is_run(d)):
+    if what == "run" and not (d.is_dir() and is_run(d) and not is_study(d)):
         raise PathMissing(f"{rel!r} is not a trainlab run directory under the lab root")
     if what == "study" and not (d.is_dir() and is_study(d)):
         raise PathMissing(f"{rel!r} is not a trainlab tune directory (with study.db) under the lab root")

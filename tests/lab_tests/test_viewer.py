@@ -285,3 +285,10 @@ def test_follow_a_training_live(server):
     # live: the evaluations came in several pieces, spread over the run, not all at the end
     assert len(batches) >= 3 and batches[-1][0] - batches[0][0] > 0.3
     assert {r["member_label"] for r in records} == {"lr=0.05", "lr=0.1"}
+
+
+def test_routes_bound_to_a_root_need_no_app_state(lab):
+    app = Starlette(routes=_viewer.routes(lab))  # how the lab app mounts them: routes(root)
+    client = TestClient(app)
+    assert [r["path"] for r in client.get("/api/viewer/list").json()["runs"]] == ["runs/mlp"]
+    assert client.get("/api/viewer/run", params={"path": "../x"}).status_code == 403

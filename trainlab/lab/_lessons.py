@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from trainlab.lab._paths import PathMissing, PathRefused, safe_path
-from trainlab.lab._tail import follow, jsonable, read_records, sse
+from trainlab.lab._tail import with_root, follow, jsonable, read_records, sse
 
 __all__ = ["LESSONS_DIR", "LESSON_PRESETS", "catalog", "start_lesson", "stop_lesson", "lesson_status",
            "lesson_info", "list_lesson_runs", "run_lesson", "routes", "note_section", "docs_dir"]
@@ -359,8 +359,9 @@ def stop_lesson(root: Path, d: Path, *, state: Any = None) -> dict[str, Any]:
 
 # ---- routes ----------------------------------------------------------------------------------------
 def _root(request: Any) -> Path:
-    # the app that mounts these routes sets app.state.root (the lab's --root)
-    return Path(request.app.state.root)
+    # the root bound by routes(root), else the app's state.root (the lab's --root)
+    bound = request.scope.get("trainlab_lab_root")
+    return Path(bound if bound is not None else request.app.state.root)
 
 
 def _json_error(message: str, status: int) -> Any:
@@ -498,20 +499,21 @@ async def page(request: Any) -> Any:
     return FileResponse(Path(__file__).with_name("static") / "lessons.html", media_type="text/html")
 
 
-def routes() -> list[Any]:
-    """The lessons' Starlette routes (see the module docstring); they read the root from
-    ``request.app.state.root`` and keep their worker processes in ``request.app.state.lesson_processes``."""
+def routes(root: str | Path | None = None) -> list[Any]:
+    """The lessons' Starlette routes (see the module docstring). ``root``: the lab root; without it they
+    read ``request.app.state.root`` at each request. The worker processes are kept in
+    ``request.app.state.lesson_processes``; ``app.state.max_lessons`` (default 1) caps how many run at once."""
     from starlette.routing import Route
 
     return [
-        Route("/lessons", page, methods=["GET"]),
-        Route("/api/lessons", get_lessons, methods=["GET"]),
-        Route("/api/lessons/start", post_start, methods=["POST"]),
-        Route("/api/lessons/stop", post_stop, methods=["POST"]),
-        Route("/api/lessons/run", get_run, methods=["GET"]),
-        Route("/api/lessons/stream", stream, methods=["GET"]),
-        Route("/api/lessons/note", get_note, methods=["GET"]),
-        Route("/api/docs", get_docs, methods=["GET"]),
+        Route("/lessons", with_root(page, root), methods=["GET"]),
+        Route("/api/lessons", with_root(get_lessons, root), methods=["GET"]),
+        Route("/api/lessons/start", with_root(post_start, root), methods=["POST"]),
+        Route("/api/lessons/stop", with_root(post_stop, root), methods=["POST"]),
+        Route("/api/lessons/run", with_root(get_run, root), methods=["GET"]),
+        Route("/api/lessons/stream", with_root(stream, root), methods=["GET"]),
+        Route("/api/lessons/note", with_root(get_note, root), methods=["GET"]),
+        Route("/api/docs", with_root(get_docs, root), methods=["GET"]),
     ]
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Chunk", "read_lines", "read_records", "sse", "follow", "jsonable", "POLL_SECONDS"]
+__all__ = ["Chunk", "read_lines", "read_records", "sse", "follow", "jsonable", "with_root", "POLL_SECONDS"]
 
 #: how often a stream looks at its files: four times a second (the issue asks for at least two updates a second)
 POLL_SECONDS = 0.25
@@ -136,3 +136,20 @@ async def follow(poll: Callable[[], Awaitable[tuple[list[bytes], bool]]], *,
             yield b": keepalive\n\n"
             quiet_since = loop.time()
         await asyncio.sleep(interval)
+
+
+def with_root(endpoint: Callable[[Any], Awaitable[Any]], root: Any) -> Callable[[Any], Awaitable[Any]]:
+    """``endpoint`` with the lab root fixed to ``root`` (``None``: the app's ``state.root`` at request time).
+
+    The viewer's and the lessons' ``routes(root=None)`` use it, so an app may either pass its root
+    when it mounts them or set ``app.state.root``. The root travels in the request's scope."""
+    if root is None:
+        return endpoint
+
+    async def bound(request: Any) -> Any:
+        request.scope["trainlab_lab_root"] = Path(root)
+        return await endpoint(request)
+
+    bound.__name__ = getattr(endpoint, "__name__", "endpoint")
+    bound.__doc__ = endpoint.__doc__
+    return bound

@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from trainlab.lab._paths import PathMissing, PathRefused, safe_path
-from trainlab.lab._tail import POLL_SECONDS, follow, jsonable, read_records, sse
+from trainlab.lab._tail import with_root, POLL_SECONDS, follow, jsonable, read_records, sse
 
 __all__ = ["routes", "find_entries", "run_info", "run_status", "lock_held", "study_info", "is_run", "is_study"]
 
@@ -378,8 +378,9 @@ def find_entries(root: Path) -> tuple[list[Path], list[Path]]:
 
 # ---- routes ----------------------------------------------------------------------------------------
 def _root(request: Any) -> Path:
-    # the app that mounts these routes sets app.state.root (the lab's --root) before serving
-    return Path(request.app.state.root)
+    # the root bound by routes(root), else the app's state.root (the lab's --root)
+    bound = request.scope.get("trainlab_lab_root")
+    return Path(bound if bound is not None else request.app.state.root)
 
 
 def _error(e: Exception) -> Any:
@@ -556,18 +557,18 @@ async def page(request: Any) -> Any:
     return FileResponse(Path(__file__).with_name("static") / "runs.html", media_type="text/html")
 
 
-def routes() -> list[Any]:
-    """The viewer's Starlette routes (see the module docstring); they read the root from
-    ``request.app.state.root``."""
+def routes(root: str | Path | None = None) -> list[Any]:
+    """The viewer's Starlette routes (see the module docstring). ``root``: the lab root; without it they
+    read ``request.app.state.root`` at each request."""
     from starlette.routing import Route
 
     return [
-        Route("/runs", page, methods=["GET"]),
-        Route("/api/viewer/list", list_entries, methods=["GET"]),
-        Route("/api/viewer/run", get_run, methods=["GET"]),
-        Route("/api/viewer/metrics", get_metrics, methods=["GET"]),
-        Route("/api/viewer/stream", stream_run, methods=["GET"]),
-        Route("/api/viewer/study", get_study, methods=["GET"]),
-        Route("/api/viewer/study/stream", stream_study, methods=["GET"]),
-        Route("/api/viewer/file", get_file, methods=["GET"]),
+        Route("/runs", with_root(page, root), methods=["GET"]),
+        Route("/api/viewer/list", with_root(list_entries, root), methods=["GET"]),
+        Route("/api/viewer/run", with_root(get_run, root), methods=["GET"]),
+        Route("/api/viewer/metrics", with_root(get_metrics, root), methods=["GET"]),
+        Route("/api/viewer/stream", with_root(stream_run, root), methods=["GET"]),
+        Route("/api/viewer/study", with_root(get_study, root), methods=["GET"]),
+        Route("/api/viewer/study/stream", with_root(stream_study, root), methods=["GET"]),
+        Route("/api/viewer/file", with_root(get_file, root), methods=["GET"]),
     ]

@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -182,7 +182,8 @@ def _config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = False,
               resume: bool = False, overwrite: bool = False,
-              on_start: Callable[[Path], None] | None = None, members: str = "auto") -> tuple[Run, dict[str, Any]]:
+              on_start: Callable[[Path], None] | None = None, members: str = "auto",
+              callbacks: Sequence[Callback] = ()) -> tuple[Run, dict[str, Any]]:
     """Build everything ``cfg`` describes, train, and write the run directory ``out``.
 
     With ``resume=True``, ``out`` must hold a run started earlier: its checkpoint is
@@ -199,6 +200,9 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
     :mod:`trainlab._rundir`). The process holds a lock on ``out`` while it runs: a
     second one is refused with a line naming the holder. ``on_start(out)`` is called once
     everything is built and training is about to start (the CLI prints the directory).
+    ``callbacks``: extra *stateless* callbacks (``state_dict`` empty), called before the metrics writer
+    on each evaluation, so what they add to a record reaches ``metrics.jsonl`` (the lab's stream and
+    steering, :mod:`trainlab.lab`). Stateless, so ``trainlab train --resume`` without them resumes the run.
     """
     from trainlab._rundir import RunLock
 
@@ -221,7 +225,7 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
             cleanup.callback(lambda: [lk.release() for lk in locks])
             return _train_run(cfg, out, progress=progress, resume=resume, overwrite=overwrite,
                               created=created, locks=locks, resume_cmd=resume_cmd, on_start=on_start,
-                              members=members)
+                              members=members, callbacks=callbacks)
     except Interrupted:
         raise
     except KeyboardInterrupt as e:  # outside training (building, the final writes): the run is as it was
@@ -236,7 +240,8 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
 
 def _train_run(cfg: dict[str, Any] | None, out: Path, *, progress: bool, resume: bool, overwrite: bool,
                created: bool, locks: list[Any], resume_cmd: str,
-               on_start: Callable[[Path], None] | None, members: str = "auto") -> tuple[Run, dict[str, Any]]:
+               on_start: Callable[[Path], None] | None, members: str = "auto",
+               callbacks: Sequence[Callback] = ()) -> tuple[Run, dict[str, Any]]:
     from trainlab._rundir import RunLock, check_new_run, classify, remove_tree, staging_dir
 
     summary_path = out / "summary.json"
@@ -261,7 +266,7 @@ def _train_run(cfg: dict[str, Any] | None, out: Path, *, progress: bool, resume:
     try:
         writer = _MetricsWriter(out / "metrics.jsonl")
         checkpointer = _Checkpointer(out)
-        run = build_run(cfg, progress=progress, callbacks=[writer])  # a bad option fails here, before any write
+        run = build_run(cfg, progress=progress, callbacks=[*callbacks, writer])  # a bad option fails here, before any write
         _show_members(run.trainer, members)
         labels = run.trainer.labels
     except BaseException:

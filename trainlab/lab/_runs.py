@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainlab.lab._worker import clean, worker_main
+from trainlab.lab._worker import clean, read_probes, worker_main
 
 __all__ = ["Lab", "RunState", "NAME_RE"]
 
@@ -133,7 +133,7 @@ class Lab:
                         "labels": labels, "size": int(history.get("size", len(labels))),
                         "records": clean(history.get("records", [])), "diverged": clean(history.get("diverged", {})),
                         "steering": clean(info.get("steering", [])), "steerable": [], "lr": None,
-                        "probes": clean(info.get("layer_probes", [])), "from_disk": True})
+                        "probes": read_probes(d / "probes.jsonl"), "from_disk": True})
             st.forked_from = info.get("forked_from")
         st.publish({"type": "state", "state": st.status, "message": st.message})
         return st

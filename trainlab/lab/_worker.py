@@ -57,8 +57,10 @@ class LabStream(Callback):
     """
 
     def __init__(self, emit: Callable[[dict[str, Any]], None], *, interval: float = 0.2,
-                 parent_pid: int | None = None) -> None:
+                 parent_pid: int | None = None, on_begin: Callable[[int], None] | None = None,
+                 probes: Path | None = None) -> None:
         self.emit, self.interval, self.parent_pid = emit, interval, parent_pid
+        self.on_begin, self.probes = on_begin, probes
         self._sum: torch.Tensor | None = None
         self._n = 0
         self._last = 0.0
@@ -70,11 +72,14 @@ class LabStream(Callback):
         from trainlab.lab._steer import steerable_keys
 
         h = trainer.history
+        if self.on_begin is not None:
+            self.on_begin(trainer.step)
+        probes = read_probes(self.probes) if self.probes is not None else []
         self.emit({"type": "begin", "step": trainer.step, "total_steps": h.info.get("total_steps"),
                    "steps_per_epoch": h.info.get("steps_per_epoch"), "labels": h.labels, "size": trainer.size,
                    "records": clean(h.records), "diverged": clean(h.diverged),
                    "steering": clean(h.info.get("steering", [])), "steerable": steerable_keys(trainer),
-                   "lr": clean(trainer.optimizer.lr), "probes": clean(_probe_records(h))})
+                   "lr": clean(trainer.optimizer.lr), "probes": probes})
         self._last = time.perf_counter()
 
     def on_step_end(self, trainer: Any, loss: torch.Tensor) -> None:
@@ -103,12 +108,6 @@ class LabStream(Callback):
 
     def on_train_end(self, trainer: Any) -> None:
         self._flush(trainer)
-
-
-def _probe_records(history: Any) -> list[Any]:
-    """The probe records a run's history holds so far (the LayerProbe keeps them in ``info``)."""
-    v = history.info.get("layer_probes")
-    return list(v) if isinstance(v, list) else []
 
 
 def _die_with_parent() -> None:
@@ -145,10 +144,13 @@ def worker_main(run_dir: str, cfg: Mapping[str, Any] | None, resume: bool, event
 
         cfg = load_config(out / "config.toml")
     callbacks: list[Callback] = [Steering(control, emit, out, cfg)]
-    probe = _make_probe(options)
+    log = ProbeLog(out / "probes.jsonl", emit)
+    stream = LabStream(emit, interval=float(options.get("interval", 0.2)), parent_pid=parent_pid,
+                       on_begin=log.truncate_after if resume else None, probes=log.path)
+    callbacks.append(stream)  # before the probe: its "begin" goes out before the first probe record
+    probe = _make_probe(options, log)
     if probe is not None:
         callbacks.append(probe)
-    callbacks.append(LabStream(emit, interval=float(options.get("interval", 0.2)), parent_pid=parent_pid))
     emit({"type": "state", "state": "running", "pid": os.getpid()})
     try:
         _, summary = train_run(cfg if not resume else None, out, resume=resume, callbacks=callbacks)
@@ -171,13 +173,61 @@ def worker_main(run_dir: str, cfg: Mapping[str, Any] | None, resume: bool, event
         events.join_thread()
 
 
-def _make_probe(options: Mapping[str, Any]) -> Callback | None:
-    """The per-layer probe of the run (``trainlab.train.LayerProbe``), every ``probe_every`` steps."""
+class ProbeLog:
+    """The probe records of a run: streamed to the server and appended to ``RUN/probes.jsonl`` (so a
+    restarted server shows them again). On a resume, records after the checkpoint's step are dropped
+    from the file first: training replays those steps."""
+
+    def __init__(self, path: Path, emit: Callable[[dict[str, Any]], None]) -> None:
+        self.path, self.emit = path, emit
+
+    def truncate_after(self, step: int) -> None:
+        if not self.path.exists():
+            return
+        keep = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
+        from trainlab.io import atomic_write_text
+
+        atomic_write_text(self.path, "".join(line + "\n" for line in keep))
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        import json
+
+        with self.path.open("a") as f:
+            f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.emit({"type": "probe", "record": record})
+
+
+def _step_of(line: str) -> float:
+    import json
+
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+def read_probes(path: Path, limit: int = 2000) -> list[dict[str, Any]]:
+    """The last ``limit`` probe records of ``RUN/probes.jsonl`` (a torn last line is skipped)."""
+    import json
+
+    out: list[dict[str, Any]] = []
+    try:
+        lines = path.read_text().splitlines()[-limit:]
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def _make_probe(options: Mapping[str, Any], log: ProbeLog) -> Callback | None:
+    """The per-layer probe of the run (:class:`trainlab.train.LayerProbe`), every ``probe_every`` steps."""
+    from trainlab.train import LayerProbe
+
     every = options.get("probe_every")
     if not every:
         return None
-    try:
-        from trainlab.train import LayerProbe  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return LayerProbe(every=int(every))
+    return LayerProbe(every=int(every), batch=int(options.get("probe_batch", 256)), sinks=[log], keep=0)

@@ -92,7 +92,11 @@ class Lab:
         self.runs: dict[str, RunState] = {}
         self.queue: list[tuple[RunState, bool]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._ctx = mp.get_context("spawn")
+        # forkserver: a clean single-threaded process that imported torch and trainlab once; each worker
+        # is a fork of it (a fraction of a second instead of seconds to import torch in a fresh interpreter),
+        # never of the server with its threads and event loop
+        self._ctx = mp.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["trainlab.lab._worker", "trainlab.run", "trainlab.data"])
         self._lock = threading.Lock()
 
     # ---- start-up: the runs already on disk ------------------------------------------

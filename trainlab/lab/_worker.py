@@ -1,15 +1,16 @@
 """Training in a worker process the lab server owns.
 
-Each run trains in its own process (``multiprocessing``'s *spawn* start: a clean interpreter, no
-copy of the server's threads or event loop), through :func:`trainlab.run.train_run` -- the same
+Each run trains in its own process (``multiprocessing``'s *forkserver* start: a fork of a clean
+process that imported torch and trainlab once, never of the server with its threads and event loop), through :func:`trainlab.run.train_run` -- the same
 code as ``trainlab train`` -- so the run directory is an ordinary one. Two queues connect it to
 the server: events out (:class:`LabStream`: progress at most every ``interval`` seconds, every
 evaluation, divergence, probes, steering), commands in (:class:`~trainlab.lab._steer.Steering`).
 The server never waits on a worker: a thread of the server reads the event queue and hands each
 event to the event loop.
 
-A worker must not outlive its server: on Linux it asks the kernel for SIGTERM when its parent dies
-(``prctl(PR_SET_PDEATHSIG)``), and it checks its parent's pid at each step besides; either way it
+A worker must not outlive its server: on Linux it asks the kernel for SIGTERM when its parent (the
+fork server, which exits when the server does) dies (``prctl(PR_SET_PDEATHSIG)``), and it checks its
+parent's pid at each step besides; either way it
 checkpoints at the next step boundary and exits, so a server killed mid-run leaves a run that the
 restarted server (or ``trainlab train --resume``) resumes. Ctrl-C reaches the workers too (same
 process group): each checkpoints and exits the way ``trainlab train`` does.
@@ -120,10 +121,11 @@ def _die_with_parent() -> None:
 
 
 def worker_main(run_dir: str, cfg: Mapping[str, Any] | None, resume: bool, events: Any, control: Any,
-                parent_pid: int, options: Mapping[str, Any]) -> None:
+                server_pid: int, options: Mapping[str, Any]) -> None:
     """The worker process: train ``cfg`` into ``run_dir`` (or resume it), streaming events."""
     _die_with_parent()
-    if os.getppid() != parent_pid:  # the server died before we got here
+    parent_pid = os.getppid()  # the forkserver (it exits with the server) or the server
+    if parent_pid == 1:  # orphaned before we got here
         return
     threads = options.get("threads")
     if threads:
@@ -151,7 +153,7 @@ def worker_main(run_dir: str, cfg: Mapping[str, Any] | None, resume: bool, event
     probe = _make_probe(options, log)
     if probe is not None:
         callbacks.append(probe)
-    emit({"type": "state", "state": "running", "pid": os.getpid()})
+    emit({"type": "state", "state": "running", "pid": os.getpid(), "server": server_pid})
     try:
         _, summary = train_run(cfg if not resume else None, out, resume=resume, callbacks=callbacks)
         emit({"type": "state", "state": "finished",

@@ -81,7 +81,7 @@ class TrainCommand(Command):
                             "(auto, default), all, or the best/median/worst (summary)")
 
     def run(self, args):
-        from trainlab.config import load_config
+        from trainlab.config import RunConfig
         from trainlab.run import train_run
 
         overrides = config_overrides(args) + ([f"data.data_dir={json.dumps(str(args.data_dir))}"] if args.data_dir
@@ -91,14 +91,14 @@ class TrainCommand(Command):
         if args.resume:
             if args.out and Path(args.out) != Path(args.resume):
                 raise TrainlabError("--resume DIR continues the run in DIR; leave out --out (or give the same DIR)")
-            cfg = load_config(args.config, overrides) if (args.config or overrides) else None
+            cfg = RunConfig.load(args.config, overrides) if (args.config or overrides) else None
             if cfg is not None and args.config is None:
-                cfg = load_config(Path(args.resume) / "config.toml", overrides)
+                cfg = RunConfig.load(Path(args.resume) / "config.toml", overrides)
             out = Path(args.resume)
         else:
             if args.config is None:
                 raise TrainlabError("train needs a CONFIG file (or --resume DIR)")
-            cfg = load_config(args.config, overrides)
+            cfg = RunConfig.load(args.config, overrides)
             if args.out:
                 out = Path(args.out)
             else:

@@ -81,7 +81,7 @@ class TrainCommand(Command):
                             "(auto, default), all, or the best/median/worst (summary)")
 
     def run(self, args):
-        from trainlab.config import load_config
+        from trainlab.config import RunConfig
         from trainlab.run import train_run
 
         overrides = config_overrides(args) + ([f"data.data_dir={json.dumps(str(args.data_dir))}"] if args.data_dir
@@ -91,14 +91,14 @@ class TrainCommand(Command):
         if args.resume:
             if args.out and Path(args.out) != Path(args.resume):
                 raise TrainlabError("--resume DIR continues the run in DIR; leave out --out (or give the same DIR)")
-            cfg = load_config(args.config, overrides) if (args.config or overrides) else None
+            cfg = RunConfig.load(args.config, overrides) if (args.config or overrides) else None
             if cfg is not None and args.config is None:
-                cfg = load_config(Path(args.resume) / "config.toml", overrides)
+                cfg = RunConfig.load(Path(args.resume) / "config.toml", overrides)
             out = Path(args.resume)
         else:
             if args.config is None:
                 raise TrainlabError("train needs a CONFIG file (or --resume DIR)")
-            cfg = load_config(args.config, overrides)
+            cfg = RunConfig.load(args.config, overrides)
             if args.out:
                 out = Path(args.out)
             else:
@@ -179,14 +179,15 @@ COMMANDS: list[Command] = [TrainCommand(), EvaluateCommand()]
 
 
 def all_commands() -> list[Command]:
-    """The core commands plus those defined in the packages (``doctor``, ``tune``, ``reproduce``). Imported
+    """The core commands plus those defined in the packages (``doctor``, ``tune``, ``reproduce``, ``lab``). Imported
     here, when the parser is built inside :func:`main`'s error handling: a Ctrl-C while they (and torch)
     load is one line too. (They import :mod:`trainlab._command`, never this module: no cycle.)"""
     from trainlab.diagnose.cli import DoctorCommand
+    from trainlab.lab.cli import LabCommand
     from trainlab.report.cli import ReproduceCommand
     from trainlab.search import TuneCommand
 
-    return [*COMMANDS, DoctorCommand(), TuneCommand(), ReproduceCommand()]
+    return [*COMMANDS, DoctorCommand(), TuneCommand(), ReproduceCommand(), LabCommand()]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,17 +17,27 @@ Names (optimizer, activation, data set, ...) are resolved into objects once, in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 import copy
 from dataclasses import dataclass
+import json
 import math
 from pathlib import Path
 import tomllib
 from typing import Any
 
+from pydantic import BaseModel
+
+from trainlab._config_tables import (ACTIVATION_NAMES, DATASET_NAMES, OPTIMIZER_NAMES, PREPROCESS_NAMES,
+                                     SCHEDULE_NAMES, AugmentConfig, DataConfig, EarlyStoppingConfig, LossConfig,
+                                     ModelConfig, OptimConfig, PopulationConfig, RegularizeConfig, RunConfigFields,
+                                     ScheduleConfig, Table, TrainConfig, plain)
 from trainlab.errors import ConfigError
 
-__all__ = ["Key", "SCHEMA", "load_config", "resolve_config", "parse_override", "dumps", "member_count", "get_key",
+__all__ = ["RunConfig", "Table", "PopulationConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig",
+           "ScheduleConfig", "RegularizeConfig", "EarlyStoppingConfig", "AugmentConfig", "TrainConfig", "plain",
+           "REGULARIZATION_OFF", "table_from_dict", "json_schema", "value_is_on", "ACTIVATION_NAMES", "OPTIMIZER_NAMES", "DATASET_NAMES",
+           "SCHEDULE_NAMES", "PREPROCESS_NAMES", "Key", "SCHEMA", "load_config", "resolve_config", "parse_override", "dumps", "member_count", "get_key",
            "set_key", "per_member_keys"]
 
 _MAX_INT = 10**9
@@ -53,14 +63,6 @@ def _probability(what: str) -> Key:
     """An augmentation's per-member probability key (AutoAugment-style policies): 1 = always."""
     return Key("float", 1.0, low=0.0, high=1.0, per_member=True, doc=f"probability that a training image {what}")
 
-
-ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "softplus", "identity", "prelu", "maxout",
-                    "silu", "swish", "mish", "selu", "hardswish")
-OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "nadam", "radam", "adamax",
-                   "adadelta", "lbfgs")
-DATASET_NAMES = ("mnist-5k", "mnist", "fashion-mnist", "kmnist", "cifar10")
-SCHEDULE_NAMES = ("constant", "step", "multistep", "exponential", "cosine", "cosine_restarts", "onecycle", "plateau")
-PREPROCESS_NAMES = ("none", "minmax", "minmax-feature", "standardize", "pca-whiten", "zca-whiten", "standardize-channel")
 
 SCHEMA: dict[str, Any] = {
     "seed": Key("int", 0, low=0, high=2**63 - 1, doc="seed of data splits, shuffling and member seeds"),
@@ -472,7 +474,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: invalid TOML: {e}") from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> dict[str, Any]:
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Read ``path`` (or start from defaults), apply ``key=value`` overrides, validate."""
     given = read_toml(path) if path is not None else {}
     if path is not None and not given:
@@ -530,3 +532,344 @@ def per_member_keys(node: Mapping[str, Any] | None = None, prefix: str = "") -> 
         elif isinstance(v, Key) and v.per_member:
             out.append(prefix + k)
     return out
+
+
+# --- the typed run configuration ------------------------------------------------------------------------------
+
+
+def _freeze(v: Any) -> Any:
+    """Lists -> tuples, recursively (dict tables stay dicts, deep-copied): the form the frozen models hold."""
+    if isinstance(v, (list, tuple)):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _freeze(x) for k, x in v.items()}
+    return v
+
+
+def _key(dotted: str) -> Key:
+    """The schema entry of a dotted key, or a ConfigError naming the allowed keys."""
+    node: Any = SCHEMA
+    parts = dotted.split(".")
+    for i, p in enumerate(parts):
+        if not isinstance(node, dict) or p not in node:
+            where = ".".join(parts[:i])
+            allowed = ", ".join(sorted(node)) if isinstance(node, dict) else "(none: not a table)"
+            raise ConfigError(f"config: unknown key '{dotted}' (allowed {'in [' + where + ']' if where else 'at the top level'}"
+                              f": {allowed})")
+        node = node[p]
+    if not isinstance(node, Key):
+        raise ConfigError(f"config: '{dotted}' is a table, not a key")
+    return node
+
+
+def value_is_on(value: Any) -> bool:
+    """Whether a config value switches its feature on for at least one member: None, False, 0 and the names
+    'none'/'constant' are off; a per-member list is on when any member's value is."""
+    if isinstance(value, (list, tuple)):
+        return any(value_is_on(v) for v in value)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, (int, float)):
+        return value > 0
+    if isinstance(value, str):
+        return value not in ("none", "constant")
+    return True
+
+
+#: what "regularization off" sets (the recipe's steps 1 and 2): penalties, decay, dropout, noise, label
+#: smoothing, max-norm and early stopping; :meth:`RunConfig.without_regularization` also resets [augment]
+REGULARIZATION_OFF: dict[str, Any] = {
+    "optim.weight_decay": 0.0,
+    "regularize.l1": 0.0,
+    "regularize.l2": 0.0,
+    "regularize.max_norm": None,
+    "model.dropout": 0.0,
+    "model.input_dropout": 0.0,
+    "model.input_noise": 0.0,
+    "loss.label_smoothing": 0.0,
+    "early_stopping.enabled": False,
+}
+
+
+class RunConfig(RunConfigFields):
+    """One validated, frozen run configuration: the only object the CLI, :mod:`trainlab.build`,
+    :mod:`trainlab.run`, the doctor, search and the experiments pass between them.
+
+    Make one with :meth:`load` (a TOML file plus ``--set`` overrides), :meth:`from_dict` (a nested
+    dict of the keys given), :meth:`from_toml` or :meth:`from_json`; every mistake is a
+    :class:`~trainlab.errors.ConfigError` with the CLI's one-line message. Read it by attribute
+    (``cfg.optim.lr``; per-member values and lists are tuples). It is never edited: :meth:`replace`,
+    :meth:`member`, :meth:`as_population`, :meth:`stack` and :meth:`without_regularization` return
+    new validated configs. Defaults, ranges, choices and help live once, in :data:`SCHEMA`;
+    :meth:`json_schema` publishes them (the docs, the CLI's messages and ``trainlab lab``'s form read it).
+    """
+
+    # -- making one ----------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, given: Mapping[str, Any]) -> RunConfig:
+        """Validate a nested dict of given keys (any subset; the rest take their defaults)."""
+        return cls._from_resolved(resolve_config(given))
+
+    @classmethod
+    def _from_resolved(cls, resolved: Mapping[str, Any]) -> RunConfig:
+        return cls.model_validate(_freeze(dict(resolved)))
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
+        """Read a TOML file (or start from the defaults), apply ``key=value`` overrides, validate."""
+        return cls._from_resolved(load_config(path, list(overrides)))
+
+    @classmethod
+    def default(cls) -> RunConfig:
+        """Every key at its default."""
+        return cls.from_dict({})
+
+    @classmethod
+    def from_toml(cls, text: str) -> RunConfig:
+        try:
+            given = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config: invalid TOML: {e}") from None
+        return cls.from_dict(given)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        try:
+            given = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config: invalid JSON: {e}") from None
+        return cls.from_dict(given)
+
+    # -- reading it ----------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as a plain nested dict (lists, ``None`` kept): a new copy each call."""
+        return plain(self.model_dump())
+
+    def to_toml(self) -> str:
+        """The full resolved config as TOML (``None`` values left out); :meth:`from_toml` reads it back equal."""
+        return dumps(self.to_dict())
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def get(self, dotted: str) -> Any:
+        """The value of a dotted key, e.g. ``cfg.get("optim.lr")`` (per-member values are tuples)."""
+        _key(dotted)
+        node: Any = self
+        for p in dotted.split("."):
+            node = getattr(node, p)
+        return node
+
+    @property
+    def size(self) -> int:
+        """The number of members P."""
+        return self.population.size
+
+    def seeds(self) -> list[int]:
+        """Each member's seed (``population.seeds``, else ``seed + i``)."""
+        given = self.population.seeds
+        return list(given) if given is not None else [self.seed + i for i in range(self.size)]
+
+    def is_on(self, dotted: str) -> bool:
+        """Whether the key switches its feature on for any member (see :func:`value_is_on`)."""
+        return value_is_on(self.get(dotted))
+
+    def per_member_values(self) -> dict[str, tuple[Any, ...]]:
+        """The per-member keys whose members differ (dotted key -> one value per member)."""
+        return {k: v for k in per_member_keys() if isinstance(v := self.get(k), tuple)}
+
+    # -- deriving new ones ---------------------------------------------------------------------------------
+
+    def replace(self, changes: Mapping[str, Any]) -> RunConfig:
+        """A new validated config with the dotted keys of ``changes`` set; every other key keeps its
+        resolved value (an optimizer's defaults are not re-derived when ``optim.name`` changes)."""
+        out = self.to_dict()
+        for dotted, value in changes.items():
+            _key(dotted)
+            set_key(out, dotted, plain(value))
+        return RunConfig.from_dict(out)
+
+    def member(self, i: int) -> RunConfig:
+        """Member ``i`` alone: every per-member list -> its value, P = 1, its own seed."""
+        if not 0 <= i < self.size:
+            raise ConfigError(f"member must be in [0, {self.size}), got {i}")
+        out = self.to_dict()
+        for path in per_member_keys():
+            v = get_key(out, path)
+            if isinstance(v, list):
+                set_key(out, path, v[i])
+        out["population"] = {"size": 1, "seeds": [self.seeds()[i]]}
+        return RunConfig.from_dict(out)
+
+    def as_population(self, values: Mapping[str, Sequence[Any]] | None = None, *, size: int | None = None,
+                      seeds: Sequence[int] | None = None) -> RunConfig:
+        """A population of this (one-member) config with one member per position of ``values``
+        (dotted per-member key -> one value per member; all of one length, or ``size``).
+
+        ``seeds``: one per member; by default every member gets this config's first seed, so all
+        start from the same weights and draw the same masks and batches: only the listed values differ.
+        """
+        values = dict(values or {})
+        lengths = {len(v) for v in values.values()}
+        if size is None:
+            size = lengths.pop() if len(lengths) == 1 else len(seeds) if seeds is not None and not lengths else 0
+        if lengths - {size} or size < 1:
+            raise ConfigError(f"as_population: give one value per member for every key (lengths {sorted(lengths)}, "
+                              f"size {size})")
+        out = self.to_dict()
+        for dotted, vals in values.items():
+            if not _key(dotted).per_member:
+                raise ConfigError(f"config: {dotted} takes one value for the whole population, not one per member "
+                                  f"(per-member keys: {', '.join(per_member_keys())})")
+            set_key(out, dotted, plain(list(vals)))
+        first = self.seeds()[0]
+        out["population"] = {"size": size, "seeds": [int(s) for s in seeds] if seeds is not None else [first] * size}
+        return RunConfig.from_dict(out)
+
+    @classmethod
+    def stack(cls, members: Sequence[RunConfig], seeds: Sequence[int]) -> RunConfig:
+        """One population training the one-member configs ``members`` with their own ``seeds``: each
+        per-member key that differs between them becomes a list. Every other key must be equal."""
+        dicts = [m.to_dict() for m in members]
+        merged = copy.deepcopy(dicts[0])
+        for k in per_member_keys():
+            vals = [get_key(d, k) for d in dicts]
+            if any(v != vals[0] for v in vals):
+                set_key(merged, k, vals)
+        merged["population"] = {"size": len(members), "seeds": [int(s) for s in seeds]}
+        return cls.from_dict(merged)
+
+    def without_regularization(self) -> tuple[RunConfig, list[str]]:
+        """This config with every regularizer off, data augmentation included; also the keys that were on."""
+        out = self.to_dict()
+        changed = []
+        for name, key in SCHEMA["augment"].items():  # every augmentation key back to its default (off)
+            path = f"augment.{name}"
+            if isinstance(key, Key) and get_key(out, path) != key.default:
+                if name != "force":
+                    changed.append(path)
+                set_key(out, path, copy.deepcopy(key.default))
+        for path, off in REGULARIZATION_OFF.items():
+            if value_is_on(get_key(out, path)):
+                changed.append(path)
+            set_key(out, path, off)
+        return RunConfig.from_dict(out), changed
+
+    # -- the schema ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def validate_key(dotted: str, value: Any) -> str | None:
+        """The CLI's one-line message for ``value`` at ``dotted`` alone, or None when it is allowed
+        (the checks that involve other keys, e.g. per-member list lengths, run on the whole config)."""
+        try:
+            _check_value(dotted, _key(dotted), value)
+        except ConfigError as e:
+            return str(e)
+        return None
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """A JSON Schema (draft 2020-12) of every key: type, default, range, choices, help, and
+        ``"x-per-member": true`` where a key takes one value per population member."""
+        return json_schema()
+
+
+def table_from_dict(name: str, given: Mapping[str, Any]) -> Table:
+    """One table (``"model"``, ``"optim"``, ...) validated on its own: types, ranges and defaults, but not
+    the checks that need the rest of the config (per-member list lengths against population.size)."""
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"config: {name} must be a table ([{name}]), got {given!r}")
+    resolved = _resolve(SCHEMA[name], given, name + ".")
+    if name == "optim":
+        _optimizer_defaults(resolved, given)
+    cls = RunConfigFields.model_fields[name].annotation
+    assert isinstance(cls, type) and issubclass(cls, Table)
+    return cls.model_validate(_freeze(resolved))
+
+
+def _number_bounds(k: Key) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if k.low is not None:
+        out["minimum" if k.low_inclusive else "exclusiveMinimum"] = k.low
+    if k.high is not None:
+        out["maximum" if k.high_inclusive else "exclusiveMaximum"] = k.high
+    return out
+
+
+def _key_schema(k: Key) -> dict[str, Any]:
+    """The JSON schema of one key, from its :class:`Key` (the one declaration)."""
+    scalar: dict[str, Any]
+    if k.kind in ("int", "float"):
+        scalar = {"type": "integer" if k.kind == "int" else "number", **_number_bounds(k)}
+    elif k.kind == "str":
+        scalar = {"type": "string", **({"enum": list(k.choices)} if k.choices else {})}
+    elif k.kind == "bool":
+        scalar = {"type": "boolean"}
+    elif k.kind in ("int_list", "float_list"):
+        item = {"type": "integer" if k.kind == "int_list" else "number", **_number_bounds(k)}
+        scalar = {"type": "array", "items": item, **({"minItems": 1} if k.kind == "float_list" else {})}
+    elif k.kind == "str_or_table":
+        scalar = {"anyOf": [{"type": "string"}, {"type": "object"}]}
+    else:  # table_list
+        scalar = {"type": "array", "items": {"type": "object"}}
+    arms = [scalar]
+    if k.per_member:
+        arms.append({"type": "array", "items": scalar, "minItems": 1})
+    if k.optional:
+        arms.append({"type": "null"})
+    out: dict[str, Any] = scalar if len(arms) == 1 else {"anyOf": arms}
+    out = dict(out)
+    out["default"] = copy.deepcopy(k.default)
+    if k.doc:
+        out["description"] = k.doc
+    out["x-per-member"] = k.per_member
+    out["x-kind"] = k.kind
+    return out
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a run configuration (see :meth:`RunConfig.json_schema`)."""
+
+    def table(spec: Mapping[str, Any], title: str) -> dict[str, Any]:
+        props = {n: table(v, f"[{n}]") if isinstance(v, dict) else _key_schema(v) for n, v in spec.items()}
+        return {"type": "object", "title": title, "properties": props, "additionalProperties": False}
+
+    out = table(SCHEMA, "trainlab run configuration")
+    out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return out
+
+
+def _literal_values(ann: Any) -> set[Any]:
+    """The strings a ``Literal[...]`` annotation allows, looking inside unions and ``tuple[..., ...]``."""
+    import typing
+
+    if typing.get_origin(ann) is typing.Literal:
+        return set(typing.get_args(ann))
+    return {v for arm in typing.get_args(ann) for v in _literal_values(arm)}
+
+
+def _check_tables_match_schema() -> None:
+    """The typed tables (:mod:`trainlab._config_tables`) and :data:`SCHEMA` name the same keys, with
+    the same choices: checked once at import, so a key added to one and not the other fails at once."""
+    import typing
+
+    def names(model: type[BaseModel], spec: Mapping[str, Any], where: str) -> None:
+        fields = model.model_fields
+        if set(fields) != set(spec):
+            raise AssertionError(f"{where}: typed fields {sorted(set(fields) ^ set(spec))} differ from SCHEMA")
+        for n, v in spec.items():
+            ann = fields[n].annotation
+            if isinstance(v, dict):
+                assert isinstance(ann, type) and issubclass(ann, BaseModel), (where, n)
+                names(ann, v, f"{where}{n}.")
+            elif v.choices:
+                lits = _literal_values(ann)
+                if lits != set(v.choices):
+                    raise AssertionError(f"{where}{n}: typed choices {sorted(lits)} differ from SCHEMA {v.choices}")
+
+    names(RunConfigFields, SCHEMA, "")
+
+
+_check_tables_match_schema()

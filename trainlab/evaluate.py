@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from trainlab.config import load_config
+from trainlab.config import RunConfig
 from trainlab.errors import CheckpointError
 from trainlab.io import load_model
 from trainlab.nn import Module, SoftmaxCrossEntropy
@@ -66,12 +66,12 @@ def evaluate_saved(run: str | Path, *, split: str = "test", data: str | None = N
     cfg_path = run_dir / "config.toml"
     if not cfg_path.exists():
         raise CheckpointError(f"{cfg_path}: not found; evaluate needs the run's config to rebuild its data split")
-    cfg = load_config(cfg_path)
-    d = cfg["data"]
-    name = data or d["name"]
-    splits = load_splits(name, train=d["train"], val=d["val"], test=d["test"], seed=cfg["seed"], preprocess="none",
-                         flatten=d["flatten"], data_dir=data_dir or d["data_dir"], cache_dir=d["cache_dir"],
-                         download=d["download"], device=saved.model.device)
+    cfg = RunConfig.load(cfg_path)
+    d = cfg.data
+    name = data or d.name
+    splits = load_splits(name, train=d.train, val=d.val, test=d.test, seed=cfg.seed, preprocess="none",
+                         flatten=d.flatten, data_dir=data_dir or d.data_dir, cache_dir=d.cache_dir,
+                         download=d.download, device=saved.model.device)
     part = getattr(splits, split)
     if part is None:
         raise CheckpointError(f"the run's config has no {split} split ({split} = 0)")
@@ -85,7 +85,7 @@ def evaluate_saved(run: str | Path, *, split: str = "test", data: str | None = N
     accs = (out.argmax(-1) == part.y.unsqueeze(0)).double().mean(1).tolist()
     from trainlab.labels import member_labels
 
-    labels = member_labels(cfg) if cfg["population"]["size"] == saved.model.size else \
+    labels = member_labels(cfg) if cfg.size == saved.model.size else \
         [f"member {m}" for m in range(saved.model.size)]
     rows = [{"member": m, "member_label": labels[m], "loss": losses[m], "acc": accs[m]}
             for m in range(saved.model.size)]

@@ -12,7 +12,10 @@ legend, ``summary.json``, ``metrics.jsonl`` (``member_label``) and ensemble outp
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainlab.config import RunConfig
 
 __all__ = ["member_labels", "member_colors", "format_value", "differing_keys"]
 
@@ -43,10 +46,17 @@ def _member_value(v: Any, i: int) -> Any:
     return v[i] if isinstance(v, list) else v
 
 
-def differing_keys(cfg: Mapping[str, Any]) -> list[str]:
+def _as_mapping(cfg: RunConfig | Mapping[str, Any]) -> Mapping[str, Any]:
+    from trainlab.config import RunConfig
+
+    return cfg.to_dict() if isinstance(cfg, RunConfig) else cfg
+
+
+def differing_keys(cfg: RunConfig | Mapping[str, Any]) -> list[str]:
     """Dotted paths of the per-member settings whose values are not all equal."""
     from trainlab.config import per_member_keys
 
+    cfg = _as_mapping(cfg)
     size = int(cfg["population"]["size"])
     out = []
     for key in per_member_keys():
@@ -71,8 +81,9 @@ def _short_names(keys: Sequence[str]) -> dict[str, str]:
     return names
 
 
-def member_labels(cfg: Mapping[str, Any]) -> list[str]:
+def member_labels(cfg: RunConfig | Mapping[str, Any]) -> list[str]:
     """One label per member of the resolved config ``cfg`` (see the module docstring)."""
+    cfg = _as_mapping(cfg)
     size = int(cfg["population"]["size"])
     keys = differing_keys(cfg)
     if keys:

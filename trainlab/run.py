@@ -17,6 +17,7 @@ A run directory holds:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import contextlib
 import json
 import os
@@ -25,14 +26,14 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from trainlab.build import Run, build_run
+from trainlab.build import Run, as_run_config, build_run
 from trainlab.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from trainlab.config import dumps, load_config
+from trainlab.config import RunConfig
 from trainlab.errors import CheckpointError, ConfigError, Interrupted, WriteError, describe_oserror
 from trainlab.io import atomic_write_text, save_model
 from trainlab.train import Callback, ConsoleSink, History, Trainer, summarize
@@ -73,10 +74,6 @@ class _MetricsWriter(Callback):
             with self.path.open("a") as f:
                 f.write("\n".join(lines) + "\n")
         self.written = len(history.records)
-
-
-def _any_positive(v: Any) -> bool:
-    return any(x > 0 for x in v) if isinstance(v, list) else v > 0
 
 
 class _Snapshots(Callback):
@@ -180,9 +177,10 @@ def _config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix[:-1]} ({b!r} in the run, {a!r} now)"]
 
 
-def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = False,
+def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, progress: bool = False,
               resume: bool = False, overwrite: bool = False,
-              on_start: Callable[[Path], None] | None = None, members: str = "auto") -> tuple[Run, dict[str, Any]]:
+              on_start: Callable[[Path], None] | None = None, members: str = "auto",
+              callbacks: Sequence[Callback] = ()) -> tuple[Run, dict[str, Any]]:
     """Build everything ``cfg`` describes, train, and write the run directory ``out``.
 
     With ``resume=True``, ``out`` must hold a run started earlier: its checkpoint is
@@ -199,9 +197,13 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
     :mod:`trainlab._rundir`). The process holds a lock on ``out`` while it runs: a
     second one is refused with a line naming the holder. ``on_start(out)`` is called once
     everything is built and training is about to start (the CLI prints the directory).
+    ``callbacks``: extra *stateless* callbacks (``state_dict`` empty), called before the metrics writer
+    on each evaluation, so what they add to a record reaches ``metrics.jsonl`` (the lab's stream and
+    steering, :mod:`trainlab.lab`). Stateless, so ``trainlab train --resume`` without them resumes the run.
     """
     from trainlab._rundir import RunLock
 
+    config = None if cfg is None else as_run_config(cfg)  # a plain dict is validated once, here
     out = Path(out)
     resume_cmd = f"trainlab train --resume {out}"
     created = not out.exists()
@@ -219,9 +221,9 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
     try:
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(lambda: [lk.release() for lk in locks])
-            return _train_run(cfg, out, progress=progress, resume=resume, overwrite=overwrite,
+            return _train_run(config, out, progress=progress, resume=resume, overwrite=overwrite,
                               created=created, locks=locks, resume_cmd=resume_cmd, on_start=on_start,
-                              members=members)
+                              members=members, callbacks=callbacks)
     except Interrupted:
         raise
     except KeyboardInterrupt as e:  # outside training (building, the final writes): the run is as it was
@@ -234,9 +236,10 @@ def train_run(cfg: dict[str, Any] | None, out: str | Path, *, progress: bool = F
         raise WriteError(describe_oserror(e, then=then)) from None
 
 
-def _train_run(cfg: dict[str, Any] | None, out: Path, *, progress: bool, resume: bool, overwrite: bool,
+def _train_run(cfg: RunConfig | None, out: Path, *, progress: bool, resume: bool, overwrite: bool,
                created: bool, locks: list[Any], resume_cmd: str,
-               on_start: Callable[[Path], None] | None, members: str = "auto") -> tuple[Run, dict[str, Any]]:
+               on_start: Callable[[Path], None] | None, members: str = "auto",
+               callbacks: Sequence[Callback] = ()) -> tuple[Run, dict[str, Any]]:
     from trainlab._rundir import RunLock, check_new_run, classify, remove_tree, staging_dir
 
     summary_path = out / "summary.json"
@@ -246,9 +249,9 @@ def _train_run(cfg: dict[str, Any] | None, out: Path, *, progress: bool, resume:
     if resume:
         if not (out / "config.toml").exists():
             raise CheckpointError(f"{out}: nothing to resume (no config.toml; is this a trainlab run directory?)")
-        saved = load_config(out / "config.toml")
+        saved = RunConfig.load(out / "config.toml")
         if cfg is not None and cfg != saved:
-            diff = _config_differences(cfg, saved)
+            diff = _config_differences(cfg.to_dict(), saved.to_dict())
             raise ConfigError(f"cannot resume {out} with a different config: {'; '.join(diff)}")
         cfg = saved
         if summary_path.exists():
@@ -261,7 +264,7 @@ def _train_run(cfg: dict[str, Any] | None, out: Path, *, progress: bool, resume:
     try:
         writer = _MetricsWriter(out / "metrics.jsonl")
         checkpointer = _Checkpointer(out)
-        run = build_run(cfg, progress=progress, callbacks=[writer])  # a bad option fails here, before any write
+        run = build_run(cfg, progress=progress, callbacks=[*callbacks, writer])  # a bad option fails here, before any write
         _show_members(run.trainer, members)
         labels = run.trainer.labels
     except BaseException:
@@ -277,10 +280,10 @@ def _train_run(cfg: dict[str, Any] | None, out: Path, *, progress: bool, resume:
             locks.append(RunLock(where).acquire())
             writer.path, checkpointer.directory = where / "metrics.jsonl", where
             promote = _Promote(where, out, [writer, checkpointer], locks[0])
-        atomic_write_text(where / "config.toml", dumps(cfg))
+        atomic_write_text(where / "config.toml", cfg.to_toml())
         writer.start()
-    if cfg["train"]["snapshot_every"]:
-        snaps = _Snapshots(where, cfg["train"]["snapshot_every"], run.splits.preprocessor, run.splits.num_classes)
+    if cfg.train.snapshot_every:
+        snaps = _Snapshots(where, cfg.train.snapshot_every, run.splits.preprocessor, run.splits.num_classes)
         run.trainer.callbacks.append(snaps)
         if promote is not None:
             promote.movers.append(snaps)
@@ -315,8 +318,8 @@ def _train_run(cfg: dict[str, Any] | None, out: Path, *, progress: bool, resume:
     writer.flush(history)
     history.save(out / "history.json")
     save_model(out, run.model, preprocessor=run.splits.preprocessor, num_classes=run.splits.num_classes,
-               extra={"data": cfg["data"]["name"], "seed": cfg["seed"]})
-    fig = history.plot(title=f"{cfg['data']['name']}: {cfg['model']['type']} ({run.model.size} member(s))")
+               extra={"data": cfg.data.name, "seed": cfg.seed})
+    fig = history.plot(title=f"{cfg.data.name}: {cfg.model.type} ({run.model.size} member(s))")
     tmp_png = out / ".curves.png.tmp"
     fig.savefig(tmp_png, dpi=100, format="png")
     os.replace(tmp_png, out / "curves.png")
@@ -326,11 +329,11 @@ def _train_run(cfg: dict[str, Any] | None, out: Path, *, progress: bool, resume:
     summary = summarize(history, seconds=seconds)
     decayed = sorted({n for r in run.trainer.regularizers for n in r.parameter_names()} |
                      ({n for n, p in run.model.named_parameters().items() if p.decay}
-                      if _any_positive(cfg["optim"]["weight_decay"]) else set()))
-    summary.update(member_labels=labels, seed=cfg["seed"], environment=environment(run.model.device),
+                      if cfg.is_on("optim.weight_decay") else set()))
+    summary.update(member_labels=labels, seed=cfg.seed, environment=environment(run.model.device),
                    regularized_parameters=decayed,
                    parameters_per_member=run.model.num_parameters(),
-                   data={"name": cfg["data"]["name"], "train": int(run.splits.train.x.shape[0]),
+                   data={"name": cfg.data.name, "train": int(run.splits.train.x.shape[0]),
                          "val": int(run.splits.val.x.shape[0]) if run.splits.val is not None else 0,
                          "test": int(run.splits.test.x.shape[0]) if run.splits.test is not None else 0},
                    resumed=resume, finished=True)

@@ -27,12 +27,12 @@ KNOWN_PRIVATE: set[tuple[str, str]] = set()
 #: package's ``__init__``). Modules named ``testing`` (the contract suites and test helpers shipped in the
 #: package) stand on the top floor: they may import anything, and nothing in ``trainlab/`` imports them.
 FLOORS: list[tuple[str, set[str]]] = [
-    ("base", {"errors", "_html", "plotting", "metrics", "runtime", "_rundir", "_command"}),
+    ("base", {"errors", "_html", "plotting", "metrics", "runtime", "_rundir", "_command", "_config_tables"}),
     ("engine", {"trainlab", "population", "nn", "optim", "init", "export"}),
     ("around the engine", {"regularize", "second_order", "data", "augment", "schedule", "transfer", "gradcheck"}),
     ("training", {"config", "labels", "train"}),
     ("a run", {"build", "run", "io", "checkpoint", "evaluate", "ensemble"}),
-    ("applications", {"diagnose", "search", "experiments", "report", "notebook"}),
+    ("applications", {"diagnose", "search", "experiments", "report", "notebook", "lab"}),
     ("front", {"cli"}),
 ]
 TOP = len(FLOORS)

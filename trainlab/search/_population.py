@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainlab.config import get_key, per_member_keys, resolve_config, set_key
+from trainlab.config import RunConfig, get_key, per_member_keys, set_key
 from trainlab.errors import ConfigError
 from trainlab.search._jobs import TrialJob, TrialOutcome
 from trainlab.search._spec import apply_params
@@ -44,39 +44,31 @@ _OOM = tuple(t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch
 _CURVE_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
-_PER_MEMBER = per_member_keys()
-
-
-def group_key(cfg: Mapping[str, Any]) -> str:
+def group_key(cfg: RunConfig) -> str:
     """Trials with equal keys can share a population (see the module docstring)."""
-    c = copy.deepcopy(dict(cfg))
+    c = cfg.to_dict()
     c.pop("population", None)
-    for k in _PER_MEMBER:
+    for k in per_member_keys():
         v = get_key(c, k)
         set_key(c, k, "absent" if v is None else "zero" if v == 0 else "set")
     return json.dumps(c, sort_keys=True)
 
 
 def trial_config(base_given: Mapping[str, Any], values: Mapping[str, Any], seed: int,
-                 device: str | None = None) -> dict[str, Any]:
-    """The resolved config of one trial trained alone (``population.size = 1`` with its own seed)."""
+                 device: str | None = None) -> RunConfig:
+    """The config of one trial trained alone (``population.size = 1`` with its own seed), from the
+    search's base config as given (before validation) and the trial's parameter values."""
     given = apply_params(base_given, values)
     if device is not None:
         given["device"] = device
     given["population"] = {"size": 1, "seeds": [int(seed)]}
-    return resolve_config(given)
+    return RunConfig.from_dict(given)
 
 
-def population_config(cfgs: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
-    """One resolved config training the trials ``cfgs`` (of one :func:`group_key`) as members with
-    their own ``seeds``: each per-member key that differs between them becomes a list."""
-    merged = copy.deepcopy(dict(cfgs[0]))
-    for k in _PER_MEMBER:
-        vals = [get_key(c, k) for c in cfgs]
-        if any(v != vals[0] for v in vals):
-            set_key(merged, k, vals)
-    merged["population"] = {"size": len(cfgs), "seeds": [int(s) for s in seeds]}
-    return resolve_config(merged)
+def population_config(cfgs: Sequence[RunConfig], seeds: Sequence[int]) -> RunConfig:
+    """One config training the trials ``cfgs`` (of one :func:`group_key`) as members with their own
+    ``seeds``: each per-member key that differs between them becomes a list (:meth:`RunConfig.stack`)."""
+    return RunConfig.stack(cfgs, seeds)
 
 
 class _Pruning(Callback):
@@ -131,7 +123,7 @@ class PopulationEvaluator:
     # ---- one batch ------------------------------------------------------------------------------
     def __call__(self, jobs: Sequence[TrialJob]) -> list[TrialOutcome]:
         outcomes: list[TrialOutcome | None] = [None] * len(jobs)
-        groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        groups: dict[str, list[tuple[int, RunConfig]]] = {}
         for i, job in enumerate(jobs):
             try:
                 cfg = trial_config(self.base, job.values, job.seed, self.device)
@@ -145,7 +137,7 @@ class PopulationEvaluator:
                 outcomes[i] = out
         return [o for o in outcomes if o is not None]
 
-    def _train(self, jobs: Sequence[TrialJob], cfgs: Sequence[dict[str, Any]]) -> list[TrialOutcome]:
+    def _train(self, jobs: Sequence[TrialJob], cfgs: Sequence[RunConfig]) -> list[TrialOutcome]:
         from trainlab.build import build_run
         from trainlab.search._stop import StopOnSignal
 
@@ -188,7 +180,7 @@ class PopulationEvaluator:
                 value = self._score(history, m)
                 if self.metric not in history.metrics:
                     outcomes.append(TrialOutcome.failed(
-                        f"{self.metric} was not measured (the loss '{cfgs[m]['loss']['name']}' has no accuracy); "
+                        f"{self.metric} was not measured (the loss '{cfgs[m].loss.name}' has no accuracy); "
                         "use search.metric = 'val_loss'", **attrs))
                 elif value is None:
                     outcomes.append(TrialOutcome.failed(f"{self.metric} is not finite", impute=True, **attrs))
@@ -214,7 +206,7 @@ class PopulationEvaluator:
         return out
 
     # ---- the best config, once ------------------------------------------------------------------
-    def config(self, values: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    def config(self, values: Mapping[str, Any], seed: int) -> RunConfig:
         """The resolved config of a trial alone: what best.toml holds."""
         return trial_config(self.base, values, seed, self.device)
 
@@ -224,7 +216,6 @@ class PopulationEvaluator:
         from trainlab.build import build_run
         from trainlab.search._stop import StopOnSignal
         from trainlab.io import atomic_write_text, save_model
-        from trainlab.config import dumps
 
         cfg = self.config(values, seed)
         t0 = time.perf_counter()
@@ -242,7 +233,7 @@ class PopulationEvaluator:
         res["seconds"] = round(time.perf_counter() - t0, 3)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / "config.toml", dumps(cfg))
+            atomic_write_text(out / "config.toml", cfg.to_toml())
             save_model(out, run.model, preprocessor=run.splits.preprocessor, num_classes=run.splits.num_classes,
-                       extra={"data": cfg["data"]["name"], "seed": cfg["seed"]})
+                       extra={"data": cfg.data.name, "seed": cfg.seed})
         return res

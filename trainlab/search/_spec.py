@@ -2,7 +2,7 @@
 
 A search config is a trainlab config plus one ``[search]`` table, which
 :func:`load_search` takes out before the rest goes to
-:func:`trainlab.config.resolve_config` (so ``[search]`` is not part of the trainlab
+:meth:`trainlab.config.RunConfig.from_dict` (so ``[search]`` is not part of the trainlab
 config schema)::
 
     [search]
@@ -30,7 +30,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trainlab.config import SCHEMA, Key, apply_overrides, read_toml, resolve_config, set_key
+from trainlab.config import SCHEMA, Key, RunConfig, apply_overrides, read_toml, set_key
 from trainlab.errors import ConfigError
 from trainlab.search._pruners import PRUNERS, Pruner, make_pruner
 from trainlab.search._space import CategoricalParam, FixedParam, FloatParam, IntParam, SearchSpace
@@ -219,7 +219,7 @@ def check_space_for_config(space: SearchSpace, base_given: Mapping[str, Any]) ->
             probes = [p.value] if isinstance(p, FixedParam) else []
         for v in probes:
             try:
-                resolve_config(apply_params(base_given, {p.name: v}))
+                RunConfig.from_dict(apply_params(base_given, {p.name: v}))
             except ConfigError as e:
                 msg = str(e).removeprefix("config: ")
                 raise ConfigError(f"search.space.{p.name}: {json.dumps(v)} is not a valid value ({msg})") from None
@@ -305,14 +305,14 @@ def load_search(path: str | Path | None = None, overrides: list[str] = (), *, gi
     if not isinstance(table, dict):
         raise ConfigError(f"search must be a table ([search]), got {table!r}")
     table.update({k: v for k, v in (search or {}).items() if v is not None})
-    base = resolve_config(raw)  # the base config must be valid on its own
-    if base["data"]["val"] == 0:
+    base = RunConfig.from_dict(raw)  # the base config must be valid on its own
+    if base.data.val == 0:
         raise ConfigError("search needs a validation split to select on: data.val must be > 0")
-    spec = parse_search(table, config_seed=base["seed"], name=Path(path).stem if path is not None else None)
+    spec = parse_search(table, config_seed=base.seed, name=Path(path).stem if path is not None else None)
     check_space_for_config(spec.effective_space(), raw)
-    if spec.metric == "val_acc" and base["loss"]["name"] != "cross_entropy" and "loss.name" not in spec.space:
+    if spec.metric == "val_acc" and base.loss.name != "cross_entropy" and "loss.name" not in spec.space:
         raise ConfigError(f"search.metric = 'val_acc' needs an accuracy, but loss.name = "
-                          f"'{base['loss']['name']}' has none; use metric = 'val_loss'")
+                          f"'{base.loss.name}' has none; use metric = 'val_loss'")
     return raw, spec
 
 
@@ -351,7 +351,7 @@ def _override_space(raw: dict[str, Any], text: str) -> None:
 
 def canonical_base(given: Mapping[str, Any]) -> dict[str, Any]:
     """The resolved base config without the keys that do not change results (for resume checks)."""
-    cfg = resolve_config(given)
+    cfg = RunConfig.from_dict(given).to_dict()  # a plain copy, trimmed to what changes results
     for k in _VOLATILE:
         parts = k.split(".")
         node = cfg

@@ -478,7 +478,7 @@ class Tuner:
         ev = self.evaluator
         best_config = None
         if best is not None and self.out is not None and hasattr(ev, "config"):
-            best_config = ev.config(self.space.decode(best.params), int(best.user_attrs[SEED]))
+            best_config = ev.config(self.space.decode(best.params), int(best.user_attrs[SEED])).to_dict()
         return StudySnapshot(
             study=self.study_name, storage=self.store.display, storage_kind=self.store.kind, spec=spec,
             space=self.space, budget=self.budget, trials=list(trials), attrs=attrs, test=test,

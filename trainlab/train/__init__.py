@@ -6,6 +6,7 @@ from trainlab.train._trainer import Callback, Trainer, as_arrays
 from trainlab.train._console import ConsoleSink, format_duration
 from trainlab.train._live import LiveCurves
 from trainlab.train._swa import SWA
+from trainlab.train._probes import LayerProbe, probe_record
 
 __all__ = ["Trainer", "History", "Callback", "EarlyStopping", "SWA", "as_arrays", "ConsoleSink", "LiveCurves",
-           "summarize", "history_html", "format_duration"]
+           "summarize", "history_html", "format_duration", "LayerProbe", "probe_record"]

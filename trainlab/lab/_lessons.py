@@ -445,7 +445,8 @@ async def stream(request: Any) -> Any:
         d = _lesson_dir(_root(request), request.query_params.get("path"))
     except (PathRefused, PathMissing) as e:
         return _json_error(str(e), e.status)
-    raw = request.query_params.get("offset", "0")
+    # a browser's EventSource that reconnects sends the id of the last event it got: the offset to go on from
+    raw = request.headers.get("last-event-id") or request.query_params.get("offset", "0")
     if not raw.isdigit():
         return _json_error(f"offset must be a byte offset >= 0, got {raw!r}", 400)
     state = {"offset": int(raw)}

@@ -403,7 +403,8 @@ def _resolve(request: Any, *, what: str) -> Path:
 
 
 def _offset(request: Any) -> int:
-    raw = request.query_params.get("offset", "0")
+    # a browser's EventSource that reconnects sends the id of the last event it got: the offset to go on from
+    raw = request.headers.get("last-event-id") or request.query_params.get("offset", "0")
     try:
         v = int(raw)
     except ValueError:

@@ -317,9 +317,29 @@ def _text(v: Any) -> Any:
     return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
+#: the listing's view of each study, by directory and the state of its files: a study that has not changed
+#: since the last look is not opened again (opening a storage costs a database engine)
+_LISTED: dict[tuple[str, tuple[Any, ...]], dict[str, Any]] = {}
+
+
 def study_info(root: Path, d: Path, *, trials: bool = True, study: str | None = None) -> dict[str, Any]:
     """What the viewer shows of study directory ``d``; ``trials=False`` (the listing) leaves out the
-    trial rows and importance."""
+    trial rows and importance, and answers from :data:`_LISTED` while the study's files are unchanged."""
+    if trials or study is not None:
+        return _read_study(root, d, trials=trials, study=study)
+    key = (str(d.resolve()), _storage_stamp(d))
+    hit = _LISTED.get(key)
+    # a running study's status depends on the clock too (a worker whose heartbeat stops is dead): read it again
+    if hit is not None and hit["status"] != "running":
+        return {**hit, "path": _rel(root, d)}
+    info = _read_study(root, d, trials=False, study=None)
+    if len(_LISTED) > 256:
+        _LISTED.clear()
+    _LISTED[key] = info
+    return info
+
+
+def _read_study(root: Path, d: Path, *, trials: bool, study: str | None) -> dict[str, Any]:
     store = _open_study_storage(d / "study.db")
     try:
         payload = _study_payload(store, study, importance=trials)

@@ -148,7 +148,7 @@
   }
 
   function tick() {
-    if (!live || !live.t0) return;
+    if (!live || !live.t0 || live.measured !== undefined) return;
     const t = (performance.now() - live.t0) / 1000 + (live.tStart || 0);
     const exp = live.expected;
     $("#live-time").textContent = `${t.toFixed(0)} s` + (exp ? ` of ~${Math.round(exp)} s measured at quick` : "");
@@ -188,6 +188,9 @@
     });
     on("check", e => showCheck(e.check));
     on("result", e => {
+      live.measured = e.seconds;
+      $("#live-time").textContent = `measured in ${num(e.seconds)} s` + (live.status === "running" ? "; drawing the figures..." : "");
+      $("#live-progress > div").style.width = "100%";
       // the final word: the result's checks, in order (an experiment may have remade one)
       $("#checks").replaceChildren(...e.checks.map(checkCard));
       $("#live-count").textContent = `${e.checks.filter(c => c.passed).length} of ${e.checks.length} check(s) held`;
@@ -202,7 +205,7 @@
         el("img", {src: `/api/viewer/file?${qs({path: `${path}/${e.file}`})}`, alt: e.title, loading: "lazy"}),
         el("figcaption", {}, el("b", {text: e.title}), e.caption)));
     });
-    on("done", () => setStatus("done"));
+    on("done", () => { setStatus("done"); if (live.measured !== undefined) $("#live-time").textContent = `measured in ${num(live.measured)} s`; });
     on("failed", e => { setStatus("failed"); $("#lesson-err").textContent = e.error; });
     on("interrupted", e => { setStatus("interrupted"); $("#lesson-err").textContent = e.error || "stopped"; });
     es.addEventListener("end", async () => {
@@ -218,8 +221,13 @@
   }
 
   // ---- start --------------------------------------------------------------------------------------
-  loadCatalog().then(() => {
+  function fromHash() {
     const h = location.hash.slice(1);
-    if (h.startsWith("lesson=")) watch(decodeURIComponent(h.slice(7)));
-  });
+    if (h.startsWith("lesson=")) {
+      const path = decodeURIComponent(h.slice(7));
+      if (!live || live.path !== path) watch(path);
+    }
+  }
+  window.addEventListener("hashchange", fromHash);
+  loadCatalog().then(fromHash);
 })();

@@ -183,14 +183,15 @@ COMMANDS: list[Command] = [TrainCommand(), EvaluateCommand()]
 
 
 def all_commands() -> list[Command]:
-    """The core commands plus those defined in the packages (``doctor``, ``tune``, ``reproduce``). Imported
+    """The core commands plus those defined in the packages (``doctor``, ``tune``, ``reproduce``, ``lab``). Imported
     here, when the parser is built inside :func:`main`'s error handling: a Ctrl-C while they (and torch)
     load is one line too. (They import :mod:`trainlab._command`, never this module: no cycle.)"""
     from trainlab.diagnose.cli import DoctorCommand
+    from trainlab.lab.cli import LabCommand
     from trainlab.report.cli import ReproduceCommand
     from trainlab.search import TuneCommand
 
-    return [*COMMANDS, DoctorCommand(), TuneCommand(), ReproduceCommand()]
+    return [*COMMANDS, DoctorCommand(), TuneCommand(), ReproduceCommand(), LabCommand()]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,7 +26,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -185,7 +185,8 @@ def _release_all(locks: list[Any]) -> None:
 def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, progress: bool = False,
               resume: bool = False, overwrite: bool = False,
               on_start: Callable[[Path], None] | None = None, members: str = "auto",
-              tensorboard: str | Path | None = None, probe_every: int = 50) -> tuple[Run, dict[str, Any]]:
+              tensorboard: str | Path | None = None, probe_every: int = 50,
+              callbacks: Sequence[Callback] = ()) -> tuple[Run, dict[str, Any]]:
     """Build everything ``cfg`` describes, train, and write the run directory ``out``.
 
     With ``resume=True``, ``out`` must hold a run started earlier: its checkpoint is
@@ -205,6 +206,9 @@ def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, pro
     ``tensorboard``: also write TensorBoard event files into this folder, with the layers'
     histograms from a :class:`~trainlab.train.LayerProbe` every ``probe_every`` steps
     (:mod:`trainlab.train._tensorboard`).
+    ``callbacks``: extra *stateless* callbacks (``state_dict`` empty), called before the metrics writer
+    on each evaluation, so what they add to a record reaches ``metrics.jsonl`` (the lab's stream and
+    steering, :mod:`trainlab.lab`). Stateless, so ``trainlab train --resume`` without them resumes the run.
     """
     from trainlab._rundir import RunLock
 
@@ -232,7 +236,8 @@ def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, pro
             cleanup.callback(_release_all, locks)  # at exit: also the staging lock _train_run may add
             return _train_run(config, out, progress=progress, resume=resume, overwrite=overwrite,
                               created=created, locks=locks, resume_cmd=resume_cmd, on_start=on_start,
-                              members=members, tensorboard=tensorboard, probe_every=probe_every)
+                              members=members, tensorboard=tensorboard, probe_every=probe_every,
+                              callbacks=callbacks)
     except Interrupted:
         raise
     except KeyboardInterrupt as e:  # outside training (building, the final writes): the run is as it was
@@ -250,7 +255,8 @@ def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, pro
 def _train_run(cfg: RunConfig | None, out: Path, *, progress: bool, resume: bool, overwrite: bool,
                created: bool, locks: list[Any], resume_cmd: str,
                on_start: Callable[[Path], None] | None, members: str = "auto",
-               tensorboard: str | Path | None = None, probe_every: int = 50) -> tuple[Run, dict[str, Any]]:
+               tensorboard: str | Path | None = None, probe_every: int = 50,
+               callbacks: Sequence[Callback] = ()) -> tuple[Run, dict[str, Any]]:
     from trainlab._rundir import RunLock, check_new_run, classify, remove_tree, staging_dir
 
     summary_path = out / "summary.json"
@@ -275,7 +281,7 @@ def _train_run(cfg: RunConfig | None, out: Path, *, progress: bool, resume: bool
     try:
         writer = _MetricsWriter(out / "metrics.jsonl")
         checkpointer = _Checkpointer(out)
-        run = build_run(cfg, progress=progress, callbacks=[writer])  # a bad option fails here, before any write
+        run = build_run(cfg, progress=progress, callbacks=[*callbacks, writer])  # a bad option fails here, before any write
         _show_members(run.trainer, members)
         labels = run.trainer.labels
     except BaseException:

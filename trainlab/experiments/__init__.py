@@ -30,6 +30,7 @@ from trainlab.experiments._core import (
     Registry,
     Result,
     as_preset,
+    observe_checks,
 )
 
 from trainlab.experiments import _core
@@ -40,6 +41,7 @@ __all__ = [
     "BUILTIN",
     "as_preset",
     "get_experiment",
+    "observe_checks",
 ]
 
 #: report order: name -> module defining ``EXPERIMENT``

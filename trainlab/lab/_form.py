@@ -1,0 +1,354 @@
+"""The lab's form: fields from the run configuration's schema, validation with the CLI's messages,
+and composing a comparison into one population.
+
+Everything the page sends is text typed into a field; a value is read exactly as ``--set KEY=VALUE``
+reads it (TOML, else a string: :func:`trainlab.config.parse_override`), and checked by the same
+validation as ``trainlab train`` (:func:`trainlab.config.resolve_config`), so a field shows the
+message the CLI would print. :func:`form_schema` is the one place that reads the schema.
+
+A *comparison* varies one or two per-member settings: the population has one member per
+combination of their values, times ``seeds`` members per combination with seeds ``seed, seed+1,
+...`` (the same seeds in every combination, so two combinations differ only by their setting).
+Members are labelled by :func:`trainlab.labels.member_labels` (by their settings, not an index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import itertools
+import math
+import os
+import tomllib
+from typing import Any
+
+from trainlab.errors import ConfigError
+
+__all__ = ["form_schema", "validate_field", "compose", "given_to_toml", "toml_to_fields", "estimate_memory",
+           "member_cfg", "LabInputError", "SERVER_ONLY_KEYS"]
+
+#: keys that name paths on the server's disk: set by the server (``--data-dir``/env), never by a page
+SERVER_ONLY_KEYS = ("data.data_dir", "data.cache_dir")
+#: most members one comparison may ask for (a population is refused above it, before the memory estimate)
+MAX_MEMBERS = 4096
+_MAX_TEXT = 10_000
+
+
+class LabInputError(ConfigError):
+    """A request's field or payload is wrong (HTTP 400 with this message)."""
+
+    status = 400
+
+
+def _walk(schema: Mapping[str, Any], prefix: str = ""):
+    from trainlab.config import Key
+
+    for name, spec in schema.items():
+        if isinstance(spec, Key):
+            yield prefix + name, spec
+        elif isinstance(spec, Mapping):
+            yield from _walk(spec, prefix + name + ".")
+
+
+def form_schema() -> list[dict[str, Any]]:
+    """Every config key as a form field, grouped by TOML table: key, kind, default, range, choices,
+    whether it may differ per member, and its help text. The one function that reads the schema."""
+    from trainlab.config import SCHEMA
+
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for key, k in _walk(SCHEMA):
+        if key in SERVER_ONLY_KEYS:
+            continue
+        table = key.split(".")[0] if "." in key else ""
+        tables.setdefault(table, []).append({
+            "key": key, "kind": k.kind, "default": k.default, "low": k.low, "high": k.high,
+            "low_inclusive": k.low_inclusive, "high_inclusive": k.high_inclusive, "choices": list(k.choices),
+            "per_member": k.per_member, "optional": k.optional, "doc": k.doc})
+    return [{"table": t, "fields": f} for t, f in tables.items()]
+
+
+def _keys() -> dict[str, Any]:
+    from trainlab.config import SCHEMA
+
+    return dict(_walk(SCHEMA))
+
+
+def per_member_keys() -> list[str]:
+    return [k for k, spec in _keys().items() if spec.per_member]
+
+
+def parse_value(key: str, text: Any) -> Any:
+    """A field's text as ``--set key=text`` reads it; non-text JSON values are taken as they are."""
+    from trainlab.config import parse_override
+
+    if isinstance(text, str):
+        if len(text) > _MAX_TEXT:
+            raise LabInputError(f"{key}: value is {len(text)} characters long; at most {_MAX_TEXT} are allowed")
+        return parse_override(f"{key}={text}")[1]
+    if text is None or isinstance(text, (bool, int, float, list, dict)):
+        return text
+    raise LabInputError(f"{key}: expected text, got {type(text).__name__}")
+
+
+def _check_key(key: Any) -> str:
+    if not isinstance(key, str) or len(key) > 200:
+        raise LabInputError(f"a field name must be text like optim.lr, got {str(key)[:80]!r}")
+    if key in SERVER_ONLY_KEYS:
+        raise LabInputError(f"{key} names a folder on the server; it is set when the lab starts (--data-dir), "
+                            "not from the page")
+    if key not in _keys():
+        close = [k for k in _keys() if k.endswith("." + key.split(".")[-1])][:5]
+        raise LabInputError(f"config: unknown key {key!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    return key
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    from trainlab.config import set_key
+
+    out: dict[str, Any] = {}
+    for key, v in flat.items():
+        set_key(out, key, v, where=key)
+    return out
+
+
+def _resolve(given: Mapping[str, Any]) -> dict[str, Any]:
+    from trainlab.config import resolve_config
+
+    try:
+        return resolve_config(given)
+    except ConfigError as e:
+        raise LabInputError(str(e)) from None
+    except (TypeError, ValueError, OverflowError) as e:  # a value resolve_config has no words for
+        raise LabInputError(f"config: {e}") from None
+
+
+def validate_field(key: Any, text: Any) -> str | None:
+    """The CLI's message for one field's value (alone, every other key at its default), or None if valid."""
+    try:
+        key = _check_key(key)
+        if isinstance(text, str) and not text.strip():
+            return None  # empty: the default
+        _resolve(_nest({key: parse_value(key, text)}))
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
+def _fields(fields: Any) -> dict[str, Any]:
+    """``{"optim.lr": "0.1", ...}`` from a request -> ``{key: value}`` of the non-empty fields."""
+    if fields is None:
+        return {}
+    if not isinstance(fields, Mapping):
+        raise LabInputError(f"fields must be an object of key: value, got {type(fields).__name__}")
+    if len(fields) > 1000:
+        raise LabInputError(f"{len(fields)} fields sent; the schema has {len(_keys())}")
+    out = {}
+    for key, text in fields.items():
+        key = _check_key(key)
+        if isinstance(text, str) and not text.strip():
+            continue
+        out[key] = parse_value(key, text)
+    return out
+
+
+def _values(key: str, text: Any) -> list[Any]:
+    """The values of a compared setting: ``"1, 0.1, 0.01"`` or ``"[1, 0.1]"`` or a JSON list."""
+    if isinstance(text, str):
+        t = text.strip()
+        value = parse_value(key, t if t.startswith("[") else f"[{t}]")
+    else:
+        value = text
+    if not isinstance(value, list) or not value:
+        raise LabInputError(f"compare {key}: give the values to compare, e.g. 1, 0.1, 0.01; got {str(text)[:80]!r}")
+    if len(value) > MAX_MEMBERS:
+        raise LabInputError(f"compare {key}: {len(value)} values; at most {MAX_MEMBERS}")
+    return value
+
+
+def compose(fields: Any, compare: Any = None, seeds: Any = 1) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(given, cfg)``: the nested dict of the keys given (what TOML export writes) and the resolved config.
+
+    ``compare``: up to two ``{"key": per-member key, "values": "1, 0.1, 0.01"}``; the population gets
+    one member per combination (the first key varies slowest), ``seeds`` members each.
+    """
+    flat = _fields(fields)
+    compare = compare or []
+    if not isinstance(compare, list) or len(compare) > 2:
+        raise LabInputError("compare: choose at most two settings to vary (a list of {key, values})")
+    if isinstance(seeds, str) and seeds.strip().isdigit():
+        seeds = int(seeds)
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds <= MAX_MEMBERS:
+        raise LabInputError(f"seeds per combination must be an integer from 1 to {MAX_MEMBERS}, got {seeds!r}")
+    varied: list[tuple[str, list[Any]]] = []
+    allowed = per_member_keys()
+    for c in compare:
+        if not isinstance(c, Mapping) or "key" not in c:
+            raise LabInputError("compare: each entry is {key, values}")
+        key = _check_key(c["key"])
+        if key not in allowed:
+            raise LabInputError(f"compare: {key} is the same for every member of a population (only values differ "
+                                f"across members, never structure); settings that can vary: {', '.join(allowed)}")
+        if key in flat:
+            raise LabInputError(f"compare: {key} is also set in the form; leave the field empty to compare it")
+        if any(key == k for k, _ in varied):
+            raise LabInputError(f"compare: {key} is chosen twice")
+        varied.append((key, _values(key, c.get("values"))))
+    combos = list(itertools.product(*[v for _, v in varied])) if varied else [()]
+    size = len(combos) * seeds
+    if size > MAX_MEMBERS:
+        raise LabInputError(f"population of {size} members ({len(combos)} combinations x {seeds} seeds) is too "
+                            f"large; at most {MAX_MEMBERS}")
+    if varied or seeds > 1:
+        if "population.size" in flat or "population.seeds" in flat:
+            raise LabInputError("population.size / population.seeds come from the comparison; leave those fields "
+                                "empty (or compare nothing)")
+        base_seed = int(flat.get("seed", 0)) if isinstance(flat.get("seed", 0), int) else 0
+        for i, (key, _) in enumerate(varied):
+            flat[key] = [combo[i] for combo in combos for _ in range(seeds)]
+        flat["population.size"] = size
+        if seeds > 1:
+            flat["population.seeds"] = [base_seed + j for _ in combos for j in range(seeds)]
+    given = _nest(flat)
+    return given, _resolve(given)
+
+
+def given_to_toml(given: Mapping[str, Any]) -> str:
+    """TOML of the given keys (the defaults stay implicit), as ``trainlab train CONFIG`` reads it."""
+    import tomli_w
+
+    return tomli_w.dumps(dict(given))
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    keys = _keys()
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = prefix + str(k)
+        if isinstance(v, Mapping) and key not in keys:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def toml_to_fields(text: Any) -> dict[str, str]:
+    """An imported TOML config (validated like ``trainlab train``) as the form's field texts."""
+    if not isinstance(text, str):
+        raise LabInputError("toml: expected the text of a TOML file")
+    if len(text) > 1_000_000:
+        raise LabInputError(f"toml: {len(text)} characters; at most 1000000")
+    try:
+        given = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise LabInputError(f"toml: not valid TOML ({e})") from None
+    _resolve(given)
+    out = {}
+    for key, v in _flatten(given).items():
+        _check_key(key)
+        out[key] = toml_inline(v)
+    return out
+
+
+def toml_inline(v: Any) -> str:
+    """A value as one line of TOML, as a field holds it (``[1, 0.1]``, ``"relu"``, ``{name = "he"}``)."""
+    import json
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v) if not isinstance(v, float) or math.isfinite(v) else ("nan" if v != v else
+                                                                              ("inf" if v > 0 else "-inf"))
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a TOML basic string
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_inline(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_inline(x)}" for k, x in v.items()) + "}"
+    raise LabInputError(f"toml: cannot show a {type(v).__name__} in a field")
+
+
+def member_cfg(cfg: Mapping[str, Any], member: int, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The resolved config of member ``member`` alone: per-member lists reduced to its value, population
+    size 1 with its seed; ``overrides`` (dotted key -> value) applied on top."""
+    import copy
+
+    from trainlab.config import get_key, set_key
+
+    out = copy.deepcopy(dict(cfg))
+    size = int(cfg["population"]["size"])
+    for key in per_member_keys():
+        try:
+            v = get_key(out, key)
+        except (KeyError, TypeError):
+            continue
+        if isinstance(v, list) and len(v) == size:
+            set_key(out, key, v[member])
+    seeds = cfg["population"].get("seeds")
+    out["population"]["seeds"] = [int(seeds[member]) if seeds else int(cfg["seed"]) + member]
+    out["population"]["size"] = 1
+    for key, v in (overrides or {}).items():
+        set_key(out, key, v)
+    return _resolve(out)
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def estimate_memory(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Bytes a population needs to train, estimated up front from one member's model.
+
+    One member's model is built on the CPU (weights drawn for one member only) and a batch of two
+    zero images is passed through its top-level layers to count activation values per example.
+    Estimate = P x (parameters x 4 [weight, gradient, two optimizer states] + batch_size x activations x
+    3 [output, cached input, gradient]) x bytes per value + the training split (shared by all members).
+    Refusing above half of the available memory leaves room for evaluation and the server.
+    """
+    import torch
+
+    from trainlab.build import build_model
+    from trainlab.data import get_dataset_info
+
+    one = member_cfg(cfg, 0)
+    info = get_dataset_info(cfg["data"]["name"])
+    shape = tuple(info.image_shape)
+    in_shape = (math.prod(shape),) if cfg["data"]["flatten"] else shape
+    bpv = 8 if cfg["dtype"] == "float64" else 4
+    model = build_model(one["model"], info.num_classes)
+    model.build(in_shape, 1)
+    params = int(model.num_parameters())
+    acts = 0
+    with torch.no_grad():
+        x = torch.zeros((1, 2, *in_shape))
+        for layer in model.layers:
+            x = layer.forward(x, training=False)
+            acts += int(x[0, 0].numel())
+    P = int(cfg["population"]["size"])
+    # the training split: as given, else at most the data set's training part (5,000 / 60,000 / 50,000)
+    n_train = int(cfg["data"]["train"] or {"mnist-5k": 5_000, "cifar10": 50_000}.get(info.name, 60_000))
+    batch = int(cfg["train"]["batch_size"])
+    need = P * (params * 4 + min(batch, n_train) * acts * 3) * bpv + n_train * math.prod(shape) * bpv
+    avail = _available_memory()
+    return {"bytes": int(need), "available": int(avail), "members": P, "parameters_per_member": params,
+            "activations_per_example": acts, "fits": need <= avail // 2}
+
+
+def check_memory(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`estimate_memory`, refused with one line when the population does not fit."""
+    est = estimate_memory(cfg)
+    if not est["fits"]:
+        raise LabInputError(
+            f"population of {est['members']} members needs about {est['bytes'] / 2**30:.1f} GiB "
+            f"({est['parameters_per_member']:,} parameters and {est['activations_per_example']:,} activations per "
+            f"example per member), more than half of the {est['available'] / 2**30:.1f} GiB available here; "
+            "use fewer members, a smaller model or a smaller batch")
+    return est

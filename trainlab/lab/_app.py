@@ -187,7 +187,7 @@ def create_app(root: str | Path = "runs/lab", *, token: str | None = None, max_p
 
         body = await _body(request)
         given, cfg, mem = await asyncio.to_thread(_compose, body)
-        return JSONResponse({"size": cfg["population"]["size"], "labels": member_labels(cfg), "memory": mem,
+        return JSONResponse({"size": cfg.size, "labels": member_labels(cfg), "memory": mem,
                              "toml": given_to_toml(given)})
 
     @_handle
@@ -225,9 +225,7 @@ def create_app(root: str | Path = "runs/lab", *, token: str | None = None, max_p
         if p.exists() and not p.is_symlink():
             cfg_text = p.read_text()
         elif st.cfg is not None:
-            from trainlab.config import dumps
-
-            cfg_text = dumps(st.cfg)
+            cfg_text = st.cfg.to_toml()
         return JSONResponse({**st.summary(), "config": cfg_text})
 
     async def events(request: Request) -> Response:

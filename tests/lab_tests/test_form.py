@@ -110,3 +110,15 @@ def test_too_large_population_is_refused_up_front_with_an_estimate():
     est = check_memory(small)
     # 784*100 + 100 + 100*100 + 100 + 100*10 + 10 parameters per member
     assert est["parameters_per_member"] == 89610 and est["fits"]
+
+
+@pytest.mark.parametrize("model", [{}, {"hidden": [50, 30], "norm": "batchnorm", "dropout": 0.5, "input_dropout": 0.2},
+                                   {"hidden": [40], "activation": "maxout", "maxout_pieces": 3, "norm": "layernorm"},
+                                   {"hidden": [20, 20], "activation": "prelu"},
+                                   {"hidden": [20], "activation": "prelu", "prelu_shared": True, "input_noise": 0.1}])
+def test_mlp_counts_match_the_built_model(model):
+    """The mlp's parameters are counted from its widths (nothing allocated); they equal the built model's."""
+    from trainlab.lab._form import _built_counts, _mlp_counts
+
+    cfg = RunConfig.from_dict({"model": model})
+    assert _mlp_counts(cfg.model, 784, 10)[0] == _built_counts(cfg.model, (784,), 10)[0]

@@ -24,7 +24,7 @@ import os
 import tomllib
 from typing import Any
 
-from trainlab.config import RunConfig
+from trainlab.config import RunConfig, value_is_on
 from trainlab.errors import ConfigError
 
 __all__ = ["form_schema", "validate_field", "compose", "given_to_toml", "toml_to_fields", "estimate_memory",
@@ -69,7 +69,7 @@ def form_schema() -> list[dict[str, Any]]:
     """Every config key as a form field, grouped by TOML table: key, kind, default, range, choices,
     whether it may differ per member, and its help text -- all from :meth:`RunConfig.json_schema`,
     the one place they are declared (a new key appears in the CLI, the docs and the lab at once)."""
-    from trainlab.config import RunConfig
+    from trainlab.config import RunConfig, value_is_on
 
     tables: dict[str, list[dict[str, Any]]] = {}
     for key, spec in _leaves(RunConfig.json_schema()):
@@ -85,7 +85,7 @@ def form_schema() -> list[dict[str, Any]]:
 
 
 def _keys() -> dict[str, Any]:
-    from trainlab.config import RunConfig
+    from trainlab.config import RunConfig, value_is_on
 
     return dict(_leaves(RunConfig.json_schema()))
 
@@ -129,7 +129,7 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _resolve(given: Mapping[str, Any]) -> RunConfig:
-    from trainlab.config import RunConfig
+    from trainlab.config import RunConfig, value_is_on
 
     try:
         return RunConfig.from_dict(given)
@@ -142,7 +142,7 @@ def _resolve(given: Mapping[str, Any]) -> RunConfig:
 def validate_field(key: Any, text: Any) -> str | None:
     """The CLI's message for one field's value (:meth:`RunConfig.validate_key`), or None if valid. The
     checks that involve other keys (a per-member list's length) run when the population is composed."""
-    from trainlab.config import RunConfig
+    from trainlab.config import RunConfig, value_is_on
 
     try:
         key = _check_key(key)
@@ -311,18 +311,53 @@ def _available_memory() -> int:
         return 1 << 40
 
 
-def estimate_memory(cfg: RunConfig) -> dict[str, Any]:
-    """Bytes a population needs to train, estimated up front from one member's model.
+def _mlp_counts(m: Any, n_in: int, num_classes: int) -> tuple[int, int]:
+    """(parameters, activation values per example) of one member of an mlp, counted from its widths
+    the way :func:`trainlab.build.build_model` lays it out (nothing is allocated: a 20000-wide layer is
+    refused in microseconds, not after drawing its weights)."""
+    k = m.maxout_pieces if m.activation == "maxout" else 1
+    params, acts, n = 0, 0, n_in
+    acts += n * (value_is_on(m.input_noise) + value_is_on(m.input_dropout))
+    for w in m.hidden:
+        params += n * w * k + w * k  # Linear
+        acts += w * k
+        if m.norm != "none":
+            params += 2 * w * k  # gamma and beta
+            acts += w * k
+        if m.activation == "prelu":
+            params += 1 if m.prelu_shared else w
+        acts += w + (w if value_is_on(m.dropout) else 0)
+        n = w
+    params += n * num_classes + num_classes
+    return params, acts + num_classes
 
-    One member's model is built on the CPU (weights drawn for one member only) and a batch of two
-    zero images is passed through its top-level layers to count activation values per example.
-    Estimate = P x (parameters x 4 [weight, gradient, two optimizer states] + batch_size x activations x
-    3 [output, cached input, gradient]) x bytes per value + the training split (shared by all members).
-    Refusing above half of the available memory leaves room for evaluation and the server.
-    """
+
+def _built_counts(model_cfg: Any, in_shape: tuple[int, ...], num_classes: int) -> tuple[int, int]:
+    """(parameters, activation values per example) of one member, from the model built for one member."""
     import torch
 
     from trainlab.build import build_model
+
+    model = build_model(model_cfg, num_classes)
+    model.build(in_shape, 1)
+    acts = 0
+    with torch.no_grad():
+        x = torch.zeros((1, 2, *in_shape))
+        for layer in model.layers:
+            x = layer.forward(x, training=False)
+            acts += int(x[0, 0].numel())
+    return int(model.num_parameters()), acts
+
+
+def estimate_memory(cfg: RunConfig) -> dict[str, Any]:
+    """Bytes a population needs to train, estimated up front from one member's model.
+
+    One member's parameters and activation values per example are counted (an mlp from its widths;
+    other models built for one member, and a batch of two zero images passed through their top-level
+    layers). Estimate = P x (parameters x 4 [weight, gradient, two optimizer states] + batch_size x
+    activations x 3 [output, cached input, gradient]) x bytes per value + the training split (shared by
+    all members). Refusing above half of the available memory leaves room for evaluation and the server.
+    """
     from trainlab.data import get_dataset_info
 
     one = cfg.member(0)
@@ -330,15 +365,10 @@ def estimate_memory(cfg: RunConfig) -> dict[str, Any]:
     shape = tuple(info.image_shape)
     in_shape = (math.prod(shape),) if cfg.data.flatten else shape
     bpv = 8 if cfg.dtype == "float64" else 4
-    model = build_model(one.model, info.num_classes)
-    model.build(in_shape, 1)
-    params = int(model.num_parameters())
-    acts = 0
-    with torch.no_grad():
-        x = torch.zeros((1, 2, *in_shape))
-        for layer in model.layers:
-            x = layer.forward(x, training=False)
-            acts += int(x[0, 0].numel())
+    if one.model.type == "mlp":
+        params, acts = _mlp_counts(one.model, math.prod(in_shape), info.num_classes)
+    else:
+        params, acts = _built_counts(one.model, in_shape, info.num_classes)
     P = cfg.size
     # the training split: as given, else at most the data set's training part (5,000 / 60,000 / 50,000)
     n_train = int(cfg.data.train or {"mnist-5k": 5_000, "cifar10": 50_000}.get(info.name, 60_000))

@@ -30,6 +30,7 @@ from trainlab.experiments._core import (
     Registry,
     Result,
     as_preset,
+    observe_checks,
 )
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "BUILTIN",
     "as_preset",
     "get_experiment",
+    "observe_checks",
 ]
 
 #: report order: name -> module defining ``EXPERIMENT``

@@ -9,8 +9,11 @@ turns a Result into captioned matplotlib figures. The report
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
 import importlib
+import logging
 import math
 import time
 from typing import Any
@@ -26,6 +29,7 @@ __all__ = [
     "Experiment",
     "Registry",
     "NotAvailable",
+    "observe_checks",
 ]
 
 #: the preset names: ``smoke`` (tests, seconds), ``quick`` (the report, minutes on 2 cores),
@@ -79,6 +83,35 @@ def as_preset(preset: Preset | str) -> Preset:
 
 _OPS = (">=", "<=", "between")
 
+# ---- watching checks as they are measured (the lab's live lessons) -----------------------------------
+#: the listeners of the current context: each gets ``Check.to_dict()`` when a Check is made. Context-local,
+#: so a lesson running in one thread (or asyncio task) never sees another's checks; empty by default, when
+#: making a Check costs one ContextVar read.
+_CHECK_LISTENERS: contextvars.ContextVar[tuple[Callable[[dict[str, Any]], None], ...]] = \
+    contextvars.ContextVar("trainlab_check_listeners", default=())
+
+
+@contextlib.contextmanager
+def observe_checks(listener: Callable[[dict[str, Any]], None]) -> Iterator[None]:
+    """Call ``listener(check.to_dict())`` (JSON-safe) for every :class:`Check` made inside the block, in the
+    order they are made: the measurement has been taken when its Check exists, so a lesson can show it
+    before the experiment returns. An experiment that remakes a check (same name, new threshold) reports
+    it again; the Result's ``checks`` are the final word. Observing never changes what is measured: the
+    listener gets a fresh dict, and an exception in it is logged, not raised into the experiment."""
+    token = _CHECK_LISTENERS.set(_CHECK_LISTENERS.get() + (listener,))
+    try:
+        yield
+    finally:
+        _CHECK_LISTENERS.reset(token)
+
+
+def _report_check(check: "Check") -> None:
+    for listener in _CHECK_LISTENERS.get():
+        try:
+            listener(check.to_dict())
+        except Exception:  # a broken observer must not change the experiment's course or its results
+            logging.getLogger("trainlab.experiments").warning("a check observer failed", exc_info=True)
+
 
 @dataclass(frozen=True)
 class Check:
@@ -107,6 +140,8 @@ class Check:
         else:
             object.__setattr__(self, "threshold", float(self.threshold))  # type: ignore[arg-type]
         object.__setattr__(self, "measured", float(self.measured))
+        if _CHECK_LISTENERS.get():
+            _report_check(self)
 
     @property
     def passed(self) -> bool:

@@ -24,7 +24,7 @@ def wait(client: TestClient, name: str, pred, timeout: float = 60.0, what: str =
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         s = client.get(f"/api/runs/{name}").json()
-        if pred(s):
+        if "status" in s and pred(s):  # (a fork's run appears once the parent has written it)
             return s
         time.sleep(0.1)
     raise AssertionError(f"run {name}: timed out waiting for {what} (last: {s})")
@@ -104,7 +104,7 @@ def test_malformed_requests(client):
 # ---- paths ---------------------------------------------------------------------------------------
 def test_paths_stay_under_the_root(client, root, tmp_path_factory):
     outside = tmp_path_factory.mktemp("outside")
-    (outside / "secret.txt").write_text("secret")
+    (outside / "secret.txt").write_text("TOP-SECRET-CONTENT")
     (outside / "config.toml").write_text("")
     run = root / "listed"
     run.mkdir()
@@ -118,7 +118,7 @@ def test_paths_stay_under_the_root(client, root, tmp_path_factory):
                  "/api/runs/listed/files//etc/passwd", "/api/runs/listed/files/a%5C..%5C..%5Cx"]:
         r = client.get(path)
         assert r.status_code in (403, 404), (path, r.status_code)
-        assert "secret" not in r.text
+        assert "TOP-SECRET-CONTENT" not in r.text
     assert client.get("/api/runs/listed/files/link-out.txt").status_code == 403
     for name in ["..", "%2e%2e", "linked-run", "..%2F..%2Fetc", "nope"]:
         r = client.get(f"/api/runs/{name}")
@@ -147,6 +147,7 @@ def test_host_header_must_be_the_labs_address(root):
 
 
 # ---- a real population, steered -------------------------------------------------------------------
+@pytest.mark.slow
 def test_start_pause_steer_resume_stop_gives_an_ordinary_run(client, root):
     body = {"fields": {**SMALL, "train.steps": "3000"}, "compare": [{"key": "model.init_scale", "values": "1, 0.1, 0.01"}],
             "name": "steered"}
@@ -178,7 +179,9 @@ def test_start_pause_steer_resume_stop_gives_an_ordinary_run(client, root):
     assert json.loads((run / "summary.json").read_text())["finished"] is True
     history = json.loads((run / "history.json").read_text())
     (change,) = history["info"]["steering"]
-    assert change == {"step": paused_at, "member": 1, "key": "optim.lr", "old": 0.01, "new": 0.05}
+    # old/new as the optimizer holds them (float32)
+    assert change == {"step": paused_at, "member": 1, "key": "optim.lr", "old": pytest.approx(0.01, rel=1e-6),
+                      "new": pytest.approx(0.05, rel=1e-6)}
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     after = [r for r in rows if r["step"] > paused_at]
     assert after and all(r["lr"] == pytest.approx(0.05 if r["member"] == 1 else 0.01) for r in after)
@@ -203,6 +206,7 @@ def test_start_pause_steer_resume_stop_gives_an_ordinary_run(client, root):
     assert client.post("/api/runs/steered/pause", json={}).status_code == 400  # finished: nothing to pause
 
 
+@pytest.mark.slow
 def test_queue_fork_and_divergence(client, root):
     """max_parallel=1: a second run waits in the queue; a fork of a member continues exactly as that member did
     in the population; a member whose loss explodes is marked at its step."""
@@ -222,7 +226,7 @@ def test_queue_fork_and_divergence(client, root):
     client.post("/api/runs/parent/stop", json={})
     wait(client, "parent", lambda s: s["status"] == "finished", what="parent finished")
     wait(client, "wild", lambda s: s["status"] == "finished", what="wild finished", timeout=90)
-    child = wait(client, "child", lambda s: s["status"] in ("running", "finished"), what="child running")
+    child = wait(client, "child", lambda s: s["status"] == "running" and s["step"] >= 45, what="child running")
     assert child["forked_from"]["run"] == "parent" and child["forked_from"]["member"] == 1
     client.post("/api/runs/child/stop", json={})
     wait(client, "child", lambda s: s["status"] == "finished", what="child finished")

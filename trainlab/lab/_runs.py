@@ -69,6 +69,8 @@ class RunState:
         elif t == "state":
             self.status = ev["state"]
             self.message = ev.get("message", "")
+            if ev.get("step") is not None:  # pause/resume/stop: the exact step
+                self.step = int(ev["step"])
         for w in list(self.waiters):
             w.set()
 

@@ -75,6 +75,12 @@ class Steering(Callback):
         for name in self.steered:  # before the metrics writer: the values reach metrics.jsonl
             record.setdefault(name, trainer.optimizer.hparams[name].tolist())
 
+    def on_train_end(self, trainer: Any) -> None:
+        # the record of a run stopped between evaluations is appended without on_evaluate; it is written after
+        records = trainer.history.records
+        if records:
+            self.on_evaluate(trainer, records[-1])
+
     # ---- commands ------------------------------------------------------------------
     def poll(self, trainer: Any) -> None:
         while True:

@@ -120,9 +120,10 @@ def _die_with_parent() -> None:
         pass  # elsewhere: the parent-pid check of LabStream does it
 
 
-def worker_main(run_dir: str, cfg: Mapping[str, Any] | None, resume: bool, events: Any, control: Any,
+def worker_main(run_dir: str, cfg: Any, resume: bool, events: Any, control: Any,
                 server_pid: int, options: Mapping[str, Any]) -> None:
-    """The worker process: train ``cfg`` into ``run_dir`` (or resume it), streaming events."""
+    """The worker process: train ``cfg`` (a :class:`~trainlab.config.RunConfig`) into ``run_dir``, or resume
+    the run there (``cfg`` None: its own config.toml), streaming events."""
     _die_with_parent()
     parent_pid = os.getppid()  # the forkserver (it exits with the server) or the server
     if parent_pid == 1:  # orphaned before we got here
@@ -141,10 +142,10 @@ def worker_main(run_dir: str, cfg: Mapping[str, Any] | None, resume: bool, event
 
     keep_freed_memory()  # like the CLI (docs/benchmarks.md)
     out = Path(run_dir)
-    if cfg is None:
-        from trainlab.config import load_config
+    from trainlab.config import RunConfig
 
-        cfg = load_config(out / "config.toml")
+    if cfg is None:
+        cfg = RunConfig.load(out / "config.toml")
     callbacks: list[Callback] = [Steering(control, emit, out, cfg)]
     log = ProbeLog(out / "probes.jsonl", emit)
     stream = LabStream(emit, interval=float(options.get("interval", 0.2)), parent_pid=parent_pid,

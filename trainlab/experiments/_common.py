@@ -12,6 +12,7 @@ import torch
 from trainlab import nn
 from trainlab.data import Arrays, Splits, load_splits
 from trainlab.errors import ConfigError
+from trainlab.init import Initializer
 from trainlab.experiments._core import Preset
 from trainlab.nn import Module
 from trainlab.optim import Optimizer
@@ -107,7 +108,8 @@ def present(part: Arrays | None, name: str) -> Arrays:
 # ---- models -------------------------------------------------------------------------------
 
 
-def mlp(P: int, hidden: Sequence[int], *, activation: str = "relu", init: Any = "he_normal",
+def mlp(P: int, hidden: Sequence[int], *, activation: str = "relu",
+        init: str | Initializer | Mapping[str, Any] = "he_normal",
         init_scale: float | Sequence[float] | Sequence[Sequence[float]] = 1.0,
         batchnorm: bool | Mapping[str, Any] = False,
         dropout: float | Sequence[float] | None = None, dropout_mode: str = "inverted", n_in: int = 784,

@@ -6,7 +6,10 @@ import base64
 import html
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn
+    from matplotlib.figure import Figure
 
 __all__ = ["figure_png", "render_html"]
 
@@ -54,7 +57,7 @@ a.more { white-space: nowrap; }
 """
 
 
-def figure_png(fig: Any, *, dpi: int = 100) -> tuple[str, int, int]:
+def figure_png(fig: Figure, *, dpi: int = 100) -> tuple[str, int, int]:
     """Encode a matplotlib figure as base64 PNG; returns (data, width px, height px) and closes the figure."""
     import matplotlib.pyplot as plt
 

@@ -156,7 +156,8 @@ class Schedule:
         self.begin(total_steps, steps_per_epoch)
         return torch.stack([self.rates(s)[0] for s in range(total_steps)])
 
-    # ---- the Trainer's hooks (duck-typed :class:`~trainlab.train.Callback`) -------------------------
+    # ---- the Trainer's hooks (duck-typed :class:`~trainlab.train.Callback`; ``trainer`` is typed Any as there:
+    # the Trainer sits on a floor above this package) ---------------------------------------------------
     def _attached(self) -> Optimizer:
         if self.optimizer is None:
             raise RuntimeError(f"{type(self).__name__} is not attached to an optimizer: call attach(optimizer) first")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,10 @@ def test_resume_writes_on_without_repeating_steps(tmp_path, capsys, monkeypatch)
     code = main(["train", str(cfg), "--out", str(out), "--tensorboard", str(tb), "--quiet"])
     assert code == 130, capsys.readouterr().err
     monkeypatch.undo()
+    # TensorBoard reads a folder's event files in name order: <seconds>.<host>.<pid>.<counter>. A resume in
+    # the same process and second would sort by the counter as text (".12" before ".8"); a real resume is a
+    # later process, so let a second pass.
+    time.sleep(1.1)
     code = main(["train", "--resume", str(out), "--tensorboard", str(tb), "--quiet"])
     assert code == 0, capsys.readouterr().err
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

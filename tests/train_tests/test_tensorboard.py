@@ -145,6 +145,25 @@ def test_missing_tensorboard_is_one_line_with_status_2(tmp_path, capsys, monkeyp
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "--tensorboard needs the 'tensorboard' package" in err and "pip install" in err
     assert not (tmp_path / "run").exists() and not (tmp_path / "tb").exists()
+    from trainlab.search._cli import main as tune_main
+    from trainlab.search.testing import tiny_search_config, write_toml
+
+    path = write_toml(tmp_path / "s.toml", tiny_search_config(search={"trials": 1}))
+    code = tune_main([str(path), "--out", str(tmp_path / "o"), "--quiet", "--tensorboard", str(tmp_path / "tb")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--tensorboard needs the 'tensorboard' package" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_file_as_dir_is_one_line_with_status_2(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY)
+    (tmp_path / "tb").write_text("x")
+    code = main(["train", str(cfg), "--out", str(tmp_path / "run"), "--tensorboard", str(tmp_path / "tb"),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "that is a file; give a folder" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_tune_writes_one_run_per_trial(tmp_path, capsys):

@@ -46,7 +46,7 @@ import torch
 from trainlab.errors import ConfigError
 from trainlab.train._callback import Callback
 
-__all__ = ["require_tensorboard", "TensorBoardSink", "TrialTensorBoard", "tensorboard_sinks", "member_hparams", "safe_name",
+__all__ = ["require_tensorboard", "check_logdir", "TensorBoardSink", "TrialTensorBoard", "tensorboard_sinks", "member_hparams", "safe_name",
            "metric_tag"]
 
 _MISSING = ("--tensorboard needs the 'tensorboard' package, which is not installed: pip install "
@@ -61,6 +61,15 @@ def require_tensorboard() -> Any:
     except ImportError:
         raise ConfigError(_MISSING) from None
     return SummaryWriter
+
+
+def check_logdir(logdir: str | Path) -> Path:
+    """``--tensorboard DIR`` before anything runs: the package is there and DIR is not a file (one line if not)."""
+    require_tensorboard()
+    path = Path(logdir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--tensorboard {logdir}: that is a file; give a folder (it is created if missing)")
+    return path
 
 
 def safe_name(text: str, limit: int = 60) -> str:

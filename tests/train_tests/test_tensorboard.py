@@ -230,3 +230,18 @@ def test_resume_writes_on_without_repeating_steps(tmp_path, capsys, monkeypatch)
         assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-6)
         assert [e.step for e in acc.Histograms("weights/0.Linear")] == [0, 12]
         assert hparams_of(acc)[2] == Status.Value("STATUS_SUCCESS")
+
+
+def test_member_hparams_are_what_differs_or_is_on():
+    from trainlab.config import RunConfig
+    from trainlab.train import member_hparams
+
+    cfg = RunConfig.from_dict({"population": {"size": 2}, "seed": 7, "optim": {"name": "momentum", "lr": [0.1, 0.01]},
+                               "model": {"dropout": [0.0, 0.5]}})
+    hp = member_hparams(cfg)
+    assert hp[0]["optim.lr"] == 0.1 and hp[1]["optim.lr"] == 0.01
+    assert hp[0]["model.dropout"] == 0.0 and hp[1]["model.dropout"] == 0.5  # differs: shown for both
+    assert hp[0]["optim.momentum"] == hp[1]["optim.momentum"] > 0  # on for everyone
+    assert "augment.cutmix" not in hp[0] and "regularize.l1" not in hp[0]  # off for everyone
+    assert [h["seed"] for h in hp] == [7, 8]
+    assert member_hparams(cfg.to_dict()) == hp

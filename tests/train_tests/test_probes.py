@@ -282,3 +282,17 @@ def test_conv_residual_network_bitwise_and_channels_as_units():
     assert sum(relu["hist"][0]) == 16 * 4 * 6 * 6
     bn = next(e for e in rec["layers"] if e["path"] == "3.block.1")["bn"]
     assert bn["batch_var"]["mean"][0] > 0 and json.dumps(rec, allow_nan=False)
+
+
+def test_std_of_collapsed_activations_is_accurate_in_float32():
+    """Sigmoid outputs at 0.5 +- 0.001 (tiny init): the std must not vanish in a cancellation."""
+    from trainlab.train._probes import _moments
+
+    g = torch.Generator().manual_seed(0)
+    flat = (0.5 + 1e-3 * torch.randn(2, 100_000, generator=g, dtype=torch.float64)).float()
+    mean, std, norm, bad = _moments(flat)
+    ref = flat.double()
+    assert torch.allclose(std, ref.std(1, unbiased=False), rtol=1e-4)
+    assert torch.allclose(mean, ref.mean(1), rtol=1e-6)
+    assert torch.allclose(norm, ref.norm(dim=1), rtol=1e-6)
+    assert not bool(bad.any())

@@ -213,9 +213,9 @@ def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, pro
     from trainlab._rundir import RunLock
 
     if tensorboard is not None:
-        from trainlab.train import require_tensorboard
+        from trainlab.train import check_logdir
 
-        require_tensorboard()  # missing: one line, before anything is written
+        check_logdir(tensorboard)  # no package, or DIR is a file: one line, before anything is written
     config = None if cfg is None else as_run_config(cfg)  # a plain dict is validated once, here
     out = Path(out)
     resume_cmd = f"trainlab train --resume {out}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,25 @@ def test_missing_tensorboard_is_one_line_with_status_2(tmp_path, capsys, monkeyp
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "--tensorboard needs the 'tensorboard' package" in err and "pip install" in err
     assert not (tmp_path / "run").exists() and not (tmp_path / "tb").exists()
+    from trainlab.search._cli import main as tune_main
+    from trainlab.search.testing import tiny_search_config, write_toml
+
+    path = write_toml(tmp_path / "s.toml", tiny_search_config(search={"trials": 1}))
+    code = tune_main([str(path), "--out", str(tmp_path / "o"), "--quiet", "--tensorboard", str(tmp_path / "tb")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--tensorboard needs the 'tensorboard' package" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_file_as_dir_is_one_line_with_status_2(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY)
+    (tmp_path / "tb").write_text("x")
+    code = main(["train", str(cfg), "--out", str(tmp_path / "run"), "--tensorboard", str(tmp_path / "tb"),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "that is a file; give a folder" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_tune_writes_one_run_per_trial(tmp_path, capsys):
@@ -195,6 +215,10 @@ def test_resume_writes_on_without_repeating_steps(tmp_path, capsys, monkeypatch)
     code = main(["train", str(cfg), "--out", str(out), "--tensorboard", str(tb), "--quiet"])
     assert code == 130, capsys.readouterr().err
     monkeypatch.undo()
+    # TensorBoard reads a folder's event files in name order: <seconds>.<host>.<pid>.<counter>. A resume in
+    # the same process and second would sort by the counter as text (".12" before ".8"); a real resume is a
+    # later process, so let a second pass.
+    time.sleep(1.1)
     code = main(["train", "--resume", str(out), "--tensorboard", str(tb), "--quiet"])
     assert code == 0, capsys.readouterr().err
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -206,3 +230,18 @@ def test_resume_writes_on_without_repeating_steps(tmp_path, capsys, monkeypatch)
         assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-6)
         assert [e.step for e in acc.Histograms("weights/0.Linear")] == [0, 12]
         assert hparams_of(acc)[2] == Status.Value("STATUS_SUCCESS")
+
+
+def test_member_hparams_are_what_differs_or_is_on():
+    from trainlab.config import RunConfig
+    from trainlab.train import member_hparams
+
+    cfg = RunConfig.from_dict({"population": {"size": 2}, "seed": 7, "optim": {"name": "momentum", "lr": [0.1, 0.01]},
+                               "model": {"dropout": [0.0, 0.5]}})
+    hp = member_hparams(cfg)
+    assert hp[0]["optim.lr"] == 0.1 and hp[1]["optim.lr"] == 0.01
+    assert hp[0]["model.dropout"] == 0.0 and hp[1]["model.dropout"] == 0.5  # differs: shown for both
+    assert hp[0]["optim.momentum"] == hp[1]["optim.momentum"] > 0  # on for everyone
+    assert "augment.cutmix" not in hp[0] and "regularize.l1" not in hp[0]  # off for everyone
+    assert [h["seed"] for h in hp] == [7, 8]
+    assert member_hparams(cfg.to_dict()) == hp

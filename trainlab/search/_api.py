@@ -39,9 +39,9 @@ def tune(config: str | Path | Mapping[str, Any], *, trials: int | None = None, s
     (hparams, objective, curves; docs/tensorboard.md).
     """
     if tensorboard is not None:
-        from trainlab.train import require_tensorboard
+        from trainlab.train import check_logdir
 
-        require_tensorboard()
+        check_logdir(tensorboard)
     base, spec, stem = _prepare(config, trials=trials, strategy=strategy, population=population, seed=seed,
                                 overrides=list(overrides))
     return Tuner(spec, base_config=base, storage=storage, study=study or spec.study or stem, out=out,

@@ -18,9 +18,10 @@ Conventions:
   never dead; their *inactive* fraction (negative or 0 everywhere) is recorded instead (for a
   slope of exactly 0 inactive is dead).
 * **histograms**: ``bins`` equal bins between ``edges[0]`` and ``edges[-1]`` (``bins + 1``
-  edges); a value ``v`` falls in bin ``floor((v - lo) / (hi - lo) * bins)``, clamped to
-  ``[0, bins - 1]`` (so the last bin is closed, like ``numpy.histogram``, and a value outside
-  the range lands in an end bin). Non-finite values (a diverged member) are left out.
+  edges); a value ``v`` falls in bin ``floor((v - lo) * bins / (hi - lo))`` (computed in the
+  values' dtype), clamped to ``[0, bins - 1]`` (so the last bin is closed, like
+  ``numpy.histogram``, and a value outside the range lands in an end bin). Non-finite values (a
+  diverged member) are left out.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def histogram(flat: torch.Tensor, lo: float, hi: float, bins: int, *, finite: bo
         mask = torch.isfinite(flat)
         flat = torch.nan_to_num(flat, nan=lo, posinf=hi, neginf=lo)
     # clamped to [0, bins - 1] first, so truncation toward zero is the floor
-    idx = ((flat - lo) * (bins / (hi - lo))).clamp_(0, bins - 1).to(torch.int32)
+    idx = torch.sub(flat, lo).mul_(bins / (hi - lo)).clamp_(0, bins - 1).to(torch.int32)
     idx += torch.arange(P, device=flat.device, dtype=torch.int32).unsqueeze(1) * bins
     idx = idx[mask] if mask is not None else idx.reshape(-1)
     return torch.bincount(idx, minlength=P * bins).view(P, bins)

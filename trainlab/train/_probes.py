@@ -109,12 +109,20 @@ def _spread(t: torch.Tensor) -> dict[str, list[float | None]]:
 
 
 def _moments(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per row of ``flat`` ``(P, n)``: mean, (population) std, L2 norm -- accumulated in float64 -- and
-    whether the row has a non-finite value (its numbers are then NaN)."""
+    """Per row of ``flat`` ``(P, n)``: mean, (population) std, L2 norm, and whether the row has a
+    non-finite value (its numbers are then NaN).
+
+    The sums are torch's reductions in the tensor's own dtype (pairwise summation: a float32 row
+    of 10^5 values is summed to about 1e-6 relative); asking torch to accumulate in float64 instead
+    costs 20 times more here (a converting pass). The std is the norm of the *centred* row, not
+    ``sqrt(E[x^2] - mean^2)``: sigmoid outputs collapsed to 0.5 +- 0.001 (the course's small-init
+    picture) would lose every digit of their std to that cancellation in float32.
+    """
     n = flat.shape[1]
-    mean = flat.sum(1, dtype=torch.float64) / n
-    norm = torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64)
-    std = (norm.square() / n - mean * mean).clamp(min=0).sqrt()
+    mean32 = flat.sum(1) / n
+    mean = mean32.double()
+    norm = torch.linalg.vector_norm(flat, dim=1).double()
+    std = torch.linalg.vector_norm(flat - mean32.unsqueeze(1), dim=1).double() / math.sqrt(n)
     bad = ~(torch.isfinite(mean) & torch.isfinite(norm))
     return mean, std, norm, bad
 
@@ -183,7 +191,7 @@ def _weight_entry(w: torch.Tensor, P: int, bins: int) -> dict[str, Any]:
 
 def _grad_entry(params: Sequence[nn.Parameter], P: int) -> dict[str, Any]:
     per: dict[str, list[float | None]] = {}
-    norms = [torch.linalg.vector_norm(p.grad.reshape(P, -1), dim=1, dtype=torch.float64) for p in params]
+    norms = [torch.linalg.vector_norm(p.grad.reshape(P, -1), dim=1).double() for p in params]
     for k, (p, g) in enumerate(zip(params, norms)):
         per[p.name or f"param{k}"] = members(g)
     total = torch.linalg.vector_norm(torch.stack(norms), dim=0)

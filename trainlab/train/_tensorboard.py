@@ -17,8 +17,9 @@ name), so TensorBoard's run selector and legends name members by their settings.
   ``grad_norm/...`` (the vanishing-gradient view), ``dead/...``, ``saturated/...``,
   ``bn_batch_mean/...``, ``bn_batch_var/...``, ``bn_running_mean/...``, ``bn_running_var/...``
   (means over the features);
-* **hparams**: the member's settings -- every per-member key of the config with the member's
-  value, and its seed -- as one HParams *session* per member, so the HParams tab compares the
+* **hparams**: the member's settings -- the per-member keys of the config that differ between
+  the members or are on for some member, with the member's value, and its seed
+  (:func:`member_hparams`) -- as one HParams *session* per member, so the HParams tab compares the
   members (table, parallel coordinates, scatter against ``val/acc``, ``val/loss`` ...). A member
   that diverged ends its session with status FAILURE.
 
@@ -46,7 +47,7 @@ import torch
 from trainlab.errors import ConfigError
 from trainlab.train._callback import Callback
 
-__all__ = ["require_tensorboard", "TensorBoardSink", "TrialTensorBoard", "tensorboard_sinks", "member_hparams", "safe_name",
+__all__ = ["require_tensorboard", "check_logdir", "TensorBoardSink", "TrialTensorBoard", "tensorboard_sinks", "member_hparams", "safe_name",
            "metric_tag"]
 
 _MISSING = ("--tensorboard needs the 'tensorboard' package, which is not installed: pip install "
@@ -61,6 +62,15 @@ def require_tensorboard() -> Any:
     except ImportError:
         raise ConfigError(_MISSING) from None
     return SummaryWriter
+
+
+def check_logdir(logdir: str | Path) -> Path:
+    """``--tensorboard DIR`` before anything runs: the package is there and DIR is not a file (one line if not)."""
+    require_tensorboard()
+    path = Path(logdir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--tensorboard {logdir}: that is a file; give a folder (it is created if missing)")
+    return path
 
 
 def safe_name(text: str, limit: int = 60) -> str:
@@ -91,9 +101,11 @@ def _hparam_value(v: Any) -> int | float | str | bool | None:
 
 def member_hparams(cfg: Any) -> list[dict[str, Any]]:
     """Each member's settings of a resolved config (a :class:`~trainlab.config.RunConfig` or its plain
-    dict): every per-member key (dotted name) with the member's value (keys that are off, i.e. None,
-    are left out), and ``seed``."""
-    from trainlab.config import get_key, per_member_keys
+    dict), and ``seed``: the per-member keys (dotted names) whose values differ between the members or
+    that switch their feature on for some member (:func:`trainlab.config.value_is_on`: not None, False
+    or 0), with the member's value. Keys off for every member (``augment.cutmix = 0``, ...) are left
+    out, so the HParams table shows what was used."""
+    from trainlab.config import get_key, per_member_keys, value_is_on
 
     if hasattr(cfg, "to_dict"):
         cfg = cfg.to_dict()
@@ -105,8 +117,12 @@ def member_hparams(cfg: Any) -> list[dict[str, Any]]:
             v = get_key(cfg, key)
         except (KeyError, TypeError, ConfigError):
             continue
+        values = list(v) if isinstance(v, (list, tuple)) and len(v) == size else [v] * size
+        differs = len({repr(x) for x in values}) > 1
+        if not differs and not value_is_on(v):
+            continue
         for m in range(size):
-            mv = _hparam_value(v[m] if isinstance(v, list) and len(v) == size else v)
+            mv = _hparam_value(values[m])
             if mv is not None:
                 out[m][key] = mv
     for m in range(size):

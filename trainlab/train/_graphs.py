@@ -24,7 +24,9 @@ restored after, so the warm-up changes nothing.
 
 Graphs are keyed by the batch shape, the optimizer's :attr:`~trainlab.optim.Optimizer.version`
 (bumped by ``set_active``, ``set_hparam``, ``load_state_dict``) and the parameters' ``trainable``
-flags; anything else that changes which kernels a step runs must go through those.
+flags; anything else that changes which kernels a step runs must go through those. A schedule's
+``assign_hparam`` writes the new rates into the tensors the graphs read, in place, and needs no
+new capture.
 
 Refused (one line, ``ConfigError``): layers that draw random numbers in training (dropout, noise,
 DropConnect: trainlab draws from one generator per member, and each would have to be registered

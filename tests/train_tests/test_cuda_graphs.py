@@ -12,7 +12,7 @@ import torch
 
 from trainlab import nn
 from trainlab.errors import ConfigError
-from trainlab.optim import Adam, Momentum
+from trainlab.optim import Adam, ClipGradients, Lookahead, Momentum
 from trainlab.population import Population
 from trainlab.regularize import L2
 from trainlab.train import Callback, Trainer
@@ -69,6 +69,12 @@ def test_uncapturable_steps_are_refused_in_one_line() -> None:
     with pytest.raises(ConfigError, match="cuda_graphs: augmentation"):
         Trainer(plain, nn.SoftmaxCrossEntropy(), Momentum(plain.parameters()), cuda_graphs=True,
                 augment=lambda x, y, t: (x, y))
+    with pytest.raises(ConfigError, match="cuda_graphs: Lookahead decides on the host"):
+        Trainer(plain, nn.SoftmaxCrossEntropy(), Lookahead(Momentum(plain.parameters())), cuda_graphs=True)
+    clipped = Momentum(plain.parameters())
+    ClipGradients(norm=1.0).attach(clipped)
+    with pytest.raises(ConfigError, match="cuda_graphs: gradient clipping counts its steps on the host"):
+        Trainer(plain, nn.SoftmaxCrossEntropy(), clipped, cuda_graphs=True)
     tr = Trainer(plain, nn.SoftmaxCrossEntropy(), Momentum(plain.parameters()))
     with pytest.raises(ConfigError, match="capture needs a CUDA device"):
         GraphStep(tr, capture=True)

@@ -280,8 +280,8 @@ SCHEMA: dict[str, Any] = {
         "diverge_evaluations": Key("int", 2, low=1, high=_MAX_INT,
                                    doc="... for this many evaluations in a row"),
         "cuda_graphs": Key("bool", False, doc="on a GPU, capture each training step as CUDA graphs and replay "
-                           "them (static shapes; no dropout/noise layers, augmentation or L-BFGS); on a CPU the "
-                           "same static-buffer step runs eagerly"),
+                           "them (static shapes; no dropout/noise layers, augmentation, L-BFGS, Lookahead or "
+                           "clipping); on a CPU the same static-buffer step runs eagerly"),
     },
 }
 

@@ -12,7 +12,7 @@ import torch
 
 from trainlab import nn
 from trainlab.errors import ConfigError
-from trainlab.optim import Adam, Momentum
+from trainlab.optim import Adam, ClipGradients, Lookahead, Momentum
 from trainlab.population import Population
 from trainlab.regularize import L2
 from trainlab.train import Callback, Trainer
@@ -69,6 +69,12 @@ def test_uncapturable_steps_are_refused_in_one_line() -> None:
     with pytest.raises(ConfigError, match="cuda_graphs: augmentation"):
         Trainer(plain, nn.SoftmaxCrossEntropy(), Momentum(plain.parameters()), cuda_graphs=True,
                 augment=lambda x, y, t: (x, y))
+    with pytest.raises(ConfigError, match="cuda_graphs: Lookahead decides on the host"):
+        Trainer(plain, nn.SoftmaxCrossEntropy(), Lookahead(Momentum(plain.parameters())), cuda_graphs=True)
+    clipped = Momentum(plain.parameters())
+    ClipGradients(norm=1.0).attach(clipped)
+    with pytest.raises(ConfigError, match="cuda_graphs: gradient clipping counts its steps on the host"):
+        Trainer(plain, nn.SoftmaxCrossEntropy(), clipped, cuda_graphs=True)
     tr = Trainer(plain, nn.SoftmaxCrossEntropy(), Momentum(plain.parameters()))
     with pytest.raises(ConfigError, match="capture needs a CUDA device"):
         GraphStep(tr, capture=True)
@@ -137,3 +143,28 @@ def test_captured_step_equals_the_eager_step_on_the_gpu() -> None:
     for (k, v), (_, v2) in zip(a.state_dict()[0].items(), b.state_dict()[0].items()):
         if v.is_floating_point():
             torch.testing.assert_close(v, v2, rtol=1e-5, atol=1e-6, equal_nan=True, msg=k)
+
+
+def test_a_schedule_changes_the_rates_a_captured_step_reads_in_place() -> None:
+    # A schedule sets the rate between steps with assign_hparam, which does not ask for a new capture: so
+    # every rate tensor the step reads -- the per-member rate and its multiples for lr_scale -- must keep
+    # its address and take the new values (a new tensor would leave the graph reading the old rate).
+    from trainlab.population import member_view
+
+    model = nn.Sequential([nn.Linear(D, 8), nn.ReLU(), nn.Linear(8, 4)])
+    model.build((D,), Population(2))
+    model.layers[2].weight.lr_scale = 0.3
+    opt = Momentum(model.parameters(), lr=[0.1, 0.2])
+    step = GraphStep(Trainer(model, nn.SoftmaxCrossEntropy(), opt, batch_size=50))
+    x, y = _data()
+    step.step(x[:50], y[:50])
+    key = step._key(x[:50], y[:50])
+    plain, scaled = opt._lr_view(3, 1.0), opt._lr_view(3, 0.3)
+    addresses = (plain.data_ptr(), scaled.data_ptr())
+    opt.assign_hparam("lr", torch.tensor([0.05, 0.07]))
+    assert step._key(x[:50], y[:50]) == key  # no new capture ...
+    assert (opt._lr_view(3, 1.0).data_ptr(), opt._lr_view(3, 0.3).data_ptr()) == addresses  # ... same tensors
+    assert torch.equal(opt._lr_view(3, 0.3), member_view(torch.tensor([0.05, 0.07]), 3) * 0.3)  # new values
+    opt.set_hparam("lr", [0.01, 0.02])
+    assert opt._lr_view(3, 0.3).data_ptr() == addresses[1]
+    assert torch.equal(opt._lr_view(3, 0.3), member_view(torch.tensor([0.01, 0.02]), 3) * 0.3)

@@ -99,7 +99,8 @@ class Optimizer:
         new = member_values(value, self.size, name=f"{type(self).__name__} {name}", device=old.device,
                             dtype=old.dtype, low=low, low_inclusive=low_inc, high=high, high_inclusive=high_inc)
         old.copy_(new)  # in place: cached views stay valid
-        self._views = {k: v for k, v in self._views.items() if not k[0].startswith("lr*")}  # scaled copies
+        if name == "lr":
+            self._refresh_scaled_lr()
         self._has_decay_cache = None  # weight_decay may have changed from or to zero
         self.version += 1
 
@@ -108,7 +109,16 @@ class Optimizer:
         schedule, which may reach a rate of exactly 0 (cosine's end) that :meth:`set_hparam` refuses."""
         self.hparams[name].copy_(values)
         if name == "lr":
-            self._views = {k: v for k, v in self._views.items() if not k[0].startswith("lr*")}
+            self._refresh_scaled_lr()
+
+    def _refresh_scaled_lr(self) -> None:
+        """Recompute the rates times ``lr_scale`` (see :meth:`_lr_view`) in place, not as new tensors: a
+        step captured as a CUDA graph reads them at their addresses, and a schedule changes the rate
+        between replays without a new capture (``assign_hparam`` does not bump :attr:`version`)."""
+        lr = self.hparams["lr"]
+        for (key, ndim), v in self._views.items():
+            if key.startswith("lr*"):
+                torch.mul(member_view(lr, ndim), float(key[3:]), out=v)  # as _lr_view computes it
 
     @property
     def lr(self) -> torch.Tensor:

@@ -24,13 +24,18 @@ restored after, so the warm-up changes nothing.
 
 Graphs are keyed by the batch shape, the optimizer's :attr:`~trainlab.optim.Optimizer.version`
 (bumped by ``set_active``, ``set_hparam``, ``load_state_dict``) and the parameters' ``trainable``
-flags; anything else that changes which kernels a step runs must go through those.
+flags; anything else that changes which kernels a step runs must go through those. A schedule's
+``assign_hparam`` writes the new rates into the tensors the graphs read, in place, and needs no
+new capture.
 
 Refused (one line, ``ConfigError``): layers that draw random numbers in training (dropout, noise,
 DropConnect: trainlab draws from one generator per member, and each would have to be registered
 with the graph -- ``CUDAGraph.register_generator_state`` -- and checked member by member, which is
-not done), augmentation (random, and may change shapes), and closure optimizers (L-BFGS's line
-search branches on loss values).
+not done), augmentation (random, and may change shapes), closure optimizers (L-BFGS's line
+search branches on loss values), Lookahead (it reads on the host, every step, which members
+synchronize) and gradient clipping (its step count for the ``grad_norm`` records is a Python
+number, which a replay would not advance). The CPU form refuses the same, so that its tests
+test what a GPU would run.
 
 On a CPU there is nothing to capture: the same static-buffer step runs eagerly, and gives
 bit-identical results to the normal step (``tests/train_tests/test_cuda_graphs.py``), which is
@@ -67,6 +72,14 @@ def check_capturable(trainer: Trainer) -> None:
     if getattr(trainer.optimizer, "needs_closure", False):
         raise ConfigError(f"cuda_graphs: {type(trainer.optimizer).__name__} re-evaluates the loss in a line "
                           f"search and cannot be captured; use a first-order optimizer")
+    from trainlab.optim import Lookahead
+
+    if isinstance(trainer.optimizer, Lookahead):
+        raise ConfigError("cuda_graphs: Lookahead decides on the host at every step which members synchronize "
+                          "and cannot be captured; train without cuda_graphs or without lookahead")
+    if getattr(trainer.optimizer, "clip", None) is not None:
+        raise ConfigError("cuda_graphs: gradient clipping counts its steps on the host (a replayed step would not "
+                          "count) and cannot be captured; train without cuda_graphs or without clipping")
 
 
 @dataclass

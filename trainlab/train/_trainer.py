@@ -32,7 +32,30 @@ def _closure_optimizer(optimizer: Optimizer) -> _ClosureOptimizer | None:
     return cast(_ClosureOptimizer, optimizer) if getattr(optimizer, "needs_closure", False) else None
 
 
-def as_arrays(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+class Batched(Protocol):
+    """Data with ``.x`` (inputs) and ``.y`` (targets), as :class:`trainlab.data.Arrays`."""
+
+    @property
+    def x(self) -> torch.Tensor: ...
+
+    @property
+    def y(self) -> torch.Tensor: ...
+
+
+#: what :meth:`Trainer.fit` takes for a split: an ``(x, y)`` pair or an object with ``.x``/``.y``
+Data = Batched | tuple[torch.Tensor, torch.Tensor] | Sequence[torch.Tensor]
+
+
+class BatchTransform(Protocol):
+    """A training-batch transform (data augmentation, :class:`trainlab.augment.Augmenter`):
+    ``augment(x (1, N, ...), y, trainer) -> (x', targets)``. It may also have ``state_dict`` /
+    ``load_state_dict``, saved in checkpoints."""
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, trainer: Any = ...) -> tuple[torch.Tensor, torch.Tensor]:
+        ...
+
+
+def as_arrays(data: Data | None, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Accept an object with ``.x``/``.y`` or an ``(x, y)`` pair."""
     if data is None:
         return None
@@ -96,7 +119,7 @@ class Trainer:
                  steps: int | None = None, batch_size: int = 100, seed: int = 0, eval_every: int | None = None,
                  eval_train: bool = True, eval_batch_size: int = 1000, progress: bool = False,
                  callbacks: Sequence[Callback] = (), regularizers: Sequence[Regularizer] = (),
-                 augment: Any = None, live: bool = False, sinks: Sequence[Callback] = (),
+                 augment: BatchTransform | None = None, live: bool = False, sinks: Sequence[Callback] = (),
                  labels: Sequence[str] | None = None, diverge_factor: float = 1000.0,
                  diverge_evaluations: int = 2, cuda_graphs: bool = False) -> None:
         if model.population is None:
@@ -268,7 +291,7 @@ class Trainer:
         return total
 
     # ---- training -----------------------------------------------------------------------
-    def fit(self, train: Any, val: Any = None, test: Any = None) -> History:
+    def fit(self, train: Data, val: Data | None = None, test: Data | None = None) -> History:
         """Train on ``train``; evaluate on ``val`` (and ``test``) as it goes. Returns the History.
 
         Calling ``fit`` again (or after :meth:`load_state_dict`) continues where training

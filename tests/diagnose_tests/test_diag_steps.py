@@ -393,3 +393,18 @@ def test_history_reading_is_a_unit_and_draws_the_curves(tmp_path, capsys):
     assert main(["doctor", "--history", str(run), "--json", "--out", str(tmp_path / "out")]) == 0
     assert json.loads(capsys.readouterr().out)["findings"][0]["code"] == "loss_rising"
     assert (tmp_path / "out" / "history_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_doctor_takes_a_run_config_and_diagnoses_one_member():
+    from trainlab.config import RunConfig
+    from trainlab.diagnose import DoctorOptions, doctor
+
+    cfg = RunConfig.load("examples/healthy.toml", ["data.train=300", "data.val=100", "data.test=100"])
+    pop = cfg.as_population({"optim.lr": [0.05, 0.2]})
+    rep = doctor(pop, steps="1", options=DoctorOptions.quick(member=1), overrides=["model.dropout=0.1"])
+    rep.close_figures()
+    assert rep.source == "<config>" and isinstance(rep.config, RunConfig)
+    assert rep.config.size == 1 and rep.config.optim.lr == 0.2 and rep.config.model.dropout == 0.1
+    assert rep.step(1).numbers["regularization_turned_off"] == ["model.dropout"]
+    assert rep.to_dict()["config"]["optim"]["lr"] == 0.2
+    assert pop.model.dropout == 0.0  # the given config is not edited

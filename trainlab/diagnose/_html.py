@@ -7,6 +7,8 @@ import html
 import json
 from typing import TYPE_CHECKING, Any
 
+from trainlab.diagnose._fixes import format_fixes
+
 if TYPE_CHECKING:
     from trainlab.diagnose._doctor import DoctorReport
 
@@ -75,8 +77,6 @@ def render_html(report: DoctorReport, pngs: dict[str, bytes]) -> str:
         out.append(f"<details><summary>numbers</summary><table>{rows}</table></details></section>")
     fixes = getattr(report, "fixes", [])
     if fixes:
-        from trainlab.diagnose._fixes import format_fixes
-
         out.append(f"<section id='fixes'><h2>Fixes, in the order to apply them</h2><pre>{e(format_fixes(fixes))}"
                    "</pre></section>")
     out.append("<section><details><summary>the diagnosed config (one member)</summary><pre>"

@@ -177,6 +177,11 @@ def _config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix[:-1]} ({b!r} in the run, {a!r} now)"]
 
 
+def _release_all(locks: list[Any]) -> None:
+    for lk in locks:
+        lk.release()
+
+
 def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, progress: bool = False,
               resume: bool = False, overwrite: bool = False,
               on_start: Callable[[Path], None] | None = None, members: str = "auto") -> tuple[Run, dict[str, Any]]:
@@ -216,7 +221,7 @@ def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, pro
     locks = [lock]
     try:
         with contextlib.ExitStack() as cleanup:
-            cleanup.callback(lambda: [lk.release() for lk in locks])
+            cleanup.callback(_release_all, locks)  # at exit: also the staging lock _train_run may add
             return _train_run(config, out, progress=progress, resume=resume, overwrite=overwrite,
                               created=created, locks=locks, resume_cmd=resume_cmd, on_start=on_start,
                               members=members)

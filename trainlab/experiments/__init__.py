@@ -32,15 +32,10 @@ from trainlab.experiments._core import (
     as_preset,
 )
 
+from trainlab.experiments import _core
+
 __all__ = [
-    "PRESETS",
-    "Preset",
-    "Check",
-    "Figure",
-    "Result",
-    "Experiment",
-    "Registry",
-    "NotAvailable",
+    *_core.__all__,
     "REGISTRY",
     "BUILTIN",
     "as_preset",

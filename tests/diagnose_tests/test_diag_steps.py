@@ -339,6 +339,7 @@ def test_probes_leave_the_model_state_and_settings_bitwise_unchanged(extra):
     from trainlab.build import build_run
     from trainlab.config import RunConfig
     from trainlab.diagnose import probe_model
+    from trainlab.diagnose._bn_batch import measure as _bn_measure
     from trainlab.diagnose._step_initial import init_probe
     from trainlab.diagnose._step_range import states_equal
 
@@ -348,6 +349,8 @@ def test_probes_leave_the_model_state_and_settings_bitwise_unchanged(extra):
     before, settings, rng = _state(run.model), _settings(run.model), run.model.population.get_state()
     probe_model(run.model, x, gradients=False)
     init_probe(run, x, y)
+    bn = _bn_measure(run.model, x, 4)
+    assert (bn is not None) == ("batchnorm" in " ".join(extra))
     assert states_equal(before, _state(run.model))
     assert _settings(run.model) == settings
     after_rng = run.model.population.get_state()

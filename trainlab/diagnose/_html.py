@@ -5,14 +5,30 @@ from __future__ import annotations
 import base64
 import html
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from trainlab.diagnose._fixes import format_fixes
+from trainlab.diagnose._step import StepResult
 
-if TYPE_CHECKING:
-    from trainlab.diagnose._doctor import DoctorReport
+__all__ = ["render_html", "HtmlReport"]
 
-__all__ = ["render_html"]
+
+class HtmlReport(Protocol):
+    """What the page shows of a :class:`~trainlab.diagnose.DoctorReport` (a protocol, so this module does not
+    import the driver that imports it)."""
+
+    source: str
+    steps: list[StepResult]
+    seconds: float
+    environment: dict[str, Any]
+
+    @property
+    def verdict(self) -> str: ...
+
+    @property
+    def fixes(self) -> list[dict[str, Any]]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 _CSS = """
 body { margin: 0; color: #1d2327; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; }
@@ -43,7 +59,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def render_html(report: DoctorReport, pngs: dict[str, bytes]) -> str:
+def render_html(report: HtmlReport, pngs: dict[str, bytes]) -> str:
     """The whole report as one HTML string; ``pngs`` maps figure file names to PNG bytes."""
     e = html.escape
     out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",

@@ -5,7 +5,6 @@ rule that the doctor's probes observe a model without changing it."""
 from __future__ import annotations
 
 import ast
-import copy
 import math
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import torch
 from trainlab.diagnose import Finding, Severity
 from trainlab.diagnose._bn_batch import BT
 from trainlab.diagnose._doctor import STEPS
-from trainlab.diagnose._findings import T
 from trainlab.diagnose._lr_range import LRRangeResult
 from trainlab.diagnose._severity import worst
 from trainlab.diagnose._step import HistoryArrays, StepResult

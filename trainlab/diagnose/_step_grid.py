@@ -6,7 +6,7 @@ The regularization the grids vary is the strongest one present in the config (:f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 

@@ -5,7 +5,6 @@ rule that the doctor's probes observe a model without changing it."""
 from __future__ import annotations
 
 import ast
-import copy
 import math
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import torch
 from trainlab.diagnose import Finding, Severity
 from trainlab.diagnose._bn_batch import BT
 from trainlab.diagnose._doctor import STEPS
-from trainlab.diagnose._findings import T
 from trainlab.diagnose._lr_range import LRRangeResult
 from trainlab.diagnose._severity import worst
 from trainlab.diagnose._step import HistoryArrays, StepResult
@@ -339,6 +337,7 @@ def test_probes_leave_the_model_state_and_settings_bitwise_unchanged(extra):
     from trainlab.build import build_run
     from trainlab.config import RunConfig
     from trainlab.diagnose import probe_model
+    from trainlab.diagnose._bn_batch import measure as _bn_measure
     from trainlab.diagnose._step_initial import init_probe
     from trainlab.diagnose._step_range import states_equal
 
@@ -348,6 +347,8 @@ def test_probes_leave_the_model_state_and_settings_bitwise_unchanged(extra):
     before, settings, rng = _state(run.model), _settings(run.model), run.model.population.get_state()
     probe_model(run.model, x, gradients=False)
     init_probe(run, x, y)
+    bn = _bn_measure(run.model, x, 4)
+    assert (bn is not None) == ("batchnorm" in " ".join(extra))
     assert states_equal(before, _state(run.model))
     assert _settings(run.model) == settings
     after_rng = run.model.population.get_state()
@@ -393,3 +394,18 @@ def test_history_reading_is_a_unit_and_draws_the_curves(tmp_path, capsys):
     assert main(["doctor", "--history", str(run), "--json", "--out", str(tmp_path / "out")]) == 0
     assert json.loads(capsys.readouterr().out)["findings"][0]["code"] == "loss_rising"
     assert (tmp_path / "out" / "history_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_doctor_takes_a_run_config_and_diagnoses_one_member():
+    from trainlab.config import RunConfig
+    from trainlab.diagnose import DoctorOptions, doctor
+
+    cfg = RunConfig.load("examples/healthy.toml", ["data.train=300", "data.val=100", "data.test=100"])
+    pop = cfg.as_population({"optim.lr": [0.05, 0.2]})
+    rep = doctor(pop, steps="1", options=DoctorOptions.quick(member=1), overrides=["model.dropout=0.1"])
+    rep.close_figures()
+    assert rep.source == "<config>" and isinstance(rep.config, RunConfig)
+    assert rep.config.size == 1 and rep.config.optim.lr == 0.2 and rep.config.model.dropout == 0.1
+    assert "model.dropout" in rep.step(1).numbers["regularization_turned_off"]
+    assert rep.to_dict()["config"]["optim"]["lr"] == 0.2
+    assert pop.model.dropout == 0.0  # the given config is not edited

@@ -22,7 +22,7 @@ recovers most of the gap, or says that none recovers half and shows the table.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import itertools
 import json
 import math

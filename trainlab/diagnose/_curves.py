@@ -112,7 +112,7 @@ def curves_from_history(history: Mapping[str, Any], member: int = 0) -> Curves:
         raise ConfigError(f"--member {member} does not exist: this run has {size} member(s) (0..{size - 1})")
     recs = list(history.get("records", []))
     info = dict(history.get("info", {}))
-    series = {m: [r[m][member] if isinstance(r.get(m), list) else None for r in recs]
+    series: dict[str, Any] = {m: [r[m][member] if isinstance(r.get(m), list) else None for r in recs]
               for m in _METRICS if any(isinstance(r.get(m), list) for r in recs)}
     return Curves(epoch=[float(r["epoch"]) for r in recs], member=member, info=info, batch_size=info.get("batch_size"),
                   diverged=history.get("diverged", {}).get(str(member)), **series)
@@ -129,7 +129,7 @@ def _from_jsonl(path: Path, member: int) -> Curves:
     rows = [r for r in rows if r.get("member") == member]
     if not rows:
         raise ConfigError(f"{path}: no evaluations of member {member}")
-    series = {m: [r.get(m) for r in rows] for m in _METRICS if any(m in r for r in rows)}
+    series: dict[str, Any] = {m: [r.get(m) for r in rows] for m in _METRICS if any(m in r for r in rows)}
     return Curves(epoch=[float(r["epoch"]) for r in rows], member=member, **series)
 
 

@@ -193,7 +193,7 @@ def judge(data: Mapping[str, Any]) -> list[Finding]:
             f.append(Finding("leakage", sev,
                              f"{d['count']} {k} images ({d['fraction']:.1%}) are exact duplicates of training images: "
                              f"the {k} score is inflated (the model has seen them)",
-                             f"remove the duplicates from the training split (planted here by data.leak; set it to 0)",
+                             "remove the duplicates from the training split (planted here by data.leak; set it to 0)",
                              {"split": k, **d}, fix=_fix(["data.leak=0.0"])))
     q = data.get("label_noise_estimate")
     if q is not None and math.isfinite(q) and q > DT.NOISE_WARN:

@@ -40,6 +40,8 @@ import torch
 
 from trainlab.build import resolve_device
 from trainlab.config import RunConfig, apply_overrides, parse_override
+from trainlab.diagnose._fixes import format_fixes, order_fixes
+from trainlab.diagnose._html import render_html
 from trainlab.diagnose._options import DoctorOptions
 from trainlab.diagnose._severity import Severity, worst
 from trainlab.diagnose._step import STEP_NAMES, Context, Step, StepResult, jsonable
@@ -51,6 +53,7 @@ from trainlab.diagnose._step_initial import InitialLoss
 from trainlab.diagnose._step_overfit import Overfit
 from trainlab.diagnose._step_range import LRRange
 from trainlab.errors import ConfigError
+from trainlab.io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["DoctorOptions", "StepResult", "DoctorReport", "doctor", "STEP_NAMES", "STEPS", "format_step",
            "parse_steps"]
@@ -83,8 +86,6 @@ class DoctorReport:
     @property
     def fixes(self) -> list[dict[str, Any]]:
         """Every finding's fix, in the order to apply them (:func:`~trainlab.diagnose._fixes.order_fixes`)."""
-        from trainlab.diagnose._fixes import order_fixes
-
         return order_fixes([(s.number, f) for s in self.steps for f in s.findings])
 
     def step(self, number: int) -> StepResult:
@@ -100,17 +101,12 @@ class DoctorReport:
 
     def text(self) -> str:
         """The console report: one block per step, then the overall verdict."""
-        from trainlab.diagnose._fixes import format_fixes
-
         blocks = [format_step(s) for s in self.steps]
         fx = format_fixes(self.fixes)
         return "\n\n".join(blocks + ([fx] if fx else []) + [f"verdict: {self.verdict.upper()}  ({self.seconds:.1f} s)"])
 
     def save(self, out: str | Path) -> Path:
         """Write ``doctor.json``, ``doctor.html`` and the figures (``doctor_<step>_<name>.png``) to ``out``."""
-        from trainlab.diagnose._html import render_html
-        from trainlab.io import atomic_write_text
-
         out = Path(out)
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -123,7 +119,7 @@ class DoctorReport:
                 fig.savefig(buf, format="png", dpi=90)
                 pngs[f"doctor_{s.number}_{name}.png"] = buf.getvalue()
         for fname, data in pngs.items():
-            (out / fname).write_bytes(data)
+            atomic_write_bytes(out / fname, data)
         atomic_write_text(out / "doctor.json", json.dumps(self.to_dict(), indent=1))
         atomic_write_text(out / "doctor.html", render_html(self, pngs))
         return out

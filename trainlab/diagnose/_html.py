@@ -5,12 +5,30 @@ from __future__ import annotations
 import base64
 import html
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from trainlab.diagnose._doctor import DoctorReport
+from trainlab.diagnose._fixes import format_fixes
+from trainlab.diagnose._step import StepResult
 
-__all__ = ["render_html"]
+__all__ = ["render_html", "HtmlReport"]
+
+
+class HtmlReport(Protocol):
+    """What the page shows of a :class:`~trainlab.diagnose.DoctorReport` (a protocol, so this module does not
+    import the driver that imports it)."""
+
+    source: str
+    steps: list[StepResult]
+    seconds: float
+    environment: dict[str, Any]
+
+    @property
+    def verdict(self) -> str: ...
+
+    @property
+    def fixes(self) -> list[dict[str, Any]]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 _CSS = """
 body { margin: 0; color: #1d2327; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; }
@@ -41,7 +59,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def render_html(report: DoctorReport, pngs: dict[str, bytes]) -> str:
+def render_html(report: HtmlReport, pngs: dict[str, bytes]) -> str:
     """The whole report as one HTML string; ``pngs`` maps figure file names to PNG bytes."""
     e = html.escape
     out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -75,8 +93,6 @@ def render_html(report: DoctorReport, pngs: dict[str, bytes]) -> str:
         out.append(f"<details><summary>numbers</summary><table>{rows}</table></details></section>")
     fixes = getattr(report, "fixes", [])
     if fixes:
-        from trainlab.diagnose._fixes import format_fixes
-
         out.append(f"<section id='fixes'><h2>Fixes, in the order to apply them</h2><pre>{e(format_fixes(fixes))}"
                    "</pre></section>")
     out.append("<section><details><summary>the diagnosed config (one member)</summary><pre>"

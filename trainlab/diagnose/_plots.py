@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from trainlab.diagnose._findings import CurveSource
-    from trainlab.diagnose._lr_range import LRRangeResult
 
 __all__ = ["plot_activation_grid", "plot_probe_series", "plot_weight_histograms", "plot_lr_range", "plot_grid",
            "plot_curves", "plot_overfit"]
@@ -157,7 +156,18 @@ def plot_probe_series(probe_data: Mapping[str, Any], *, member: int = 0, title: 
     return fig
 
 
-def plot_lr_range(result: LRRangeResult, ax_curves: Axes | None = None, ax_final: Axes | None = None
+class RangeCurves(Protocol):
+    """What the range test's figure reads of a :class:`~trainlab.diagnose.LRRangeResult` (a protocol: the
+    result's ``plot`` method calls this module, so this module does not import the result's)."""
+
+    lrs: list[float]
+    losses: np.ndarray
+    smoothed: np.ndarray
+    status: list[str]
+    suggestion: float | None
+
+
+def plot_lr_range(result: RangeCurves, ax_curves: Axes | None = None, ax_final: Axes | None = None
                   ) -> Figure:
     """The range test: loss per iteration at each rate (left), final loss vs rate (right); on the given axes
     (then the figure they belong to is returned) or a new figure."""

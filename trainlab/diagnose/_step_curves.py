@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from trainlab.diagnose._findings import Finding, probe_findings, read_curves
+from trainlab.diagnose._plots import plot_activation_grid, plot_curves, plot_probe_series
 from trainlab.diagnose._probe import Probe, probe_model
 from trainlab.diagnose._severity import Severity
 from trainlab.diagnose._step import Context, Figures, HistoryArrays, Step, StepLoss, build, member_value
@@ -99,8 +100,6 @@ class CurvesStep(Step[CurvesData]):
         return out
 
     def figures(self, data: CurvesData) -> Figures:
-        from trainlab.diagnose._plots import plot_activation_grid, plot_curves, plot_probe_series
-
         findings = self.judge(data)
         E = next((f.numbers.get("early_stop_epoch") for f in findings if f.code == "overfitting"), None)
         return {"curves": (plot_curves(data.history, early_stop_epoch=E, title="the config as given"),

@@ -6,14 +6,16 @@ The regularization the grids vary is the strongest one present in the config (:f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from trainlab.config import RunConfig
+from trainlab.diagnose._ablation import override_text
 from trainlab.diagnose._findings import Finding
+from trainlab.diagnose._plots import plot_curves, plot_grid
 from trainlab.diagnose._severity import Severity
 from trainlab.diagnose._step import Context, Figures, HistoryArrays, Step, build
 
@@ -145,8 +147,6 @@ class _Grid(Step[GridData]):
                             "lower the learning rates (see the LR range test)")]
         findings = _edge_notes(data.lrs, data.best_index[1])
         if not data.coarse and "best_val_acc" in best:
-            from trainlab.diagnose._ablation import override_text
-
             rk = data.reg_key
             findings.append(Finding("grid_best", Severity.INFO,
                                     f"the refined grid's best member: lr {best['lr']:.3g}, {rk} "
@@ -182,8 +182,6 @@ class _Grid(Step[GridData]):
                 "score": score.tolist(), "best": data.best, "diverged": sorted(data.history.diverged)}
 
     def figures(self, data: GridData) -> Figures:
-        from trainlab.diagnose._plots import plot_curves, plot_grid
-
         best = data.best
         if best is None:
             return {}

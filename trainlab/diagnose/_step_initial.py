@@ -18,6 +18,7 @@ import torch
 from trainlab.build import Run
 from trainlab.diagnose import _bn_batch
 from trainlab.diagnose._findings import Finding, T, probe_findings
+from trainlab.diagnose._plots import plot_activation_grid
 from trainlab.diagnose._probe import layer_table, probe_model
 from trainlab.diagnose._severity import Severity
 from trainlab.diagnose._step import Context, Figures, Step, build, member_value
@@ -136,8 +137,6 @@ class InitialLoss(Step[InitialLossData]):
         return nums
 
     def figures(self, data: InitialLossData) -> Figures:
-        from trainlab.diagnose._plots import plot_activation_grid
-
         probe = {"layers": data.table, "records": [{"step": 0, "at": "begin", **data.probe}]}
         return {"activations": (plot_activation_grid(probe, title="activations of the untrained net, per layer"),
                                 "Activation histograms of every layer of the untrained net (regularization off), on "

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from trainlab.diagnose._findings import Finding, T, exploded_at, probe_findings
+from trainlab.diagnose._plots import plot_activation_grid, plot_overfit, plot_probe_series
 from trainlab.diagnose._probe import Probe, probe_model
 from trainlab.diagnose._severity import Severity, worst
 from trainlab.diagnose._step import Context, Figures, SampleAccuracy, Step, StepLoss, build, fmt_acc, member_value
@@ -242,8 +243,6 @@ class Overfit(Step[OverfitData]):
         }
 
     def figures(self, data: OverfitData) -> Figures:
-        from trainlab.diagnose._plots import plot_activation_grid, plot_overfit, plot_probe_series
-
         m0, n = data.member, data.examples
         return {"loss": (plot_overfit(data.step_losses, data.lrs, member=m0,
                                       title=f"overfitting {n} examples (regularization off)"),

@@ -15,6 +15,7 @@ import torch
 
 from trainlab.diagnose._findings import Finding
 from trainlab.diagnose._lr_range import LRRangeResult, log_grid, lr_range_test
+from trainlab.diagnose._plots import plot_lr_range
 from trainlab.diagnose._severity import Severity
 from trainlab.diagnose._step import Context, Figures, Step, build
 
@@ -120,8 +121,6 @@ class LRRange(Step[RangeData]):
                 "regularization_turned_off": list(data.regularization_turned_off)}
 
     def figures(self, data: RangeData) -> Figures:
-        from trainlab.diagnose._plots import plot_lr_range
-
         res = data.result
         return {"lr_range": (plot_lr_range(res),
                              f"LR range test: {len(res.lrs)} members, one per rate, from the same weights on the same "

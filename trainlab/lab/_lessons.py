@@ -9,12 +9,12 @@ and never waits on. The worker writes everything into its lesson directory under
 * ``lesson.json``: what was started (experiment, title, claim, source, docs page, preset, time);
 * ``events.jsonl``: one JSON object per line, in order (the page's feed; see below);
 * ``result.json``: the experiment's entry as ``trainlab reproduce`` writes it in results.json
-  (:func:`trainlab.report._reproduce.experiment_entry`: settings, numbers, checks, status);
+  (:func:`trainlab.report.experiment_entry`: settings, numbers, checks, status);
 * ``figures/fig-NN.png``: its figures, drawn by the experiment's own ``plot``;
 * ``.trainlab.lock``: held by the worker while it runs (the same ``flock`` a training holds), so a
   lesson is known to be running -- or to have died -- after the page or the server restarts.
 
-The checks come from :func:`trainlab.experiments._core.observe_checks`: each :class:`Check` is
+The checks come from :func:`trainlab.experiments.observe_checks`: each :class:`Check` is
 reported the moment it is made, i.e. once its measurement exists, before the experiment returns.
 Observing changes nothing the experiment computes (tests/lab_tests/test_lessons.py compares the
 verdicts with and without it).
@@ -216,9 +216,8 @@ def run_lesson(directory: str | Path, name: str, preset: str = "quick") -> str:
     import matplotlib.pyplot as plt
 
     from trainlab._rundir import RunLock
-    from trainlab.experiments import REGISTRY
-    from trainlab.experiments._core import Preset, observe_checks
-    from trainlab.report._reproduce import experiment_entry
+    from trainlab.experiments import REGISTRY, Preset, observe_checks
+    from trainlab.report import experiment_entry
 
     d = Path(directory)
     lock = RunLock(d).acquire()
@@ -293,7 +292,7 @@ def _procs(state: Any) -> dict[str, Any]:
     return procs
 
 
-def start_lesson(root: Path, name: str, preset: str = "quick", *, state: Any = None,
+def start_lesson(root: Path, name: object, preset: object = "quick", *, state: Any = None,
                  max_running: int = MAX_LESSONS) -> dict[str, Any]:
     """Start experiment ``name`` as a lesson in a new worker process; returns its lesson info at once."""
     import multiprocessing
@@ -303,7 +302,7 @@ def start_lesson(root: Path, name: str, preset: str = "quick", *, state: Any = N
     if not isinstance(name, str) or name not in REGISTRY:
         known = ", ".join(REGISTRY)
         raise LessonError(f"unknown experiment {name!r} (known: {known})", 404)
-    if preset not in LESSON_PRESETS:
+    if not isinstance(preset, str) or preset not in LESSON_PRESETS:
         raise LessonError(f"preset must be one of {', '.join(LESSON_PRESETS)}, got {preset!r}", 400)
     exp = REGISTRY[name]
     ok, why = exp.available()

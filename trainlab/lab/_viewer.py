@@ -21,11 +21,11 @@ Members carry the labels of :mod:`trainlab.labels` (from the metrics lines, ``su
 checkpoint, or computed from ``config.toml`` before the first evaluation).
 
 **Studies.** A directory with ``study.db`` (the SQLite storage ``trainlab tune --out DIR`` keeps there).
-It is opened with the search's own :func:`~trainlab.search._storage.open_storage`, read with the
+It is opened with the search's own :func:`~trainlab.search.open_storage`, read with the
 search's ledger (:class:`~trainlab.search.Ledger`: one status per slot), its best trial
-(:func:`~trainlab.search._results.best_trial`), the running-vs-dead test the tuner applies to its own
+(:func:`~trainlab.search.best_trial`), the running-vs-dead test the tuner applies to its own
 trials (``StudyStorage.stale_trials``), and parameter importance exactly as the study's report
-computes it (:func:`~trainlab.search._report.param_importances`, fANOVA). ``Tuner.snapshot()`` itself
+computes it (:func:`~trainlab.search.param_importances`, fANOVA). ``Tuner.snapshot()`` itself
 is not used: it needs the search config, which the study's directory does not hold; everything it
 reads (trials, study attributes, the spec stored in them) is read here the same way.
 
@@ -243,7 +243,7 @@ def run_info(root: Path, d: Path, *, summary: bool = False) -> dict[str, Any]:
 
 # ---- studies ---------------------------------------------------------------------------------------
 def _open_study_storage(db: Path) -> Any:
-    from trainlab.search._storage import open_storage
+    from trainlab.search import open_storage
 
     return open_storage(str(db))
 
@@ -252,10 +252,8 @@ def _study_payload(store: Any, study_name: str | None, *, importance: bool) -> d
     """One study of an open storage: trials, ledger counts, best, importance (see the module docstring)."""
     from optuna.trial import TrialState
 
-    from trainlab.search._report import param_importances
-    from trainlab.search._results import Ledger, best_trial
-    from trainlab.search._space import SearchSpace
-    from trainlab.search._vocab import BUDGET, FINAL, SEED, SLOT, SPEC, SlotState
+    from trainlab.search import (BUDGET, FINAL, SEED, SLOT, SPEC, Ledger, SearchSpace, SlotState, best_trial,
+                                 param_importances)
 
     st = store.storage
     studies = st.get_all_studies()

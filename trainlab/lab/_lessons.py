@@ -16,13 +16,20 @@ and never waits on. The worker writes everything into its lesson directory under
 
 The checks come from :func:`trainlab.experiments.observe_checks`: each :class:`Check` is
 reported the moment it is made, i.e. once its measurement exists, before the experiment returns.
-Observing changes nothing the experiment computes (tests/lab_tests/test_lessons.py compares the
-verdicts with and without it).
+The trainings that lead to them come from :func:`trainlab.train.watch_training`: every Trainer the
+experiment builds also reports to the lesson (a report-only callback), so the page shows each
+training's curves while it runs. Observing changes nothing the experiment computes
+(tests/lab_tests/test_lessons.py compares the verdicts with and without it).
 
 Events (every one has ``event`` and ``t``, seconds since the lesson started):
 
 =================  ===============================================================================
 ``start``          ``experiment``, ``preset``, ``pid``, ``expected_seconds`` (run_times.json, quick)
+``train``          ``phase`` (begin / end), ``index`` (the experiment's n-th training), ``members``,
+                   ``labels``, ``total_steps``, ``steps_per_epoch`` (begin) or ``step`` (end)
+``progress``       ``index``, ``step``, ``epoch``, ``total_steps``, and one value per member of
+                   ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` (those evaluated)
+``diverged``       ``index``, ``step``, ``members``
 ``check``          ``check``: ``{name, claim, op, threshold, measured, passed, explanation, unit}``
 ``result``         ``status`` (held / did not hold), ``passed``, ``checks`` (the final list: an
                    experiment may remake a check, and this is the word that stands), ``summary``,
@@ -206,6 +213,55 @@ class _Feed:
         self.f.close()
 
 
+def _training_feed(feed: "_Feed") -> Any:
+    """A report-only :class:`~trainlab.train.Callback` that tells the feed about every training the experiment
+    runs: ``train`` (begin / end), ``progress`` (its evaluations, at most four a second, the last always)
+    and ``diverged``. A failure here is logged, never raised into the experiment."""
+    from trainlab.train import Callback
+
+    class TrainingFeed(Callback):
+        def __init__(self) -> None:
+            self.index = 0
+            self.last = 0.0
+
+        def _send(self, event: str, **data: Any) -> None:
+            try:
+                feed(event, **data)
+            except Exception:
+                import logging
+
+                logging.getLogger("trainlab.lab").warning("a lesson's training event was lost", exc_info=True)
+
+        def on_train_begin(self, trainer: Any) -> None:
+            self.index += 1
+            self.last = 0.0
+            info = trainer.history.info
+            self._send("train", phase="begin", index=self.index, members=int(trainer.model.size),
+                       labels=list(trainer.labels) if trainer.labels is not None else None,
+                       total_steps=info.get("total_steps"), steps_per_epoch=info.get("steps_per_epoch"))
+
+        def on_evaluate(self, trainer: Any, record: dict[str, Any]) -> None:
+            now = time.perf_counter()
+            total = trainer.history.info.get("total_steps")
+            if now - self.last < 0.25 and record.get("step") != total:
+                return
+            self.last = now
+            self._send("progress", index=self.index, total_steps=total,
+                       **{k: v for k, v in record.items() if k in _PROGRESS_KEYS})
+
+        def on_diverged(self, trainer: Any, members: list[int]) -> None:
+            self._send("diverged", index=self.index, step=int(trainer.step), members=list(members))
+
+        def on_train_end(self, trainer: Any) -> None:
+            self._send("train", phase="end", index=self.index, step=int(trainer.step))
+
+    return TrainingFeed()
+
+
+#: what a progress event carries of an evaluation record (one value per member for the losses/accuracies)
+_PROGRESS_KEYS = ("step", "epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+
+
 def run_lesson(directory: str | Path, name: str, preset: str = "quick") -> str:
     """Run experiment ``name`` at ``preset`` into the lesson ``directory`` (the worker's body; also callable
     in-process). Returns the final status (done / failed / interrupted); never raises for the
@@ -218,6 +274,7 @@ def run_lesson(directory: str | Path, name: str, preset: str = "quick") -> str:
     from trainlab._rundir import RunLock
     from trainlab.experiments import REGISTRY, Preset, observe_checks
     from trainlab.report import experiment_entry
+    from trainlab.train import watch_training
 
     d = Path(directory)
     lock = RunLock(d).acquire()
@@ -227,7 +284,7 @@ def run_lesson(directory: str | Path, name: str, preset: str = "quick") -> str:
         exp = REGISTRY.get_experiment(name)
         feed("start", experiment=name, preset=preset, pid=os.getpid(),
              expected_seconds=_run_times().get(name) if preset == "quick" else None)
-        with observe_checks(lambda c: feed("check", check=c)):
+        with observe_checks(lambda c: feed("check", check=c)), watch_training(_training_feed(feed)):
             result = exp.run(Preset(name=preset))
         verdict = "held" if result.passed else "did not hold"
         feed("result", status=verdict, passed=result.passed, checks=[c.to_dict() for c in result.checks],

@@ -31,6 +31,7 @@
   }
 
   let catalog = [], runs = [], chosen = null, live = null;
+  let trainChart = null;   // one chart on one canvas, reused by every training of every lesson
 
   // ---- the catalog ------------------------------------------------------------------------------
   async function loadCatalog() {
@@ -147,6 +148,15 @@
     if (!running) $("#live-progress > div").style.width = "100%";
   }
 
+  function trainNote() {
+    const t = live && live.training;
+    if (!t) return;
+    const epochs = t.total && t.perEpoch ? Math.ceil(t.total / t.perEpoch) : null;
+    $("#train-note").textContent = `training ${t.index} · ${t.members} member(s)` +
+      (t.epoch !== undefined ? ` · epoch ${num(t.epoch)}${epochs ? ` of ${epochs}` : ""}` : "") +
+      (t.ended !== undefined ? " · done" : "");
+  }
+
   function tick() {
     if (!live || !live.t0 || live.measured !== undefined) return;
     const t = (performance.now() - live.t0) / 1000 + (live.tStart || 0);
@@ -167,6 +177,10 @@
     $("#fig-title").hidden = true;
     $("#live-verdict").hidden = true;
     $("#live-count").textContent = "";
+    $("#train-note").textContent = "";
+    $("#train-charts").hidden = true;
+    $("#train-none").hidden = false;
+    if (trainChart) trainChart.setSeries([]);
     $("#live-time").textContent = "";
     $("#live-progress > div").style.width = "0";
     setStatus("starting");
@@ -185,6 +199,41 @@
       live.t0 = performance.now();
       live.tStart = e.t || 0;
       live.timer = setInterval(tick, 500);
+    });
+    on("train", e => {
+      if (e.phase === "begin") {
+        live.training = {index: e.index, members: e.members, total: e.total_steps, perEpoch: e.steps_per_epoch,
+                         names: Array.from({length: e.members}, (_, i) => (e.labels && e.labels[i]) || `member ${i}`)};
+        $("#train-none").hidden = true;
+        $("#train-charts").hidden = false;
+        if (!trainChart) trainChart = TLPlot.lineChart($("#train-chart"), {title: "", xLabel: "epoch", yLabel: "loss"});
+        const colors = TLPlot.colors(e.members);
+        trainChart.setSeries(live.training.names.map((n, i) => ({name: n, color: colors[i], points: [], marks: []})));
+        live.metric = null;
+        trainNote();
+      } else if (live.training) {
+        live.training.ended = e.step;
+        trainNote();
+      }
+    });
+    on("progress", e => {
+      const t = live.training;
+      if (!t || !trainChart) return;
+      const key = live.metric || (e.val_loss ? "val_loss" : e.train_loss ? "train_loss" : null);
+      if (!key || !e[key]) return;
+      if (!live.metric) {
+        live.metric = key;
+        trainChart.opts.title = `training ${t.index}: ${key === "val_loss" ? "validation" : "training"} loss per member`;
+        trainChart.opts.yLabel = key;
+      }
+      e[key].forEach((v, i) => trainChart.addPoints(t.names[i], [[e.epoch, v]]));
+      t.step = e.step;
+      t.epoch = e.epoch;
+      trainNote();
+    });
+    on("diverged", e => {
+      const t = live.training;
+      if (t && trainChart) for (const m of e.members) trainChart.mark(t.names[m], (e.step || 0) / (t.perEpoch || 1), "diverged");
     });
     on("check", e => showCheck(e.check));
     on("result", e => {

@@ -28,7 +28,8 @@ Events (every one has ``event`` and ``t``, seconds since the lesson started):
 ``train``          ``phase`` (begin / end), ``index`` (the experiment's n-th training), ``members``,
                    ``labels``, ``total_steps``, ``steps_per_epoch`` (begin) or ``step`` (end)
 ``progress``       ``index``, ``step``, ``epoch``, ``total_steps``, and one value per member of
-                   ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` (those evaluated)
+                   ``batch_loss`` (the last batch's loss: at most four a second while it trains) or,
+                   at an evaluation, also ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``
 ``diverged``       ``index``, ``step``, ``members``
 ``check``          ``check``: ``{name, claim, op, threshold, measured, passed, explanation, unit}``
 ``result``         ``status`` (held / did not hold), ``passed``, ``checks`` (the final list: an
@@ -223,6 +224,7 @@ def _training_feed(feed: "_Feed") -> Any:
         def __init__(self) -> None:
             self.index = 0
             self.last = 0.0
+            self.evaluated_at = -1
 
         def _send(self, event: str, **data: Any) -> None:
             try:
@@ -235,18 +237,37 @@ def _training_feed(feed: "_Feed") -> Any:
         def on_train_begin(self, trainer: Any) -> None:
             self.index += 1
             self.last = 0.0
+            self.evaluated_at = -1
             info = trainer.history.info
             self._send("train", phase="begin", index=self.index, members=int(trainer.model.size),
                        labels=list(trainer.labels) if trainer.labels is not None else None,
                        total_steps=info.get("total_steps"), steps_per_epoch=info.get("steps_per_epoch"))
 
-        def on_evaluate(self, trainer: Any, record: dict[str, Any]) -> None:
+        def _due(self, trainer: Any, step: int) -> bool:
             now = time.perf_counter()
-            total = trainer.history.info.get("total_steps")
-            if now - self.last < 0.25 and record.get("step") != total:
-                return
+            if now - self.last < 0.25 and step != trainer.history.info.get("total_steps"):
+                return False
             self.last = now
-            self._send("progress", index=self.index, total_steps=total,
+            return True
+
+        def on_step_end(self, trainer: Any, loss: Any) -> None:
+            # the loss of each member's last batch, four times a second: live curves for every experiment,
+            # also those that evaluate only at the end
+            step = int(trainer.step)
+            if step == self.evaluated_at or not self._due(trainer, step):
+                return  # (an evaluation at this step was just sent, with its own batch_loss)
+            try:
+                values = [float(v) for v in loss.detach().reshape(-1).tolist()]
+            except (AttributeError, TypeError, ValueError):
+                return
+            per_epoch = trainer.history.info.get("steps_per_epoch") or 0
+            self._send("progress", index=self.index, total_steps=trainer.history.info.get("total_steps"),
+                       step=step, epoch=step / per_epoch if per_epoch else None, batch_loss=values)
+
+        def on_evaluate(self, trainer: Any, record: dict[str, Any]) -> None:
+            self.last = time.perf_counter()  # an evaluation is always sent; the next batch loss waits its turn
+            self.evaluated_at = int(record.get("step", -1))
+            self._send("progress", index=self.index, total_steps=trainer.history.info.get("total_steps"),
                        **{k: v for k, v in record.items() if k in _PROGRESS_KEYS})
 
         def on_diverged(self, trainer: Any, members: list[int]) -> None:
@@ -259,7 +280,7 @@ def _training_feed(feed: "_Feed") -> Any:
 
 
 #: what a progress event carries of an evaluation record (one value per member for the losses/accuracies)
-_PROGRESS_KEYS = ("step", "epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+_PROGRESS_KEYS = ("step", "epoch", "batch_loss", "train_loss", "train_acc", "val_loss", "val_acc")
 
 
 def run_lesson(directory: str | Path, name: str, preset: str = "quick") -> str:

@@ -209,7 +209,6 @@
         if (!trainChart) trainChart = TLPlot.lineChart($("#train-chart"), {title: "", xLabel: "epoch", yLabel: "loss"});
         const colors = TLPlot.colors(e.members);
         trainChart.setSeries(live.training.names.map((n, i) => ({name: n, color: colors[i], points: [], marks: []})));
-        live.metric = null;
         trainNote();
       } else if (live.training) {
         live.training.ended = e.step;
@@ -219,16 +218,13 @@
     on("progress", e => {
       const t = live.training;
       if (!t || !trainChart) return;
-      const key = live.metric || (e.val_loss ? "val_loss" : e.train_loss ? "train_loss" : null);
-      if (!key || !e[key]) return;
-      if (!live.metric) {
-        live.metric = key;
-        trainChart.opts.title = `training ${t.index}: ${key === "val_loss" ? "validation" : "training"} loss per member`;
-        trainChart.opts.yLabel = key;
-      }
-      e[key].forEach((v, i) => trainChart.addPoints(t.names[i], [[e.epoch, v]]));
       t.step = e.step;
-      t.epoch = e.epoch;
+      if (typeof e.epoch === "number") t.epoch = e.epoch;
+      if (!e.batch_loss) { trainNote(); return; }
+      trainChart.opts.title = `training ${t.index}: loss of the last batch, per member`;
+      trainChart.opts.yLabel = "batch loss";
+      const x = typeof e.epoch === "number" ? e.epoch : e.step;
+      e.batch_loss.forEach((v, i) => trainChart.addPoints(t.names[i] || `member ${i}`, [[x, v]]));
       trainNote();
     });
     on("diverged", e => {

@@ -170,8 +170,10 @@ def test_lesson_runs_in_a_worker_and_streams_checks_then_result_then_figures(tmp
     assert kinds.index("train") < kinds.index("progress") < kinds.index("check")
     begin = next(data for k, data in events if k == "train")
     assert begin["phase"] == "begin" and begin["members"] >= 1 and begin["total_steps"] > 0
-    progress = next(data for k, data in events if k == "progress")
-    assert len(progress["train_loss"]) == begin["members"] and progress["step"] <= begin["total_steps"]
+    progress = [data for k, data in events if k == "progress"]
+    assert all(len(p["batch_loss"]) == begin["members"] and p["step"] <= begin["total_steps"] for p in progress)
+    assert [p["step"] for p in progress] == sorted(p["step"] for p in progress)
+    assert progress[-1]["step"] == begin["total_steps"]  # the last step is always sent
     checks = [data["check"] for k, data in events[:result_at] if k == "check"]
     final = events[result_at][1]
     assert len(checks) == len(final["checks"]) >= 2

@@ -300,8 +300,10 @@ def test_routes_bound_to_a_root_need_no_app_state(lab):
 def test_follow_a_study_live(server, tmp_path):
     root, url = server
     cfg = tmp_path / "live-study.toml"
+    # slow enough (about a second per batch of two trials) that the stream sees it between batches
     cfg.write_text(STUDY.replace("trials = 5", "trials = 8").replace("population = 5", "population = 2")
-                   .replace("epochs = 1", "epochs = 2"))
+                   .replace("epochs = 1", "epochs = 3").replace("train = 300", "train = 2000")
+                   .replace("hidden = [16]", "hidden = [128, 128]"))
     proc = cli("tune", str(cfg), "--out", str(root / "study"), "--quiet")
     try:
         deadline = time.monotonic() + 120

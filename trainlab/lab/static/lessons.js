@@ -48,8 +48,9 @@
       const meta = [l.expected_seconds ? `~${Math.round(l.expected_seconds)} s (quick)` : "",
                     l.available ? "" : `not available: ${l.reason}`,
                     last ? `last run: ${last.status}${last.passed === true ? ", held" : last.passed === false ? ", did not hold" : ""}` : ""].filter(Boolean).join(" · ");
-      ul.append(el("li", {class: chosen && chosen.name === l.name ? "current" : "", "data-name": l.name},
-        el("div", {class: "title", text: `${l.name}: ${l.title}`, onclick: () => choose(l.name)}),
+      ul.append(el("li", {class: chosen && chosen.name === l.name ? "current" : "", "data-name": l.name,
+                          onclick: () => choose(l.name)},
+        el("div", {class: "title", text: `${l.name}: ${l.title}`}),
         el("div", {class: "meta", text: meta})));
     }
   }

@@ -8,10 +8,9 @@ evaluation, divergence, probes, steering), commands in (:class:`~trainlab.lab._s
 The server never waits on a worker: a thread of the server reads the event queue and hands each
 event to the event loop.
 
-A worker must not outlive its server: on Linux it asks the kernel for SIGTERM when its parent (the
-fork server, which exits when the server does) dies (``prctl(PR_SET_PDEATHSIG)``), and it checks its
-parent's pid at each step besides; either way it
-checkpoints at the next step boundary and exits, so a server killed mid-run leaves a run that the
+A worker must not outlive its server: every ``interval`` seconds of training (and while paused) it checks
+that the server's process still runs, and asks the kernel for SIGTERM should its parent (the fork server)
+die (``prctl(PR_SET_PDEATHSIG)``); either way it checkpoints at the next step boundary and exits, so a server killed mid-run leaves a run that the
 restarted server (or ``trainlab train --resume``) resumes. Ctrl-C reaches the workers too (same
 process group): each checkpoints and exits the way ``trainlab train`` does.
 """
@@ -58,9 +57,9 @@ class LabStream(Callback):
     """
 
     def __init__(self, emit: Callable[[dict[str, Any]], None], *, interval: float = 0.2,
-                 parent_pid: int | None = None, on_begin: Callable[[int], None] | None = None,
+                 server_pid: int | None = None, on_begin: Callable[[int], None] | None = None,
                  probes: Path | None = None) -> None:
-        self.emit, self.interval, self.parent_pid = emit, interval, parent_pid
+        self.emit, self.interval, self.server_pid = emit, interval, server_pid
         self.on_begin, self.probes = on_begin, probes
         self._sum: torch.Tensor | None = None
         self._n = 0
@@ -91,8 +90,8 @@ class LabStream(Callback):
         if now - self._last >= self.interval:
             self._flush(trainer)
             self._last = now
-        if self.parent_pid is not None and os.getppid() != self.parent_pid:
-            trainer.interrupt_requested = True  # the server is gone: checkpoint and leave
+            if self.server_pid is not None and not server_alive(self.server_pid):
+                trainer.interrupt_requested = True  # the server is gone: checkpoint and leave
 
     def _flush(self, trainer: Any) -> None:
         if not self._n or self._sum is None:
@@ -111,6 +110,21 @@ class LabStream(Callback):
         self._flush(trainer)
 
 
+def server_alive(pid: int) -> bool:
+    """Whether process ``pid`` (the lab server) still runs (a zombie -- dead, not yet reaped -- does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
 def _die_with_parent() -> None:
     """Linux: SIGTERM to this process when its parent dies (the trainer checkpoints on it)."""
     try:
@@ -125,8 +139,7 @@ def worker_main(run_dir: str, cfg: Any, resume: bool, events: Any, control: Any,
     """The worker process: train ``cfg`` (a :class:`~trainlab.config.RunConfig`) into ``run_dir``, or resume
     the run there (``cfg`` None: its own config.toml), streaming events."""
     _die_with_parent()
-    parent_pid = os.getppid()  # the forkserver (it exits with the server) or the server
-    if parent_pid == 1:  # orphaned before we got here
+    if not server_alive(server_pid):  # the server died before we got here
         return
     threads = options.get("threads")
     if threads:
@@ -146,9 +159,9 @@ def worker_main(run_dir: str, cfg: Any, resume: bool, events: Any, control: Any,
 
     if cfg is None:
         cfg = RunConfig.load(out / "config.toml")
-    callbacks: list[Callback] = [Steering(control, emit, out, cfg)]
+    callbacks: list[Callback] = [Steering(control, emit, out, cfg, server_pid=server_pid)]
     log = ProbeLog(out / "probes.jsonl", emit)
-    stream = LabStream(emit, interval=float(options.get("interval", 0.2)), parent_pid=parent_pid,
+    stream = LabStream(emit, interval=float(options.get("interval", 0.2)), server_pid=server_pid,
                        on_begin=log.truncate_after if resume else None, probes=log.path)
     callbacks.append(stream)  # before the probe: its "begin" goes out before the first probe record
     probe = _make_probe(options, log)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainlab.config import SCHEMA, load_config, resolve_config
+from trainlab.config import SCHEMA, RunConfig, resolve_config
 from trainlab.errors import ConfigError
 from trainlab.lab._form import (LabInputError, check_memory, compose, form_schema, given_to_toml, member_cfg,
                                 toml_to_fields, validate_field)
@@ -46,24 +46,22 @@ def test_field_messages_are_the_cli_messages(key, text):
 def test_valid_and_empty_fields_have_no_message():
     assert validate_field("optim.lr", "0.1") is None
     assert validate_field("optim.lr", "") is None
-    # a per-member list alone: the CLI's message (the population's size comes from the comparison)
-    assert validate_field("model.init_scale", "[1, 0.1]") == ("config: model.init_scale lists 2 values but "
-                                                              "population.size is 1; give one number or exactly 1")
+    assert validate_field("model.init_scale", "[1, 0.1]") is None  # a per-member list (its length: on compose)
     assert "unknown key" in validate_field("optim.lrr", "1")
     assert "set when the lab starts" in validate_field("data.data_dir", '"/etc"')
 
 
 def test_compare_builds_one_population_labelled_by_settings():
     given, cfg = compose({"train.steps": "10"}, [{"key": "model.init_scale", "values": "1, 0.1, 0.01"}])
-    assert cfg["population"]["size"] == 3
+    assert cfg.size == 3
     assert member_labels(cfg) == ["init_scale=1", "init_scale=0.1", "init_scale=0.01"]
     # two settings x two seeds: the first varies slowest, the seeds are shared by the combinations
     given, cfg = compose({}, [{"key": "model.dropout", "values": "0, 0.5"}, {"key": "optim.lr", "values": "[0.1, 0.01]"}],
                          seeds=2)
-    assert cfg["population"]["size"] == 8
-    assert cfg["model"]["dropout"] == [0, 0, 0, 0, 0.5, 0.5, 0.5, 0.5]
-    assert cfg["optim"]["lr"] == [0.1, 0.1, 0.01, 0.01] * 2
-    assert cfg["population"]["seeds"] == [0, 1] * 4
+    assert cfg.size == 8
+    assert cfg.model.dropout == (0, 0, 0, 0, 0.5, 0.5, 0.5, 0.5)
+    assert cfg.optim.lr == (0.1, 0.1, 0.01, 0.01) * 2
+    assert cfg.population.seeds == (0, 1) * 4
     assert member_labels(cfg)[2] == "dropout=0, lr=0.01"
 
 
@@ -87,7 +85,7 @@ def test_toml_export_round_trips_with_trainlab_train(tmp_path):
                          [{"key": "model.init_scale", "values": "1, 0.5"}])
     path = tmp_path / "lab.toml"
     path.write_text(given_to_toml(given))
-    assert load_config(path) == cfg  # what `trainlab train lab.toml` trains
+    assert RunConfig.load(path) == cfg  # what `trainlab train lab.toml` trains
     fields = toml_to_fields(path.read_text())  # import into the form, and compose again
     assert compose(fields)[1] == cfg
     with pytest.raises(LabInputError, match="not valid TOML"):
@@ -99,8 +97,8 @@ def test_toml_export_round_trips_with_trainlab_train(tmp_path):
 def test_member_config_is_the_member_alone():
     _, cfg = compose({}, [{"key": "model.init_scale", "values": "1, 0.1, 0.01"}], seeds=2)
     one = member_cfg(cfg, 3)
-    assert one["population"] == {"size": 1, "seeds": [1]}
-    assert one["model"]["init_scale"] == 0.1
+    assert one.size == 1 and one.seeds() == [1]
+    assert one.model.init_scale == 0.1
 
 
 def test_too_large_population_is_refused_up_front_with_an_estimate():
@@ -112,3 +110,15 @@ def test_too_large_population_is_refused_up_front_with_an_estimate():
     est = check_memory(small)
     # 784*100 + 100 + 100*100 + 100 + 100*10 + 10 parameters per member
     assert est["parameters_per_member"] == 89610 and est["fits"]
+
+
+@pytest.mark.parametrize("model", [{}, {"hidden": [50, 30], "norm": "batchnorm", "dropout": 0.5, "input_dropout": 0.2},
+                                   {"hidden": [40], "activation": "maxout", "maxout_pieces": 3, "norm": "layernorm"},
+                                   {"hidden": [20, 20], "activation": "prelu"},
+                                   {"hidden": [20], "activation": "prelu", "prelu_shared": True, "input_noise": 0.1}])
+def test_mlp_counts_match_the_built_model(model):
+    """The mlp's parameters are counted from its widths (nothing allocated); they equal the built model's."""
+    from trainlab.lab._form import _built_counts, _mlp_counts
+
+    cfg = RunConfig.from_dict({"model": model})
+    assert _mlp_counts(cfg.model, 784, 10)[0] == _built_counts(cfg.model, (784,), 10)[0]

@@ -169,7 +169,7 @@ def create_app(root: str | Path = "runs/lab", *, token: str | None = None, max_p
     @_handle
     async def schema(request: Request) -> Response:
         return JSONResponse({"tables": form_schema(), "compare_keys": per_member_keys(), "root": str(lab.root),
-                             "max_parallel": lab.max_parallel})
+                             "max_parallel": lab.max_parallel, "links": links})
 
     @_handle
     async def validate(request: Request) -> Response:
@@ -187,7 +187,7 @@ def create_app(root: str | Path = "runs/lab", *, token: str | None = None, max_p
 
         body = await _body(request)
         given, cfg, mem = await asyncio.to_thread(_compose, body)
-        return JSONResponse({"size": cfg["population"]["size"], "labels": member_labels(cfg), "memory": mem,
+        return JSONResponse({"size": cfg.size, "labels": member_labels(cfg), "memory": mem,
                              "toml": given_to_toml(given)})
 
     @_handle
@@ -225,9 +225,7 @@ def create_app(root: str | Path = "runs/lab", *, token: str | None = None, max_p
         if p.exists() and not p.is_symlink():
             cfg_text = p.read_text()
         elif st.cfg is not None:
-            from trainlab.config import dumps
-
-            cfg_text = dumps(st.cfg)
+            cfg_text = st.cfg.to_toml()
         return JSONResponse({**st.summary(), "config": cfg_text})
 
     async def events(request: Request) -> Response:
@@ -354,6 +352,10 @@ def create_app(root: str | Path = "runs/lab", *, token: str | None = None, max_p
             yield
         finally:
             await asyncio.to_thread(lab.shutdown)
+            for proc in list(getattr(app.state, "lesson_processes", {}).values()):  # lessons: no state to keep
+                with contextlib.suppress(Exception):
+                    proc.terminate()
+                    proc.join(timeout=5)
 
     routes = [
         Route("/", index),
@@ -373,26 +375,24 @@ def create_app(root: str | Path = "runs/lab", *, token: str | None = None, max_p
         Route("/api/runs/{name}/files/{path:path}", files),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
-    routes += _extra_routes(lab)
+    extra, links = _extra_routes(lab)
+    routes += extra
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(_Guard, token=token, hosts=hosts)],
                     exception_handlers={404: _not_found_handler, 405: _method_handler})
     app.state.lab = lab
+    app.state.root = lab.root  # the viewer's and the lessons' routes read it
     return app
 
 
-def _extra_routes(lab: Lab) -> list[Any]:
-    """The lessons' and the viewer's routes (:mod:`trainlab.lab._lessons`, :mod:`trainlab.lab._viewer`)."""
-    out: list[Any] = []
-    for mod in ("trainlab.lab._lessons", "trainlab.lab._viewer"):
-        try:
-            m = __import__(mod, fromlist=["routes"])
-        except ImportError:
-            continue
-        fn = getattr(m, "routes", None)
-        if fn is not None:
-            out += list(fn(lab.root))
-    return out
+def _extra_routes(lab: Lab) -> tuple[list[Any], list[dict[str, str]]]:
+    """The viewer's and the lessons' routes (:mod:`trainlab.lab._viewer`: runs and studies of ``trainlab
+    train``/``tune`` under the root, followed live; :mod:`trainlab.lab._lessons`: the experiments of
+    ``trainlab reproduce`` as live lessons), bound to the root, and the page's links to them."""
+    from trainlab.lab import _lessons, _viewer
+
+    return ([*_viewer.routes(lab.root), *_lessons.routes(lab.root)],
+            [{"href": "/runs", "title": "Runs & studies"}, {"href": "/lessons", "title": "Lessons"}])
 
 
 class _NotFound(TrainlabError):

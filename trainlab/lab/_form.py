@@ -3,8 +3,11 @@ and composing a comparison into one population.
 
 Everything the page sends is text typed into a field; a value is read exactly as ``--set KEY=VALUE``
 reads it (TOML, else a string: :func:`trainlab.config.parse_override`), and checked by the same
-validation as ``trainlab train`` (:func:`trainlab.config.resolve_config`), so a field shows the
-message the CLI would print. :func:`form_schema` is the one place that reads the schema.
+validation as ``trainlab train``, so a field shows the message the CLI would print.
+
+The form's fields, types, ranges, defaults and help come from :meth:`RunConfig.json_schema`; a value is
+checked alone by :meth:`RunConfig.validate_key` as it is typed, and the whole config by
+:meth:`RunConfig.from_dict` when it is composed.
 
 A *comparison* varies one or two per-member settings: the population has one member per
 combination of their values, times ``seeds`` members per combination with seeds ``seed, seed+1,
@@ -21,6 +24,7 @@ import os
 import tomllib
 from typing import Any
 
+from trainlab.config import RunConfig, value_is_on
 from trainlab.errors import ConfigError
 
 __all__ = ["form_schema", "validate_field", "compose", "given_to_toml", "toml_to_fields", "estimate_memory",
@@ -39,41 +43,55 @@ class LabInputError(ConfigError):
     status = 400
 
 
-def _walk(schema: Mapping[str, Any], prefix: str = ""):
-    from trainlab.config import Key
-
-    for name, spec in schema.items():
-        if isinstance(spec, Key):
+def _leaves(node: Mapping[str, Any], prefix: str = ""):
+    """(dotted key, JSON schema of the key) for every key of the run configuration's JSON schema."""
+    for name, spec in node.get("properties", {}).items():
+        if spec.get("type") == "object" and "properties" in spec:
+            yield from _leaves(spec, prefix + name + ".")
+        else:
             yield prefix + name, spec
-        elif isinstance(spec, Mapping):
-            yield from _walk(spec, prefix + name + ".")
+
+
+def _scalar(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The one-value arm of a key's schema (the first arm of ``anyOf``: then come the per-member list and null)."""
+    return spec["anyOf"][0] if "anyOf" in spec else spec
+
+
+def _bounds(arm: Mapping[str, Any]) -> dict[str, Any]:
+    arm = arm.get("items", arm) if arm.get("type") == "array" else arm
+    low = arm.get("minimum", arm.get("exclusiveMinimum"))
+    high = arm.get("maximum", arm.get("exclusiveMaximum"))
+    return {"low": low, "high": high, "low_inclusive": "exclusiveMinimum" not in arm,
+            "high_inclusive": "exclusiveMaximum" not in arm, "choices": list(arm.get("enum", []))}
 
 
 def form_schema() -> list[dict[str, Any]]:
     """Every config key as a form field, grouped by TOML table: key, kind, default, range, choices,
-    whether it may differ per member, and its help text. The one function that reads the schema."""
-    from trainlab.config import SCHEMA
+    whether it may differ per member, and its help text -- all from :meth:`RunConfig.json_schema`,
+    the one place they are declared (a new key appears in the CLI, the docs and the lab at once)."""
+    from trainlab.config import RunConfig, value_is_on
 
     tables: dict[str, list[dict[str, Any]]] = {}
-    for key, k in _walk(SCHEMA):
+    for key, spec in _leaves(RunConfig.json_schema()):
         if key in SERVER_ONLY_KEYS:
             continue
         table = key.split(".")[0] if "." in key else ""
         tables.setdefault(table, []).append({
-            "key": key, "kind": k.kind, "default": k.default, "low": k.low, "high": k.high,
-            "low_inclusive": k.low_inclusive, "high_inclusive": k.high_inclusive, "choices": list(k.choices),
-            "per_member": k.per_member, "optional": k.optional, "doc": k.doc})
+            "key": key, "kind": spec.get("x-kind"), "default": spec.get("default"), **_bounds(_scalar(spec)),
+            "per_member": bool(spec.get("x-per-member")),
+            "optional": any(a.get("type") == "null" for a in spec.get("anyOf", [])),
+            "doc": spec.get("description", "")})
     return [{"table": t, "fields": f} for t, f in tables.items()]
 
 
 def _keys() -> dict[str, Any]:
-    from trainlab.config import SCHEMA
+    from trainlab.config import RunConfig, value_is_on
 
-    return dict(_walk(SCHEMA))
+    return dict(_leaves(RunConfig.json_schema()))
 
 
 def per_member_keys() -> list[str]:
-    return [k for k, spec in _keys().items() if spec.per_member]
+    return [k for k, spec in _keys().items() if spec.get("x-per-member")]
 
 
 def parse_value(key: str, text: Any) -> Any:
@@ -110,11 +128,11 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _resolve(given: Mapping[str, Any]) -> dict[str, Any]:
-    from trainlab.config import resolve_config
+def _resolve(given: Mapping[str, Any]) -> RunConfig:
+    from trainlab.config import RunConfig, value_is_on
 
     try:
-        return resolve_config(given)
+        return RunConfig.from_dict(given)
     except ConfigError as e:
         raise LabInputError(str(e)) from None
     except (TypeError, ValueError, OverflowError) as e:  # a value resolve_config has no words for
@@ -122,15 +140,17 @@ def _resolve(given: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def validate_field(key: Any, text: Any) -> str | None:
-    """The CLI's message for one field's value (alone, every other key at its default), or None if valid."""
+    """The CLI's message for one field's value (:meth:`RunConfig.validate_key`), or None if valid. The
+    checks that involve other keys (a per-member list's length) run when the population is composed."""
+    from trainlab.config import RunConfig, value_is_on
+
     try:
         key = _check_key(key)
         if isinstance(text, str) and not text.strip():
             return None  # empty: the default
-        _resolve(_nest({key: parse_value(key, text)}))
+        return RunConfig.validate_key(key, parse_value(key, text))
     except ConfigError as e:
         return str(e)
-    return None
 
 
 def _fields(fields: Any) -> dict[str, Any]:
@@ -164,11 +184,12 @@ def _values(key: str, text: Any) -> list[Any]:
     return value
 
 
-def compose(fields: Any, compare: Any = None, seeds: Any = 1) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(given, cfg)``: the nested dict of the keys given (what TOML export writes) and the resolved config.
+def compose(fields: Any, compare: Any = None, seeds: Any = 1) -> tuple[dict[str, Any], RunConfig]:
+    """``(given, cfg)``: the nested dict of the keys given (what TOML export writes) and the config.
 
-    ``compare``: up to two ``{"key": per-member key, "values": "1, 0.1, 0.01"}``; the population gets
-    one member per combination (the first key varies slowest), ``seeds`` members each.
+    ``compare``: up to two ``{"key": per-member key, "values": "1, 0.1, 0.01"}``; the population is
+    :meth:`RunConfig.as_population` of the form's config with one member per combination (the first key
+    varies slowest), ``seeds`` members each with seeds ``seed, seed+1, ...`` (the same in every combination).
     """
     flat = _fields(fields)
     compare = compare or []
@@ -197,18 +218,22 @@ def compose(fields: Any, compare: Any = None, seeds: Any = 1) -> tuple[dict[str,
     if size > MAX_MEMBERS:
         raise LabInputError(f"population of {size} members ({len(combos)} combinations x {seeds} seeds) is too "
                             f"large; at most {MAX_MEMBERS}")
-    if varied or seeds > 1:
-        if "population.size" in flat or "population.seeds" in flat:
-            raise LabInputError("population.size / population.seeds come from the comparison; leave those fields "
-                                "empty (or compare nothing)")
-        base_seed = int(flat.get("seed", 0)) if isinstance(flat.get("seed", 0), int) else 0
-        for i, (key, _) in enumerate(varied):
-            flat[key] = [combo[i] for combo in combos for _ in range(seeds)]
-        flat["population.size"] = size
-        if seeds > 1:
-            flat["population.seeds"] = [base_seed + j for _ in combos for j in range(seeds)]
-    given = _nest(flat)
-    return given, _resolve(given)
+    if not varied and seeds == 1:
+        given = _nest(flat)
+        return given, _resolve(given)
+    if "population.size" in flat or "population.seeds" in flat:
+        raise LabInputError("population.size / population.seeds come from the comparison; leave those fields "
+                            "empty (or compare nothing)")
+    base = _resolve(_nest(flat))
+    first = base.seeds()[0]
+    values = {key: [combo[i] for combo in combos for _ in range(seeds)] for i, (key, _) in enumerate(varied)}
+    member_seeds = [first + j for _ in combos for j in range(seeds)]
+    try:
+        cfg = base.as_population(values, size=size, seeds=member_seeds)
+    except ConfigError as e:
+        raise LabInputError(str(e)) from None
+    given = _nest({**flat, **values, "population.size": size, "population.seeds": member_seeds})
+    return given, cfg
 
 
 def given_to_toml(given: Mapping[str, Any]) -> str:
@@ -266,28 +291,10 @@ def toml_inline(v: Any) -> str:
     raise LabInputError(f"toml: cannot show a {type(v).__name__} in a field")
 
 
-def member_cfg(cfg: Mapping[str, Any], member: int, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The resolved config of member ``member`` alone: per-member lists reduced to its value, population
-    size 1 with its seed; ``overrides`` (dotted key -> value) applied on top."""
-    import copy
-
-    from trainlab.config import get_key, set_key
-
-    out = copy.deepcopy(dict(cfg))
-    size = int(cfg["population"]["size"])
-    for key in per_member_keys():
-        try:
-            v = get_key(out, key)
-        except (KeyError, TypeError):
-            continue
-        if isinstance(v, list) and len(v) == size:
-            set_key(out, key, v[member])
-    seeds = cfg["population"].get("seeds")
-    out["population"]["seeds"] = [int(seeds[member]) if seeds else int(cfg["seed"]) + member]
-    out["population"]["size"] = 1
-    for key, v in (overrides or {}).items():
-        set_key(out, key, v)
-    return _resolve(out)
+def member_cfg(cfg: RunConfig, member: int, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """Member ``member`` alone (:meth:`RunConfig.member`), with ``overrides`` (dotted key -> value) set."""
+    one = cfg.member(member)
+    return one.replace(dict(overrides)) if overrides else one
 
 
 def _available_memory() -> int:
@@ -304,45 +311,75 @@ def _available_memory() -> int:
         return 1 << 40
 
 
-def estimate_memory(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Bytes a population needs to train, estimated up front from one member's model.
+def _mlp_counts(m: Any, n_in: int, num_classes: int) -> tuple[int, int]:
+    """(parameters, activation values per example) of one member of an mlp, counted from its widths
+    the way :func:`trainlab.build.build_model` lays it out (nothing is allocated: a 20000-wide layer is
+    refused in microseconds, not after drawing its weights)."""
+    k = m.maxout_pieces if m.activation == "maxout" else 1
+    params, acts, n = 0, 0, n_in
+    acts += n * (value_is_on(m.input_noise) + value_is_on(m.input_dropout))
+    for w in m.hidden:
+        params += n * w * k + w * k  # Linear
+        acts += w * k
+        if m.norm != "none":
+            params += 2 * w * k  # gamma and beta
+            acts += w * k
+        if m.activation == "prelu":
+            params += 1 if m.prelu_shared else w
+        acts += w + (w if value_is_on(m.dropout) else 0)
+        n = w
+    params += n * num_classes + num_classes
+    return params, acts + num_classes
 
-    One member's model is built on the CPU (weights drawn for one member only) and a batch of two
-    zero images is passed through its top-level layers to count activation values per example.
-    Estimate = P x (parameters x 4 [weight, gradient, two optimizer states] + batch_size x activations x
-    3 [output, cached input, gradient]) x bytes per value + the training split (shared by all members).
-    Refusing above half of the available memory leaves room for evaluation and the server.
-    """
+
+def _built_counts(model_cfg: Any, in_shape: tuple[int, ...], num_classes: int) -> tuple[int, int]:
+    """(parameters, activation values per example) of one member, from the model built for one member."""
     import torch
 
     from trainlab.build import build_model
-    from trainlab.data import get_dataset_info
 
-    one = member_cfg(cfg, 0)
-    info = get_dataset_info(cfg["data"]["name"])
-    shape = tuple(info.image_shape)
-    in_shape = (math.prod(shape),) if cfg["data"]["flatten"] else shape
-    bpv = 8 if cfg["dtype"] == "float64" else 4
-    model = build_model(one["model"], info.num_classes)
+    model = build_model(model_cfg, num_classes)
     model.build(in_shape, 1)
-    params = int(model.num_parameters())
     acts = 0
     with torch.no_grad():
         x = torch.zeros((1, 2, *in_shape))
         for layer in model.layers:
             x = layer.forward(x, training=False)
             acts += int(x[0, 0].numel())
-    P = int(cfg["population"]["size"])
+    return int(model.num_parameters()), acts
+
+
+def estimate_memory(cfg: RunConfig) -> dict[str, Any]:
+    """Bytes a population needs to train, estimated up front from one member's model.
+
+    One member's parameters and activation values per example are counted (an mlp from its widths;
+    other models built for one member, and a batch of two zero images passed through their top-level
+    layers). Estimate = P x (parameters x 4 [weight, gradient, two optimizer states] + batch_size x
+    activations x 3 [output, cached input, gradient]) x bytes per value + the training split (shared by
+    all members). Refusing above half of the available memory leaves room for evaluation and the server.
+    """
+    from trainlab.data import get_dataset_info
+
+    one = cfg.member(0)
+    info = get_dataset_info(cfg.data.name)
+    shape = tuple(info.image_shape)
+    in_shape = (math.prod(shape),) if cfg.data.flatten else shape
+    bpv = 8 if cfg.dtype == "float64" else 4
+    if one.model.type == "mlp":
+        params, acts = _mlp_counts(one.model, math.prod(in_shape), info.num_classes)
+    else:
+        params, acts = _built_counts(one.model, in_shape, info.num_classes)
+    P = cfg.size
     # the training split: as given, else at most the data set's training part (5,000 / 60,000 / 50,000)
-    n_train = int(cfg["data"]["train"] or {"mnist-5k": 5_000, "cifar10": 50_000}.get(info.name, 60_000))
-    batch = int(cfg["train"]["batch_size"])
+    n_train = int(cfg.data.train or {"mnist-5k": 5_000, "cifar10": 50_000}.get(info.name, 60_000))
+    batch = int(cfg.train.batch_size)
     need = P * (params * 4 + min(batch, n_train) * acts * 3) * bpv + n_train * math.prod(shape) * bpv
     avail = _available_memory()
     return {"bytes": int(need), "available": int(avail), "members": P, "parameters_per_member": params,
             "activations_per_example": acts, "fits": need <= avail // 2}
 
 
-def check_memory(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def check_memory(cfg: RunConfig) -> dict[str, Any]:
     """:func:`estimate_memory`, refused with one line when the population does not fit."""
     est = estimate_memory(cfg)
     if not est["fits"]:

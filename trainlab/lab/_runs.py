@@ -40,7 +40,7 @@ ACTIVE = ("starting", "running", "paused", "stopping")
 class RunState:
     """One run as the server sees it: its directory, status, and every event so far."""
 
-    def __init__(self, name: str, directory: Path, status: str, cfg: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, name: str, directory: Path, status: str, cfg: Any = None) -> None:
         self.name, self.dir, self.status = name, directory, status
         self.cfg = cfg
         self.message = ""
@@ -69,6 +69,8 @@ class RunState:
         elif t == "state":
             self.status = ev["state"]
             self.message = ev.get("message", "")
+            if ev.get("step") is not None:  # pause/resume/stop: the exact step
+                self.step = int(ev["step"])
         for w in list(self.waiters):
             w.set()
 
@@ -176,7 +178,7 @@ class Lab:
 
     def _spawn(self, st: RunState, resume: bool) -> None:
         events, control = self._ctx.Queue(), self._ctx.Queue()
-        cfg = None if resume else dict(st.cfg or {})
+        cfg = None if resume else st.cfg
         p = self._ctx.Process(target=worker_main, args=(str(st.dir), cfg, resume, events, control, os.getpid(),
                                                         self.options), daemon=False, name=f"trainlab-lab-{st.name}")
         st.control, st.process = control, p

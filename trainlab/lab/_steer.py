@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from trainlab.config import RunConfig
+from trainlab.lab._worker import server_alive
 from trainlab.train import Callback
 
 __all__ = ["Steering", "write_fork", "slice_state", "steerable_keys"]
@@ -54,8 +56,9 @@ class Steering(Callback):
     """Applies the server's commands at step boundaries (see the module docstring)."""
 
     def __init__(self, control: Any, emit: Callable[[dict[str, Any]], None], run_dir: Path,
-                 cfg: Mapping[str, Any]) -> None:
+                 cfg: RunConfig, *, server_pid: int | None = None) -> None:
         self.control, self.emit, self.run_dir, self.cfg = control, emit, Path(run_dir), cfg
+        self.server_pid = server_pid
         self.paused = False
         self.steered: list[str] = []  # hyperparameter names changed at least once (their values go in records)
 
@@ -74,6 +77,12 @@ class Steering(Callback):
         for name in self.steered:  # before the metrics writer: the values reach metrics.jsonl
             record.setdefault(name, trainer.optimizer.hparams[name].tolist())
 
+    def on_train_end(self, trainer: Any) -> None:
+        # the record of a run stopped between evaluations is appended without on_evaluate; it is written after
+        records = trainer.history.records
+        if records:
+            self.on_evaluate(trainer, records[-1])
+
     # ---- commands ------------------------------------------------------------------
     def poll(self, trainer: Any) -> None:
         while True:
@@ -86,6 +95,8 @@ class Steering(Callback):
             try:
                 msg = self.control.get(timeout=0.25)
             except _queue.Empty:
+                if self.server_pid is not None and not server_alive(self.server_pid):
+                    trainer.interrupt_requested = True  # the server is gone: checkpoint and leave
                 continue
             self.apply(trainer, msg)
 
@@ -187,11 +198,10 @@ class _Frozen:
         return self._t, self._m
 
 
-def write_fork(trainer: Any, member: int, dest: Path, cfg: Mapping[str, Any], *, origin: str = "") -> Path:
+def write_fork(trainer: Any, member: int, dest: Path, cfg: RunConfig, *, origin: str = "") -> Path:
     """A new run directory at ``dest`` continuing member ``member`` alone (see the module docstring);
     ``trainlab train --resume DEST`` (or the lab) trains it on."""
     from trainlab.checkpoint import save_checkpoint
-    from trainlab.config import dumps
     from trainlab.io import atomic_write_text
     from trainlab.lab._form import member_cfg
 
@@ -208,7 +218,7 @@ def write_fork(trainer: Any, member: int, dest: Path, cfg: Mapping[str, Any], *,
     t1, m1 = slice_state(tensors, meta, member, trainer.size)
     m1["history"]["info"]["forked_from"] = {"run": origin, "member": member, "step": trainer.step}
     dest.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(dest / "config.toml", dumps(fork_cfg))
+    atomic_write_text(dest / "config.toml", fork_cfg.to_toml())
     save_checkpoint(dest, _Frozen(t1, m1, trainer.step), extra={"seconds": 0.0})
     (dest / "metrics.jsonl").write_text("")
     return dest

@@ -132,6 +132,10 @@ def test_start_refuses_bad_requests(tmp_path):
     assert r.status_code == 404 and "unknown experiment 'no-such-experiment'" in r.json()["error"]
     r = client.post("/api/lessons/start", json={"name": FAST, "preset": "textbook"})
     assert r.status_code == 400 and "preset must be one of quick, smoke" in r.json()["error"]
+    r = client.post("/api/lessons/start", json={"name": "x" * 500_000, "preset": ["a"] * 10})
+    assert r.status_code == 404 and len(r.json()["error"]) < 1000  # a hostile name is not echoed whole
+    r = client.post("/api/lessons/start", json={"name": FAST, "preset": {"nested": "x" * 100_000}})
+    assert r.status_code == 400 and len(r.json()["error"]) < 300
     r = client.post("/api/lessons/start", content=b"not json")
     assert r.status_code == 400
     r = client.post("/api/lessons/start", json=["a", "list"])

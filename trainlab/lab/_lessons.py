@@ -370,6 +370,12 @@ def _procs(state: Any) -> dict[str, Any]:
     return procs
 
 
+def _shown(v: object) -> str:
+    # a hostile request may send a megabyte as a name: echo at most 80 characters of it
+    text = repr(v)
+    return text if len(text) <= 80 else f"{text[:60]}...[{len(text) - 70} characters]...{text[-10:]}"
+
+
 def start_lesson(root: Path, name: object, preset: object = "quick", *, state: Any = None,
                  max_running: int = MAX_LESSONS) -> dict[str, Any]:
     """Start experiment ``name`` as a lesson in a new worker process; returns its lesson info at once."""
@@ -379,9 +385,9 @@ def start_lesson(root: Path, name: object, preset: object = "quick", *, state: A
 
     if not isinstance(name, str) or name not in REGISTRY:
         known = ", ".join(REGISTRY)
-        raise LessonError(f"unknown experiment {name!r} (known: {known})", 404)
+        raise LessonError(f"unknown experiment {_shown(name)} (known: {known})", 404)
     if not isinstance(preset, str) or preset not in LESSON_PRESETS:
-        raise LessonError(f"preset must be one of {', '.join(LESSON_PRESETS)}, got {preset!r}", 400)
+        raise LessonError(f"preset must be one of {', '.join(LESSON_PRESETS)}, got {_shown(preset)}", 400)
     exp = REGISTRY[name]
     ok, why = exp.available()
     if not ok:
@@ -525,7 +531,7 @@ async def stream(request: Any) -> Any:
     # a browser's EventSource that reconnects sends the id of the last event it got: the offset to go on from
     raw = request.headers.get("last-event-id") or request.query_params.get("offset", "0")
     if not raw.isdigit():
-        return _json_error(f"offset must be a byte offset >= 0, got {raw!r}", 400)
+        return _json_error(f"offset must be a byte offset >= 0, got {raw[:40]!r}", 400)
     state = {"offset": int(raw)}
     rel = d.resolve().relative_to(_root(request).resolve()).as_posix()
     procs = _procs(request.app.state)
@@ -548,7 +554,7 @@ async def get_note(request: Any) -> Any:
 
     name = request.query_params.get("name", "")
     if name not in REGISTRY:
-        return _json_error(f"unknown experiment {name!r}", 404)
+        return _json_error(f"unknown experiment {_shown(name)}", 404)
     text = note_section(name)
     if text is None:
         return _json_error("docs/experiments.md is not installed with this copy of trainlab", 404)

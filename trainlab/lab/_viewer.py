@@ -428,7 +428,7 @@ def _offset(request: Any) -> int:
     except ValueError:
         v = -1
     if v < 0:
-        raise ValueError(f"offset must be a byte offset >= 0 (one a previous answer gave), got {raw!r}")
+        raise ValueError(f"offset must be a byte offset >= 0 (one a previous answer gave), got {raw[:40]!r}")
     return v
 
 

@@ -248,6 +248,10 @@ def _open_study_storage(db: Path) -> Any:
     return open_storage(str(db))
 
 
+#: parameter importance by (storage file, study, numbers of the completed trials)
+_IMPORTANCE: dict[tuple[str, str, tuple[int, ...]], Any] = {}
+
+
 def _study_payload(store: Any, study_name: str | None, *, importance: bool) -> dict[str, Any]:
     """One study of an open storage: trials, ledger counts, best, importance (see the module docstring)."""
     from optuna.trial import TrialState
@@ -295,7 +299,16 @@ def _study_payload(store: Any, study_name: str | None, *, importance: bool) -> d
         status = "interrupted"  # rerunning the same trainlab tune command resumes it
     imp = None
     if importance:
-        imp = param_importances(list(trials), maximize=maximize, limit=300, seed=int(spec.get("seed", 0)))
+        # fANOVA costs up to seconds of CPU, taken from the trainings: computed again only when the set of
+        # completed trials changed (not on every heartbeat a running study writes)
+        done = tuple(sorted(t.number for t in trials if t.state == TrialState.COMPLETE and t.value is not None))
+        key = (str(getattr(store, "path", "")), chosen.study_name, done)
+        if key not in _IMPORTANCE:
+            if len(_IMPORTANCE) > 64:
+                _IMPORTANCE.clear()
+            _IMPORTANCE[key] = param_importances(list(trials), maximize=maximize, limit=300,
+                                                 seed=int(spec.get("seed", 0)))
+        imp = _IMPORTANCE[key]
     counts = {"budget": budget, "with_result": ledger.decided, "complete": ledger.count(SlotState.COMPLETE),
               "pruned": ledger.count(SlotState.PRUNED), "failed": ledger.count(SlotState.FAILED),
               "running": len(live), "trial_records": len(trials)}

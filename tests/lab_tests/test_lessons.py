@@ -224,3 +224,16 @@ def test_stopping_a_lesson_interrupts_it(tmp_path):
         assert _lessons._events(tmp_path / path)[-1]["event"] == "interrupted"
     r = client.post("/api/lessons/stop", json={"path": "../../etc"})
     assert r.status_code == 403
+
+
+def test_a_lessons_folder_that_links_out_of_the_root_is_refused(tmp_path):
+    import os
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    os.symlink(outside, root / "lessons")
+    client = TestClient(make_app(root))
+    r = client.post("/api/lessons/start", json={"name": FAST, "preset": "smoke"})
+    assert r.status_code == 403 and "outside the lab root" in r.json()["error"]
+    assert list(outside.iterdir()) == []  # nothing written there

@@ -133,8 +133,10 @@ def note_section(name: str) -> str | None:
 
 # ---- lesson directories ----------------------------------------------------------------------------
 def _new_dir(root: Path, name: str) -> Path:
-    parent = Path(root) / LESSONS_DIR / name
+    # through safe_path: a ROOT/lessons that is a symbolic link out of the root is refused, not written into
+    parent = safe_path(root, f"{LESSONS_DIR}/{name}")
     parent.mkdir(parents=True, exist_ok=True)
+    parent = safe_path(root, f"{LESSONS_DIR}/{name}")  # and again once it exists (a link made meanwhile)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     for i in range(1, 1000):
         d = parent / (stamp if i == 1 else f"{stamp}-{i}")
@@ -493,6 +495,8 @@ async def post_start(request: Any) -> Any:
         info = await run_in_threadpool(lambda: start_lesson(_root(request), name, preset, state=request.app.state,
                                                             max_running=max_running))
     except LessonError as e:
+        return _json_error(str(e), e.status)
+    except PathRefused as e:
         return _json_error(str(e), e.status)
     return JSONResponse(info, status_code=202)
 

@@ -218,8 +218,9 @@ class _Feed:
 
 def _training_feed(feed: "_Feed") -> Any:
     """A report-only :class:`~trainlab.train.Callback` that tells the feed about every training the experiment
-    runs: ``train`` (begin / end), ``progress`` (its evaluations, at most four a second, the last always)
-    and ``diverged``. A failure here is logged, never raised into the experiment."""
+    runs: ``train`` (begin / end), ``progress`` (each member's last batch loss at most four times a second,
+    the last step always, and every evaluation) and ``diverged``. A failure here is logged, never raised into
+    the experiment."""
     from trainlab.train import Callback
 
     class TrainingFeed(Callback):

@@ -210,8 +210,8 @@ def test_lesson_runs_in_a_worker_and_streams_checks_then_result_then_figures(tmp
 @pytest.mark.slow
 def test_stopping_a_lesson_interrupts_it(tmp_path):
     client = TestClient(make_app(tmp_path))
-    # a slower experiment, so there is time to stop it
-    r = client.post("/api/lessons/start", json={"name": "activations", "preset": "quick"})
+    # a slower experiment (about 20 s at quick), so it is stopped while it trains
+    r = client.post("/api/lessons/start", json={"name": "init-compare", "preset": "quick"})
     assert r.status_code == 202, r.text
     path = r.json()["path"]
     deadline = time.monotonic() + 60
@@ -219,9 +219,13 @@ def test_stopping_a_lesson_interrupts_it(tmp_path):
         assert time.monotonic() < deadline, "the worker never started"
         time.sleep(0.1)
     stopped = client.post("/api/lessons/stop", json={"path": path}).json()
-    assert stopped["status"] in ("interrupted", "done")  # done only if it won the race
-    if stopped["status"] == "interrupted":
-        assert _lessons._events(tmp_path / path)[-1]["event"] == "interrupted"
+    assert stopped["status"] == "interrupted"
+    events = _lessons._events(tmp_path / path)
+    assert events[-1]["event"] == "interrupted" and "result" not in [e["event"] for e in events]
+    # the stream of a stopped lesson ends
+    with client.stream("GET", "/api/lessons/stream", params={"path": path}) as s:
+        kinds = [k for k, _ in parse_sse("".join(s.iter_text()))]
+    assert kinds[-2:] == ["interrupted", "end"]
     r = client.post("/api/lessons/stop", json={"path": "../../etc"})
     assert r.status_code == 403
 

@@ -241,3 +241,22 @@ def test_a_lessons_folder_that_links_out_of_the_root_is_refused(tmp_path):
     r = client.post("/api/lessons/start", json={"name": FAST, "preset": "smoke"})
     assert r.status_code == 403 and "outside the lab root" in r.json()["error"]
     assert list(outside.iterdir()) == []  # nothing written there
+
+
+def test_lesson_status_from_its_files(tmp_path):
+    """After a restart the server has no process handle: the lock and the last event tell."""
+    from trainlab._rundir import RunLock
+
+    d = tmp_path / "lessons" / FAST / "20260101-000000"
+    d.mkdir(parents=True)
+    (d / "lesson.json").write_text(json.dumps({"experiment": FAST}))
+    assert _lessons.lesson_status(d) == "starting"  # just made, no event yet
+    (d / "events.jsonl").write_text(json.dumps({"event": "start", "t": 0}) + "\n")
+    with RunLock(d):
+        assert _lessons.lesson_status(d) == "running"  # its worker holds the lock
+    assert _lessons.lesson_status(d) == "interrupted"  # gone without a last word: killed
+    with (d / "events.jsonl").open("a") as f:
+        f.write(json.dumps({"event": "done", "t": 1}) + "\n")
+    assert _lessons.lesson_status(d) == "done"
+    client = TestClient(make_app(tmp_path))
+    assert client.get("/api/lessons").json()["runs"][0]["status"] == "done"

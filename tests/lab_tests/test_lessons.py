@@ -21,6 +21,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from trainlab.experiments import REGISTRY  # noqa: E402
 from trainlab.experiments._core import Check, observe_checks  # noqa: E402
 from trainlab.lab import _lessons, _viewer  # noqa: E402
+from trainlab.train import Callback, watch_training  # noqa: E402
 
 FAST = "zero-init"
 
@@ -48,12 +49,29 @@ def parse_sse(text: str) -> list[tuple[str, dict]]:
 
 
 # ---- the observer --------------------------------------------------------------------------------
-def test_observer_sees_every_check_while_the_experiment_runs_and_changes_no_verdict():
+class Recorder(Callback):
+    """A watcher that only writes down what it is told."""
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def on_train_begin(self, trainer) -> None:
+        self.log.append(("begin", trainer.model.size))
+
+    def on_evaluate(self, trainer, record) -> None:
+        self.log.append(("evaluate", record["step"]))
+
+    def on_train_end(self, trainer) -> None:
+        self.log.append(("end", trainer.step))
+
+
+def test_observers_see_every_training_and_check_while_the_experiment_runs_and_change_no_verdict():
     exp = REGISTRY[FAST]
     plain = exp.run("smoke")
     seen: list[tuple[dict, bool]] = []
+    log: list = []
     state = {"returned": False}
-    with observe_checks(lambda c: seen.append((c, state["returned"]))):
+    with observe_checks(lambda c: seen.append((c, state["returned"]))), watch_training(Recorder(log)):
         watched = exp.run("smoke")
         state["returned"] = True
     assert [c.to_dict() for c in watched.checks] == [c.to_dict() for c in plain.checks]  # same measurements
@@ -61,6 +79,11 @@ def test_observer_sees_every_check_while_the_experiment_runs_and_changes_no_verd
     assert [c for c, _ in seen] == [c.to_dict() for c in watched.checks]  # every check, in order
     assert not any(after for _, after in seen)  # all of them before run() returned
     json.dumps([c for c, _ in seen], allow_nan=False)  # JSON-safe
+    # the experiment's trainings were reported: each begins, evaluates and ends
+    assert log and log[0][0] == "begin" and log[-1][0] == "end" and any(k == "evaluate" for k, _ in log)
+    # outside the block nothing is watched any more
+    exp.run("smoke")
+    assert log[-1][0] == "end" and len([k for k, _ in log if k == "begin"]) == len([k for k, _ in log if k == "end"])
 
 
 def test_observer_is_context_local_and_a_broken_listener_changes_nothing(caplog):
@@ -109,6 +132,10 @@ def test_start_refuses_bad_requests(tmp_path):
     assert r.status_code == 404 and "unknown experiment 'no-such-experiment'" in r.json()["error"]
     r = client.post("/api/lessons/start", json={"name": FAST, "preset": "textbook"})
     assert r.status_code == 400 and "preset must be one of quick, smoke" in r.json()["error"]
+    r = client.post("/api/lessons/start", json={"name": "x" * 500_000, "preset": ["a"] * 10})
+    assert r.status_code == 404 and len(r.json()["error"]) < 1000  # a hostile name is not echoed whole
+    r = client.post("/api/lessons/start", json={"name": FAST, "preset": {"nested": "x" * 100_000}})
+    assert r.status_code == 400 and len(r.json()["error"]) < 300
     r = client.post("/api/lessons/start", content=b"not json")
     assert r.status_code == 400
     r = client.post("/api/lessons/start", json=["a", "list"])
@@ -143,6 +170,14 @@ def test_lesson_runs_in_a_worker_and_streams_checks_then_result_then_figures(tmp
     kinds = [k for k, _ in events]
     assert kinds[0] == "start" and kinds[-1] == "end" and kinds[-2] == "done", kinds
     result_at = kinds.index("result")
+    # the experiment's training is reported while it runs, before the checks it leads to
+    assert kinds.index("train") < kinds.index("progress") < kinds.index("check")
+    begin = next(data for k, data in events if k == "train")
+    assert begin["phase"] == "begin" and begin["members"] >= 1 and begin["total_steps"] > 0
+    progress = [data for k, data in events if k == "progress"]
+    assert all(len(p["batch_loss"]) == begin["members"] and p["step"] <= begin["total_steps"] for p in progress)
+    assert [p["step"] for p in progress] == sorted(p["step"] for p in progress)
+    assert progress[-1]["step"] == begin["total_steps"]  # the last step is always sent
     checks = [data["check"] for k, data in events[:result_at] if k == "check"]
     final = events[result_at][1]
     assert len(checks) == len(final["checks"]) >= 2
@@ -175,8 +210,8 @@ def test_lesson_runs_in_a_worker_and_streams_checks_then_result_then_figures(tmp
 @pytest.mark.slow
 def test_stopping_a_lesson_interrupts_it(tmp_path):
     client = TestClient(make_app(tmp_path))
-    # a slower experiment, so there is time to stop it
-    r = client.post("/api/lessons/start", json={"name": "activations", "preset": "quick"})
+    # a slower experiment (about 20 s at quick), so it is stopped while it trains
+    r = client.post("/api/lessons/start", json={"name": "init-compare", "preset": "quick"})
     assert r.status_code == 202, r.text
     path = r.json()["path"]
     deadline = time.monotonic() + 60
@@ -184,8 +219,44 @@ def test_stopping_a_lesson_interrupts_it(tmp_path):
         assert time.monotonic() < deadline, "the worker never started"
         time.sleep(0.1)
     stopped = client.post("/api/lessons/stop", json={"path": path}).json()
-    assert stopped["status"] in ("interrupted", "done")  # done only if it won the race
-    if stopped["status"] == "interrupted":
-        assert _lessons._events(tmp_path / path)[-1]["event"] == "interrupted"
+    assert stopped["status"] == "interrupted"
+    events = _lessons._events(tmp_path / path)
+    assert events[-1]["event"] == "interrupted" and "result" not in [e["event"] for e in events]
+    # the stream of a stopped lesson ends
+    with client.stream("GET", "/api/lessons/stream", params={"path": path}) as s:
+        kinds = [k for k, _ in parse_sse("".join(s.iter_text()))]
+    assert kinds[-2:] == ["interrupted", "end"]
     r = client.post("/api/lessons/stop", json={"path": "../../etc"})
     assert r.status_code == 403
+
+
+def test_a_lessons_folder_that_links_out_of_the_root_is_refused(tmp_path):
+    import os
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    os.symlink(outside, root / "lessons")
+    client = TestClient(make_app(root))
+    r = client.post("/api/lessons/start", json={"name": FAST, "preset": "smoke"})
+    assert r.status_code == 403 and "outside the lab root" in r.json()["error"]
+    assert list(outside.iterdir()) == []  # nothing written there
+
+
+def test_lesson_status_from_its_files(tmp_path):
+    """After a restart the server has no process handle: the lock and the last event tell."""
+    from trainlab._rundir import RunLock
+
+    d = tmp_path / "lessons" / FAST / "20260101-000000"
+    d.mkdir(parents=True)
+    (d / "lesson.json").write_text(json.dumps({"experiment": FAST}))
+    assert _lessons.lesson_status(d) == "starting"  # just made, no event yet
+    (d / "events.jsonl").write_text(json.dumps({"event": "start", "t": 0}) + "\n")
+    with RunLock(d):
+        assert _lessons.lesson_status(d) == "running"  # its worker holds the lock
+    assert _lessons.lesson_status(d) == "interrupted"  # gone without a last word: killed
+    with (d / "events.jsonl").open("a") as f:
+        f.write(json.dumps({"event": "done", "t": 1}) + "\n")
+    assert _lessons.lesson_status(d) == "done"
+    client = TestClient(make_app(tmp_path))
+    assert client.get("/api/lessons").json()["runs"][0]["status"] == "done"

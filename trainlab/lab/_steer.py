@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from trainlab.config import RunConfig
+from trainlab.lab._worker import server_alive
 from trainlab.train import Callback
 
 __all__ = ["Steering", "write_fork", "slice_state", "steerable_keys"]
@@ -55,8 +56,9 @@ class Steering(Callback):
     """Applies the server's commands at step boundaries (see the module docstring)."""
 
     def __init__(self, control: Any, emit: Callable[[dict[str, Any]], None], run_dir: Path,
-                 cfg: RunConfig) -> None:
+                 cfg: RunConfig, *, server_pid: int | None = None) -> None:
         self.control, self.emit, self.run_dir, self.cfg = control, emit, Path(run_dir), cfg
+        self.server_pid = server_pid
         self.paused = False
         self.steered: list[str] = []  # hyperparameter names changed at least once (their values go in records)
 
@@ -93,6 +95,8 @@ class Steering(Callback):
             try:
                 msg = self.control.get(timeout=0.25)
             except _queue.Empty:
+                if self.server_pid is not None and not server_alive(self.server_pid):
+                    trainer.interrupt_requested = True  # the server is gone: checkpoint and leave
                 continue
             self.apply(trainer, msg)
 

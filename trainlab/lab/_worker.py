@@ -8,10 +8,9 @@ evaluation, divergence, probes, steering), commands in (:class:`~trainlab.lab._s
 The server never waits on a worker: a thread of the server reads the event queue and hands each
 event to the event loop.
 
-A worker must not outlive its server: on Linux it asks the kernel for SIGTERM when its parent (the
-fork server, which exits when the server does) dies (``prctl(PR_SET_PDEATHSIG)``), and it checks its
-parent's pid at each step besides; either way it
-checkpoints at the next step boundary and exits, so a server killed mid-run leaves a run that the
+A worker must not outlive its server: every ``interval`` seconds of training (and while paused) it checks
+that the server's process still runs, and asks the kernel for SIGTERM should its parent (the fork server)
+die (``prctl(PR_SET_PDEATHSIG)``); either way it checkpoints at the next step boundary and exits, so a server killed mid-run leaves a run that the
 restarted server (or ``trainlab train --resume``) resumes. Ctrl-C reaches the workers too (same
 process group): each checkpoints and exits the way ``trainlab train`` does.
 """
@@ -58,9 +57,9 @@ class LabStream(Callback):
     """
 
     def __init__(self, emit: Callable[[dict[str, Any]], None], *, interval: float = 0.2,
-                 parent_pid: int | None = None, on_begin: Callable[[int], None] | None = None,
+                 server_pid: int | None = None, on_begin: Callable[[int], None] | None = None,
                  probes: Path | None = None) -> None:
-        self.emit, self.interval, self.parent_pid = emit, interval, parent_pid
+        self.emit, self.interval, self.server_pid = emit, interval, server_pid
         self.on_begin, self.probes = on_begin, probes
         self._sum: torch.Tensor | None = None
         self._n = 0
@@ -91,8 +90,8 @@ class LabStream(Callback):
         if now - self._last >= self.interval:
             self._flush(trainer)
             self._last = now
-        if self.parent_pid is not None and os.getppid() != self.parent_pid:
-            trainer.interrupt_requested = True  # the server is gone: checkpoint and leave
+            if self.server_pid is not None and not server_alive(self.server_pid):
+                trainer.interrupt_requested = True  # the server is gone: checkpoint and leave
 
     def _flush(self, trainer: Any) -> None:
         if not self._n or self._sum is None:
@@ -111,6 +110,21 @@ class LabStream(Callback):
         self._flush(trainer)
 
 
+def server_alive(pid: int) -> bool:
+    """Whether process ``pid`` (the lab server) still runs (a zombie -- dead, not yet reaped -- does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
 def _die_with_parent() -> None:
     """Linux: SIGTERM to this process when its parent dies (the trainer checkpoints on it)."""
     try:
@@ -125,8 +139,7 @@ def worker_main(run_dir: str, cfg: Any, resume: bool, events: Any, control: Any,
     """The worker process: train ``cfg`` (a :class:`~trainlab.config.RunConfig`) into ``run_dir``, or resume
     the run there (``cfg`` None: its own config.toml), streaming events."""
     _die_with_parent()
-    parent_pid = os.getppid()  # the forkserver (it exits with the server) or the server
-    if parent_pid == 1:  # orphaned before we got here
+    if not server_alive(server_pid):  # the server died before we got here
         return
     threads = options.get("threads")
     if threads:
@@ -146,9 +159,9 @@ def worker_main(run_dir: str, cfg: Any, resume: bool, events: Any, control: Any,
 
     if cfg is None:
         cfg = RunConfig.load(out / "config.toml")
-    callbacks: list[Callback] = [Steering(control, emit, out, cfg)]
+    callbacks: list[Callback] = [Steering(control, emit, out, cfg, server_pid=server_pid)]
     log = ProbeLog(out / "probes.jsonl", emit)
-    stream = LabStream(emit, interval=float(options.get("interval", 0.2)), parent_pid=parent_pid,
+    stream = LabStream(emit, interval=float(options.get("interval", 0.2)), server_pid=server_pid,
                        on_begin=log.truncate_after if resume else None, probes=log.path)
     callbacks.append(stream)  # before the probe: its "begin" goes out before the first probe record
     probe = _make_probe(options, log)
@@ -226,11 +239,68 @@ def read_probes(path: Path, limit: int = 2000) -> list[dict[str, Any]]:
     return out
 
 
+_NEVER = 2**62
+
+
+class BudgetedProbe(Callback):
+    """A :class:`~trainlab.train.LayerProbe` on a time budget: after each probe record it waits as many steps
+    as keep the probes' share of training time at most ``budget`` (measured: the record's own cost over the
+    mean step time since the last one), and at least ``min_every`` steps. A probe of 32 members costs about
+    as much as a few training steps (a forward pass over its batch, with histograms), so a fixed "every 20
+    steps" took 18% of training time with 32 members here; the budget keeps the lab within a few percent of
+    ``trainlab train`` on any model and population size (docs/lab.md, "Cost")."""
+
+    def __init__(self, probe: Any, *, budget: float = 0.03, min_every: int = 5) -> None:
+        self.probe, self.budget, self.min_every = probe, budget, min_every
+        self.probe.every = _NEVER  # it measures only at the steps we choose (every = 1 for that step)
+        self._next = min_every
+        self._t_last = 0.0
+        self._step_last = 0
+
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return {}, {}
+
+    def _measured(self, trainer: Any, fn: Callable[[], None]) -> None:
+        t0 = time.perf_counter()
+        steps = trainer.step - self._step_last
+        step_time = (t0 - self._t_last) / steps if steps > 0 and self._t_last else None
+        fn()
+        t1 = time.perf_counter()
+        cost = t1 - t0
+        gap = self.min_every
+        if step_time:
+            gap = max(gap, math.ceil(cost / (self.budget * step_time)))
+        self._next = trainer.step + gap
+        self._t_last, self._step_last = t1, trainer.step
+
+    def on_train_begin(self, trainer: Any) -> None:
+        self.probe.on_train_begin(trainer)  # the record at the first step (0, or where a resume starts)
+        self._next = trainer.step + self.min_every
+        self._t_last, self._step_last = time.perf_counter(), trainer.step
+
+    def on_step_end(self, trainer: Any, loss: torch.Tensor) -> None:
+        if trainer.step >= self._next:
+            def measure() -> None:
+                self.probe.every = 1
+                try:
+                    self.probe.on_step_end(trainer, loss)
+                finally:
+                    self.probe.every = _NEVER
+            self._measured(trainer, measure)
+        else:
+            self.probe.on_step_end(trainer, loss)  # no record (every = _NEVER); it notes that gradients exist
+
+    def on_train_end(self, trainer: Any) -> None:
+        self.probe.on_train_end(trainer)
+
+
 def _make_probe(options: Mapping[str, Any], log: ProbeLog) -> Callback | None:
-    """The per-layer probe of the run (:class:`trainlab.train.LayerProbe`), every ``probe_every`` steps."""
+    """The per-layer probe of the run (:class:`trainlab.train.LayerProbe`) on a time budget, at most every
+    ``probe_every`` steps."""
     from trainlab.train import LayerProbe
 
     every = options.get("probe_every")
     if not every:
         return None
-    return LayerProbe(every=int(every), batch=int(options.get("probe_batch", 256)), sinks=[log], keep=0)
+    probe = LayerProbe(every=int(every), batch=int(options.get("probe_batch", 256)), sinks=[log], keep=0)
+    return BudgetedProbe(probe, budget=float(options.get("probe_budget", 0.03)), min_every=int(every))

@@ -78,6 +78,7 @@ class LabCommand(Command):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((args.host, args.port))
+            sock.listen(2048)  # from now on connections queue: the printed URL works at once
         except OSError as e:
             sock.close()
             raise TrainlabError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None
@@ -93,7 +94,10 @@ class LabCommand(Command):
               file=sys.stderr, flush=True)
         config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: the lab has shut down cleanly by now
+            pass
         print("trainlab lab: stopped; interrupted runs resume from the page (or trainlab train --resume DIR)",
               file=sys.stderr, flush=True)
         return 0

@@ -9,8 +9,9 @@ from trainlab.train._swa import SWA
 from trainlab.train._probes import LayerProbe, probe_record
 from trainlab.train._tensorboard import (TensorBoardSink, TrialTensorBoard, check_logdir, member_hparams,
                                          require_tensorboard, tensorboard_sinks)
+from trainlab.train._watch import watch_training
 
 __all__ = ["Trainer", "History", "Callback", "EarlyStopping", "SWA", "as_arrays", "ConsoleSink", "LiveCurves",
            "summarize", "history_html", "format_duration", "LayerProbe", "probe_record",
            "TensorBoardSink", "TrialTensorBoard", "tensorboard_sinks", "require_tensorboard", "check_logdir",
-           "member_hparams"]
+           "member_hparams", "watch_training"]

@@ -289,7 +289,7 @@
     updateMembers();
   }
 
-  function fmt(v) { return v === null || v === undefined ? "-" : (Math.abs(v) >= 1e-3 && Math.abs(v) < 1e4 ? String(+v.toPrecision(4)) : v.toExponential(2)); }
+  function fmt(v) { return v === null || v === undefined ? "-" : v === 0 ? "0" : (Math.abs(v) >= 1e-3 && Math.abs(v) < 1e4 ? String(+v.toPrecision(4)) : v.toExponential(2)); }
 
   function updateMembers() {
     const rows = document.querySelectorAll("#members tbody tr");

@@ -202,6 +202,9 @@
         if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
       }
       if (x0 === Infinity) { x0 = 0; x1 = 1; y0 = logY ? 0.1 : 0; y1 = 1; }
+      // 4% headroom, so a flat curve at the extreme is not hidden under the frame
+      if (logY) { const f = Math.pow(10, Math.max(Math.log10(y1 / y0), 0.02) * 0.04); y0 /= f; y1 *= f; }
+      else { const m = Math.max(y1 - y0, Math.abs(y1) * 0.01, 1e-12) * 0.04; y0 -= m; y1 += m; }
       if (this.opts.yMin !== undefined) y0 = this.opts.yMin;
       if (this.opts.yMax !== undefined) y1 = this.opts.yMax;
       return [[x0, x1], [y0, y1]];

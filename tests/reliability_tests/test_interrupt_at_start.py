@@ -12,6 +12,7 @@ signals were a SIGINT during start-up, each exiting 1 with a traceback (the run 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,38 @@ def test_ctrl_c_in_mains_first_import_is_one_line(capsys, monkeypatch):
     monkeypatch.setattr(trainlab.runtime, "keep_freed_memory", interrupted)
     assert main(["--version"]) == 130
     assert capsys.readouterr().err == "trainlab: interrupted\n"
+
+
+def test_the_command_line_front_imports_no_torch_before_main():
+    """``trainlab`` (the console script: ``from trainlab.cli import main``) imported torch through
+    ``trainlab/__init__`` before ``main`` began, seconds in which Ctrl-C printed Python's traceback. Now the
+    package is light; torch loads inside main's one-line handling."""
+    import subprocess
+    import sys
+
+    code = ("import sys, trainlab.cli, trainlab\n"
+            "assert 'torch' not in sys.modules, 'torch imported before main'\n"
+            "assert trainlab.Population.__name__ == 'Population' and 'torch' in sys.modules\n"
+            "from trainlab import *\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.5, 1.5])
+def test_a_real_ctrl_c_while_train_starts_is_one_line(tmp_path, delay):
+    """The real thing: ``python -m trainlab.cli train`` and SIGINT while torch imports (3-15 s on a loaded
+    2-core machine). Before: Python's KeyboardInterrupt traceback from inside torch, status -2."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "trainlab.cli", "train", "examples/mlp.toml", "--quiet",
+                          "--out", str(tmp_path / "run")], cwd=Path(__file__).resolve().parents[2],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 130 and err.count("\n") == 1 and err.startswith("trainlab: interrupted"), err

@@ -94,3 +94,20 @@ def run_with_one_line_errors(body: Callable[[], int]) -> int:
     except KeyboardInterrupt as e:
         print(error_line(e), file=sys.stderr)
         return 130
+    except Exception as e:
+        if not _from_an_interrupt(e):
+            raise
+        print("trainlab: interrupted", file=sys.stderr)  # Ctrl-C while modules were still importing
+        return 130
+
+
+def _from_an_interrupt(e: BaseException) -> bool:
+    """Whether ``e`` was raised because of a Ctrl-C: Python turns a KeyboardInterrupt inside a class body's
+    ``__set_name__`` into a RuntimeError (its ``__cause__``), and one inside a C extension's initialization
+    into ``ImportError: initialization failed`` (its ``__context__``). Anything else keeps its traceback."""
+    seen: BaseException | None = e.__cause__ or e.__context__
+    for _ in range(8):  # a short chain: deeper is not Python's wrapping of an interrupt
+        if seen is None or isinstance(seen, KeyboardInterrupt):
+            return seen is not None
+        seen = seen.__cause__ or seen.__context__
+    return False

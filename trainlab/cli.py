@@ -217,11 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.formatwarning = _one_line_warning
-    from trainlab.runtime import keep_freed_memory
-
-    keep_freed_memory()  # reuse freed activation memory (docs/benchmarks.md); TRAINLAB_MALLOC=system: off
 
     def body() -> int:
+        from trainlab.runtime import keep_freed_memory  # inside: a Ctrl-C while it imports is one line
+
+        keep_freed_memory()  # reuse freed activation memory (docs/benchmarks.md); TRAINLAB_MALLOC=system: off
         parser = build_parser()  # inside: a Ctrl-C while the commands are imported is one line too
         args = parser.parse_args(argv)
         args._argv = list(sys.argv[1:] if argv is None else argv)

@@ -43,7 +43,7 @@ def spawn(argv: list[str], log: Path) -> int:
     sys.stdout.flush(), sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the child: the CLI, then _exit (no pytest teardown in here)
-        code = 1
+        code: int | None = None
         try:
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.dup2(fd, 1), os.dup2(fd, 2)
@@ -54,14 +54,17 @@ def spawn(argv: list[str], log: Path) -> int:
             code = main(argv)
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1
-        except BaseException:  # noqa: BLE001 - what a real process would print
-            import traceback
+        except BaseException as e:  # noqa: BLE001 - what a real process would print
+            if code is None or not isinstance(e, KeyboardInterrupt):  # (a signal after main returned: its status)
+                import traceback
 
-            traceback.print_exc()
-            code = 1
+                traceback.print_exc()
+                code = 1
         finally:
-            sys.stdout.flush(), sys.stderr.flush()
-            os._exit(code)
+            try:
+                sys.stdout.flush(), sys.stderr.flush()
+            finally:  # never back into the parent's code, whatever arrives now
+                os._exit(1 if code is None else code)
     return pid
 
 
@@ -198,7 +201,11 @@ class Campaign:
         if done:
             return os.waitstatus_to_exitcode(status), sig.name, at, False
         os.kill(pid, sig)  # the child is alive (not yet reaped): the signal hits a running command
-        return wait(pid), sig.name, at, True
+        rc = wait(pid)
+        # 130: stopped by the CLI's handler (one line); -9/-15: killed (SIGTERM before the handler is installed);
+        # 0: the command was ending. Never 1 or 2: a traceback or an error line where an interrupt belongs.
+        assert rc in (0, 130, -signal.SIGKILL, -signal.SIGTERM), f"{argv}: {sig.name} at {at:.2f} s exited {rc}"
+        return rc, sig.name, at, True
 
     def _train_next(self, out: Path) -> tuple[list[str], str]:
         """The command that continues ``out`` now: done, resume, or (nothing started yet) the first command."""

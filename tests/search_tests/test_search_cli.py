@@ -49,6 +49,7 @@ def test_tune_prints_a_summary_and_json(tmp_path, capsys):
     code, out, _ = run(capsys, path, "--out", tmp_path / "o", "--trials", 3, "--seed", 5, "--json")
     s = json.loads(out)
     assert code == 0 and s["trials"]["complete"] == 3 and s["seed"] == 5 and s["finished"]
+    assert s["out_dir"] == str(tmp_path / "o")  # where the study's files are (issue 17: --json names it)
     code, out, _ = run(capsys, path, "--out", tmp_path / "o", "--seed", 5, "--report", "--json")
     assert code == 0 and json.loads(out)["trials"]["complete"] == 3
     code, _, err = run(capsys, path, "--out", tmp_path / "o", "--trials", 3, "--seed", 6)

@@ -104,8 +104,8 @@ class TuneCommand(Command):
             except KeyboardInterrupt:
                 raise Interrupted("interrupted; finished trials are in the study and the running ones will be "
                                   "retried", _resume_command(args)) from None
-        if args.json:
-            print(json.dumps(result.summary))
+        if args.json:  # with the output directory, as train's --json gives its run directory
+            print(json.dumps({"out_dir": str(out), **result.summary}))
             return 0
         if args.quiet:
             return 0

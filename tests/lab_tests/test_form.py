@@ -122,3 +122,15 @@ def test_mlp_counts_match_the_built_model(model):
 
     cfg = RunConfig.from_dict({"model": model})
     assert _mlp_counts(cfg.model, 784, 10)[0] == _built_counts(cfg.model, (784,), 10)[0]
+
+
+@pytest.mark.parametrize("argv,needle", [(["--port", "70000"], "--port must be 0 to 65535"),
+                                         (["--max-parallel", "0"], "--max-parallel must be >= 1"),
+                                         (["--host", "0.0.0.0", "--token", "short"], "at least 8 characters"),
+                                         (["--probe-every", "-1"], "--probe-every must be >= 0")])
+def test_lab_command_refuses_bad_options_in_one_line(argv, needle, capsys, tmp_path):
+    from trainlab.cli import main
+
+    assert main(["lab", "--root", str(tmp_path / "lab"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1

@@ -21,6 +21,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from trainlab.experiments import REGISTRY  # noqa: E402
 from trainlab.experiments._core import Check, observe_checks  # noqa: E402
 from trainlab.lab import _lessons, _viewer  # noqa: E402
+from trainlab.train import Callback, watch_training  # noqa: E402
 
 FAST = "zero-init"
 
@@ -48,12 +49,29 @@ def parse_sse(text: str) -> list[tuple[str, dict]]:
 
 
 # ---- the observer --------------------------------------------------------------------------------
-def test_observer_sees_every_check_while_the_experiment_runs_and_changes_no_verdict():
+class Recorder(Callback):
+    """A watcher that only writes down what it is told."""
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def on_train_begin(self, trainer) -> None:
+        self.log.append(("begin", trainer.model.size))
+
+    def on_evaluate(self, trainer, record) -> None:
+        self.log.append(("evaluate", record["step"]))
+
+    def on_train_end(self, trainer) -> None:
+        self.log.append(("end", trainer.step))
+
+
+def test_observers_see_every_training_and_check_while_the_experiment_runs_and_change_no_verdict():
     exp = REGISTRY[FAST]
     plain = exp.run("smoke")
     seen: list[tuple[dict, bool]] = []
+    log: list = []
     state = {"returned": False}
-    with observe_checks(lambda c: seen.append((c, state["returned"]))):
+    with observe_checks(lambda c: seen.append((c, state["returned"]))), watch_training(Recorder(log)):
         watched = exp.run("smoke")
         state["returned"] = True
     assert [c.to_dict() for c in watched.checks] == [c.to_dict() for c in plain.checks]  # same measurements
@@ -61,6 +79,11 @@ def test_observer_sees_every_check_while_the_experiment_runs_and_changes_no_verd
     assert [c for c, _ in seen] == [c.to_dict() for c in watched.checks]  # every check, in order
     assert not any(after for _, after in seen)  # all of them before run() returned
     json.dumps([c for c, _ in seen], allow_nan=False)  # JSON-safe
+    # the experiment's trainings were reported: each begins, evaluates and ends
+    assert log and log[0][0] == "begin" and log[-1][0] == "end" and any(k == "evaluate" for k, _ in log)
+    # outside the block nothing is watched any more
+    exp.run("smoke")
+    assert log[-1][0] == "end" and len([k for k, _ in log if k == "begin"]) == len([k for k, _ in log if k == "end"])
 
 
 def test_observer_is_context_local_and_a_broken_listener_changes_nothing(caplog):
@@ -109,6 +132,10 @@ def test_start_refuses_bad_requests(tmp_path):
     assert r.status_code == 404 and "unknown experiment 'no-such-experiment'" in r.json()["error"]
     r = client.post("/api/lessons/start", json={"name": FAST, "preset": "textbook"})
     assert r.status_code == 400 and "preset must be one of quick, smoke" in r.json()["error"]
+    r = client.post("/api/lessons/start", json={"name": "x" * 500_000, "preset": ["a"] * 10})
+    assert r.status_code == 404 and len(r.json()["error"]) < 1000  # a hostile name is not echoed whole
+    r = client.post("/api/lessons/start", json={"name": FAST, "preset": {"nested": "x" * 100_000}})
+    assert r.status_code == 400 and len(r.json()["error"]) < 300
     r = client.post("/api/lessons/start", content=b"not json")
     assert r.status_code == 400
     r = client.post("/api/lessons/start", json=["a", "list"])
@@ -143,6 +170,14 @@ def test_lesson_runs_in_a_worker_and_streams_checks_then_result_then_figures(tmp
     kinds = [k for k, _ in events]
     assert kinds[0] == "start" and kinds[-1] == "end" and kinds[-2] == "done", kinds
     result_at = kinds.index("result")
+    # the experiment's training is reported while it runs, before the checks it leads to
+    assert kinds.index("train") < kinds.index("progress") < kinds.index("check")
+    begin = next(data for k, data in events if k == "train")
+    assert begin["phase"] == "begin" and begin["members"] >= 1 and begin["total_steps"] > 0
+    progress = [data for k, data in events if k == "progress"]
+    assert all(len(p["batch_loss"]) == begin["members"] and p["step"] <= begin["total_steps"] for p in progress)
+    assert [p["step"] for p in progress] == sorted(p["step"] for p in progress)
+    assert progress[-1]["step"] == begin["total_steps"]  # the last step is always sent
     checks = [data["check"] for k, data in events[:result_at] if k == "check"]
     final = events[result_at][1]
     assert len(checks) == len(final["checks"]) >= 2

@@ -255,8 +255,8 @@ def test_follow_a_training_live(server):
     root, url = server
     epochs = 8
     proc = cli("train", "examples/mlp.toml", "--out", str(root / "live"), "--quiet",
-               "--set", f"train.epochs={epochs}", "--set", "model.hidden=[32]", "--set", "population.size=2",
-               "--set", "optim.lr=[0.05, 0.1]", "--set", "data.train=2000")
+               "--set", f"train.epochs={epochs}", "--set", "model.hidden=[256, 256]", "--set", "population.size=2",
+               "--set", "optim.lr=[0.05, 0.1]", "--set", "data.train=3500")
     try:
         deadline = time.monotonic() + 120
         while not _viewer.is_run(root / "live"):  # config.toml is written once the run is built
@@ -282,8 +282,10 @@ def test_follow_a_training_live(server):
     batches = [(t, d["records"]) for t, k, d in arrivals if k == "metrics"]
     records = [r for _, rs in batches for r in rs]
     assert len(records) == epochs * 2 and [r["epoch"] for r in records] == sorted(r["epoch"] for r in records)
-    # live: the evaluations came in several pieces, spread over the run, not all at the end
-    assert len(batches) >= 3 and batches[-1][0] - batches[0][0] > 0.3
+    # live: the evaluations came in several pieces, spread over the run, and some while it was still running
+    finished_at = [t for t, k, d in arrivals if k == "run" and d["status"] == "finished"][0]
+    assert len(batches) >= 2 and batches[-1][0] - batches[0][0] > 0.3
+    assert sum(len(rs) for t, rs in batches if t < finished_at) >= 2
     assert {r["member_label"] for r in records} == {"lr=0.05", "lr=0.1"}
 
 
@@ -292,3 +294,37 @@ def test_routes_bound_to_a_root_need_no_app_state(lab):
     client = TestClient(app)
     assert [r["path"] for r in client.get("/api/viewer/list").json()["runs"]] == ["runs/mlp"]
     assert client.get("/api/viewer/run", params={"path": "../x"}).status_code == 403
+
+
+@pytest.mark.slow
+def test_follow_a_study_live(server, tmp_path):
+    root, url = server
+    cfg = tmp_path / "live-study.toml"
+    # slow enough (about a second per batch of two trials) that the stream sees it between batches
+    cfg.write_text(STUDY.replace("trials = 5", "trials = 8").replace("population = 5", "population = 2")
+                   .replace("epochs = 1", "epochs = 3").replace("train = 300", "train = 2000")
+                   .replace("hidden = [16]", "hidden = [128, 128]"))
+    proc = cli("tune", str(cfg), "--out", str(root / "study"), "--quiet")
+    try:
+        deadline = time.monotonic() + 120
+        while not _viewer.is_study(root / "study"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.05)
+        seen: list[dict] = []
+        with httpx.stream("GET", f"{url}/api/viewer/study/stream", params={"path": "study"}, timeout=180) as s:
+            buf = ""
+            for chunk in s.iter_text():
+                buf += chunk
+                while "\n\n" in buf:
+                    block, buf = buf.split("\n\n", 1)
+                    seen += [d for k, d in parse_sse(block + "\n\n") if k == "study"]
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = [d["counts"].get("with_result", 0) for d in seen if d.get("counts")]
+    assert done == sorted(done) and done[-1] == 8  # trials arrive, never go away
+    assert any(d["status"] == "running" and 0 < d["counts"]["with_result"] < 8 for d in seen)  # seen mid-study
+    assert seen[-1]["status"] == "finished" and len(seen[-1]["trials"]) == 8
+    assert seen[-1]["importance"] is not None and set(seen[-1]["importance"]["importance"]) <= {"optim.lr",
+                                                                                              "optim.momentum"}

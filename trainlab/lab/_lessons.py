@@ -9,20 +9,28 @@ and never waits on. The worker writes everything into its lesson directory under
 * ``lesson.json``: what was started (experiment, title, claim, source, docs page, preset, time);
 * ``events.jsonl``: one JSON object per line, in order (the page's feed; see below);
 * ``result.json``: the experiment's entry as ``trainlab reproduce`` writes it in results.json
-  (:func:`trainlab.report._reproduce.experiment_entry`: settings, numbers, checks, status);
+  (:func:`trainlab.report.experiment_entry`: settings, numbers, checks, status);
 * ``figures/fig-NN.png``: its figures, drawn by the experiment's own ``plot``;
 * ``.trainlab.lock``: held by the worker while it runs (the same ``flock`` a training holds), so a
   lesson is known to be running -- or to have died -- after the page or the server restarts.
 
-The checks come from :func:`trainlab.experiments._core.observe_checks`: each :class:`Check` is
+The checks come from :func:`trainlab.experiments.observe_checks`: each :class:`Check` is
 reported the moment it is made, i.e. once its measurement exists, before the experiment returns.
-Observing changes nothing the experiment computes (tests/lab_tests/test_lessons.py compares the
-verdicts with and without it).
+The trainings that lead to them come from :func:`trainlab.train.watch_training`: every Trainer the
+experiment builds also reports to the lesson (a report-only callback), so the page shows each
+training's curves while it runs. Observing changes nothing the experiment computes
+(tests/lab_tests/test_lessons.py compares the verdicts with and without it).
 
 Events (every one has ``event`` and ``t``, seconds since the lesson started):
 
 =================  ===============================================================================
 ``start``          ``experiment``, ``preset``, ``pid``, ``expected_seconds`` (run_times.json, quick)
+``train``          ``phase`` (begin / end), ``index`` (the experiment's n-th training), ``members``,
+                   ``labels``, ``total_steps``, ``steps_per_epoch`` (begin) or ``step`` (end)
+``progress``       ``index``, ``step``, ``epoch``, ``total_steps``, and one value per member of
+                   ``batch_loss`` (the last batch's loss: at most four a second while it trains) or,
+                   at an evaluation, also ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``
+``diverged``       ``index``, ``step``, ``members``
 ``check``          ``check``: ``{name, claim, op, threshold, measured, passed, explanation, unit}``
 ``result``         ``status`` (held / did not hold), ``passed``, ``checks`` (the final list: an
                    experiment may remake a check, and this is the word that stands), ``summary``,
@@ -206,6 +214,75 @@ class _Feed:
         self.f.close()
 
 
+def _training_feed(feed: "_Feed") -> Any:
+    """A report-only :class:`~trainlab.train.Callback` that tells the feed about every training the experiment
+    runs: ``train`` (begin / end), ``progress`` (its evaluations, at most four a second, the last always)
+    and ``diverged``. A failure here is logged, never raised into the experiment."""
+    from trainlab.train import Callback
+
+    class TrainingFeed(Callback):
+        def __init__(self) -> None:
+            self.index = 0
+            self.last = 0.0
+            self.evaluated_at = -1
+
+        def _send(self, event: str, **data: Any) -> None:
+            try:
+                feed(event, **data)
+            except Exception:
+                import logging
+
+                logging.getLogger("trainlab.lab").warning("a lesson's training event was lost", exc_info=True)
+
+        def on_train_begin(self, trainer: Any) -> None:
+            self.index += 1
+            self.last = 0.0
+            self.evaluated_at = -1
+            info = trainer.history.info
+            self._send("train", phase="begin", index=self.index, members=int(trainer.model.size),
+                       labels=list(trainer.labels) if trainer.labels is not None else None,
+                       total_steps=info.get("total_steps"), steps_per_epoch=info.get("steps_per_epoch"))
+
+        def _due(self, trainer: Any, step: int) -> bool:
+            now = time.perf_counter()
+            if now - self.last < 0.25 and step != trainer.history.info.get("total_steps"):
+                return False
+            self.last = now
+            return True
+
+        def on_step_end(self, trainer: Any, loss: Any) -> None:
+            # the loss of each member's last batch, four times a second: live curves for every experiment,
+            # also those that evaluate only at the end
+            step = int(trainer.step)
+            if step == self.evaluated_at or not self._due(trainer, step):
+                return  # (an evaluation at this step was just sent, with its own batch_loss)
+            try:
+                values = [float(v) for v in loss.detach().reshape(-1).tolist()]
+            except (AttributeError, TypeError, ValueError):
+                return
+            per_epoch = trainer.history.info.get("steps_per_epoch") or 0
+            self._send("progress", index=self.index, total_steps=trainer.history.info.get("total_steps"),
+                       step=step, epoch=step / per_epoch if per_epoch else None, batch_loss=values)
+
+        def on_evaluate(self, trainer: Any, record: dict[str, Any]) -> None:
+            self.last = time.perf_counter()  # an evaluation is always sent; the next batch loss waits its turn
+            self.evaluated_at = int(record.get("step", -1))
+            self._send("progress", index=self.index, total_steps=trainer.history.info.get("total_steps"),
+                       **{k: v for k, v in record.items() if k in _PROGRESS_KEYS})
+
+        def on_diverged(self, trainer: Any, members: list[int]) -> None:
+            self._send("diverged", index=self.index, step=int(trainer.step), members=list(members))
+
+        def on_train_end(self, trainer: Any) -> None:
+            self._send("train", phase="end", index=self.index, step=int(trainer.step))
+
+    return TrainingFeed()
+
+
+#: what a progress event carries of an evaluation record (one value per member for the losses/accuracies)
+_PROGRESS_KEYS = ("step", "epoch", "batch_loss", "train_loss", "train_acc", "val_loss", "val_acc")
+
+
 def run_lesson(directory: str | Path, name: str, preset: str = "quick") -> str:
     """Run experiment ``name`` at ``preset`` into the lesson ``directory`` (the worker's body; also callable
     in-process). Returns the final status (done / failed / interrupted); never raises for the
@@ -216,9 +293,9 @@ def run_lesson(directory: str | Path, name: str, preset: str = "quick") -> str:
     import matplotlib.pyplot as plt
 
     from trainlab._rundir import RunLock
-    from trainlab.experiments import REGISTRY
-    from trainlab.experiments._core import Preset, observe_checks
-    from trainlab.report._reproduce import experiment_entry
+    from trainlab.experiments import REGISTRY, Preset, observe_checks
+    from trainlab.report import experiment_entry
+    from trainlab.train import watch_training
 
     d = Path(directory)
     lock = RunLock(d).acquire()
@@ -228,7 +305,7 @@ def run_lesson(directory: str | Path, name: str, preset: str = "quick") -> str:
         exp = REGISTRY.get_experiment(name)
         feed("start", experiment=name, preset=preset, pid=os.getpid(),
              expected_seconds=_run_times().get(name) if preset == "quick" else None)
-        with observe_checks(lambda c: feed("check", check=c)):
+        with observe_checks(lambda c: feed("check", check=c)), watch_training(_training_feed(feed)):
             result = exp.run(Preset(name=preset))
         verdict = "held" if result.passed else "did not hold"
         feed("result", status=verdict, passed=result.passed, checks=[c.to_dict() for c in result.checks],
@@ -293,7 +370,13 @@ def _procs(state: Any) -> dict[str, Any]:
     return procs
 
 
-def start_lesson(root: Path, name: str, preset: str = "quick", *, state: Any = None,
+def _shown(v: object) -> str:
+    # a hostile request may send a megabyte as a name: echo at most 80 characters of it
+    text = repr(v)
+    return text if len(text) <= 80 else f"{text[:60]}...[{len(text) - 70} characters]...{text[-10:]}"
+
+
+def start_lesson(root: Path, name: object, preset: object = "quick", *, state: Any = None,
                  max_running: int = MAX_LESSONS) -> dict[str, Any]:
     """Start experiment ``name`` as a lesson in a new worker process; returns its lesson info at once."""
     import multiprocessing
@@ -302,9 +385,9 @@ def start_lesson(root: Path, name: str, preset: str = "quick", *, state: Any = N
 
     if not isinstance(name, str) or name not in REGISTRY:
         known = ", ".join(REGISTRY)
-        raise LessonError(f"unknown experiment {name!r} (known: {known})", 404)
-    if preset not in LESSON_PRESETS:
-        raise LessonError(f"preset must be one of {', '.join(LESSON_PRESETS)}, got {preset!r}", 400)
+        raise LessonError(f"unknown experiment {_shown(name)} (known: {known})", 404)
+    if not isinstance(preset, str) or preset not in LESSON_PRESETS:
+        raise LessonError(f"preset must be one of {', '.join(LESSON_PRESETS)}, got {_shown(preset)}", 400)
     exp = REGISTRY[name]
     ok, why = exp.available()
     if not ok:
@@ -448,7 +531,7 @@ async def stream(request: Any) -> Any:
     # a browser's EventSource that reconnects sends the id of the last event it got: the offset to go on from
     raw = request.headers.get("last-event-id") or request.query_params.get("offset", "0")
     if not raw.isdigit():
-        return _json_error(f"offset must be a byte offset >= 0, got {raw!r}", 400)
+        return _json_error(f"offset must be a byte offset >= 0, got {raw[:40]!r}", 400)
     state = {"offset": int(raw)}
     rel = d.resolve().relative_to(_root(request).resolve()).as_posix()
     procs = _procs(request.app.state)
@@ -471,7 +554,7 @@ async def get_note(request: Any) -> Any:
 
     name = request.query_params.get("name", "")
     if name not in REGISTRY:
-        return _json_error(f"unknown experiment {name!r}", 404)
+        return _json_error(f"unknown experiment {_shown(name)}", 404)
     text = note_section(name)
     if text is None:
         return _json_error("docs/experiments.md is not installed with this copy of trainlab", 404)

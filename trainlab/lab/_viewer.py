@@ -21,11 +21,11 @@ Members carry the labels of :mod:`trainlab.labels` (from the metrics lines, ``su
 checkpoint, or computed from ``config.toml`` before the first evaluation).
 
 **Studies.** A directory with ``study.db`` (the SQLite storage ``trainlab tune --out DIR`` keeps there).
-It is opened with the search's own :func:`~trainlab.search._storage.open_storage`, read with the
+It is opened with the search's own :func:`~trainlab.search.open_storage`, read with the
 search's ledger (:class:`~trainlab.search.Ledger`: one status per slot), its best trial
-(:func:`~trainlab.search._results.best_trial`), the running-vs-dead test the tuner applies to its own
+(:func:`~trainlab.search.best_trial`), the running-vs-dead test the tuner applies to its own
 trials (``StudyStorage.stale_trials``), and parameter importance exactly as the study's report
-computes it (:func:`~trainlab.search._report.param_importances`, fANOVA). ``Tuner.snapshot()`` itself
+computes it (:func:`~trainlab.search.param_importances`, fANOVA). ``Tuner.snapshot()`` itself
 is not used: it needs the search config, which the study's directory does not hold; everything it
 reads (trials, study attributes, the spec stored in them) is read here the same way.
 
@@ -243,19 +243,21 @@ def run_info(root: Path, d: Path, *, summary: bool = False) -> dict[str, Any]:
 
 # ---- studies ---------------------------------------------------------------------------------------
 def _open_study_storage(db: Path) -> Any:
-    from trainlab.search._storage import open_storage
+    from trainlab.search import open_storage
 
     return open_storage(str(db))
+
+
+#: parameter importance by (storage file, study, numbers of the completed trials)
+_IMPORTANCE: dict[tuple[str, str, tuple[int, ...]], Any] = {}
 
 
 def _study_payload(store: Any, study_name: str | None, *, importance: bool) -> dict[str, Any]:
     """One study of an open storage: trials, ledger counts, best, importance (see the module docstring)."""
     from optuna.trial import TrialState
 
-    from trainlab.search._report import param_importances
-    from trainlab.search._results import Ledger, best_trial
-    from trainlab.search._space import SearchSpace
-    from trainlab.search._vocab import BUDGET, FINAL, SEED, SLOT, SPEC, SlotState
+    from trainlab.search import (BUDGET, FINAL, SEED, SLOT, SPEC, Ledger, SearchSpace, SlotState, best_trial,
+                                 param_importances)
 
     st = store.storage
     studies = st.get_all_studies()
@@ -297,7 +299,16 @@ def _study_payload(store: Any, study_name: str | None, *, importance: bool) -> d
         status = "interrupted"  # rerunning the same trainlab tune command resumes it
     imp = None
     if importance:
-        imp = param_importances(list(trials), maximize=maximize, limit=300, seed=int(spec.get("seed", 0)))
+        # fANOVA costs up to seconds of CPU, taken from the trainings: computed again only when the set of
+        # completed trials changed (not on every heartbeat a running study writes)
+        done = tuple(sorted(t.number for t in trials if t.state == TrialState.COMPLETE and t.value is not None))
+        key = (str(getattr(store, "path", "")), chosen.study_name, done)
+        if key not in _IMPORTANCE:
+            if len(_IMPORTANCE) > 64:
+                _IMPORTANCE.clear()
+            _IMPORTANCE[key] = param_importances(list(trials), maximize=maximize, limit=300,
+                                                 seed=int(spec.get("seed", 0)))
+        imp = _IMPORTANCE[key]
     counts = {"budget": budget, "with_result": ledger.decided, "complete": ledger.count(SlotState.COMPLETE),
               "pruned": ledger.count(SlotState.PRUNED), "failed": ledger.count(SlotState.FAILED),
               "running": len(live), "trial_records": len(trials)}
@@ -317,9 +328,29 @@ def _text(v: Any) -> Any:
     return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
+#: the listing's view of each study, by directory and the state of its files: a study that has not changed
+#: since the last look is not opened again (opening a storage costs a database engine)
+_LISTED: dict[tuple[str, tuple[Any, ...]], dict[str, Any]] = {}
+
+
 def study_info(root: Path, d: Path, *, trials: bool = True, study: str | None = None) -> dict[str, Any]:
     """What the viewer shows of study directory ``d``; ``trials=False`` (the listing) leaves out the
-    trial rows and importance."""
+    trial rows and importance, and answers from :data:`_LISTED` while the study's files are unchanged."""
+    if trials or study is not None:
+        return _read_study(root, d, trials=trials, study=study)
+    key = (str(d.resolve()), _storage_stamp(d))
+    hit = _LISTED.get(key)
+    # a running study's status depends on the clock too (a worker whose heartbeat stops is dead): read it again
+    if hit is not None and hit["status"] != "running":
+        return {**hit, "path": _rel(root, d)}
+    info = _read_study(root, d, trials=False, study=None)
+    if len(_LISTED) > 256:
+        _LISTED.clear()
+    _LISTED[key] = info
+    return info
+
+
+def _read_study(root: Path, d: Path, *, trials: bool, study: str | None) -> dict[str, Any]:
     store = _open_study_storage(d / "study.db")
     try:
         payload = _study_payload(store, study, importance=trials)
@@ -410,7 +441,7 @@ def _offset(request: Any) -> int:
     except ValueError:
         v = -1
     if v < 0:
-        raise ValueError(f"offset must be a byte offset >= 0 (one a previous answer gave), got {raw!r}")
+        raise ValueError(f"offset must be a byte offset >= 0 (one a previous answer gave), got {raw[:40]!r}")
     return v
 
 

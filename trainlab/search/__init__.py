@@ -40,7 +40,10 @@ _EXPORTS = {
     "Pruner": "_pruners", "NoPruner": "_pruners", "MedianPruner": "_pruners", "SuccessiveHalvingPruner": "_pruners",
     "HyperbandPruner": "_pruners", "PRUNERS": "_pruners", "make_pruner": "_pruners",
     "Tuner": "_tuner", "TuneResult": "_results", "Ledger": "_results", "StudySnapshot": "_results",
+    "best_trial": "_results",
     "SlotState": "_vocab", "Outcome": "_vocab",
+    # the keys trainlab stores in a study (a stored format: readers such as the lab's viewer use them)
+    "SLOT": "_vocab", "SEED": "_vocab", "SPEC": "_vocab", "BUDGET": "_vocab", "FINAL": "_vocab",
     "TrialJob": "_jobs", "TrialOutcome": "_jobs", "Evaluator": "_jobs", "FunctionEvaluator": "_jobs",
     "PopulationEvaluator": "_population", "group_key": "_population", "trial_config": "_population",
     "StudyStorage": "_storage", "open_storage": "_storage",
@@ -64,9 +67,9 @@ if TYPE_CHECKING:
     from trainlab.search._storage import StudyStorage, open_storage
     from trainlab.search._strategies import (GP, STRATEGIES, TPE, CoarseToFine, Grid, Manual, Random, Strategy,
                                              make_strategy)
-    from trainlab.search._results import Ledger, StudySnapshot, TuneResult
+    from trainlab.search._results import Ledger, StudySnapshot, TuneResult, best_trial
     from trainlab.search._tuner import Tuner
-    from trainlab.search._vocab import Outcome, SlotState
+    from trainlab.search._vocab import BUDGET, FINAL, SEED, SLOT, SPEC, Outcome, SlotState
 
 
 def __getattr__(name: str) -> Any:

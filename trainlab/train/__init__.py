@@ -7,6 +7,7 @@ from trainlab.train._console import ConsoleSink, format_duration
 from trainlab.train._live import LiveCurves
 from trainlab.train._swa import SWA
 from trainlab.train._probes import LayerProbe, probe_record
+from trainlab.train._watch import watch_training
 
 __all__ = ["Trainer", "History", "Callback", "EarlyStopping", "SWA", "as_arrays", "ConsoleSink", "LiveCurves",
-           "summarize", "history_html", "format_duration", "LayerProbe", "probe_record"]
+           "summarize", "history_html", "format_duration", "LayerProbe", "probe_record", "watch_training"]

@@ -14,6 +14,7 @@ from trainlab.optim import Optimizer
 from trainlab.regularize import Regularizer
 from trainlab.train._callback import Callback
 from trainlab.train._history import History
+from trainlab.train._watch import watchers
 
 __all__ = ["Trainer", "Callback", "as_arrays"]
 
@@ -380,8 +381,9 @@ class Trainer:
             self.augment.load_state_dict(part("augment."))
 
     def _listeners(self) -> list[Callback]:
-        """Callbacks first (they may stop members), then the sinks that only report."""
-        return [*self.callbacks, *self.sinks]
+        """Callbacks first (they may stop members), then the sinks that only report, then the watchers of
+        the calling context (:func:`trainlab.train.watch_training`: report only, e.g. a live lesson)."""
+        return [*self.callbacks, *self.sinks, *watchers()]
 
     def _warn_batch_of_one(self, n: int) -> None:
         if not getattr(self, "_warned_one", False):

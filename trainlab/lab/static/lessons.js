@@ -31,6 +31,7 @@
   }
 
   let catalog = [], runs = [], chosen = null, live = null;
+  let trainChart = null;   // one chart on one canvas, reused by every training of every lesson
 
   // ---- the catalog ------------------------------------------------------------------------------
   async function loadCatalog() {
@@ -47,8 +48,9 @@
       const meta = [l.expected_seconds ? `~${Math.round(l.expected_seconds)} s (quick)` : "",
                     l.available ? "" : `not available: ${l.reason}`,
                     last ? `last run: ${last.status}${last.passed === true ? ", held" : last.passed === false ? ", did not hold" : ""}` : ""].filter(Boolean).join(" · ");
-      ul.append(el("li", {class: chosen && chosen.name === l.name ? "current" : "", "data-name": l.name},
-        el("div", {class: "title", text: `${l.name}: ${l.title}`, onclick: () => choose(l.name)}),
+      ul.append(el("li", {class: chosen && chosen.name === l.name ? "current" : "", "data-name": l.name,
+                          onclick: () => choose(l.name)},
+        el("div", {class: "title", text: `${l.name}: ${l.title}`}),
         el("div", {class: "meta", text: meta})));
     }
   }
@@ -147,8 +149,17 @@
     if (!running) $("#live-progress > div").style.width = "100%";
   }
 
+  function trainNote() {
+    const t = live && live.training;
+    if (!t) return;
+    const epochs = t.total && t.perEpoch ? Math.ceil(t.total / t.perEpoch) : null;
+    $("#train-note").textContent = `training ${t.index} · ${t.members} member(s)` +
+      (t.epoch !== undefined ? ` · epoch ${num(t.epoch)}${epochs ? ` of ${epochs}` : ""}` : "") +
+      (t.ended !== undefined ? " · done" : "");
+  }
+
   function tick() {
-    if (!live || !live.t0) return;
+    if (!live || !live.t0 || live.measured !== undefined) return;
     const t = (performance.now() - live.t0) / 1000 + (live.tStart || 0);
     const exp = live.expected;
     $("#live-time").textContent = `${t.toFixed(0)} s` + (exp ? ` of ~${Math.round(exp)} s measured at quick` : "");
@@ -167,6 +178,10 @@
     $("#fig-title").hidden = true;
     $("#live-verdict").hidden = true;
     $("#live-count").textContent = "";
+    $("#train-note").textContent = "";
+    $("#train-charts").hidden = true;
+    $("#train-none").hidden = false;
+    if (trainChart) trainChart.setSeries([]);
     $("#live-time").textContent = "";
     $("#live-progress > div").style.width = "0";
     setStatus("starting");
@@ -186,8 +201,42 @@
       live.tStart = e.t || 0;
       live.timer = setInterval(tick, 500);
     });
+    on("train", e => {
+      if (e.phase === "begin") {
+        live.training = {index: e.index, members: e.members, total: e.total_steps, perEpoch: e.steps_per_epoch,
+                         names: Array.from({length: e.members}, (_, i) => (e.labels && e.labels[i]) || `member ${i}`)};
+        $("#train-none").hidden = true;
+        $("#train-charts").hidden = false;
+        if (!trainChart) trainChart = TLPlot.lineChart($("#train-chart"), {title: "", xLabel: "epoch", yLabel: "loss"});
+        const colors = TLPlot.colors(e.members);
+        trainChart.setSeries(live.training.names.map((n, i) => ({name: n, color: colors[i], points: [], marks: []})));
+        trainNote();
+      } else if (live.training) {
+        live.training.ended = e.step;
+        trainNote();
+      }
+    });
+    on("progress", e => {
+      const t = live.training;
+      if (!t || !trainChart) return;
+      t.step = e.step;
+      if (typeof e.epoch === "number") t.epoch = e.epoch;
+      if (!e.batch_loss) { trainNote(); return; }
+      trainChart.opts.title = `training ${t.index}: loss of the last batch, per member`;
+      trainChart.opts.yLabel = "batch loss";
+      const x = typeof e.epoch === "number" ? e.epoch : e.step;
+      e.batch_loss.forEach((v, i) => trainChart.addPoints(t.names[i] || `member ${i}`, [[x, v]]));
+      trainNote();
+    });
+    on("diverged", e => {
+      const t = live.training;
+      if (t && trainChart) for (const m of e.members) trainChart.mark(t.names[m], (e.step || 0) / (t.perEpoch || 1), "diverged");
+    });
     on("check", e => showCheck(e.check));
     on("result", e => {
+      live.measured = e.seconds;
+      $("#live-time").textContent = `measured in ${num(e.seconds)} s` + (live.status === "running" ? "; drawing the figures..." : "");
+      $("#live-progress > div").style.width = "100%";
       // the final word: the result's checks, in order (an experiment may have remade one)
       $("#checks").replaceChildren(...e.checks.map(checkCard));
       $("#live-count").textContent = `${e.checks.filter(c => c.passed).length} of ${e.checks.length} check(s) held`;
@@ -202,7 +251,7 @@
         el("img", {src: `/api/viewer/file?${qs({path: `${path}/${e.file}`})}`, alt: e.title, loading: "lazy"}),
         el("figcaption", {}, el("b", {text: e.title}), e.caption)));
     });
-    on("done", () => setStatus("done"));
+    on("done", () => { setStatus("done"); if (live.measured !== undefined) $("#live-time").textContent = `measured in ${num(live.measured)} s`; });
     on("failed", e => { setStatus("failed"); $("#lesson-err").textContent = e.error; });
     on("interrupted", e => { setStatus("interrupted"); $("#lesson-err").textContent = e.error || "stopped"; });
     es.addEventListener("end", async () => {
@@ -218,8 +267,13 @@
   }
 
   // ---- start --------------------------------------------------------------------------------------
-  loadCatalog().then(() => {
+  function fromHash() {
     const h = location.hash.slice(1);
-    if (h.startsWith("lesson=")) watch(decodeURIComponent(h.slice(7)));
-  });
+    if (h.startsWith("lesson=")) {
+      const path = decodeURIComponent(h.slice(7));
+      if (!live || live.path !== path) watch(path);
+    }
+  }
+  window.addEventListener("hashchange", fromHash);
+  loadCatalog().then(fromHash);
 })();

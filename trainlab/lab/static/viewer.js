@@ -189,7 +189,8 @@
         for (const k of Object.keys(batches)) chartFor(k).mark(name, x, `${name} diverged`);
       }
     }
-    for (const [k, byName] of Object.entries(batches)) {
+    const order = k => { const i = METRICS.findIndex(m => m[0] === k); return i < 0 ? 99 : i; };
+    for (const [k, byName] of Object.entries(batches).sort((a, b) => order(a[0]) - order(b[0]))) {
       const ch = chartFor(k);
       for (const [name, pts] of Object.entries(byName)) ch.addPoints(name, pts);
     }
@@ -291,10 +292,13 @@
   function fromHash() {
     const h = location.hash.slice(1);
     const [kind, value] = [h.split("=")[0], decodeURIComponent(h.slice(h.indexOf("=") + 1))];
+    if (current && current.path === value && current.kind === kind) return;
     if (kind === "run" && value) openRun(value);
     else if (kind === "study" && value) openStudy(value);
   }
 
-  refreshList().then(fromHash);
+  window.addEventListener("hashchange", fromHash);   // a link or the address bar naming another run
+  fromHash();      // at once: the list (which opens every study) may take a moment longer
+  refreshList();
   setInterval(() => { if (!document.hidden) refreshList(); }, 4000);
 })();

@@ -99,6 +99,7 @@ def _table(cls: type[T], table: T | Mapping[str, Any], name: str) -> T:
     """A typed table, or a plain mapping of its keys validated into one (the public builders take either)."""
     if isinstance(table, cls):
         return table
+    assert isinstance(table, Mapping)
     out = table_from_dict(name, table)
     assert isinstance(out, cls)
     return out

@@ -79,6 +79,9 @@ class TrainCommand(Command):
         p.add_argument("--members", choices=["auto", "all", "summary"], default="auto",
                        help="which members of a population the per-epoch lines show: every member up to 4 "
                             "(auto, default), all, or the best/median/worst (summary)")
+        p.add_argument("--tensorboard", metavar="DIR", default=None,
+                       help="also write TensorBoard event files to DIR: scalars and layer histograms per member, "
+                            "member settings as hparams (needs the tensorboard package; docs/tensorboard.md)")
 
     def run(self, args):
         from trainlab.config import RunConfig
@@ -112,7 +115,8 @@ class TrainCommand(Command):
 
         with _sigterm_as_ctrl_c():
             _, summary = train_run(cfg, out, progress=not (args.quiet or args.json), resume=bool(args.resume),
-                                   overwrite=args.overwrite, on_start=announce, members=args.members)
+                                   overwrite=args.overwrite, on_start=announce, members=args.members,
+                                   tensorboard=args.tensorboard)
         if args.json:
             print(json.dumps({"run_dir": str(out), **summary}))
         elif not args.quiet:

@@ -177,10 +177,19 @@ def _config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix[:-1]} ({b!r} in the run, {a!r} now)"]
 
 
+def _release_all(locks: list[Any]) -> None:
+    for lk in locks:
+        lk.release()
+
+
 def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, progress: bool = False,
               resume: bool = False, overwrite: bool = False,
               on_start: Callable[[Path], None] | None = None, members: str = "auto",
+<<<<<<< HEAD
               callbacks: Sequence[Callback] = ()) -> tuple[Run, dict[str, Any]]:
+=======
+              tensorboard: str | Path | None = None, probe_every: int = 50) -> tuple[Run, dict[str, Any]]:
+>>>>>>> htb
     """Build everything ``cfg`` describes, train, and write the run directory ``out``.
 
     With ``resume=True``, ``out`` must hold a run started earlier: its checkpoint is
@@ -197,12 +206,22 @@ def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, pro
     :mod:`trainlab._rundir`). The process holds a lock on ``out`` while it runs: a
     second one is refused with a line naming the holder. ``on_start(out)`` is called once
     everything is built and training is about to start (the CLI prints the directory).
+<<<<<<< HEAD
     ``callbacks``: extra *stateless* callbacks (``state_dict`` empty), called before the metrics writer
     on each evaluation, so what they add to a record reaches ``metrics.jsonl`` (the lab's stream and
     steering, :mod:`trainlab.lab`). Stateless, so ``trainlab train --resume`` without them resumes the run.
+=======
+    ``tensorboard``: also write TensorBoard event files into this folder, with the layers'
+    histograms from a :class:`~trainlab.train.LayerProbe` every ``probe_every`` steps
+    (:mod:`trainlab.train._tensorboard`).
+>>>>>>> htb
     """
     from trainlab._rundir import RunLock
 
+    if tensorboard is not None:
+        from trainlab.train import check_logdir
+
+        check_logdir(tensorboard)  # no package, or DIR is a file: one line, before anything is written
     config = None if cfg is None else as_run_config(cfg)  # a plain dict is validated once, here
     out = Path(out)
     resume_cmd = f"trainlab train --resume {out}"
@@ -220,10 +239,14 @@ def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, pro
     locks = [lock]
     try:
         with contextlib.ExitStack() as cleanup:
-            cleanup.callback(lambda: [lk.release() for lk in locks])
+            cleanup.callback(_release_all, locks)  # at exit: also the staging lock _train_run may add
             return _train_run(config, out, progress=progress, resume=resume, overwrite=overwrite,
                               created=created, locks=locks, resume_cmd=resume_cmd, on_start=on_start,
+<<<<<<< HEAD
                               members=members, callbacks=callbacks)
+=======
+                              members=members, tensorboard=tensorboard, probe_every=probe_every)
+>>>>>>> htb
     except Interrupted:
         raise
     except KeyboardInterrupt as e:  # outside training (building, the final writes): the run is as it was
@@ -239,7 +262,11 @@ def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, pro
 def _train_run(cfg: RunConfig | None, out: Path, *, progress: bool, resume: bool, overwrite: bool,
                created: bool, locks: list[Any], resume_cmd: str,
                on_start: Callable[[Path], None] | None, members: str = "auto",
+<<<<<<< HEAD
                callbacks: Sequence[Callback] = ()) -> tuple[Run, dict[str, Any]]:
+=======
+               tensorboard: str | Path | None = None, probe_every: int = 50) -> tuple[Run, dict[str, Any]]:
+>>>>>>> htb
     from trainlab._rundir import RunLock, check_new_run, classify, remove_tree, staging_dir
 
     summary_path = out / "summary.json"
@@ -288,6 +315,10 @@ def _train_run(cfg: RunConfig | None, out: Path, *, progress: bool, resume: bool
         if promote is not None:
             promote.movers.append(snaps)
     run.trainer.callbacks.append(checkpointer)  # it saves what the other callbacks did
+    if tensorboard is not None:
+        from trainlab.train import tensorboard_sinks
+
+        run.trainer.sinks.extend(tensorboard_sinks(tensorboard, cfg, every=probe_every))
     if promote is not None:
         run.trainer.callbacks.append(promote)  # last: the first checkpoint exists when it runs
     if resume and has_checkpoint(out):

@@ -48,7 +48,7 @@ def test_per_member_kinds_from_config_equal_each_member_alone_and_record_the_rat
     for i, name in enumerate(["constant", "step", "cosine", "onecycle"]):
         lr_i = [0.05, 0.05, 0.1, 0.2][i]
         alone = build_run(cfg(f"schedule.name='{name}'", "schedule.step_size=2", "schedule.gamma=0.5",
-                              f"optim.lr={lr_i}", f"population.seeds=[{pop.config['seed'] + i}]"))
+                              f"optim.lr={lr_i}", f"population.seeds=[{pop.config.seed + i}]"))
         ha = alone.trainer.fit(alone.splits.train, alone.splits.val)
         if name != "constant":  # a constant rate alone attaches no schedule (and records no lr)
             torch.testing.assert_close(torch.tensor(ha["lr"][:, 0]), torch.tensor(lr[:, i]), rtol=0, atol=0)

@@ -81,7 +81,7 @@ def test_out_of_memory_splits_the_population_then_fails_alone(monkeypatch):
     real = build.build_run
 
     def small_only(cfg, **kw):
-        if cfg["population"]["size"] > 1:
+        if cfg.size > 1:
             raise MemoryError
         return real(cfg, **kw)
 

@@ -235,3 +235,64 @@ def test_histogram_rule():
 def test_bad_arguments(kw):
     with pytest.raises(ConfigError, match="LayerProbe"):
         LayerProbe(**kw)
+
+
+def test_eval_mode_probe_no_dropout_and_population_bn_before_its_statistics():
+    m = nn.Sequential([nn.Linear(None, 8), nn.BatchNorm(inference="population"), nn.ReLU(), nn.Dropout(0.5),
+                       nn.Linear(None, 8), nn.ReLU(), nn.Linear(None, 3)])
+    m.build((6,), Population(2, seed=4))
+    x = data(n=50)[0]
+    a = probe_record(m, x, bins=5, gradients=False, training=False)
+    b = probe_record(m, x, bins=5, gradients=False, training=False)
+    assert a == b  # eval mode: no dropout masks, deterministic
+    t1 = probe_record(m, x, bins=5, gradients=False, training=True)
+    t2 = probe_record(m, x, bins=5, gradients=False, training=True)
+    assert t1 == t2  # training mode: the same masks each time (the generators are restored)
+    after_dropout = [e for e in t1["layers"] if e["path"] == "5"][0]["act"]
+    assert after_dropout != [e for e in a["layers"] if e["path"] == "5"][0]["act"]  # ... unlike eval mode's
+    assert m.layers[1].inference == "population"
+
+
+def test_conv_residual_network_bitwise_and_channels_as_units():
+    def build():
+        m = nn.Sequential([nn.Conv2d(None, 4, 3, padding=1), nn.BatchNorm(), nn.ReLU(),
+                           nn.Residual([nn.Conv2d(None, 4, 3, padding=1), nn.BatchNorm(), nn.ReLU(),
+                                        nn.SpatialDropout2d(0.3), nn.Conv2d(None, 4, 3, padding=1), nn.BatchNorm()]),
+                           nn.ReLU(), nn.GlobalAvgPool2d(), nn.Linear(None, 3)])
+        m.build((1, 6, 6), Population(2, seed=3))
+        return m
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(40, 1, 6, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
+    states = []
+    for probe in (None, LayerProbe(every=1, batch=16, bins=6)):
+        m = build()
+        tr = Trainer(m, nn.SoftmaxCrossEntropy(), SGD(m.parameters(), lr=0.1), steps=4, batch_size=10, seed=2,
+                     sinks=[probe] if probe else [])
+        tr.fit((x, y))
+        states.append(m.state_dict())
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k
+    rec = probe.records[-1]
+    paths = [e["path"] for e in rec["layers"]]
+    assert "3.block.1" in paths and "3.block.5" in paths and "3.block.3" not in paths  # dropout has no entry
+    relu = next(e for e in rec["layers"] if e["path"] == "3.block.2")["act"]
+    # a unit is a channel: the dead fraction is a multiple of 1/4
+    assert all(v is not None and abs(v * 4 - round(v * 4)) < 1e-12 for v in relu["dead"])
+    assert sum(relu["hist"][0]) == 16 * 4 * 6 * 6
+    bn = next(e for e in rec["layers"] if e["path"] == "3.block.1")["bn"]
+    assert bn["batch_var"]["mean"][0] > 0 and json.dumps(rec, allow_nan=False)
+
+
+def test_std_of_collapsed_activations_is_accurate_in_float32():
+    """Sigmoid outputs at 0.5 +- 0.001 (tiny init): the std must not vanish in a cancellation."""
+    from trainlab.train._probes import _moments
+
+    g = torch.Generator().manual_seed(0)
+    flat = (0.5 + 1e-3 * torch.randn(2, 100_000, generator=g, dtype=torch.float64)).float()
+    mean, std, norm, bad = _moments(flat)
+    ref = flat.double()
+    assert torch.allclose(std, ref.std(1, unbiased=False), rtol=1e-4)
+    assert torch.allclose(mean, ref.mean(1), rtol=1e-6)
+    assert torch.allclose(norm, ref.norm(dim=1), rtol=1e-6)
+    assert not bool(bad.any())

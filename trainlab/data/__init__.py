@@ -32,6 +32,7 @@ from trainlab.data._preprocess import (
     ChannelStandardize,
     make_preprocessor,
 )
+from trainlab.data import _preprocess
 from trainlab.data._faults import FAULT_KEYS, plant_faults
 from trainlab.data._registry import DATASETS, GEOMETRIC_TRANSFORMS, DatasetInfo, get_dataset_info
 from trainlab.data._splits import Arrays, Splits, load_splits, split_indices
@@ -62,14 +63,5 @@ __all__ = [
     "load_splits",
     "split_indices",
     # preprocessing
-    "Preprocessor",
-    "Identity",
-    "MinMax",
-    "MinMaxPerFeature",
-    "Standardize",
-    "PCAWhiten",
-    "ZCAWhiten",
-    "ChannelStandardize",
-    "PREPROCESSORS",
-    "make_preprocessor",
+    *_preprocess.__all__,
 ]

@@ -33,15 +33,10 @@ from trainlab.experiments._core import (
     observe_checks,
 )
 
+from trainlab.experiments import _core
+
 __all__ = [
-    "PRESETS",
-    "Preset",
-    "Check",
-    "Figure",
-    "Result",
-    "Experiment",
-    "Registry",
-    "NotAvailable",
+    *_core.__all__,
     "REGISTRY",
     "BUILTIN",
     "as_preset",

@@ -28,18 +28,24 @@ def _prepare(config: str | Path | Mapping[str, Any], *, trials: int | None, stra
 def tune(config: str | Path | Mapping[str, Any], *, trials: int | None = None, strategy: str | None = None,
          population: int | None = None, storage: str | None = None, study: str | None = None,
          out: str | Path | None = None, seed: int | None = None, overrides: list[str] = (),
-         device: str | None = None, progress: bool = False) -> TuneResult:
+         device: str | None = None, progress: bool = False, tensorboard: str | Path | None = None) -> TuneResult:
     """Run (or resume, or join) the study a search config describes; see docs/search.md.
 
     ``config`` is a TOML file or a dict: a trainlab config plus a ``[search]`` table.
     The keyword arguments override ``[search]``; ``overrides`` are ``key=value``
     strings as with ``--set``. Without ``storage`` the study lives in
     ``out/study.db`` (SQLite), or in memory when ``out`` is None too.
+    ``tensorboard``: write each finished trial as a TensorBoard run into this folder
+    (hparams, objective, curves; docs/tensorboard.md).
     """
+    if tensorboard is not None:
+        from trainlab.train import check_logdir
+
+        check_logdir(tensorboard)
     base, spec, stem = _prepare(config, trials=trials, strategy=strategy, population=population, seed=seed,
                                 overrides=list(overrides))
     return Tuner(spec, base_config=base, storage=storage, study=study or spec.study or stem, out=out,
-                 progress=progress, device=device).run()
+                 progress=progress, device=device, tensorboard=tensorboard).run()
 
 
 def report(config: str | Path | Mapping[str, Any], *, trials: int | None = None, strategy: str | None = None,

@@ -65,6 +65,9 @@ class TuneCommand(Command):
                        help="only write the outputs of the study as it stands (no trials run)")
         p.add_argument("--json", action="store_true", help="print summary.json")
         p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+        p.add_argument("--tensorboard", metavar="DIR", default=None,
+                       help="also write each finished trial as a TensorBoard run in DIR: its values as hparams, "
+                            "its objective and curves (needs the tensorboard package; docs/tensorboard.md)")
 
     def run(self, args: argparse.Namespace) -> int:
         from trainlab.search._api import report, tune
@@ -84,7 +87,7 @@ class TuneCommand(Command):
                     result = tune(args.config, trials=args.trials, strategy=args.strategy,
                                   population=args.population, storage=args.storage, study=args.study, out=out,
                                   seed=args.seed, overrides=list(args.overrides), device=args.device,
-                                  progress=not (args.quiet or args.json))
+                                  progress=not (args.quiet or args.json), tensorboard=args.tensorboard)
             except KeyboardInterrupt:
                 raise Interrupted("interrupted; finished trials are in the study and the running ones will be "
                                   "retried", _resume_command(args)) from None

@@ -168,7 +168,7 @@ class PopulationEvaluator:
         per_trial = (t2 - t1) / len(jobs)
         outcomes = []
         for m, job in enumerate(jobs):
-            attrs = {"population": pop_id, "population_size": len(jobs), "train_seconds": round(per_trial, 4),
+            attrs: dict[str, Any] = {"population": pop_id, "population_size": len(jobs), "train_seconds": round(per_trial, 4),
                      "curves": self._curves(history, m)}
             if m in history.diverged:
                 d = history.diverged[m]

@@ -22,7 +22,7 @@ Every key is listed in :data:`SEARCH_KEYS`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 import copy
 from dataclasses import dataclass, field
 import difflib
@@ -288,7 +288,7 @@ def parse_search(table: Mapping[str, Any] | None, *, config_seed: int = 0, confi
     return spec
 
 
-def load_search(path: str | Path | None = None, overrides: list[str] = (), *, given: Mapping[str, Any] | None = None,
+def load_search(path: str | Path | None = None, overrides: Sequence[str] = (), *, given: Mapping[str, Any] | None = None,
                 search: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], SearchSpec]:
     """Read a search config (a file, or ``given``), apply ``--set`` overrides and the ``search`` keys
     (e.g. ``{"trials": 20}`` from the command line), and split it into the trainlab config

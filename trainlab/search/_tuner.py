@@ -148,8 +148,14 @@ class Tuner:
     def __init__(self, spec: SearchSpec, *, evaluator: Evaluator | None = None,
                  base_config: Mapping[str, Any] | None = None, storage: str | None = None,
                  study: str | None = None, out: str | Path | None = None, progress: bool = False,
-                 device: str | None = None) -> None:
+                 device: str | None = None, tensorboard: str | Path | None = None) -> None:
         self.spec = spec
+        #: ``tensorboard``: each finished trial of this worker becomes a TensorBoard run there
+        self.tensorboard = None
+        if tensorboard is not None:
+            from trainlab.train import TrialTensorBoard
+
+            self.tensorboard = TrialTensorBoard(tensorboard, metric=spec.metric)
         self.base_config = dict(base_config) if base_config is not None else None
         if evaluator is None:
             if base_config is None:
@@ -441,6 +447,8 @@ class Tuner:
             with _deferred_interrupts():
                 for job, outcome in zip(jobs, outcomes):
                     self._tell(job, outcome)
+                    if self.tensorboard is not None:
+                        self.tensorboard.trial(job.number, job.values, outcome.state, outcome.value, outcome.attrs)
             self.timing["tell"] += time.perf_counter() - t0
             self.ran += len(jobs)
             for job, o in zip(jobs, outcomes):

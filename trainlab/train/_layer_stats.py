@@ -18,9 +18,10 @@ Conventions:
   never dead; their *inactive* fraction (negative or 0 everywhere) is recorded instead (for a
   slope of exactly 0 inactive is dead).
 * **histograms**: ``bins`` equal bins between ``edges[0]`` and ``edges[-1]`` (``bins + 1``
-  edges); a value ``v`` falls in bin ``floor((v - lo) / (hi - lo) * bins)``, clamped to
-  ``[0, bins - 1]`` (so the last bin is closed, like ``numpy.histogram``, and a value outside
-  the range lands in an end bin). Non-finite values (a diverged member) are left out.
+  edges); a value ``v`` falls in bin ``floor((v - lo) * bins / (hi - lo))`` (computed in the
+  values' dtype), clamped to ``[0, bins - 1]`` (so the last bin is closed, like
+  ``numpy.histogram``, and a value outside the range lands in an end bin). Non-finite values (a
+  diverged member) are left out.
 """
 
 from __future__ import annotations
@@ -97,18 +98,25 @@ def named_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
-def histogram(flat: torch.Tensor, lo: float, hi: float, bins: int) -> torch.Tensor:
+def histogram(flat: torch.Tensor, lo: float, hi: float, bins: int, *, finite: bool | None = None) -> torch.Tensor:
     """``(P, bins)`` counts of each row of ``flat`` ``(P, n)`` on ``bins`` equal bins over ``[lo, hi]``.
 
     The rule of the module docstring: clamped end bins, non-finite values left out. One
-    ``bincount`` for all members (no loop over them).
+    ``bincount`` for all members (no loop over them). ``finite=True`` says the caller knows every
+    value is finite (skips a pass).
     """
     P = flat.shape[0]
-    finite = torch.isfinite(flat)
-    scale = bins / (hi - lo)
-    idx = ((torch.nan_to_num(flat, nan=lo, posinf=hi, neginf=lo) - lo) * scale).floor_().clamp_(0, bins - 1).long()
-    idx += torch.arange(P, device=flat.device).unsqueeze(1) * bins
-    return torch.bincount(idx[finite], minlength=P * bins).view(P, bins)
+    if finite is None:
+        finite = bool(torch.isfinite(flat).all())
+    mask = None
+    if not finite:
+        mask = torch.isfinite(flat)
+        flat = torch.nan_to_num(flat, nan=lo, posinf=hi, neginf=lo)
+    # clamped to [0, bins - 1] first, so truncation toward zero is the floor
+    idx = torch.sub(flat, lo).mul_(bins / (hi - lo)).clamp_(0, bins - 1).to(torch.int32)
+    idx += torch.arange(P, device=flat.device, dtype=torch.int32).unsqueeze(1) * bins
+    idx = idx[mask] if mask is not None else idx.reshape(-1)
+    return torch.bincount(idx, minlength=P * bins).view(P, bins)
 
 
 def edges(lo: float, hi: float, bins: int) -> list[float]:
@@ -116,12 +124,15 @@ def edges(lo: float, hi: float, bins: int) -> list[float]:
     return [lo + (hi - lo) * k / bins for k in range(bins + 1)]
 
 
-def finite_range(t: torch.Tensor) -> tuple[float, float] | None:
-    """``(min, max)`` over the finite values of ``t``; None when there is none."""
+def finite_range(t: torch.Tensor) -> tuple[tuple[float, float] | None, bool]:
+    """``((min, max) over the finite values of t, or None when there is none; whether all are finite)``."""
+    lo, hi = (float(v) for v in torch.aminmax(t))  # NaN and inf propagate: one cheap pass decides
+    if math.isfinite(lo) and math.isfinite(hi):
+        return (lo, hi), True
     f = t[torch.isfinite(t)]
     if f.numel() == 0:
-        return None
-    return float(f.min()), float(f.max())
+        return None, False
+    return (float(f.min()), float(f.max())), False
 
 
 def members(t: torch.Tensor) -> list[float | None]:
@@ -187,8 +198,19 @@ def capture(model: nn.Sequential, x: torch.Tensor, layers: list[tuple[str, nn.Mo
     ``x`` is ``(N, ...)`` (shared by every member) or ``(P, N, ...)``. The pass runs in
     ``training`` mode as the caller asks and leaves no trace (:func:`quiet_pass`).
     """
-    xs = x.unsqueeze(0) if x.ndim == len(model.input_shape) + 1 else x
+    xs = x.unsqueeze(0) if x.ndim == len(model.input_shape or ()) + 1 else x
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    with quiet_pass(model), _observed(layers, seen):
-        model.forward(xs, training=training)
+    # Eval mode of BatchNorm(inference="population") needs statistics the Trainer computes only at its
+    # evaluations; before the first one, this pass reads the running averages instead (the doctor's rule).
+    switched = [] if training else [
+        m for m in model.modules() if getattr(m, "inference", None) == "population"
+        and bool((getattr(m, "population_batches", torch.ones(1)) == 0).any())]
+    try:
+        for m in switched:
+            m.inference = "running"  # type: ignore[attr-defined]
+        with quiet_pass(model), _observed(layers, seen):
+            model.forward(xs, training=training)
+    finally:
+        for m in switched:
+            m.inference = "population"  # type: ignore[attr-defined]
     return seen

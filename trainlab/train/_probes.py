@@ -108,26 +108,42 @@ def _spread(t: torch.Tensor) -> dict[str, list[float | None]]:
     return {"mean": members(f.mean(1)), "spread": members(f.std(1, unbiased=False))}
 
 
+def _moments(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row of ``flat`` ``(P, n)``: mean, (population) std, L2 norm, and whether the row has a
+    non-finite value (its numbers are then NaN).
+
+    The sums are torch's reductions in the tensor's own dtype (pairwise summation: a float32 row
+    of 10^5 values is summed to about 1e-6 relative); asking torch to accumulate in float64 instead
+    costs 20 times more here (a converting pass). The std is the norm of the *centred* row, not
+    ``sqrt(E[x^2] - mean^2)``: sigmoid outputs collapsed to 0.5 +- 0.001 (the course's small-init
+    picture) would lose every digit of their std to that cancellation in float32.
+    """
+    n = flat.shape[1]
+    mean32 = flat.sum(1) / n
+    mean = mean32.double()
+    norm = torch.linalg.vector_norm(flat, dim=1).double()
+    std = torch.linalg.vector_norm(flat - mean32.unsqueeze(1), dim=1).double() / math.sqrt(n)
+    bad = ~(torch.isfinite(mean) & torch.isfinite(norm))
+    return mean, std, norm, bad
+
+
 def _activation_entry(y: torch.Tensor, layer: nn.Module, family: str, P: int, bins: int) -> dict[str, Any]:
     y = y.expand(P, *y.shape[1:]) if y.shape[0] != P else y
     flat = y.reshape(P, -1)
     n = flat.shape[1]
-    mean = flat.sum(1, dtype=torch.float64) / n
-    sq = flat.double().square().sum(1) / n
-    std = (sq - mean * mean).clamp(min=0).sqrt()
-    bad = ~torch.isfinite(flat).all(1)
+    mean, std, _, bad = _moments(flat)
+    rng, finite = finite_range(flat)
     out: dict[str, Any] = {"family": family}
     if family in BOUNDED_RANGES:
         lo, hi = BOUNDED_RANGES[family]
     else:
-        rng = finite_range(flat)
         lo, hi = rng if rng is not None else (0.0, 1.0)
         if family == "relu":
             lo = 0.0
         if not hi - lo > 1e-12:
             lo, hi = lo - 0.5, hi + 0.5
     out["edges"] = edges(lo, hi, bins)
-    out["hist"] = histogram(flat, lo, hi, bins).cpu().tolist()
+    out["hist"] = histogram(flat, lo, hi, bins, finite=finite).cpu().tolist()
     out["mean"] = members(torch.where(bad, math.nan, mean))
     out["std"] = members(torch.where(bad, math.nan, std))
     if family in ("relu", "leaky_relu") and y.ndim >= 3:
@@ -164,23 +180,22 @@ def _bn_entry(layer: nn.BatchNorm, x: torch.Tensor, P: int) -> dict[str, Any]:
 
 def _weight_entry(w: torch.Tensor, P: int, bins: int) -> dict[str, Any]:
     flat = w.reshape(P, -1)
-    rng = finite_range(flat)
+    rng, finite = finite_range(flat)
     a = max(abs(rng[0]), abs(rng[1])) if rng is not None else 1.0
     a = a if a > 0 else 1.0
-    fd = flat.double()
-    return {"shape": list(w.shape[1:]), "edges": edges(-a, a, bins), "hist": histogram(flat, -a, a, bins).cpu().tolist(),
-            "norm": members(torch.linalg.vector_norm(fd, dim=1)), "mean": members(fd.mean(1)),
-            "std": members(fd.std(1, unbiased=False))}
+    mean, std, norm, _ = _moments(flat)
+    return {"shape": list(w.shape[1:]), "edges": edges(-a, a, bins),
+            "hist": histogram(flat, -a, a, bins, finite=finite).cpu().tolist(),
+            "norm": members(norm), "mean": members(mean), "std": members(std)}
 
 
 def _grad_entry(params: Sequence[nn.Parameter], P: int) -> dict[str, Any]:
     per: dict[str, list[float | None]] = {}
-    total = torch.zeros(P, dtype=torch.float64, device=params[0].grad.device)
-    for k, p in enumerate(params):
-        sq = p.grad.reshape(P, -1).double().square().sum(1)
-        total += sq
-        per[p.name or f"param{k}"] = members(sq.sqrt())
-    return {"norm": members(total.sqrt()), "params": per}
+    norms = [torch.linalg.vector_norm(p.grad.reshape(P, -1), dim=1).double() for p in params]
+    for k, (p, g) in enumerate(zip(params, norms)):
+        per[p.name or f"param{k}"] = members(g)
+    total = torch.linalg.vector_norm(torch.stack(norms), dim=0)
+    return {"norm": members(total), "params": per}
 
 
 @torch.no_grad()
@@ -290,6 +305,8 @@ class LayerProbe(Callback):
         t0 = time.perf_counter()
         model = trainer.model
         P = model.size
+        if self._x is None:
+            raise RuntimeError("LayerProbe measured before on_train_begin chose its probe batch")
         body = probe_record(model, self._x, bins=self.bins, gradients=self._have_grads, training=self.training)
         spe = getattr(trainer, "steps_per_epoch", None)
         lr = getattr(trainer.optimizer, "lr", None)

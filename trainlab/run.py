@@ -185,11 +185,8 @@ def _release_all(locks: list[Any]) -> None:
 def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, progress: bool = False,
               resume: bool = False, overwrite: bool = False,
               on_start: Callable[[Path], None] | None = None, members: str = "auto",
-<<<<<<< HEAD
+              tensorboard: str | Path | None = None, probe_every: int = 50,
               callbacks: Sequence[Callback] = ()) -> tuple[Run, dict[str, Any]]:
-=======
-              tensorboard: str | Path | None = None, probe_every: int = 50) -> tuple[Run, dict[str, Any]]:
->>>>>>> htb
     """Build everything ``cfg`` describes, train, and write the run directory ``out``.
 
     With ``resume=True``, ``out`` must hold a run started earlier: its checkpoint is
@@ -206,15 +203,12 @@ def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, pro
     :mod:`trainlab._rundir`). The process holds a lock on ``out`` while it runs: a
     second one is refused with a line naming the holder. ``on_start(out)`` is called once
     everything is built and training is about to start (the CLI prints the directory).
-<<<<<<< HEAD
-    ``callbacks``: extra *stateless* callbacks (``state_dict`` empty), called before the metrics writer
-    on each evaluation, so what they add to a record reaches ``metrics.jsonl`` (the lab's stream and
-    steering, :mod:`trainlab.lab`). Stateless, so ``trainlab train --resume`` without them resumes the run.
-=======
     ``tensorboard``: also write TensorBoard event files into this folder, with the layers'
     histograms from a :class:`~trainlab.train.LayerProbe` every ``probe_every`` steps
     (:mod:`trainlab.train._tensorboard`).
->>>>>>> htb
+    ``callbacks``: extra *stateless* callbacks (``state_dict`` empty), called before the metrics writer
+    on each evaluation, so what they add to a record reaches ``metrics.jsonl`` (the lab's stream and
+    steering, :mod:`trainlab.lab`). Stateless, so ``trainlab train --resume`` without them resumes the run.
     """
     from trainlab._rundir import RunLock
 
@@ -242,11 +236,8 @@ def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, pro
             cleanup.callback(_release_all, locks)  # at exit: also the staging lock _train_run may add
             return _train_run(config, out, progress=progress, resume=resume, overwrite=overwrite,
                               created=created, locks=locks, resume_cmd=resume_cmd, on_start=on_start,
-<<<<<<< HEAD
-                              members=members, callbacks=callbacks)
-=======
-                              members=members, tensorboard=tensorboard, probe_every=probe_every)
->>>>>>> htb
+                              members=members, tensorboard=tensorboard, probe_every=probe_every,
+                              callbacks=callbacks)
     except Interrupted:
         raise
     except KeyboardInterrupt as e:  # outside training (building, the final writes): the run is as it was
@@ -262,11 +253,8 @@ def train_run(cfg: RunConfig | Mapping[str, Any] | None, out: str | Path, *, pro
 def _train_run(cfg: RunConfig | None, out: Path, *, progress: bool, resume: bool, overwrite: bool,
                created: bool, locks: list[Any], resume_cmd: str,
                on_start: Callable[[Path], None] | None, members: str = "auto",
-<<<<<<< HEAD
+               tensorboard: str | Path | None = None, probe_every: int = 50,
                callbacks: Sequence[Callback] = ()) -> tuple[Run, dict[str, Any]]:
-=======
-               tensorboard: str | Path | None = None, probe_every: int = 50) -> tuple[Run, dict[str, Any]]:
->>>>>>> htb
     from trainlab._rundir import RunLock, check_new_run, classify, remove_tree, staging_dir
 
     summary_path = out / "summary.json"

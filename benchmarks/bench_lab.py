@@ -139,7 +139,7 @@ def run_lab(srv: LabServer, size: int, steps: int, viewers: int, root: Path) -> 
             t0 = time.monotonic()
         if s["status"] in ("finished", "failed", "interrupted"):
             break
-        time.sleep(0.05)
+        time.sleep(0.5)  # about what the page does (it lists the runs every 1.5 s; the stream carries the rest)
     server_cpu = cpu_seconds(srv.proc.pid) - cpu0
     for v in vs:
         v.join(timeout=30)

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trainlab.config import RunConfig
 from trainlab.lab._worker import clean, read_probes, worker_main
 
 __all__ = ["Lab", "RunState", "NAME_RE"]
@@ -174,7 +175,7 @@ class Lab:
             name, i = f"{base}-{i}", i + 1
         return name
 
-    def submit(self, name: str, cfg: Mapping[str, Any]) -> RunState:
+    def submit(self, name: str, cfg: RunConfig) -> RunState:
         st = RunState(name, self.root / name, "queued", cfg)
         self.runs[name] = st
         st.publish({"type": "state", "state": "queued"})

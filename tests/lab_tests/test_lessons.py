@@ -210,8 +210,8 @@ def test_lesson_runs_in_a_worker_and_streams_checks_then_result_then_figures(tmp
 @pytest.mark.slow
 def test_stopping_a_lesson_interrupts_it(tmp_path):
     client = TestClient(make_app(tmp_path))
-    # a slower experiment, so there is time to stop it
-    r = client.post("/api/lessons/start", json={"name": "activations", "preset": "quick"})
+    # a slower experiment (about 20 s at quick), so it is stopped while it trains
+    r = client.post("/api/lessons/start", json={"name": "init-compare", "preset": "quick"})
     assert r.status_code == 202, r.text
     path = r.json()["path"]
     deadline = time.monotonic() + 60
@@ -219,8 +219,44 @@ def test_stopping_a_lesson_interrupts_it(tmp_path):
         assert time.monotonic() < deadline, "the worker never started"
         time.sleep(0.1)
     stopped = client.post("/api/lessons/stop", json={"path": path}).json()
-    assert stopped["status"] in ("interrupted", "done")  # done only if it won the race
-    if stopped["status"] == "interrupted":
-        assert _lessons._events(tmp_path / path)[-1]["event"] == "interrupted"
+    assert stopped["status"] == "interrupted"
+    events = _lessons._events(tmp_path / path)
+    assert events[-1]["event"] == "interrupted" and "result" not in [e["event"] for e in events]
+    # the stream of a stopped lesson ends
+    with client.stream("GET", "/api/lessons/stream", params={"path": path}) as s:
+        kinds = [k for k, _ in parse_sse("".join(s.iter_text()))]
+    assert kinds[-2:] == ["interrupted", "end"]
     r = client.post("/api/lessons/stop", json={"path": "../../etc"})
     assert r.status_code == 403
+
+
+def test_a_lessons_folder_that_links_out_of_the_root_is_refused(tmp_path):
+    import os
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    os.symlink(outside, root / "lessons")
+    client = TestClient(make_app(root))
+    r = client.post("/api/lessons/start", json={"name": FAST, "preset": "smoke"})
+    assert r.status_code == 403 and "outside the lab root" in r.json()["error"]
+    assert list(outside.iterdir()) == []  # nothing written there
+
+
+def test_lesson_status_from_its_files(tmp_path):
+    """After a restart the server has no process handle: the lock and the last event tell."""
+    from trainlab._rundir import RunLock
+
+    d = tmp_path / "lessons" / FAST / "20260101-000000"
+    d.mkdir(parents=True)
+    (d / "lesson.json").write_text(json.dumps({"experiment": FAST}))
+    assert _lessons.lesson_status(d) == "starting"  # just made, no event yet
+    (d / "events.jsonl").write_text(json.dumps({"event": "start", "t": 0}) + "\n")
+    with RunLock(d):
+        assert _lessons.lesson_status(d) == "running"  # its worker holds the lock
+    assert _lessons.lesson_status(d) == "interrupted"  # gone without a last word: killed
+    with (d / "events.jsonl").open("a") as f:
+        f.write(json.dumps({"event": "done", "t": 1}) + "\n")
+    assert _lessons.lesson_status(d) == "done"
+    client = TestClient(make_app(tmp_path))
+    assert client.get("/api/lessons").json()["runs"][0]["status"] == "done"

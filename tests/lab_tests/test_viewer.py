@@ -300,10 +300,11 @@ def test_routes_bound_to_a_root_need_no_app_state(lab):
 def test_follow_a_study_live(server, tmp_path):
     root, url = server
     cfg = tmp_path / "live-study.toml"
-    # slow enough (about a second per batch of two trials) that the stream sees it between batches
-    cfg.write_text(STUDY.replace("trials = 5", "trials = 8").replace("population = 5", "population = 2")
-                   .replace("epochs = 1", "epochs = 3").replace("train = 300", "train = 2000")
-                   .replace("hidden = [16]", "hidden = [128, 128]"))
+    # slow enough (a second or more per batch of two trials) that the stream, which looks once a second,
+    # sees it between batches
+    cfg.write_text(STUDY.replace("trials = 5", "trials = 10").replace("population = 5", "population = 2")
+                   .replace("epochs = 1", "epochs = 6").replace("train = 300", "train = 2000")
+                   .replace("hidden = [16]", "hidden = [256, 256]"))
     proc = cli("tune", str(cfg), "--out", str(root / "study"), "--quiet")
     try:
         deadline = time.monotonic() + 120
@@ -322,9 +323,10 @@ def test_follow_a_study_live(server, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+    states = [(d["status"], (d.get("counts") or {}).get("with_result")) for d in seen]
     done = [d["counts"].get("with_result", 0) for d in seen if d.get("counts")]
-    assert done == sorted(done) and done[-1] == 8  # trials arrive, never go away
-    assert any(d["status"] == "running" and 0 < d["counts"]["with_result"] < 8 for d in seen)  # seen mid-study
-    assert seen[-1]["status"] == "finished" and len(seen[-1]["trials"]) == 8
+    assert done == sorted(done) and done[-1] == 10, states  # trials arrive, never go away
+    assert any(d["status"] == "running" and 0 < d["counts"]["with_result"] < 10 for d in seen), states  # mid-study
+    assert seen[-1]["status"] == "finished" and len(seen[-1]["trials"]) == 10
     assert seen[-1]["importance"] is not None and set(seen[-1]["importance"]["importance"]) <= {"optim.lr",
                                                                                               "optim.momentum"}

@@ -133,8 +133,10 @@ def note_section(name: str) -> str | None:
 
 # ---- lesson directories ----------------------------------------------------------------------------
 def _new_dir(root: Path, name: str) -> Path:
-    parent = Path(root) / LESSONS_DIR / name
+    # through safe_path: a ROOT/lessons that is a symbolic link out of the root is refused, not written into
+    parent = safe_path(root, f"{LESSONS_DIR}/{name}")
     parent.mkdir(parents=True, exist_ok=True)
+    parent = safe_path(root, f"{LESSONS_DIR}/{name}")  # and again once it exists (a link made meanwhile)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     for i in range(1, 1000):
         d = parent / (stamp if i == 1 else f"{stamp}-{i}")
@@ -216,8 +218,9 @@ class _Feed:
 
 def _training_feed(feed: "_Feed") -> Any:
     """A report-only :class:`~trainlab.train.Callback` that tells the feed about every training the experiment
-    runs: ``train`` (begin / end), ``progress`` (its evaluations, at most four a second, the last always)
-    and ``diverged``. A failure here is logged, never raised into the experiment."""
+    runs: ``train`` (begin / end), ``progress`` (each member's last batch loss at most four times a second,
+    the last step always, and every evaluation) and ``diverged``. A failure here is logged, never raised into
+    the experiment."""
     from trainlab.train import Callback
 
     class TrainingFeed(Callback):
@@ -493,6 +496,8 @@ async def post_start(request: Any) -> Any:
         info = await run_in_threadpool(lambda: start_lesson(_root(request), name, preset, state=request.app.state,
                                                             max_running=max_running))
     except LessonError as e:
+        return _json_error(str(e), e.status)
+    except PathRefused as e:
         return _json_error(str(e), e.status)
     return JSONResponse(info, status_code=202)
 

@@ -169,7 +169,7 @@ def test_start_pause_steer_resume_stop_gives_an_ordinary_run(client, root):
     assert bad.status_code == 400
     assert client.post("/api/runs/steered/set", json={"member": 1, "key": "optim.lr", "value": "0.05"}).status_code == 200
     assert client.post("/api/runs/steered/resume", json={}).status_code == 200
-    wait(client, "steered", lambda s: s["status"] == "running" and s["step"] >= paused_at + 20, what="resumed")
+    wait(client, "steered", lambda s: s["status"] == "running" and s["step"] >= paused_at + 150, what="resumed")
     assert client.post("/api/runs/steered/stop", json={}).status_code == 200
     s = wait(client, "steered", lambda s: s["status"] == "finished", what="finished")
     run = root / "steered"
@@ -189,7 +189,7 @@ def test_start_pause_steer_resume_stop_gives_an_ordinary_run(client, root):
     # the events the page got: labels, curves, probes, the steering at its step
     st = client.app.state.lab.runs["steered"]
     kinds = [e["type"] for e in st.events]
-    assert kinds.count("progress") >= 5 and kinds.count("eval") >= 3 and kinds.count("probe") >= 3
+    assert kinds.count("progress") >= 2 and kinds.count("eval") >= 3 and kinds.count("probe") >= 3
     assert any(e["type"] == "steer" and e["step"] == paused_at for e in st.events)
     # `trainlab evaluate`, the exported torch module
     from trainlab.cli import main

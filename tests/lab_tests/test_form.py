@@ -122,3 +122,29 @@ def test_mlp_counts_match_the_built_model(model):
 
     cfg = RunConfig.from_dict({"model": model})
     assert _mlp_counts(cfg.model, 784, 10)[0] == _built_counts(cfg.model, (784,), 10)[0]
+
+
+@pytest.mark.parametrize("argv,needle", [(["--port", "70000"], "--port must be 0 to 65535"),
+                                         (["--max-parallel", "0"], "--max-parallel must be >= 1"),
+                                         (["--host", "0.0.0.0", "--token", "short"], "at least 8 characters"),
+                                         (["--probe-every", "-1"], "--probe-every must be >= 0")])
+def test_lab_command_refuses_bad_options_in_one_line(argv, needle, capsys, tmp_path):
+    from trainlab.cli import main
+
+    assert main(["lab", "--root", str(tmp_path / "lab"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+
+
+def test_probe_records_in_memory_are_thinned_but_span_the_run(tmp_path):
+    from trainlab.lab._runs import MAX_PROBES, RunState
+
+    st = RunState("r", tmp_path, "running")
+    for step in range(3 * MAX_PROBES):
+        st.publish({"type": "probe", "record": {"step": step}})
+        st.publish({"type": "progress", "step": step})
+    probes = [e["record"]["step"] for e in st.events if e["type"] == "probe"]
+    assert len(probes) <= MAX_PROBES and probes[0] == 0 and probes[-1] == 3 * MAX_PROBES - 1
+    assert probes == sorted(probes) and sum(e["type"] == "progress" for e in st.events) == 3 * MAX_PROBES
+    seqs = [e["seq"] for e in st.events]
+    assert seqs == sorted(seqs)  # a reconnecting page still resumes by sequence number

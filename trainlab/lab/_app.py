@@ -32,6 +32,7 @@ import asyncio
 import bisect
 import contextlib
 import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 import json
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from trainlab.config import RunConfig
 from trainlab.errors import ConfigError, TrainlabError
 from trainlab.lab._form import LabInputError, check_memory, compose, form_schema, given_to_toml, per_member_keys
 from trainlab.lab._form import toml_to_fields, validate_field
@@ -98,7 +100,7 @@ class _Guard:
             return
         token = self.token
 
-        async def send_with_cookie(message: dict[str, Any]) -> None:
+        async def send_with_cookie(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"set-cookie", f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict".encode()))
@@ -125,7 +127,10 @@ async def _body(request: Request) -> dict[str, Any]:
     return data
 
 
-def _handle(fn):
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _handle(fn: Endpoint) -> Endpoint:
     """Route wrapper: user errors -> 400 (or the error's status) with the one-line message."""
     async def wrapped(request: Request) -> Response:
         try:
@@ -176,7 +181,7 @@ def create_app(root: str | Path = "runs/lab", *, token: str | None = None, max_p
         body = await _body(request)
         return JSONResponse({"key": body.get("key"), "message": validate_field(body.get("key"), body.get("value"))})
 
-    def _compose(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    def _compose(body: dict[str, Any]) -> tuple[dict[str, Any], RunConfig, dict[str, Any]]:
         given, cfg = compose(body.get("fields"), body.get("compare"), body.get("seeds", 1))
         mem = check_memory(cfg)
         return given, cfg, mem
@@ -239,7 +244,7 @@ def create_app(root: str | Path = "runs/lab", *, token: str | None = None, max_p
         except ValueError:
             return _error(400, f"after must be an event number, got {after[:40]!r}")
 
-        async def stream():
+        async def stream() -> AsyncIterator[str]:
             nonlocal last
             wake = asyncio.Event()
             st.waiters.add(wake)
@@ -265,7 +270,7 @@ def create_app(root: str | Path = "runs/lab", *, token: str | None = None, max_p
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    def _control(cmd: str):
+    def _control(cmd: str) -> Endpoint:
         @_handle
         async def route(request: Request) -> Response:
             st = run_of(request)
@@ -345,7 +350,7 @@ def create_app(root: str | Path = "runs/lab", *, token: str | None = None, max_p
         return FileResponse(path)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         lab.loop = asyncio.get_running_loop()
         lab.scan()
         try:

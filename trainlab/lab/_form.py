@@ -17,7 +17,7 @@ Members are labelled by :func:`trainlab.labels.member_labels` (by their settings
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 import itertools
 import math
 import os
@@ -43,7 +43,7 @@ class LabInputError(ConfigError):
     status = 400
 
 
-def _leaves(node: Mapping[str, Any], prefix: str = ""):
+def _leaves(node: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
     """(dotted key, JSON schema of the key) for every key of the run configuration's JSON schema."""
     for name, spec in node.get("properties", {}).items():
         if spec.get("type") == "object" and "properties" in spec:

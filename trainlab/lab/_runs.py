@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trainlab.config import RunConfig
 from trainlab.lab._worker import clean, read_probes, worker_main
 
 __all__ = ["Lab", "RunState", "NAME_RE"]
@@ -35,6 +36,8 @@ __all__ = ["Lab", "RunState", "NAME_RE"]
 #: a run's name: a directory directly under the root
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 ACTIVE = ("starting", "running", "paused", "stopping")
+#: probe records kept in memory per run (older ones thinned; see RunState._thin_probes)
+MAX_PROBES = 400
 
 
 class RunState:
@@ -55,6 +58,7 @@ class RunState:
         self.total_steps: int | None = None
         self.created = time.time()
         self.forked_from: dict[str, Any] | None = None
+        self._probes = 0
 
     def publish(self, ev: dict[str, Any]) -> None:
         self.seq += 1
@@ -71,8 +75,25 @@ class RunState:
             self.message = ev.get("message", "")
             if ev.get("step") is not None:  # pause/resume/stop: the exact step
                 self.step = int(ev["step"])
+        if t == "probe":
+            self._probes += 1
+            if self._probes > MAX_PROBES:
+                self._thin_probes()
         for w in list(self.waiters):
             w.set()
+
+    def reset_log(self) -> None:
+        """A resumed run starts its log again: its "begin" event carries the whole history so far."""
+        self.events.clear()
+        self._probes = 0
+
+    def _thin_probes(self) -> None:
+        """Keep every other probe record of the older half: a long run's replay stays bounded (a record of 32
+        members is ~100 kB) and still spans the whole run; the file probes.jsonl keeps them all."""
+        probes = [i for i, e in enumerate(self.events) if e.get("type") == "probe"]
+        drop = set(probes[: len(probes) // 2][1::2])
+        self.events = [e for i, e in enumerate(self.events) if i not in drop]
+        self._probes -= len(drop)
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "message": self.message, "labels": self.labels,
@@ -154,7 +175,7 @@ class Lab:
             name, i = f"{base}-{i}", i + 1
         return name
 
-    def submit(self, name: str, cfg: Mapping[str, Any]) -> RunState:
+    def submit(self, name: str, cfg: RunConfig) -> RunState:
         st = RunState(name, self.root / name, "queued", cfg)
         self.runs[name] = st
         st.publish({"type": "state", "state": "queued"})
@@ -163,7 +184,7 @@ class Lab:
         return st
 
     def resume(self, st: RunState) -> None:
-        st.events.clear()
+        st.reset_log()
         st.publish({"type": "state", "state": "queued"})
         self.queue.append((st, True))
         self._start_queued()

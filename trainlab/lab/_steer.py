@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 import copy
+import os
 import queue as _queue
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,9 @@ from typing import Any
 import torch
 
 from trainlab.config import RunConfig
-from trainlab.lab._worker import server_alive
 from trainlab.train import Callback
 
-__all__ = ["Steering", "write_fork", "slice_state", "steerable_keys"]
+__all__ = ["Steering", "write_fork", "slice_state", "steerable_keys", "server_alive"]
 
 
 def steerable_keys(trainer: Any) -> list[str]:
@@ -44,6 +44,21 @@ def steerable_keys(trainer: Any) -> list[str]:
 
     pm = set(per_member_keys())
     return [f"optim.{n}" for n in trainer.optimizer.hparams if f"optim.{n}" in pm]
+
+
+def server_alive(pid: int) -> bool:
+    """Whether process ``pid`` (the lab server) still runs (a zombie -- dead, not yet reaped -- does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _has_schedule(trainer: Any) -> bool:

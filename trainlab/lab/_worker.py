@@ -28,9 +28,10 @@ from typing import Any
 
 import torch
 
+from trainlab.lab._steer import server_alive
 from trainlab.train import Callback
 
-__all__ = ["LabStream", "worker_main", "clean"]
+__all__ = ["LabStream", "worker_main", "clean", "BudgetedProbe", "ProbeLog", "read_probes"]
 
 
 def clean(v: Any) -> Any:
@@ -108,21 +109,6 @@ class LabStream(Callback):
 
     def on_train_end(self, trainer: Any) -> None:
         self._flush(trainer)
-
-
-def server_alive(pid: int) -> bool:
-    """Whether process ``pid`` (the lab server) still runs (a zombie -- dead, not yet reaped -- does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _die_with_parent() -> None:

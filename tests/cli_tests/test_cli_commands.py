@@ -9,7 +9,7 @@ from trainlab import cli
 
 def test_all_commands_are_registered():
     names = [c.name for c in cli.all_commands()]
-    assert names == ["train", "evaluate", "doctor", "tune", "reproduce"]
+    assert names == ["train", "evaluate", "doctor", "tune", "reproduce", "lab"]
 
 
 @pytest.mark.parametrize("argv", [

@@ -76,8 +76,7 @@ def test_results_json_accepts_the_smoke_result(tmp_path):
 def test_quick_preset_claims_hold():
     """Issue 10: measured on embedded MNIST, the ensemble of 5 beats its average member's test accuracy and
     transfer beats from-scratch at 10 and 50 labels per class (means over draws of the labels x seeds)."""
-    r = REGISTRY["ensembles"].run(Preset("quick"))
-    assert r.seconds < 90, r.seconds  # its share of the 10-minute `reproduce --preset quick`
+    r = REGISTRY["ensembles"].run(Preset("quick"))  # its time is measured by `reproduce --list`, not asserted here
     failed = [(c.name, c.measured, c.threshold_text(), c.explanation) for c in r.checks if not c.passed]
     assert not failed, failed
     assert [c.name for c in r.checks][-2:] == ["transfer beats training from scratch at 10 labels per class",

@@ -236,8 +236,7 @@ def lr_range_test(trainer: Trainer, train: Any, lrs: Sequence[float], *, steps: 
     smooth = smooth or max(10, steps // 10)
     state, meta = _clone_state(trainer)
     history, diverged = trainer.history, copy.deepcopy(trainer.history.diverged)
-    had_spe = hasattr(trainer, "steps_per_epoch")
-    old_spe = getattr(trainer, "steps_per_epoch", None)
+    old_spe: int | None = getattr(trainer, "steps_per_epoch", None)  # set by fit(); absent before it
     global_rng = torch.get_rng_state()
     restored = False
 
@@ -285,7 +284,7 @@ def lr_range_test(trainer: Trainer, train: Any, lrs: Sequence[float], *, steps: 
         trainer.load_state_dict(*_clone_state_from(state, meta))
         trainer.history = history
         history.diverged = diverged
-        if had_spe:
+        if old_spe is not None:
             trainer.steps_per_epoch = old_spe
         else:
             del trainer.steps_per_epoch

@@ -47,7 +47,7 @@ def test_page_and_assets_come_from_the_package(client):
     r = client.get("/")
     assert r.status_code == 200 and "<title>trainlab lab</title>" in r.text
     assert "http" not in r.text.replace("http-equiv", "")  # no CDN: every asset is served from the package
-    for asset in ("plot.js", "lab.js", "lab.css"):
+    for asset in ("dom.js", "plot.js", "lab.js", "lab.css"):
         assert client.get(f"/static/{asset}").status_code == 200
     schema = client.get("/api/schema").json()
     assert "optim.lr" in schema["compare_keys"] and "model.hidden" not in schema["compare_keys"]

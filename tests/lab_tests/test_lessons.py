@@ -21,6 +21,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from trainlab.experiments import REGISTRY  # noqa: E402
 from trainlab.experiments._core import Check, observe_checks  # noqa: E402
 from trainlab.lab import _lessons, _viewer  # noqa: E402
+from trainlab.lab.testing import parse_sse  # noqa: E402
 from trainlab.train import Callback, watch_training  # noqa: E402
 
 FAST = "zero-init"
@@ -32,20 +33,6 @@ def make_app(root: Path, **state) -> Starlette:
     for k, v in state.items():
         setattr(app.state, k, v)
     return app
-
-
-def parse_sse(text: str) -> list[tuple[str, dict]]:
-    out = []
-    for block in text.split("\n\n"):
-        event, data = "message", None
-        for line in block.splitlines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-        if data is not None:
-            out.append((event, data))
-    return out
 
 
 # ---- the observer --------------------------------------------------------------------------------

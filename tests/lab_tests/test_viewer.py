@@ -24,6 +24,7 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from trainlab._rundir import RunLock  # noqa: E402
 from trainlab.lab import _viewer  # noqa: E402
+from trainlab.lab.testing import parse_sse  # noqa: E402
 from trainlab.lab._tail import read_lines, read_records  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,20 +85,6 @@ def make_app(root: Path) -> Starlette:
     app = Starlette(routes=_viewer.routes())
     app.state.root = root  # what the lab app sets (its --root)
     return app
-
-
-def parse_sse(text: str) -> list[tuple[str, dict]]:
-    out = []
-    for block in text.split("\n\n"):
-        event, data = "message", None
-        for line in block.splitlines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-        if data is not None:
-            out.append((event, data))
-    return out
 
 
 # ---- the tail reader ------------------------------------------------------------------------------

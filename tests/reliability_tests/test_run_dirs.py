@@ -211,30 +211,7 @@ def test_a_full_disk_while_writing_the_model_keeps_the_checkpoint(tmp_path, caps
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
 
 
-@contextlib.contextmanager
-def read_only(d: Path):
-    """A real read-only directory: chmod for a normal user; as root (which chmod does not stop) a read-only
-    bind mount of it (skipped where mounting is not allowed)."""
-    if os.geteuid() != 0:
-        d.chmod(0o555)
-        try:
-            yield
-        finally:
-            d.chmod(0o755)
-        return
-    r = subprocess.run(["mount", "--bind", str(d), str(d)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"root, and cannot bind-mount to make a read-only directory: {r.stderr.decode().strip()}")
-    try:
-        r = subprocess.run(["mount", "-o", "remount,ro,bind", str(d)], capture_output=True)
-        if r.returncode != 0:
-            pytest.skip(f"cannot remount read-only: {r.stderr.decode().strip()}")
-        yield
-    finally:
-        subprocess.run(["umount", str(d)], check=True)
-
-
-def test_a_read_only_output_directory_is_one_line(tmp_path, capsys):
+def test_a_read_only_output_directory_is_one_line(tmp_path, capsys, read_only):
     out = tmp_path / "ro"
     out.mkdir()
     with read_only(out):
@@ -243,7 +220,7 @@ def test_a_read_only_output_directory_is_one_line(tmp_path, capsys):
     assert rc == 2 and "cannot write" in line and ("read-only" in line or "permission denied" in line), line
 
 
-def test_an_unfinished_run_on_a_read_only_disk_resumes_with_one_line(tmp_path, capsys, monkeypatch):
+def test_an_unfinished_run_on_a_read_only_disk_resumes_with_one_line(tmp_path, capsys, monkeypatch, read_only):
     out = tmp_path / "run"
     import trainlab.run as run_mod
 

@@ -8,11 +8,9 @@ the same after its steps. Now both check the directory first (without creating a
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 from pathlib import Path
-import subprocess
 
 import pytest
 
@@ -27,35 +25,12 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
-@contextlib.contextmanager
-def read_only(d: Path):
-    """A real read-only directory: chmod for a normal user; as root a read-only bind mount (as in
-    test_run_dirs.py; skipped where mounting is not allowed)."""
-    if os.geteuid() != 0:
-        d.chmod(0o555)
-        try:
-            yield
-        finally:
-            d.chmod(0o755)
-        return
-    r = subprocess.run(["mount", "--bind", str(d), str(d)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"root, and cannot bind-mount to make a read-only directory: {r.stderr.decode().strip()}")
-    try:
-        r = subprocess.run(["mount", "-o", "remount,ro,bind", str(d)], capture_output=True)
-        if r.returncode != 0:
-            pytest.skip(f"cannot remount read-only: {r.stderr.decode().strip()}")
-        yield
-    finally:
-        subprocess.run(["umount", str(d)], check=True)
-
-
 @pytest.mark.parametrize("command", [["reproduce", "optimizers"],
                                      ["doctor", str(REPO / "examples" / "faults" / "lr_too_low.toml"), "--quick",
                                       "--steps", "1"]],
                          ids=["reproduce", "doctor"])
 @pytest.mark.parametrize("below", [False, True], ids=["the directory", "a directory inside it"])
-def test_a_read_only_output_is_refused_before_any_work(tmp_path, capsys, command, below):
+def test_a_read_only_output_is_refused_before_any_work(tmp_path, capsys, command, below, read_only):
     ro = tmp_path / "ro"
     ro.mkdir()
     out = ro / "new" / "deeper" if below else ro

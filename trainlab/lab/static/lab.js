@@ -4,25 +4,7 @@
  */
 (function () {
   "use strict";
-  const $ = sel => document.querySelector(sel);
-  const el = (tag, attrs, ...kids) => {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") e.className = v; else if (k === "text") e.textContent = v;
-      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
-    }
-    for (const c of kids) e.append(c);
-    return e;
-  };
-
-  async function api(path, body) {
-    const opts = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
-    const r = await fetch(path, opts);
-    let data = {};
-    try { data = await r.json(); } catch (e) { data = {error: `${r.status} ${r.statusText}`}; }
-    if (!r.ok) throw new Error(data.error || `${r.status}`);
-    return data;
-  }
+  const {$, el, api} = window.TLDom;  // dom.js: the helpers every page shares
 
   function debounce(fn, ms) { let t = null; return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); }; }
 

@@ -9,16 +9,7 @@
  */
 (function () {
   "use strict";
-  const $ = sel => document.querySelector(sel);
-  const el = (tag, attrs, ...kids) => {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") e.className = v; else if (k === "text") e.textContent = v;
-      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
-    }
-    for (const c of kids) e.append(c);
-    return e;
-  };
+  const {$, el} = window.TLDom;  // dom.js: the helpers every page shares
   const qs = params => new URLSearchParams(params).toString();
   const num = (v, d = 4) => (typeof v === "number" && isFinite(v)) ? (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : +v.toPrecision(d) + "") : "-";
 

@@ -12,7 +12,9 @@ import argparse
 import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from trainlab._command import (Command, CommandParser, add_device, add_overrides, config_overrides,
@@ -44,11 +46,11 @@ def _fmt(v: Any) -> str:
 
 
 @contextlib.contextmanager
-def _sigterm_as_ctrl_c():
+def _sigterm_as_ctrl_c() -> Iterator[None]:
     """``kill PID`` stops ``train`` like Ctrl-C also outside training (start-up, the final writes)."""
     import signal
 
-    def handler(signum, frame):  # noqa: ANN001
+    def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt("interrupted (SIGTERM)")
 
     old = signal.signal(signal.SIGTERM, handler)
@@ -62,7 +64,7 @@ class TrainCommand(Command):
     name = "train"
     help = "train a model (or a population of models) from a TOML config"
 
-    def add_arguments(self, p):
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("config", nargs="?", default=None, help="TOML config file (see examples/)")
         p.add_argument("--out", default=None, help="run directory, missing or empty (default: a new "
                        "runs/<config name>-<date>-<time>)")
@@ -83,7 +85,7 @@ class TrainCommand(Command):
                        help="also write TensorBoard event files to DIR: scalars and layer histograms per member, "
                             "member settings as hparams (needs the tensorboard package; docs/tensorboard.md)")
 
-    def run(self, args):
+    def run(self, args: argparse.Namespace) -> int:
         from trainlab.config import RunConfig
         from trainlab.run import train_run
 
@@ -131,7 +133,7 @@ class EvaluateCommand(Command):
     name = "evaluate"
     help = "evaluate a saved model on a data split"
 
-    def add_arguments(self, p):
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("run", help="run directory written by 'trainlab train' (or a model.json)")
         p.add_argument("--split", default="test", choices=["train", "val", "test"])
         p.add_argument("--data", default=None, help="data set name (default: the run's)")
@@ -149,7 +151,7 @@ class EvaluateCommand(Command):
         p.add_argument("--json", action="store_true")
         p.add_argument("--quiet", action="store_true")
 
-    def run(self, args):
+    def run(self, args: argparse.Namespace) -> int:
         from trainlab.evaluate import evaluate_saved
 
         members = None
@@ -207,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
     from trainlab.errors import shorten
 
     return f"trainlab: warning: {shorten(' '.join(str(message).split()))}\n"

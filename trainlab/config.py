@@ -492,7 +492,7 @@ def dumps(cfg: Mapping[str, Any]) -> str:
     """Write a resolved config as TOML (``None`` values are left out)."""
     import tomli_w
 
-    def strip(d):
+    def strip(d: Mapping[str, Any]) -> dict[str, Any]:
         return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
 
     return tomli_w.dumps(strip(dict(cfg)))

@@ -25,7 +25,9 @@ import platform
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -142,13 +144,13 @@ class _Promote(Callback):
 
 
 @contextlib.contextmanager
-def _stop_on_signals(trainer: Trainer):
+def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
     """Ctrl-C / SIGTERM ask the trainer to stop at the next step boundary (a second one stops at once)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: FrameType | None) -> None:
         if trainer.interrupt_requested:
             raise KeyboardInterrupt
         trainer.interrupt_requested = True

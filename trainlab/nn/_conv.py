@@ -146,7 +146,8 @@ class Conv2d(Module):
         self.last_strategy: str | None = None
 
     # ---- build --------------------------------------------------------------------------
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         in_shape = tuple(in_shape)
         if len(in_shape) != 3:
@@ -357,7 +358,8 @@ class SpatialDropout2d(Dropout):
     Localization Using Convolutional Networks", CVPR 2015.
     """
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         if len(tuple(in_shape)) != 3:
             raise ConfigError(f"SpatialDropout2d expects feature maps (P, N, C, H, W), i.e. a per-example shape "
                               f"(C, H, W), got per-example shape {tuple(in_shape)}; use Dropout for flat features")

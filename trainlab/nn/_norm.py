@@ -115,7 +115,8 @@ class _Normalization(Module):
     affine: bool
     _ndim: int  # the input's rank, (P, N, ...) included; set by each subclass's build
 
-    def _build_affine(self, P: int, shape: tuple[int, ...], view: tuple[int, ...], device, dtype) -> None:
+    def _build_affine(self, P: int, shape: tuple[int, ...], view: tuple[int, ...], device: torch.device | str,
+                      dtype: torch.dtype) -> None:
         # gamma = 1, beta = 0: the layer starts as a pure standardization (as in torch and Keras).
         self._param_view = (P,) + view
         if self.affine:
@@ -179,7 +180,7 @@ class _ReferenceBatchMode(_Mode):
     The documented reference (``BatchNorm.reference = True``); also used for an input shared by
     several members, whose statistics are computed once for all of them."""
 
-    def forward(self, layer, x):
+    def forward(self, layer: BatchNorm, x: torch.Tensor) -> torch.Tensor:
         m = layer._batch_stats_input(x)
         xhat, mean, var, inv_std = _standardize(x, layer._dims, layer.eps)
         layer._record(mean, var, var * (m / (m - 1)))
@@ -188,7 +189,7 @@ class _ReferenceBatchMode(_Mode):
             xhat = xhat.expand((layer.population_size,) + xhat.shape[1:])
         return layer._affine_forward(xhat)
 
-    def backward(self, layer, g):
+    def backward(self, layer: BatchNorm, g: torch.Tensor) -> torch.Tensor | None:
         dxhat = layer._affine_backward(g, self.xhat, layer._dims)
         if not layer.input_grad:
             return None
@@ -223,7 +224,7 @@ class _NativeBatchMode(_Mode):
             return t.reshape(shape)
         return t.reshape(shape[1], shape[0], *shape[2:]).transpose(0, 1).contiguous()
 
-    def forward(self, layer, x):
+    def forward(self, layer: BatchNorm, x: torch.Tensor) -> torch.Tensor:
         m = layer._batch_stats_input(x)
         P = x.shape[0]
         xc = self._to_channels(layer, x)
@@ -253,7 +254,7 @@ class _NativeBatchMode(_Mode):
         self.save_mean, self.save_invstd = save_mean, save_invstd
         return self._from_channels(y, x.shape)
 
-    def backward(self, layer, g):
+    def backward(self, layer: BatchNorm, g: torch.Tensor) -> torch.Tensor | None:
         mask = [layer.input_grad, layer.affine, layer.affine]
         if not any(mask):
             return None
@@ -273,7 +274,7 @@ class _FoldedMode(_Mode):
     def __init__(self, mean: torch.Tensor, var: torch.Tensor) -> None:
         self.mean_stat, self.var_stat = mean, var
 
-    def forward(self, layer, x):
+    def forward(self, layer: BatchNorm, x: torch.Tensor) -> torch.Tensor:
         view = layer._param_view
         inv_std = torch.rsqrt(self.var_stat + layer.eps)
         a = layer.gamma.data * inv_std if layer.affine else inv_std
@@ -281,7 +282,7 @@ class _FoldedMode(_Mode):
         self.x, self.mean, self.inv_std, self.a = x, self.mean_stat.view(view), inv_std.view(view), a.view(view)
         return torch.addcmul(b.view(view), x, a.view(view))
 
-    def backward(self, layer, g):
+    def backward(self, layer: BatchNorm, g: torch.Tensor) -> torch.Tensor | None:
         if layer.affine:
             # y = gamma (x - E) inv_std + beta: dgamma = sum g (x - E) inv_std, dbeta = sum g
             layer.gamma.grad.copy_((g * (self.x - self.mean)).sum(dim=layer._dims)
@@ -439,7 +440,8 @@ class BatchNorm(_Normalization):
         self._mode: _Mode | None = None
         self._active: torch.Tensor | None = None
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         in_shape = tuple(in_shape)
         if len(in_shape) not in (1, 3):
@@ -464,13 +466,12 @@ class BatchNorm(_Normalization):
         # one momentum for every member: the native kernel can then update the running averages itself
         mv = member_values(self.momentum, P, name="BatchNorm momentum", dtype=torch.float64, low=0.0, high=1.0)
         self._shared_momentum = float(mv[0]) if bool((mv == mv[0]).all()) else None
-        kw = dict(device=device, dtype=dtype)
         S = (P,) + self._stat_shape
-        self.running_mean = torch.zeros(S, **kw)
-        self.running_var = torch.full(S, self.running_var_init, **kw)
+        self.running_mean = torch.zeros(S, device=device, dtype=dtype)
+        self.running_var = torch.full(S, self.running_var_init, device=device, dtype=dtype)
         self.num_batches_tracked = torch.zeros(P, dtype=torch.int64, device=device)
-        self.population_mean = torch.zeros(S, **kw)
-        self.population_var = torch.ones(S, **kw)
+        self.population_mean = torch.zeros(S, device=device, dtype=dtype)
+        self.population_var = torch.ones(S, device=device, dtype=dtype)
         self.population_batches = torch.zeros(P, dtype=torch.int64, device=device)
         self._active = None
         self._mode = None
@@ -643,7 +644,8 @@ class LayerNorm(_Normalization):
         self.eps = float(eps)
         self.affine = affine
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         in_shape = tuple(in_shape)
         ns = self.normalized_shape
@@ -711,7 +713,8 @@ class GroupNorm(_Normalization):
         self.eps = float(eps)
         self.affine = affine
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         in_shape = tuple(in_shape)
         if len(in_shape) not in (1, 3):
@@ -781,7 +784,8 @@ class InstanceNorm(_Normalization):
         self.eps = float(eps)
         self.affine = affine
 
-    def build(self, in_shape, population: Population, *, device="cpu", dtype=torch.float32):
+    def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         super().build(in_shape, population)
         in_shape = tuple(in_shape)
         if len(in_shape) != 3:
@@ -906,19 +910,19 @@ class _PopulationCollector(_Collector):
 
     measures_frozen = True
 
-    def begin(self, layer):
+    def begin(self, layer: BatchNorm) -> None:
         shape = (layer.population_size,) + layer._stat_shape
         self.sum_mean = torch.zeros(shape, dtype=torch.float64, device=layer.running_mean.device)
         self.sum_var = torch.zeros(shape, dtype=torch.float64, device=layer.running_mean.device)
         self.count = 0
 
-    def add(self, layer, mean, unbiased):
+    def add(self, layer: BatchNorm, mean: torch.Tensor, unbiased: torch.Tensor) -> bool:
         self.sum_mean += mean.double()
         self.sum_var += unbiased.double()
         self.count += 1
         return True
 
-    def end(self, layer, completed):
+    def end(self, layer: BatchNorm, completed: bool) -> None:
         if completed and self.count:
             layer.population_mean.copy_(self.sum_mean / self.count)
             layer.population_var.copy_(self.sum_var / self.count)
@@ -928,10 +932,10 @@ class _PopulationCollector(_Collector):
 class _CumulativeCollector(_Collector):
     """PyTorch's ``momentum=None``: running statistics reset, then the k-th batch gets weight 1/k."""
 
-    def begin(self, layer):
+    def begin(self, layer: BatchNorm) -> None:
         layer.reset_running_statistics()
 
-    def factor(self, layer):
+    def factor(self, layer: BatchNorm) -> torch.Tensor:
         return 1.0 / layer.num_batches_tracked.clamp(min=1).to(layer.running_mean.dtype)
 
 

@@ -20,10 +20,11 @@ class SGD(Optimizer):
                  decoupled: bool = False) -> None:
         super().__init__(params, lr=lr, weight_decay=weight_decay, decoupled=decoupled)
 
-    def _update(self, w, g, state, lr):
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
         w.addcmul_(g, lr, value=-1.0)
 
-    def _update_all(self, ws, gs, states, lrs):
+    def _update_all(self, ws: list[torch.Tensor], gs: list[torch.Tensor], states: list[dict[str, torch.Tensor]],
+                    lrs: list[torch.Tensor]) -> None:
         if type(self)._update is not SGD._update:  # a subclass with its own rule: that rule, per parameter
             return super()._update_all(ws, gs, states, lrs)
         torch._foreach_addcmul_(ws, gs, lrs, value=-1.0)  # _update on every parameter, one call
@@ -43,12 +44,13 @@ class Momentum(Optimizer):
                  weight_decay: Number = 0.0, decoupled: bool = False) -> None:
         super().__init__(params, lr=lr, weight_decay=weight_decay, decoupled=decoupled, momentum=momentum)
 
-    def _update(self, w, g, state, lr):
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
         v = state["velocity"]
         v.mul_(self.h("momentum", w.ndim)).add_(g)
         w.addcmul_(v, lr, value=-1.0)
 
-    def _update_all(self, ws, gs, states, lrs):
+    def _update_all(self, ws: list[torch.Tensor], gs: list[torch.Tensor], states: list[dict[str, torch.Tensor]],
+                    lrs: list[torch.Tensor]) -> None:
         if type(self)._update is not Momentum._update:  # a subclass with its own rule (Nesterov): its _update
             return super()._update_all(ws, gs, states, lrs)
         vs = [st["velocity"] for st in states]
@@ -61,7 +63,7 @@ class Nesterov(Momentum):
     """Nesterov momentum in the form of ``torch.optim.SGD(momentum=mu, nesterov=True)``:
     ``v <- mu v + g``, ``w <- w - lr (g + mu v)``."""
 
-    def _update(self, w, g, state, lr):
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
         v = state["velocity"]
         mu = self.h("momentum", w.ndim)
         v.mul_(mu).add_(g)
@@ -81,7 +83,7 @@ class AdaGrad(Optimizer):
                  weight_decay: Number = 0.0, decoupled: bool = False) -> None:
         super().__init__(params, lr=lr, weight_decay=weight_decay, decoupled=decoupled, eps=eps)
 
-    def _update(self, w, g, state, lr):
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
         h = state["sum_sq"]
         h.addcmul_(g, g)
         w.addcmul_(g / (h.sqrt() + self.h("eps", w.ndim)), lr, value=-1.0)
@@ -110,7 +112,7 @@ class RMSProp(Optimizer):
         if self.centered:
             self._settings["centered"] = True
 
-    def _update(self, w, g, state, lr):
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
         s = state["mean_sq"]
         a = self.h("alpha", w.ndim)
         s.mul_(a).addcmul_(g * g, 1.0 - a)
@@ -145,7 +147,7 @@ class Adam(Optimizer):
         self._bc2 = 1.0 - self.hparams["beta2"] ** t
         super().step()
 
-    def _update(self, w, g, state, lr):
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
         m, v = state["m"], state["v"]
         b1, b2 = self.h("beta1", w.ndim), self.h("beta2", w.ndim)
         m.mul_(b1).addcmul_(g, 1.0 - b1)
@@ -155,7 +157,8 @@ class Adam(Optimizer):
         denom = (v / bc2).sqrt_().add_(self.h("eps", w.ndim))
         w.addcdiv_(m * (lr / bc1), denom, value=-1.0)
 
-    def _update_all(self, ws, gs, states, lrs):
+    def _update_all(self, ws: list[torch.Tensor], gs: list[torch.Tensor], states: list[dict[str, torch.Tensor]],
+                    lrs: list[torch.Tensor]) -> None:
         if type(self)._update is not Adam._update:
             return super()._update_all(ws, gs, states, lrs)
         # _update's operations, each over all parameters at once (same order, same values).

@@ -34,7 +34,7 @@ from trainlab.config import RunConfig, get_key, per_member_keys, set_key
 from trainlab.errors import ConfigError
 from trainlab.search._jobs import TrialJob, TrialOutcome
 from trainlab.search._spec import apply_params
-from trainlab.train import Callback
+from trainlab.train import Callback, History, Trainer
 
 __all__ = ["PopulationEvaluator", "group_key", "per_member_keys", "population_config", "trial_config"]
 
@@ -79,7 +79,7 @@ class _Pruning(Callback):
         self.pruned: set[int] = set()
         self.evaluations = 0
 
-    def on_evaluate(self, trainer, record: dict[str, Any]) -> None:
+    def on_evaluate(self, trainer: Trainer, record: dict[str, Any]) -> None:
         self.evaluations += 1
         values = record.get(self.metric)
         if values is None:
@@ -188,7 +188,7 @@ class PopulationEvaluator:
                     outcomes.append(TrialOutcome.complete(value, **attrs))
         return outcomes
 
-    def _score(self, history, m: int) -> float | None:
+    def _score(self, history: History, m: int) -> float | None:
         if self.objective == "final":
             v = (history.final.get(self.metric) or [None] * (m + 1))[m]
         else:
@@ -198,7 +198,7 @@ class PopulationEvaluator:
         return float(v) if v is not None and math.isfinite(v) else None
 
     @staticmethod
-    def _curves(history, m: int) -> dict[str, list[float | None]]:
+    def _curves(history: History, m: int) -> dict[str, list[float | None]]:
         out: dict[str, list[float | None]] = {"epoch": [round(float(r["epoch"]), 6) for r in history.records]}
         for k in _CURVE_METRICS:
             if k in history.metrics:

@@ -20,8 +20,10 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 REPO = Path(__file__).resolve().parents[2]
-RUN = {"fields": {"data.train": "300", "data.val": "100", "data.test": "100", "model.hidden": "[16]",
-                  "train.eval_every": "10", "train.steps": "1000"},
+# 1,000 steps of 784-256-10 (a few ms each): long enough to outlast the test's waits on a fast, quiet machine
+# (with 784-16-10 the run could end before the test saw it running), few enough checkpoints to stay quick
+RUN = {"fields": {"data.train": "300", "data.val": "100", "data.test": "100", "model.hidden": "[256]",
+                  "train.eval_every": "50", "train.steps": "1000"},
        "compare": [{"key": "model.init_scale", "values": "1, 0.1, 0.01"}], "name": "long"}
 
 
@@ -92,7 +94,7 @@ def test_stream_kill_restart_resume_and_ctrl_c(tmp_path):
     try:
         status, r = srv.request("POST", "/api/runs", RUN)
         assert status == 201, r
-        srv.wait("long", lambda s: s["status"] == "running" and s["step"] >= 10)
+        srv.wait("long", lambda s: s["status"] == "running" and s["step"] >= 60)  # past the first evaluation
         srv.request("POST", "/api/runs/long/pause", {})  # paused (so the test does not race the run's end) ...
         srv.wait("long", lambda s: s["status"] == "paused")
         # a page that reconnects gets only what it missed

@@ -115,6 +115,18 @@ class _Normalization(Module):
     affine: bool
     _ndim: int  # the input's rank, (P, N, ...) included; set by each subclass's build
 
+    def _channels(self, in_shape: tuple[int, ...], attr: str) -> int:
+        """The channel count ``C`` of a per-example shape ``(C, ...)``: recorded as ``attr`` when it is
+        still None, otherwise checked against it (one line naming the layer and both counts)."""
+        C = in_shape[0]
+        have = getattr(self, attr)
+        if have is None:
+            setattr(self, attr, C)
+        elif have != C:
+            raise ConfigError(f"{type(self).__name__}({attr}={have}) got inputs with {C} channels "
+                              f"(per-example shape {in_shape})")
+        return C
+
     def _build_affine(self, P: int, shape: tuple[int, ...], view: tuple[int, ...], device: torch.device | str,
                       dtype: torch.dtype) -> None:
         # gamma = 1, beta = 0: the layer starts as a pure standardization (as in torch and Keras).
@@ -447,12 +459,7 @@ class BatchNorm(_Normalization):
         if len(in_shape) not in (1, 3):
             raise ConfigError(f"BatchNorm expects inputs (P, N, C) or (P, N, C, H, W), i.e. a per-example shape "
                               f"(C,) or (C, H, W), got per-example shape {in_shape}")
-        C = in_shape[0]
-        if self.num_features is None:
-            self.num_features = C
-        elif self.num_features != C:
-            raise ConfigError(f"BatchNorm(num_features={self.num_features}) got inputs with {C} channels "
-                              f"(per-example shape {in_shape})")
+        C = self._channels(in_shape, "num_features")
         P = population.size
         self._ndim = len(in_shape) + 2
         per_activation = self.statistics == "activation" and len(in_shape) == 3
@@ -720,12 +727,7 @@ class GroupNorm(_Normalization):
         if len(in_shape) not in (1, 3):
             raise ConfigError(f"GroupNorm expects inputs (P, N, C) or (P, N, C, H, W), i.e. a per-example shape "
                               f"(C,) or (C, H, W), got per-example shape {in_shape}")
-        C = in_shape[0]
-        if self.num_channels is None:
-            self.num_channels = C
-        elif self.num_channels != C:
-            raise ConfigError(f"GroupNorm(num_channels={self.num_channels}) got inputs with {C} channels "
-                              f"(per-example shape {in_shape})")
+        C = self._channels(in_shape, "num_channels")
         if C % self.num_groups:
             raise ConfigError(f"GroupNorm num_channels must be divisible by num_groups, got num_channels={C}, "
                               f"num_groups={self.num_groups}")
@@ -791,12 +793,7 @@ class InstanceNorm(_Normalization):
         if len(in_shape) != 3:
             raise ConfigError(f"InstanceNorm expects image inputs (P, N, C, H, W), i.e. a per-example shape "
                               f"(C, H, W), got per-example shape {in_shape}; for flat features use LayerNorm")
-        C = in_shape[0]
-        if self.num_features is None:
-            self.num_features = C
-        elif self.num_features != C:
-            raise ConfigError(f"InstanceNorm(num_features={self.num_features}) got inputs with {C} channels "
-                              f"(per-example shape {in_shape})")
+        C = self._channels(in_shape, "num_features")
         self._ndim = 5
         self._build_affine(population.size, (C,), (1, C, 1, 1), device, dtype)
         return in_shape

@@ -43,7 +43,7 @@ Events (every one has ``event`` and ``t``, seconds since the lesson started):
 Routes (:func:`routes`, mounted by the lab app, which sets ``app.state.root``):
 
 =====================================  ================================================================
-``GET /lessons``                       the page (static/lessons.html)
+``GET /lessons``                       the page (static/page.html around static/lessons_main.html)
 ``GET /api/lessons``                   ``{"lessons": [catalog entry...], "runs": [lesson run...]}``
 ``POST /api/lessons/start``            body ``{"name", "preset"?}`` -> 202 ``{"path", ...lesson run}``;
                                        404 unknown experiment, 409 not available, 429 too many running,
@@ -583,9 +583,11 @@ async def get_docs(request: Any) -> Any:
 
 
 async def page(request: Any) -> Any:
-    from starlette.responses import FileResponse
+    from starlette.responses import HTMLResponse
 
-    return FileResponse(Path(__file__).with_name("static") / "lessons.html", media_type="text/html")
+    from trainlab.lab._pages import page_html
+
+    return HTMLResponse(page_html("lessons", "lessons", "lessons.js"))
 
 
 def routes(root: str | Path | None = None) -> list[Any]:

@@ -34,7 +34,7 @@ reads (trials, study attributes, the spec stored in them) is read here the same 
 :func:`~trainlab.lab._paths.safe_path` (403 outside the root, 404 missing):
 
 =========================================  ==========================================================
-``GET /runs``                                the page (static/runs.html)
+``GET /runs``                                the page (static/page.html around static/runs_main.html)
 ``GET /api/viewer/list``                     ``{"runs": [run...], "studies": [study...]}``
 ``GET /api/viewer/run?path=P``               one run (below), with ``summary`` once finished
 ``GET /api/viewer/metrics?path=P&offset=N``  ``{"records": [...], "offset": N2, "reset": bool, "status"}``
@@ -584,9 +584,11 @@ async def get_file(request: Any) -> Any:
 
 
 async def page(request: Any) -> Any:
-    from starlette.responses import FileResponse
+    from starlette.responses import HTMLResponse
 
-    return FileResponse(Path(__file__).with_name("static") / "runs.html", media_type="text/html")
+    from trainlab.lab._pages import page_html
+
+    return HTMLResponse(page_html("runs", "runs and studies", "viewer.js"))
 
 
 def routes(root: str | Path | None = None) -> list[Any]:

@@ -66,10 +66,7 @@ class NAdam(_AdamFamily):
         self.mu_product.copy_(prod)
 
     def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
-        m, v = state["m"], state["v"]
-        b1, b2 = self.h("beta1", w.ndim), self.h("beta2", w.ndim)
-        m.mul_(b1).addcmul_(g, 1.0 - b1)
-        v.mul_(b2).addcmul_(g * g, 1.0 - b2)
+        m, v = self._adam_moments(w, g, state)
         denom = (v / self._col(self._bc2, w.ndim)).sqrt_().add_(self.h("eps", w.ndim))
         w.addcdiv_(g * (lr * self._col(self._c_g, w.ndim)), denom, value=-1.0)
         w.addcdiv_(m * (lr * self._col(self._c_m, w.ndim)), denom, value=-1.0)
@@ -114,10 +111,7 @@ class RAdam(_AdamFamily):
         super().step()
 
     def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
-        m, v = state["m"], state["v"]
-        b1, b2 = self.h("beta1", w.ndim), self.h("beta2", w.ndim)
-        m.mul_(b1).addcmul_(g, 1.0 - b1)
-        v.mul_(b2).addcmul_(g * g, 1.0 - b2)
+        m, v = self._adam_moments(w, g, state)
         m_hat = m / self._col(self._bc1, w.ndim)
         adaptive = self._col(self._sqrt_bc2, w.ndim) / (v.sqrt() + self.h("eps", w.ndim))
         step = torch.where(self._col(self._rectify, w.ndim), m_hat * lr * adaptive * self._col(self._rect, w.ndim),

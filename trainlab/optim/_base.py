@@ -88,6 +88,16 @@ class Optimizer:
             v = self._views[key] = member_view(self.hparams[name], ndim)
         return v
 
+    def _adam_moments(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor]
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adam's moment estimates (Kingma & Ba 2015, Algorithm 1), updated in place and returned:
+        ``m <- beta1 m + (1 - beta1) g``, ``v <- beta2 v + (1 - beta2) g^2`` (Adam, AdamW, NAdam, RAdam)."""
+        m, v = state["m"], state["v"]
+        b1, b2 = self.h("beta1", w.ndim), self.h("beta2", w.ndim)
+        m.mul_(b1).addcmul_(g, 1.0 - b1)
+        v.mul_(b2).addcmul_(g * g, 1.0 - b2)
+        return m, v
+
     def set_hparam(self, name: str, value: Number) -> None:
         """Change a hyperparameter (e.g. a learning-rate schedule); validates like the constructor."""
         if name not in self.hparams:

@@ -148,10 +148,7 @@ class Adam(Optimizer):
         super().step()
 
     def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
-        m, v = state["m"], state["v"]
-        b1, b2 = self.h("beta1", w.ndim), self.h("beta2", w.ndim)
-        m.mul_(b1).addcmul_(g, 1.0 - b1)
-        v.mul_(b2).addcmul_(g * g, 1.0 - b2)
+        m, v = self._adam_moments(w, g, state)
         shape = (self.size,) + (1,) * (w.ndim - 1)
         bc1, bc2 = self._bc1.reshape(shape), self._bc2.reshape(shape)
         denom = (v / bc2).sqrt_().add_(self.h("eps", w.ndim))

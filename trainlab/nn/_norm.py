@@ -115,6 +115,14 @@ class _Normalization(Module):
     affine: bool
     _ndim: int  # the input's rank, (P, N, ...) included; set by each subclass's build
 
+    def _init_common(self, eps: float, affine: bool) -> None:
+        """Check and keep the two settings every normalization layer has: ``eps`` and ``affine``."""
+        name = type(self).__name__
+        _check_eps(eps, name)
+        _check_bool(affine, "affine", name)
+        self.eps = float(eps)
+        self.affine = affine
+
     def _channels(self, in_shape: tuple[int, ...], attr: str) -> int:
         """The channel count ``C`` of a per-example shape ``(C, ...)``: recorded as ``attr`` when it is
         still None, otherwise checked against it (one line naming the layer and both counts)."""
@@ -644,12 +652,9 @@ class LayerNorm(_Normalization):
                     isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
                 raise ConfigError(f"LayerNorm normalized_shape must be an integer >= 1, a list of them, or None, "
                                   f"got {normalized_shape!r}")
-        _check_eps(eps, "LayerNorm")
-        _check_bool(affine, "affine", "LayerNorm")
+        self._init_common(eps, affine)
         self._settings = dict(normalized_shape=normalized_shape, eps=eps, affine=affine)
         self.normalized_shape = normalized_shape
-        self.eps = float(eps)
-        self.affine = affine
 
     def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
               dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
@@ -712,13 +717,10 @@ class GroupNorm(_Normalization):
         if num_channels is not None and num_channels % num_groups:
             raise ConfigError(f"GroupNorm num_channels must be divisible by num_groups, got num_channels="
                               f"{num_channels}, num_groups={num_groups}")
-        _check_eps(eps, "GroupNorm")
-        _check_bool(affine, "affine", "GroupNorm")
+        self._init_common(eps, affine)
         self._settings = dict(num_groups=num_groups, num_channels=num_channels, eps=eps, affine=affine)
         self.num_groups = num_groups
         self.num_channels = num_channels
-        self.eps = float(eps)
-        self.affine = affine
 
     def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
               dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
@@ -779,12 +781,9 @@ class InstanceNorm(_Normalization):
 
     def __init__(self, num_features: int | None = None, *, eps: float = 1e-5, affine: bool = False) -> None:
         _check_size(num_features, "num_features", "InstanceNorm")
-        _check_eps(eps, "InstanceNorm")
-        _check_bool(affine, "affine", "InstanceNorm")
+        self._init_common(eps, affine)
         self._settings = dict(num_features=num_features, eps=eps, affine=affine)
         self.num_features = num_features
-        self.eps = float(eps)
-        self.affine = affine
 
     def build(self, in_shape: tuple[int, ...], population: Population, *, device: torch.device | str = "cpu",
               dtype: torch.dtype = torch.float32) -> tuple[int, ...]:

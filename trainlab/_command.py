@@ -15,7 +15,8 @@ A sub-command is a :class:`Command`: ``name`` and ``help``, ``add_arguments(pars
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+import contextlib
 import json
 import os
 import sys
@@ -99,6 +100,33 @@ def run_with_one_line_errors(body: Callable[[], int]) -> int:
             raise
         print("trainlab: interrupted", file=sys.stderr)  # Ctrl-C while modules were still importing
         return 130
+
+
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives while the block runs, and raise it as ``KeyboardInterrupt`` when
+    the block ends.
+
+    For imports of torch: its initialization runs C++ (pybind11) that calls back into Python, and a
+    KeyboardInterrupt raised in such a callback leaves the C++ as an uncaught exception, which aborts the
+    process (``terminate called after throwing an instance of 'pybind11::error_already_set'``, SIGABRT,
+    status -6; CI of 2026-12-07, a SIGINT 0.5 s after ``trainlab train`` started). Held, the interrupt costs
+    the rest of the import (a few seconds at most) and is then the usual one line and status 130. Outside
+    the main thread (where signal handlers cannot be set) the block runs as it is."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if held:
+        raise KeyboardInterrupt
 
 
 def _from_an_interrupt(e: BaseException) -> bool:

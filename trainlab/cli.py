@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from trainlab._command import (Command, CommandParser, add_device, add_overrides, config_overrides,
+from trainlab._command import (Command, CommandParser, add_device, add_overrides, config_overrides, ctrl_c_held,
                                run_with_one_line_errors)
 from trainlab.errors import TrainlabError
 
@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         from trainlab.runtime import keep_freed_memory  # inside: a Ctrl-C while it imports is one line
 
         keep_freed_memory()  # reuse freed activation memory (docs/benchmarks.md); TRAINLAB_MALLOC=system: off
-        parser = build_parser()  # inside: a Ctrl-C while the commands are imported is one line too
+        with ctrl_c_held():  # the commands import torch, whose C++ aborts on a Ctrl-C raised inside it
+            parser = build_parser()
         args = parser.parse_args(argv)
         args._argv = list(sys.argv[1:] if argv is None else argv)
         if not getattr(args, "_command", None):

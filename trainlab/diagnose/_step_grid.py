@@ -6,6 +6,7 @@ The regularization the grids vary is the strongest one present in the config (:f
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,8 +56,10 @@ def grid_scores(history: HistoryArrays) -> tuple[str, np.ndarray]:
     loss, else the training metrics; NaN for a diverged member."""
     have = history.metrics
     if "val_acc" in have:
-        metric, score = "best val acc", np.nanmax(np.where(np.isfinite(history["val_acc"]), history["val_acc"],
-                                                           np.nan), axis=0)
+        finite = np.where(np.isfinite(history["val_acc"]), history["val_acc"], np.nan)
+        with np.errstate(all="ignore"), warnings.catch_warnings():  # a member that diverged at once: all NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            metric, score = "best val acc", np.nanmax(finite, axis=0)
     elif "val_loss" in have:
         metric, score = "best val loss (negated)", -np.nanmin(history["val_loss"], axis=0)
     elif "train_acc" in have:

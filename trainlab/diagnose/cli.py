@@ -111,8 +111,10 @@ class DoctorCommand(Command):
 
 
 def _history(args: argparse.Namespace) -> int:
-    """``trainlab doctor --history RUN_DIR``: the curve reading of :mod:`trainlab.diagnose._curves`;
-    exit status 1 when it finds something (a FAIL-like verdict), as for the recipe."""
+    """``trainlab doctor --history RUN_DIR``: the curve reading of :mod:`trainlab.diagnose._curves`.
+
+    Exit status 0 whatever the reading finds (its findings are a reading of finished curves, with no
+    PASS/FAIL verdict as the recipe's steps have), 2 for a run directory it cannot read."""
     from trainlab.diagnose._curves import READING, format_findings, to_dict
 
     curves = READING.measure(args.history, args.member)

@@ -73,6 +73,34 @@ def test_observers_see_every_training_and_check_while_the_experiment_runs_and_ch
     assert log[-1][0] == "end" and len([k for k, _ in log if k == "begin"]) == len([k for k, _ in log if k == "end"])
 
 
+class TrainingStarts(Callback):
+    """A watcher that writes each training's start into the log the checks go to, so their order shows."""
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def on_train_begin(self, trainer) -> None:
+        self.log.append(("train", trainer.model.size))
+
+
+# multi-phase experiments, each well under a few seconds at the smoke preset: batchnorm (init scales, then the
+# landscape probes), early-stopping (the full run, then the early-stopped one), dropout (rate sweep, the note's
+# net, sizes, classic vs inverted)
+@pytest.mark.parametrize("name", ["batchnorm", "early-stopping", "dropout"])
+def test_checks_arrive_between_the_trainings_as_their_measurements_exist(name):
+    log: list[tuple[str, object]] = []
+    with observe_checks(lambda c: log.append(("check", c["name"]))), watch_training(TrainingStarts(log)):
+        result = REGISTRY[name].run("smoke")
+    kinds = [kind for kind, _ in log]
+    assert kinds.count("train") >= 2
+    last_start = len(kinds) - 1 - kinds[::-1].index("train")
+    early = [what for kind, what in log[:last_start] if kind == "check"]
+    # a check whose trainings are done is shown then, not held back until the experiment's last training ends
+    assert early, f"{name}: no check was reported before its last training began: {kinds}"
+    # each check of the result was reported, once (the report's order may differ from the order they were made)
+    assert sorted(what for kind, what in log if kind == "check") == sorted(c.name for c in result.checks)
+
+
 def test_observer_is_context_local_and_a_broken_listener_changes_nothing(caplog):
     seen = []
     Check("outside", "no observer", 1.0, 0.5)

@@ -138,6 +138,20 @@ def run(preset: Preset) -> Result:
         final[label] = np.array(h.final["train_acc"])
         diverged[label] = sorted(h.diverged)
     learned = {k: int((v >= s["learned"]).sum()) for k, v in final.items()}
+    n = len(scales)
+    checks = [
+        # "learned" = training accuracy >= 0.5 after the run (chance is 0.1). The
+        # textbook's figure shows BN learning at most scales and the plain net at a
+        # few; 5 more scales than without BN is a third of the range.
+        Check("BN learns across far more initial scales",
+              "With batch normalization the net learns from almost any initial weight scale; without it, only "
+              "from a narrow band of scales.",
+              learned["with BN"] - learned["without BN"], 5, ">=",
+              f"Scales (of {n}, std from 1 to 1e-4) reaching training accuracy >= {s['learned']}: with BN "
+              f"{learned['with BN']}, without {learned['without BN']} (difference shown). "
+              + (f"Members that diverged (NaN loss, frozen) without BN: scales "
+                 f"{', '.join(f'{scales[i]:.2g}' for i in diverged['without BN'])}." if diverged["without BN"] else "")),
+    ]
 
     # ---- part 2: landscape smoothness and internal covariate shift
     pdata = splits(preset, train=s["probe_train"], test=0)
@@ -173,19 +187,7 @@ def run(preset: Preset) -> Result:
                           "train_acc": v["train_acc"]} for k, v in probes.items()},
         "ratios_bn_over_standard": {"loss_range": loss_ratio, "beta": beta_ratio, "ics_l2": ics_ratio},
     }
-    n = len(scales)
-    checks = [
-        # "learned" = training accuracy >= 0.5 after the run (chance is 0.1). The
-        # textbook's figure shows BN learning at most scales and the plain net at a
-        # few; 5 more scales than without BN is a third of the range.
-        Check("BN learns across far more initial scales",
-              "With batch normalization the net learns from almost any initial weight scale; without it, only "
-              "from a narrow band of scales.",
-              learned["with BN"] - learned["without BN"], 5, ">=",
-              f"Scales (of {n}, std from 1 to 1e-4) reaching training accuracy >= {s['learned']}: with BN "
-              f"{learned['with BN']}, without {learned['without BN']} (difference shown). "
-              + (f"Members that diverged (NaN loss, frozen) without BN: scales "
-                 f"{', '.join(f'{scales[i]:.2g}' for i in diverged['without BN'])}." if diverged["without BN"] else "")),
+    checks += [
         # Santurkar et al. report BN's loss variation along the gradient several times
         # smaller; "at most half" is a conservative reading of "smoother".
         Check("BN smooths the loss landscape",

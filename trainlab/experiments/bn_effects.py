@@ -102,6 +102,17 @@ def run(preset: Preset) -> Result:
         lr_ratio = largest["with BN"] / largest["without BN"]
     else:  # the plain net learned at no rate: any rate that BN learns at is "larger"; none at all is no answer
         lr_ratio = math.inf if largest["with BN"] > 0 else math.nan
+    lr_text = (f"Largest learning rate of {lrs} at which the net learned (training accuracy >= {s['learned']} after "
+               f"{s['lr_epochs']} epochs on {s['lr_train']} images, no divergence): with BN {largest['with BN']}, "
+               f"without {largest['without BN']}. Accuracy per rate: with BN "
+               f"{', '.join(f'{a:.2f}' for a in lr_acc['with BN'])}; without "
+               f"{', '.join(f'{a:.2f}' for a in lr_acc['without BN'])}.")
+    checks = [
+        # The grid steps by ~3x; "larger" must be at least one step (x3), not a tie.
+        Check("BN allows a larger learning rate",
+              "With batch normalization, training stays stable at much larger learning rates.",
+              lr_ratio, 3.0, ">=", lr_text + f" Ratio {lr_ratio:.3g}."),
+    ]
 
     # ---- 2. train/test gap on the overfitting set-up
     gdata = splits(preset, train=s["gap_train"], test=s["gap_test"])
@@ -124,43 +135,7 @@ def run(preset: Preset) -> Result:
                 pred = m.forward(gtest.x.unsqueeze(0), training=False).argmax(-1)
             gap[label]["test_acc_population_stats"] = float((pred == gtest.y.unsqueeze(0)).double().mean())
     gap_reduction = gap["without BN"]["gap"] - gap["with BN"]["gap"]
-
-    # ---- 3. time per step
-    xb, yb = data.train.x[:bs], data.train.y[:bs]
-    secs = {}
-    for label, bn in (("without BN", False), ("with BN", True)):
-        m = mlp(1, s["lr_hidden"], activation="relu", init="he_normal", batchnorm=bn, seed=preset.seed)
-        secs[label] = _step_seconds(m, xb, yb, s["time_steps"], s["time_repeats"])
-    time_ratio = secs["with BN"] / secs["without BN"]
-
-    # ---- 4. BN-sigmoid with and without gamma/beta
-    bdata = splits(preset, train=s["gb_train"], test=s["test"])
-    gb: dict[str, dict] = {}
-    for label, affine in (("without gamma, beta", False), ("with gamma, beta", True)):
-        m = _sigmoid_bn_net(s["gb_seeds"], s["gb_hidden"], affine=affine, seed=preset.seed)
-        h = Trainer(m, nn.SoftmaxCrossEntropy(), SGD(m.parameters(), lr=s["gb_lr"]), epochs=s["gb_epochs"],
-                    batch_size=bs, seed=preset.seed, eval_every=10**9).fit(bdata.train, test=bdata.test)
-        pre = activation_outputs(m, present(bdata.test, "test").x, pre=True)  # inputs of the sigmoids, eval mode
-        allpre = torch.cat([p.reshape(m.size, -1) for p in pre], dim=1).double()
-        gb[label] = {"linear_share": float((allpre.abs() < 1).double().mean()),
-                     "linear_share_per_layer": [float((p.abs() < 1).double().mean()) for p in pre],
-                     "pre_std": float(allpre.std()), "test_acc": float(np.mean(h.final["test_acc"])),
-                     "train_acc": float(np.mean(h.final["train_acc"])),
-                     "hist": np.histogram(allpre.clamp(-6, 6).numpy().ravel(), bins=48, range=(-6, 6))[0]}
-    no, yes = gb["without gamma, beta"], gb["with gamma, beta"]
-    share_drop = no["linear_share"] - yes["linear_share"]
-    acc_gain = yes["test_acc"] - no["test_acc"]
-
-    lr_text = (f"Largest learning rate of {lrs} at which the net learned (training accuracy >= {s['learned']} after "
-               f"{s['lr_epochs']} epochs on {s['lr_train']} images, no divergence): with BN {largest['with BN']}, "
-               f"without {largest['without BN']}. Accuracy per rate: with BN "
-               f"{', '.join(f'{a:.2f}' for a in lr_acc['with BN'])}; without "
-               f"{', '.join(f'{a:.2f}' for a in lr_acc['without BN'])}.")
-    checks = [
-        # The grid steps by ~3x; "larger" must be at least one step (x3), not a tie.
-        Check("BN allows a larger learning rate",
-              "With batch normalization, training stays stable at much larger learning rates.",
-              lr_ratio, 3.0, ">=", lr_text + f" Ratio {lr_ratio:.3g}."),
+    checks += [
         # The per-seed sd of the gap on this set-up is ~0.01; "a little" regularization = at least one point.
         Check("BN narrows the train/test gap a little",
               "BN's batch statistics add noise during training, which regularizes a little: the train/test gap of a "
@@ -183,6 +158,16 @@ def run(preset: Preset) -> Result:
                  + ". A likely reason (not measured here): with three batches of 100 images per epoch, BN's batch "
                    "noise has little variety -- the same 300 images are normalized with each other again and "
                    "again -- while the BN net fits them faster.")),
+    ]
+
+    # ---- 3. time per step
+    xb, yb = data.train.x[:bs], data.train.y[:bs]
+    secs = {}
+    for label, bn in (("without BN", False), ("with BN", True)):
+        m = mlp(1, s["lr_hidden"], activation="relu", init="he_normal", batchnorm=bn, seed=preset.seed)
+        secs[label] = _step_seconds(m, xb, yb, s["time_steps"], s["time_repeats"])
+    time_ratio = secs["with BN"] / secs["without BN"]
+    checks += [
         # BN adds a mean, a variance and an affine map per layer and per step, and as much again backward;
         # with 100-unit layers that is not negligible next to the matrix products. 10% more is a floor well
         # above timing noise of the fastest of several repeats.
@@ -193,6 +178,26 @@ def run(preset: Preset) -> Result:
               f"over {s['time_repeats']} runs of {s['time_steps']} steps: with BN {secs['with BN'] * 1e3:.2f} ms, "
               f"without {secs['without BN'] * 1e3:.2f} ms (ratio {time_ratio:.2f}; wall-clock, varies with the "
               f"machine's load)."),
+    ]
+
+    # ---- 4. BN-sigmoid with and without gamma/beta
+    bdata = splits(preset, train=s["gb_train"], test=s["test"])
+    gb: dict[str, dict] = {}
+    for label, affine in (("without gamma, beta", False), ("with gamma, beta", True)):
+        m = _sigmoid_bn_net(s["gb_seeds"], s["gb_hidden"], affine=affine, seed=preset.seed)
+        h = Trainer(m, nn.SoftmaxCrossEntropy(), SGD(m.parameters(), lr=s["gb_lr"]), epochs=s["gb_epochs"],
+                    batch_size=bs, seed=preset.seed, eval_every=10**9).fit(bdata.train, test=bdata.test)
+        pre = activation_outputs(m, present(bdata.test, "test").x, pre=True)  # inputs of the sigmoids, eval mode
+        allpre = torch.cat([p.reshape(m.size, -1) for p in pre], dim=1).double()
+        gb[label] = {"linear_share": float((allpre.abs() < 1).double().mean()),
+                     "linear_share_per_layer": [float((p.abs() < 1).double().mean()) for p in pre],
+                     "pre_std": float(allpre.std()), "test_acc": float(np.mean(h.final["test_acc"])),
+                     "train_acc": float(np.mean(h.final["train_acc"])),
+                     "hist": np.histogram(allpre.clamp(-6, 6).numpy().ravel(), bins=48, range=(-6, 6))[0]}
+    no, yes = gb["without gamma, beta"], gb["with gamma, beta"]
+    share_drop = no["linear_share"] - yes["linear_share"]
+    acc_gain = yes["test_acc"] - no["test_acc"]
+    checks += [
         # By construction a standardized pre-activation has ~68% of its mass in |x| < 1 (a standard normal);
         # "confined" vs "not" = gamma/beta move at least 5 points of it out.
         Check("without gamma and beta a BN-sigmoid net stays near-linear",

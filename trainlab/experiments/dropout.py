@@ -94,6 +94,35 @@ def run(preset: Preset) -> Result:
     ep_drop = steps_to_reach(train_loss[:, half], s["slow_loss"])
     # a member that never gets there within the run counts the whole run (the ratio is then a lower bound)
     slow_ratio = min(ep_drop, len(train_loss)) / ep_plain if np.isfinite(ep_plain) else float("nan")
+    sweep_checks = [  # each check is made once its measurement exists (a live lesson shows it then)
+        # The course recommends 0.2-0.5; the sweep's best rate must be a moderate one
+        # (0.1-0.5), and the highest rate must do worse than the best.
+        Check("a moderate rate works best",
+              "Dropout rates of about 0.2-0.5 work best: too low does not prevent overfitting, too high hinders "
+              "learning.",
+              rates[best], (0.1, 0.5), "between",
+              f"Test accuracy by rate {rates}: {', '.join(f'{v:.3f}' for v in sweep_test)} ({s['sweep_train']} "
+              f"training images); best at p = {rates[best]}; at p = {rates[-1]}: {sweep_test[-1]:.3f}."),
+        # Srivastava et al. (2014, sec. 7.4): a dropout net takes 2-3 times longer to train. 1.5x the epochs to
+        # the same training loss (measured without dropout, on the training images) is a clear slow-down.
+        Check("dropout slows convergence",
+              "Dropout makes training slower: the net needs more epochs to reach the same training loss.",
+              slow_ratio, 1.5, ">=",
+              f"Epochs until the training loss (evaluated without dropout) first reaches {s['slow_loss']}: without "
+              f"dropout {ep_plain:.0f}, with p = {rates[half]} "
+              + (f"{ep_drop:.0f}" if np.isfinite(ep_drop) else f"not within the {len(train_loss)} epochs of the run")
+              + f" (ratio {slow_ratio:.2f}" + ("" if np.isfinite(ep_drop) else ", a lower bound")
+              + f"; {s['sweep_train']} images, {s['sweep_steps']} steps)."),
+        # Srivastava et al. (2014, table 9): on MNIST dropout beats L2 weight decay, each at its best setting.
+        # "At least as good" = not more than half a point (5 of 1,000 test images) behind.
+        Check("dropout vs weight decay at their best settings",
+              "Compared at their best settings, dropout does at least as well as weight decay (Srivastava et al. "
+              "2014, table 9).",
+              sweep_test[best] - l2_test[best_l2], -0.005, ">=",
+              f"Best test accuracy ({s['sweep_train']} images, same population, same seeds): dropout p = {rates[best]} "
+              f"{sweep_test[best]:.3f}; weight decay lambda = {lams[best_l2]} (of {lams}) {l2_test[best_l2]:.3f}; "
+              f"neither: {sweep_test[0]:.3f}. The best settings were picked on the test images themselves, for both."),
+    ]
 
     # ---- 1b. the note's own net, 784-2048-2048-2048-10, with and without dropout (p = 0.5), small and short
     bdata = splits(preset, train=s["big_train"], test=s["test"])
@@ -101,6 +130,18 @@ def run(preset: Preset) -> Result:
     hb = Trainer(big, loss(), Momentum(big.parameters(), lr=s["lr"], momentum=s["momentum"]), epochs=s["big_epochs"],
                  batch_size=s["big_batch"], seed=preset.seed, eval_every=10**9).fit(bdata.train, test=bdata.test)
     big_tr, big_te = np.array(hb.final["train_acc"]), np.array(hb.final["test_acc"])
+    note_net_checks = [
+        # The note's figure (Srivastava et al. fig. 4): the 784-2048-2048-2048-10 net overfits without dropout. With
+        # only a few hundred images and a few epochs (the quick preset keeps this 10-million-weight net cheap),
+        # the claim is read as: dropout narrows its train/test gap by at least one point.
+        Check("the note's 784-2048-2048-2048-10 net: dropout narrows the gap",
+              "On the note's own net, 784-2048-2048-2048-10, dropout (p = 0.5) keeps the net from overfitting.",
+              (big_tr[0] - big_te[0]) - (big_tr[1] - big_te[1]), 0.01, ">=",
+              f"{s['big_train']} training images, {s['big_epochs']} epochs, batch {s['big_batch']} (cheap on purpose: "
+              f"the net has ~10 million weights): without dropout train {big_tr[0]:.3f}, test {big_te[0]:.3f} (gap "
+              f"{big_tr[0] - big_te[0]:.3f}); with p = 0.5 train {big_tr[1]:.3f}, test {big_te[1]:.3f} (gap "
+              f"{big_tr[1] - big_te[1]:.3f})."),
+    ]
 
     # ---- 2. activations of the first hidden layer, p = 0.5 (or the largest rate below it)
     j = max(i for i, r in enumerate(rates) if r <= 0.5)
@@ -111,6 +152,22 @@ def run(preset: Preset) -> Result:
     acts = {"without dropout": h1, "classic (training)": h1 * keep, "inverted (training)": h1 * keep / (1 - p)}
     act_mean = {k: float(v.mean()) for k, v in acts.items()}
     act_zero = {k: float((v == 0).double().mean()) for k, v in acts.items()}
+    ratio_classic = act_mean["classic (training)"] / act_mean["without dropout"]
+    activation_checks = [
+        # Classic dropout zeroes a fraction p of the units and keeps the others as they
+        # are, so the mean falls by the factor (1 - p); +-0.05 is the sampling noise of one
+        # mask over 1,000 x 128 activations many times over.
+        Check("dropout lowers the mean activation and makes it sparser",
+              "During training, dropout switches units off: the mean activation falls and the distribution becomes "
+              "sparser.",
+              ratio_classic, (1 - p - 0.05, 1 - p + 0.05), "between",
+              f"First hidden layer, p = {p}: mean activation {act_mean['without dropout']:.4f} without dropout, "
+              f"{act_mean['classic (training)']:.4f} with a classic mask (ratio {ratio_classic:.3f}, expected "
+              f"{1 - p:.2f}); share of exact zeros {act_zero['without dropout']:.1%} -> "
+              f"{act_zero['classic (training)']:.1%}. Inverted dropout divides the kept units by 1 - p, so its mean "
+              f"stays {act_mean['inverted (training)']:.4f}: the distribution is sparser but its mean is kept, by "
+              f"design."),
+    ]
 
     # ---- 3. data-set size, at the rate the sweep found best (or a fixed one)
     S = s["size_seeds"]
@@ -131,63 +188,11 @@ def run(preset: Preset) -> Result:
                           "benefit_sd": float((te[:, 1] - te[:, 0]).std())})
         if n == sizes[min(2, len(sizes) - 1)]:
             inverted_model, inverted_data = m, d
-
-    # ---- 4. inverted vs classic; 5. MC-dropout
-    classic_model = mlp(2 * S, s["hidden"], dropout=[0.0, rate] * S, dropout_mode="classic", seed=preset.seed)
-    train(classic_model, inverted_data, s["size_steps"])  # same members (and seeds) as the inverted population
-    inverted_test = present(inverted_data.test, "test")
-    xt, yt = inverted_test.x, inverted_test.y
-    mc_inv = _mc(inverted_model, xt, yt, s["mc_samples"])
-    mc_cls = _mc(classic_model, xt, yt, s["mc_samples"])
-    with_drop = np.arange(2 * S) % 2 == 1  # the members trained with dropout
-    agree_inv = float(mc_inv["agreement"][with_drop].mean())
-    agree_cls = float(mc_cls["agreement"][with_drop].mean())
-    acc_inv = float(mc_inv["det_acc"][with_drop].mean())
-    acc_cls = float(mc_cls["det_acc"][with_drop].mean())
-    ent_right = float(mc_inv["entropy_right"][with_drop].mean())
-    ent_wrong = float(mc_inv["entropy_wrong"][with_drop].mean())
-
     benefits = [r["benefit"] for r in size_rows]
     peak = max(benefits[1:-1]) if len(benefits) > 2 else max(benefits)
-    numbers = {
-        "rates": rates, "sweep_test_acc": tolist(sweep_test), "sweep_train_acc": tolist(sweep_train),
-        "l2_lambdas": lams, "l2_test_acc": tolist(l2_test), "best_l2": lams[best_l2],
-        "epochs_to_train_loss": {"level": s["slow_loss"], "without": ep_plain if np.isfinite(ep_plain) else None,
-                                 f"p={rates[half]}": ep_drop if np.isfinite(ep_drop) else None},
-        "note_net": {"hidden": s["big_hidden"], "train": s["big_train"], "epochs": s["big_epochs"],
-                     "train_acc": tolist(big_tr), "test_acc": tolist(big_te), "members": ["p=0", "p=0.5"]},
-        "best_rate": rates[best], "activation_rate": p, "activation_mean": tolist(act_mean),
-        "activation_zero_fraction": tolist(act_zero), "size_rate": rate, "sizes": tolist(size_rows),
-        "inverted_vs_classic": {"test_acc_inverted": acc_inv, "test_acc_classic": acc_cls,
-                                "mc_agreement_inverted": agree_inv, "mc_agreement_classic": agree_cls},
-        "mc_dropout": {"samples": s["mc_samples"], "mc_acc": float(mc_inv["mc_acc"][with_drop].mean()),
-                       "deterministic_acc": acc_inv, "entropy_correct": ent_right, "entropy_wrong": ent_wrong},
-    }
-    ratio_classic = act_mean["classic (training)"] / act_mean["without dropout"]
     size_text = "; ".join(f"{r['size']}: {r['test_without']:.3f} -> {r['test_with']:.3f} ({r['benefit'] * 100:+.1f})"
                           for r in size_rows)
-    checks = [
-        # The course recommends 0.2-0.5; the sweep's best rate must be a moderate one
-        # (0.1-0.5), and the highest rate must do worse than the best.
-        Check("a moderate rate works best",
-              "Dropout rates of about 0.2-0.5 work best: too low does not prevent overfitting, too high hinders "
-              "learning.",
-              rates[best], (0.1, 0.5), "between",
-              f"Test accuracy by rate {rates}: {', '.join(f'{v:.3f}' for v in sweep_test)} ({s['sweep_train']} "
-              f"training images); best at p = {rates[best]}; at p = {rates[-1]}: {sweep_test[-1]:.3f}."),
-        # Classic dropout zeroes a fraction p of the units and keeps the others as they
-        # are, so the mean falls by the factor (1 - p); +-0.05 is the sampling noise of one
-        # mask over 1,000 x 128 activations many times over.
-        Check("dropout lowers the mean activation and makes it sparser",
-              "During training, dropout switches units off: the mean activation falls and the distribution becomes "
-              "sparser.",
-              ratio_classic, (1 - p - 0.05, 1 - p + 0.05), "between",
-              f"First hidden layer, p = {p}: mean activation {act_mean['without dropout']:.4f} without dropout, "
-              f"{act_mean['classic (training)']:.4f} with a classic mask (ratio {ratio_classic:.3f}, expected "
-              f"{1 - p:.2f}); share of exact zeros {act_zero['without dropout']:.1%} -> "
-              f"{act_zero['classic (training)']:.1%}. Inverted dropout divides the kept units by 1 - p, so its mean "
-              f"stays {act_mean['inverted (training)']:.4f}: the distribution is sparser but its mean is kept, by "
-              f"design."),
+    size_checks = [
         # Two seeds: the sd of the benefit is ~1 point. "Does not help" = no gain beyond
         # half a point; "helps" = at least one point; "matters less" = at least half a
         # point below the best gain.
@@ -215,35 +220,38 @@ def run(preset: Preset) -> Result:
                  f"there is still overfitting for dropout to remove. Srivastava et al. saw the gain shrink only around "
                  f"50,000 images; the embedded pool has 5,000, and the textbook preset on full MNIST goes to 50,000."
                  if peak - benefits[-1] < 0.005 else "")),
-        # Srivastava et al. (2014, sec. 7.4): a dropout net takes 2-3 times longer to train. 1.5x the epochs to
-        # the same training loss (measured without dropout, on the training images) is a clear slow-down.
-        Check("dropout slows convergence",
-              "Dropout makes training slower: the net needs more epochs to reach the same training loss.",
-              slow_ratio, 1.5, ">=",
-              f"Epochs until the training loss (evaluated without dropout) first reaches {s['slow_loss']}: without "
-              f"dropout {ep_plain:.0f}, with p = {rates[half]} "
-              + (f"{ep_drop:.0f}" if np.isfinite(ep_drop) else f"not within the {len(train_loss)} epochs of the run")
-              + f" (ratio {slow_ratio:.2f}" + ("" if np.isfinite(ep_drop) else ", a lower bound")
-              + f"; {s['sweep_train']} images, {s['sweep_steps']} steps)."),
-        # Srivastava et al. (2014, table 9): on MNIST dropout beats L2 weight decay, each at its best setting.
-        # "At least as good" = not more than half a point (5 of 1,000 test images) behind.
-        Check("dropout vs weight decay at their best settings",
-              "Compared at their best settings, dropout does at least as well as weight decay (Srivastava et al. "
-              "2014, table 9).",
-              sweep_test[best] - l2_test[best_l2], -0.005, ">=",
-              f"Best test accuracy ({s['sweep_train']} images, same population, same seeds): dropout p = {rates[best]} "
-              f"{sweep_test[best]:.3f}; weight decay lambda = {lams[best_l2]} (of {lams}) {l2_test[best_l2]:.3f}; "
-              f"neither: {sweep_test[0]:.3f}. The best settings were picked on the test images themselves, for both."),
-        # The note's figure (Srivastava et al. fig. 4): the 784-2048-2048-2048-10 net overfits without dropout. With
-        # only a few hundred images and a few epochs (the quick preset keeps this 10-million-weight net cheap),
-        # the claim is read as: dropout narrows its train/test gap by at least one point.
-        Check("the note's 784-2048-2048-2048-10 net: dropout narrows the gap",
-              "On the note's own net, 784-2048-2048-2048-10, dropout (p = 0.5) keeps the net from overfitting.",
-              (big_tr[0] - big_te[0]) - (big_tr[1] - big_te[1]), 0.01, ">=",
-              f"{s['big_train']} training images, {s['big_epochs']} epochs, batch {s['big_batch']} (cheap on purpose: "
-              f"the net has ~10 million weights): without dropout train {big_tr[0]:.3f}, test {big_te[0]:.3f} (gap "
-              f"{big_tr[0] - big_te[0]:.3f}); with p = 0.5 train {big_tr[1]:.3f}, test {big_te[1]:.3f} (gap "
-              f"{big_tr[1] - big_te[1]:.3f})."),
+    ]
+
+    # ---- 4. inverted vs classic; 5. MC-dropout
+    classic_model = mlp(2 * S, s["hidden"], dropout=[0.0, rate] * S, dropout_mode="classic", seed=preset.seed)
+    train(classic_model, inverted_data, s["size_steps"])  # same members (and seeds) as the inverted population
+    inverted_test = present(inverted_data.test, "test")
+    xt, yt = inverted_test.x, inverted_test.y
+    mc_inv = _mc(inverted_model, xt, yt, s["mc_samples"])
+    mc_cls = _mc(classic_model, xt, yt, s["mc_samples"])
+    with_drop = np.arange(2 * S) % 2 == 1  # the members trained with dropout
+    agree_inv = float(mc_inv["agreement"][with_drop].mean())
+    agree_cls = float(mc_cls["agreement"][with_drop].mean())
+    acc_inv = float(mc_inv["det_acc"][with_drop].mean())
+    acc_cls = float(mc_cls["det_acc"][with_drop].mean())
+    ent_right = float(mc_inv["entropy_right"][with_drop].mean())
+    ent_wrong = float(mc_inv["entropy_wrong"][with_drop].mean())
+
+    numbers = {
+        "rates": rates, "sweep_test_acc": tolist(sweep_test), "sweep_train_acc": tolist(sweep_train),
+        "l2_lambdas": lams, "l2_test_acc": tolist(l2_test), "best_l2": lams[best_l2],
+        "epochs_to_train_loss": {"level": s["slow_loss"], "without": ep_plain if np.isfinite(ep_plain) else None,
+                                 f"p={rates[half]}": ep_drop if np.isfinite(ep_drop) else None},
+        "note_net": {"hidden": s["big_hidden"], "train": s["big_train"], "epochs": s["big_epochs"],
+                     "train_acc": tolist(big_tr), "test_acc": tolist(big_te), "members": ["p=0", "p=0.5"]},
+        "best_rate": rates[best], "activation_rate": p, "activation_mean": tolist(act_mean),
+        "activation_zero_fraction": tolist(act_zero), "size_rate": rate, "sizes": tolist(size_rows),
+        "inverted_vs_classic": {"test_acc_inverted": acc_inv, "test_acc_classic": acc_cls,
+                                "mc_agreement_inverted": agree_inv, "mc_agreement_classic": agree_cls},
+        "mc_dropout": {"samples": s["mc_samples"], "mc_acc": float(mc_inv["mc_acc"][with_drop].mean()),
+                       "deterministic_acc": acc_inv, "entropy_correct": ent_right, "entropy_wrong": ent_wrong},
+    }
+    mc_checks = [
         # Weight scaling replaces the average over masks by one pass with expected values;
         # for ReLU nets the two agree on nearly all images (Srivastava et al. 2014, sec. 7.5).
         Check("inverted and classic dropout: test-time scaling matches the average over masks",
@@ -263,6 +271,8 @@ def run(preset: Preset) -> Result:
               f"Mean predictive entropy (nats) on correct test predictions {ent_right:.3f}, on wrong ones "
               f"{ent_wrong:.3f}; MC accuracy {numbers['mc_dropout']['mc_acc']:.3f} vs deterministic {acc_inv:.3f}."),
     ]
+    # the report's order (by topic), not the order they were measured in
+    checks = [sweep_checks[0], *activation_checks, *size_checks, *sweep_checks[1:], *note_net_checks, *mc_checks]
     return Result(name="dropout", preset=preset.name, settings=s, numbers=numbers, checks=checks,
                   arrays={"rates": rates, "sweep_test": sweep_test, "sweep_train": sweep_train,
                           "acts": {k: v.reshape(-1).numpy() for k, v in acts.items()}, "p": p,

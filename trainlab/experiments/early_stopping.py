@@ -47,16 +47,27 @@ def run(preset: Preset) -> Result:
 
     full_model = mlp(S, s["hidden"], activation="relu", init="he_normal", seed=preset.seed)
     full = trainer(full_model).fit(data.train, val=data.val, test=data.test)
-    es_model = mlp(S, s["hidden"], activation="relu", init="he_normal", seed=preset.seed)
-    stopper = EarlyStopping("val_loss", patience=s["patience"], restore_best=True)
-    es = trainer(es_model, [stopper]).fit(data.train, val=data.val, test=data.test)
-
     epochs = full["epoch"]
     val_loss = full["val_loss"]  # (evals, S)
     best_i = np.nanargmin(val_loss, axis=0)
     best_epoch = epochs[best_i]
     min_val = val_loss[best_i, np.arange(S)]
     rise = val_loss[-1] - min_val
+    checks = [
+        # Early stopping assumes the validation loss turns up once the net overfits; a rise
+        # of 0.1 nats from the minimum (mean over seeds) is far above its epoch-to-epoch noise.
+        Check("the validation loss rises once the net overfits",
+              "After a while the validation loss stops falling and rises again while the training loss keeps "
+              "falling: the net starts to overfit.",
+              float(rise.mean()), 0.1, ">=",
+              f"Validation loss at its minimum (epoch {', '.join(f'{e:.0f}' for e in best_epoch)}): "
+              f"{', '.join(f'{v:.3f}' for v in min_val)}; after {s['epochs']} epochs: "
+              f"{', '.join(f'{v:.3f}' for v in val_loss[-1])}."),
+    ]
+
+    es_model = mlp(S, s["hidden"], activation="relu", init="he_normal", seed=preset.seed)
+    stopper = EarlyStopping("val_loss", patience=s["patience"], restore_best=True)
+    es = trainer(es_model, [stopper]).fit(data.train, val=data.val, test=data.test)
     stop_epoch = np.array([es.stopped[m]["epoch"] if m in es.stopped else epochs[-1] for m in range(S)], dtype=float)
     es_best = np.array(es.info["early_stopping"]["best_epoch"])
     restored_val = np.array(es.final["val_loss"])
@@ -69,16 +80,7 @@ def run(preset: Preset) -> Result:
                "test_loss": {"full": tolist(test_full), "early_stopped": tolist(test_es)},
                "test_acc": {"full": tolist(acc_full), "early_stopped": tolist(acc_es)},
                "epochs_saved": tolist(s["epochs"] - stop_epoch)}
-    checks = [
-        # Early stopping assumes the validation loss turns up once the net overfits; a rise
-        # of 0.1 nats from the minimum (mean over seeds) is far above its epoch-to-epoch noise.
-        Check("the validation loss rises once the net overfits",
-              "After a while the validation loss stops falling and rises again while the training loss keeps "
-              "falling: the net starts to overfit.",
-              float(rise.mean()), 0.1, ">=",
-              f"Validation loss at its minimum (epoch {', '.join(f'{e:.0f}' for e in best_epoch)}): "
-              f"{', '.join(f'{v:.3f}' for v in min_val)}; after {s['epochs']} epochs: "
-              f"{', '.join(f'{v:.3f}' for v in val_loss[-1])}."),
+    checks += [
         # Restoring is exact: the restored weights are the ones evaluated at the best epoch.
         Check("early stopping restores the best weights",
               "With patience, training stops some epochs after the validation loss's minimum, and the weights of "

@@ -230,7 +230,6 @@ def run(preset: Preset) -> Result:
     s = preset.pick(SETTINGS)
     es, ts = s["ensemble"], s["transfer"]
     ens = _ensemble_curve(preset, es)
-    tr = _transfer(preset, ts)
 
     M, m5 = es["members"], es["size"]
     acc1, acc5, accN = ens["acc"][0], ens["acc"][m5 - 1], ens["acc"][-1]
@@ -238,7 +237,6 @@ def run(preset: Preset) -> Result:
     ece1, ece5, eceN = float(np.mean(ens["member_ece"])), ens["ece"][m5 - 1], ens["ece"][-1]
     conf1 = float(np.mean(ens["member_conf"]))
     share5 = (acc5 - acc1) / (accN - acc1) if accN - acc1 > 1e-12 else float("nan")
-    st = {kind: {k: _stats(tr, k, kind) for k in tr["labels"]} for kind in KINDS}
     n_test_ens = ens["n_test"]
 
     checks = [
@@ -277,6 +275,9 @@ def run(preset: Preset) -> Result:
               + ", ".join(f"{m}: {ens['acc'][m - 1]:.4f}" for m in sorted({1, min(2, M), min(3, M), m5, M}))
               + f"; the ensemble of {m5} has {share5:.0%} of the gain of {M} over a single member."),
     ]
+
+    tr = _transfer(preset, ts)
+    st = {kind: {k: _stats(tr, k, kind) for k in tr["labels"]} for kind in KINDS}
     for k in [k for k in (10, 50) if k in tr["labels"]]:
         a, p = st["augmented"][k], st["plain"][k]
         sc = st["scratch"][k]

@@ -83,6 +83,25 @@ def run(preset: Preset) -> Result:
     zero = (w == 0).double().mean(dim=1).numpy()
     mean_abs = w.abs().mean(dim=1).numpy()
     test_acc = np.array(h.final["test_acc"])
+    checks = [
+        # With the proximal step, a weight whose data gradient stays below alpha is set to
+        # exactly 0 (e.g. the weights of MNIST's always-blank border pixels). A tenth of all
+        # weights exactly 0 is unambiguous sparsity; measured ~0.3.
+        Check("L1 makes weights exactly zero (sparse)",
+              "L1 regularization drives many weights to exactly zero, keeping only the important ones "
+              "(feature selection).",
+              float(zero[1]), 0.1, ">=",
+              f"Share of weights exactly 0: none {zero[0]:.1%}, L1 {zero[1]:.1%}, L2 {zero[2]:.1%}, elastic net "
+              f"{zero[3]:.1%}. Test accuracy {', '.join(f'{m} {v:.3f}' for m, v in zip(MEMBERS, test_acc))}."),
+        # L2's gradient 2 lambda w shrinks a weight in proportion to its size, so it never
+        # reaches 0 exactly; at most 0.1% (rounding) may.
+        Check("L2 shrinks all weights but zeroes none",
+              "L2 regularization (weight decay) makes all weights smaller, large ones fastest, without setting any "
+              "to zero: every input is used a little.",
+              float(zero[2]), 0.001, "<=",
+              f"Share of weights exactly 0 under L2: {zero[2]:.2%}; mean |w|: none {mean_abs[0]:.4f}, L2 "
+              f"{mean_abs[2]:.4f}, L1 {mean_abs[1]:.4f}."),
+    ]
 
     # ---- part 2: two parameters
     F, t = _two_feature_problem(preset)
@@ -109,24 +128,7 @@ def run(preset: Preset) -> Result:
                   "l1_grid": tolist(l1_grid), "l2_grid": tolist(l2_grid),
                   "l1_path": tolist(w_l1), "l2_path": tolist(w_l2)},
     }
-    checks = [
-        # With the proximal step, a weight whose data gradient stays below alpha is set to
-        # exactly 0 (e.g. the weights of MNIST's always-blank border pixels). A tenth of all
-        # weights exactly 0 is unambiguous sparsity; measured ~0.3.
-        Check("L1 makes weights exactly zero (sparse)",
-              "L1 regularization drives many weights to exactly zero, keeping only the important ones "
-              "(feature selection).",
-              float(zero[1]), 0.1, ">=",
-              f"Share of weights exactly 0: none {zero[0]:.1%}, L1 {zero[1]:.1%}, L2 {zero[2]:.1%}, elastic net "
-              f"{zero[3]:.1%}. Test accuracy {', '.join(f'{m} {v:.3f}' for m, v in zip(MEMBERS, test_acc))}."),
-        # L2's gradient 2 lambda w shrinks a weight in proportion to its size, so it never
-        # reaches 0 exactly; at most 0.1% (rounding) may.
-        Check("L2 shrinks all weights but zeroes none",
-              "L2 regularization (weight decay) makes all weights smaller, large ones fastest, without setting any "
-              "to zero: every input is used a little.",
-              float(zero[2]), 0.001, "<=",
-              f"Share of weights exactly 0 under L2: {zero[2]:.2%}; mean |w|: none {mean_abs[0]:.4f}, L2 "
-              f"{mean_abs[2]:.4f}, L1 {mean_abs[1]:.4f}."),
+    checks += [
         # The solution is exactly on an axis when one weight is exactly 0 (proximal step).
         Check("two parameters: the L1 solution sits on a corner of the diamond",
               "The L1 constraint region is a diamond; the loss contours touch it first at a corner, where one "

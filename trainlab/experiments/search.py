@@ -234,19 +234,8 @@ def run(preset: Preset) -> Result:
     _quiet()
     s = dict(preset.pick(SETTINGS))
     rs = _random_search(preset, s)
-    gr = _grid_vs_random(preset, s)
-    dr = _draws(preset, s)
-    cf = _coarse_to_fine(preset, s)
-
     best = rs["best"]
-    shares_log, shares_uni = dr["log-uniform"]["shares"], dr["uniform"]["shares"]
-    dev_log = max(abs(v - 1 / len(shares_log)) for v in shares_log)
-    first, last = cf["rounds"][0], cf["rounds"][-1]
     fmt = ", ".join
-
-    sd_val = math.sqrt(first["best"] * (1 - first["best"]) / s["val"])  # binomial sd of one validation accuracy
-    medians = fmt(f"{r['median']:.3f}" for r in cf["rounds"])
-    bests = fmt(f"{r['best']:.3f}" for r in cf["rounds"])
 
     def means(ms: list[float]) -> str:
         return fmt(f"{m:.2f}" if math.isfinite(m) else "-" for m in ms)
@@ -274,6 +263,9 @@ def run(preset: Preset) -> Result:
               f"The 5 best trials' learning rates: {fmt(f'{v:.2g}' for v in rs['top5_lr'])} (weight decays "
               f"{fmt(f'{v:.2g}' for v in rs['top5_wd'])}); best validation accuracy {best['value']:.3f} at lr "
               f"{best['lr']:.2g}, weight decay {best['wd']:.2g}; the median trial reached {rs['median']:.3f}."),
+    ]
+    gr = _grid_vs_random(preset, s)
+    checks += [
         # 9 random points against a 3 x 3 grid: random tries 9 values of the parameter that
         # matters, the grid 3. Over many random peak positions random wins ~64% of the time
         # (2,000 numpy repeats); 0.55 is ~3 standard errors below that at 200 repeats (quick,
@@ -287,6 +279,11 @@ def run(preset: Preset) -> Result:
               f"the best of the 3 x 3 grid: {gr['random_wins']:.3f}; mean best value random "
               f"{gr['mean_best_random']:.3f}, grid {gr['mean_best_grid']:.3f} (the peak is 1 + at most 0.1). The "
               f"grid tries 3 values of x, random search {gr['trials']}."),
+    ]
+    dr = _draws(preset, s)
+    shares_log, shares_uni = dr["log-uniform"]["shares"], dr["uniform"]["shares"]
+    dev_log = max(abs(v - 1 / len(shares_log)) for v in shares_log)
+    checks += [
         # Log-uniform: each of the 4 decades has probability 1/4; with 1,000 draws its share
         # has a standard error of 0.014, so +-0.05 is ~3.5 of them.
         Check("log-uniform draws cover every decade equally",
@@ -303,6 +300,13 @@ def run(preset: Preset) -> Result:
               shares_uni[-1], 0.85, ">=",
               f"Share of {s['draws']} uniform draws per decade ({fmt(dr['decades'])}): "
               f"{fmt(f'{v:.3f}' for v in shares_uni)} (the top decade is 90% of the interval)."),
+    ]
+    cf = _coarse_to_fine(preset, s)
+    first, last = cf["rounds"][0], cf["rounds"][-1]
+    sd_val = math.sqrt(first["best"] * (1 - first["best"]) / s["val"])  # binomial sd of one validation accuracy
+    medians = fmt(f"{r['median']:.3f}" for r in cf["rounds"])
+    bests = fmt(f"{r['best']:.3f}" for r in cf["rounds"])
+    checks += [
         # The last round's box must lie inside the earlier ones (by construction) and be
         # much smaller: at most a quarter of the starting log-area (measured ~0.03-0.1).
         Check("coarse-to-fine narrows the search box",

@@ -80,13 +80,6 @@ def run(preset: Preset) -> Result:
         conv[name] = {"iterations": it, "seconds": float(v["t"][it]) if it is not None else None,
                       "seconds_per_iteration": float(v["t"][-1]) / max(1, v["iterations"]),
                       "final_gap": float(v["f"][-1] - fstar), "status": v["status"], "evals": v["evals"]}
-    # Rosenbrock paths (the picture)
-    paths = {}
-    for name, method in _methods(so, 1e-3).items():
-        r = so.minimize(so.Rosenbrock(), method, max_iter=s["rosenbrock_iter"][name], tol=1e-8, record_path=True)
-        paths[name] = {"path": r.path[:, 0].double().numpy(), "iterations": int(r.iterations[0]),
-                       "status": r.status[0]}
-
     gd_its = conv["GD"]["iterations"] if conv["GD"]["iterations"] is not None else s["max_iter"]["GD"]
     newton_its = conv["Newton"]["iterations"]
     its_ratio = (newton_its / gd_its) if newton_its is not None else float("inf")
@@ -98,8 +91,6 @@ def run(preset: Preset) -> Result:
     conv_text = "; ".join(
         f"{n}: {'not within ' + str(s['max_iter'][n]) if c['iterations'] is None else c['iterations']} iterations, "
         f"{c['seconds_per_iteration'] * 1000:.1f} ms/iteration" for n, c in conv.items())
-    numbers = {"parameters": 10 * k + 10, "f_star": fstar, "convergence": tolist(conv),
-               "rosenbrock": {n: {"iterations": v["iterations"], "status": v["status"]} for n, v in paths.items()}}
     checks = [
         # Near the minimum Newton converges quadratically (the number of correct digits
         # doubles per step); a tenth of gradient descent's iterations is a cautious bar.
@@ -124,6 +115,15 @@ def run(preset: Preset) -> Result:
               "Seconds to reach f* + 1e-6: " + ", ".join(f"{n} {'never' if t is None else f'{t:.3f}'}"
                                                          for n, t in times.items()) + "."),
     ]
+
+    # Rosenbrock paths (the picture)
+    paths = {}
+    for name, method in _methods(so, 1e-3).items():
+        r = so.minimize(so.Rosenbrock(), method, max_iter=s["rosenbrock_iter"][name], tol=1e-8, record_path=True)
+        paths[name] = {"path": r.path[:, 0].double().numpy(), "iterations": int(r.iterations[0]),
+                       "status": r.status[0]}
+    numbers = {"parameters": 10 * k + 10, "f_star": fstar, "convergence": tolist(conv),
+               "rosenbrock": {n: {"iterations": v["iterations"], "status": v["status"]} for n, v in paths.items()}}
     return Result(name="second-order", preset=preset.name, settings=s, numbers=numbers, checks=checks,
                   arrays={"runs": runs, "fstar": fstar, "paths": paths, "conv": conv},
                   summary="iterations to converge: " + ", ".join(

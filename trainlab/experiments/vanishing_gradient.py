@@ -63,12 +63,31 @@ def run(preset: Preset) -> Result:
         grad_rms[label] = (norms / sizes.sqrt().unsqueeze(1)).mean(dim=1).numpy()
     # layer 1 vs the last hidden layer (the output layer's gradient is special: it sees the loss directly)
     ratio = {k: float(v[0] / v[-2]) for k, v in grad_rms.items()}
+    checks = [  # each check is made once its measurement exists: a live lesson shows it then
+        # Each sigmoid layer multiplies the backward signal by sigma' <= 1/4 (with
+        # Xavier weights of gain ~1): over 7 layers ~(1/4)^7 = 6e-5. 1e-2 is a
+        # generous line between "vanished" and "kept".
+        Check("sigmoid: the gradient vanishes toward the input",
+              "In a deep sigmoid net the gradient shrinks at every layer on its way back, so the first layers "
+              "barely learn.",
+              ratio["sigmoid"], 1e-2, "<=",
+              f"RMS weight gradient of layer 1 / last hidden layer ({s['depth']} hidden layers, at initialization): "
+              f"sigmoid {ratio['sigmoid']:.1e}, tanh {ratio['tanh']:.2f}, ReLU {ratio['ReLU']:.2f}."),
+        # He init makes each ReLU layer's backward gain ~1, so the ratio stays O(1);
+        # 0.2..5 allows one seed's noise over 8 layers.
+        Check("ReLU with He init: the gradient keeps its size",
+              "With ReLU (derivative 1 where active) the gradient reaches the first layer undiminished.",
+              ratio["ReLU"], (0.2, 5.0), "between",
+              f"RMS weight gradient of layer 1 / last hidden layer: {ratio['ReLU']:.2f}."),
+    ]
 
     # ---- part 2: dead units vs learning rate, ReLU and Leaky ReLU
     lrs, S = s["lrs"], s["seeds"]
     P = len(lrs) * S
     dead: dict[str, dict] = {}
-    for label, act in (("ReLU", "relu"), ("Leaky ReLU", "leaky_relu")):
+
+    def dead_units(label: str, act: str) -> None:
+        """Train ``act``'s population in its two phases and put what they left into ``dead[label]``."""
         model = mlp(P, s["hidden"], activation=act, init="he_normal", seed=preset.seed)
         h1 = Trainer(model, nn.SoftmaxCrossEntropy(), SGD(model.parameters(), lr=lrs * S), epochs=s["phase1_epochs"],
                      batch_size=s["batch_size"], seed=preset.seed, eval_every=10**9, eval_train=False
@@ -94,25 +113,9 @@ def run(preset: Preset) -> Result:
                        "dead_units_phase1": int(sel.sum()), "diverged_members": sorted(set(h1.diverged) | set(h2.diverged)),
                        "test_acc": acc}
 
-    relu, leaky = dead["ReLU"], dead["Leaky ReLU"]
-    numbers = {"grad_rms_per_layer": {k: tolist(v) for k, v in grad_rms.items()},
-               "grad_ratio_layer1_over_last_hidden": ratio, "lrs": lrs, "dead": tolist(dead)}
-    checks = [
-        # Each sigmoid layer multiplies the backward signal by sigma' <= 1/4 (with
-        # Xavier weights of gain ~1): over 7 layers ~(1/4)^7 = 6e-5. 1e-2 is a
-        # generous line between "vanished" and "kept".
-        Check("sigmoid: the gradient vanishes toward the input",
-              "In a deep sigmoid net the gradient shrinks at every layer on its way back, so the first layers "
-              "barely learn.",
-              ratio["sigmoid"], 1e-2, "<=",
-              f"RMS weight gradient of layer 1 / last hidden layer ({s['depth']} hidden layers, at initialization): "
-              f"sigmoid {ratio['sigmoid']:.1e}, tanh {ratio['tanh']:.2f}, ReLU {ratio['ReLU']:.2f}."),
-        # He init makes each ReLU layer's backward gain ~1, so the ratio stays O(1);
-        # 0.2..5 allows one seed's noise over 8 layers.
-        Check("ReLU with He init: the gradient keeps its size",
-              "With ReLU (derivative 1 where active) the gradient reaches the first layer undiminished.",
-              ratio["ReLU"], (0.2, 5.0), "between",
-              f"RMS weight gradient of layer 1 / last hidden layer: {ratio['ReLU']:.2f}."),
+    dead_units("ReLU", "relu")
+    relu = dead["ReLU"]
+    checks += [
         # The course note says "up to 40%" of a ReLU net can die at too high a learning
         # rate; a tenth of all hidden units dead is already a large loss of capacity.
         Check("too high a learning rate kills ReLUs",
@@ -138,6 +141,12 @@ def run(preset: Preset) -> Result:
                  f"out: {relu['diverged_members'] or 'none'}); 'up to 40%' is an upper figure, and a third of the "
                  f"network already is a large loss of capacity (test accuracy "
                  f"{relu['test_acc'][-1]:.3f} at lr {lrs[-1]} vs {max(relu['test_acc']):.3f} at the best rate).")),
+    ]
+    dead_units("Leaky ReLU", "leaky_relu")
+    leaky = dead["Leaky ReLU"]
+    numbers = {"grad_rms_per_layer": {k: tolist(v) for k, v in grad_rms.items()},
+               "grad_ratio_layer1_over_last_hidden": ratio, "lrs": lrs, "dead": tolist(dead)}
+    checks += [
         # By construction a Leaky ReLU's derivative is never 0, so the measured share of
         # units cut off from the gradient must be exactly 0 (ReLU: the dead share).
         Check("Leaky ReLU: no unit is cut off from the gradient",

@@ -16,6 +16,15 @@ and never waits on. The worker writes everything into its lesson directory under
 
 The checks come from :func:`trainlab.experiments.observe_checks`: each :class:`Check` is
 reported the moment it is made, i.e. once its measurement exists, before the experiment returns.
+An experiment of several phases makes each check right after the phase that measures it, so its
+checks arrive between its trainings (e.g. ``early-stopping``: the rise of the validation loss after
+the full run, before the early-stopped one trains; ``relu``, ``vanishing-gradient`` and
+``optimizers`` show their first checks before any training). Where every check needs everything
+the experiment trains, they arrive together at the end, by nature: one population or one
+measurement (``activations``, ``zero-init``, ``init-compare``, ``bn-inference``, ``overfitting``,
+``schedules``), or checks that compare every training (``model-size``, ``width``, ``small-data``,
+``whitening``, ``covariate-shift``). The ``check`` events come in the order the checks were
+measured; the ``result`` event's list is in the report's order.
 The trainings that lead to them come from :func:`trainlab.train.watch_training`: every Trainer the
 experiment builds also reports to the lesson (a report-only callback), so the page shows each
 training's curves while it runs. Observing changes nothing the experiment computes

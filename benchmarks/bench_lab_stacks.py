@@ -30,10 +30,14 @@ and the animation frames in which a canvas was drawn):
   received its first stream message (the chart with the run's data, not an empty axis);
 * updates/s at real pace: stream messages the page received per second (for Bokeh: ``PATCH-DOC``
   messages; one per event) and animation frames with canvas drawing per second ("drawn");
-* capacity: the stream replayed ``--burst-speed`` times faster for ``--burst`` seconds: messages the page
-  received per second, frames drawn per second, and how long after the burst the last message arrived (lag);
-* server CPU and browser CPU (all of chromium's processes) in seconds per second of streaming (/proc);
-* the concurrent training's steps/s, over that of the same training in the ``none`` rounds.
+* capacity: the stream replayed ``--burst-speed`` times faster for ``--burst`` seconds (the sent rate is what
+  the server's own replay managed: a saturated server process slows it), then the page is given time to
+  catch up: the burst's events the page received per second (until the last of them arrived), frames drawn
+  per second over that time, and how long after the burst ended its last event arrived (lag);
+* server CPU and browser CPU (all of chromium's processes) in seconds per second of streaming (/proc), and
+  their sum: what the stack takes from a training that shares the machine;
+* the concurrent training's steps/s, over that of the same training in the ``none`` rounds (on a shared,
+  loaded machine this ratio is noisier than the CPU the stack took, which is measured directly).
 
 Medians over the rounds. Usage:
 
@@ -455,12 +459,11 @@ class Candidate:
         return int(self.proc.stdout.readline().split()[1])
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        # Killed, not Ctrl-C: it has nothing to keep (no worker, a temporary root), and uvicorn's graceful
+        # shutdown would wait for the page's stream (chromium keeps a left page a moment) and log its cancel.
+        self.proc.stdin.close()
+        self.proc.kill()
+        self.proc.wait()
 
 
 # ---- the browser -----------------------------------------------------------------------------------------
@@ -523,7 +526,8 @@ def require_browser() -> tuple[str, str]:
 
 
 class Browser:
-    """Headless chromium through Selenium (the flags of tests/lab_tests/test_lab_browser.py)."""
+    """Headless chromium through Selenium (the flags of tests/lab_tests/test_lab_browser.py, and no
+    back-forward cache: each trial's page must be gone when the next starts)."""
 
     def __init__(self) -> None:
         from selenium import webdriver
@@ -533,7 +537,8 @@ class Browser:
         chromium, driver = require_browser()
         opts = Options()
         for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1500", "--disable-background-networking", "--no-first-run"):
+                     "--window-size=1400,1500", "--disable-background-networking", "--no-first-run",
+                     "--disable-features=BackForwardCache"):  # a page left is closed, its stream with it
             opts.add_argument(flag)
         opts.binary_location = chromium
         opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -631,18 +636,26 @@ def trial(stack: str, browser: Browser, recording: Path, cfg: Path, work: Path, 
         res = {"load_ms": load_ms, "train_steps_per_s": steps_per_s, "sent_per_s": (sent1 - sent0) / (w1 - w0),
                "recv_per_s": in_window(b["msgs"], p0, p1) / span, "drawn_per_s": in_window(b["frames"], p0, p1) / span,
                "server_cpu": (srv1 - srv0) / (w1 - w0), "browser_cpu": cpu_delta(br0, br1) / (w1 - w0)}
-        # capacity: the same stream, --burst-speed times faster
+        res["stack_cpu"] = res["server_cpu"] + res["browser_cpu"]
+        # capacity: the same stream, --burst-speed times faster; then wait until the page has every event
+        # of the burst (or 10 s more): how long it took is the stack's throughput, what came after the lag
         q0 = browser.now()
         s0 = cand.send(f"play {args.burst_speed}")
         time.sleep(args.burst)
         s1 = cand.send("pause")
         q1 = browser.now()
-        time.sleep(max(0.5, args.burst / 2))  # stragglers: how far behind the page was when the burst ended
-        b = browser.bench()
-        span = (q1 - q0) / 1000
-        last = b["msgs"][-1] if b["msgs"] else q1
-        res.update({"burst_sent_per_s": (s1 - s0) / span, "burst_recv_per_s": in_window(b["msgs"], q0, q1) / span,
-                    "burst_drawn_per_s": in_window(b["frames"], q0, q1) / span, "burst_lag_s": max(0.0, (last - q1) / 1000),
+        deadline = time.monotonic() + max(10.0, 3 * args.burst)
+        while True:
+            b = browser.bench()
+            got = b["msgs"][bisect.bisect_left(b["msgs"], q0):]
+            if len(got) >= s1 - s0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        end = max(got[-1] if got else q1, q1)
+        res.update({"burst_sent_per_s": (s1 - s0) / ((q1 - q0) / 1000),
+                    "burst_recv_per_s": len(got) / ((end - q0) / 1000),
+                    "burst_drawn_per_s": in_window(b["frames"], q0, end) / ((end - q0) / 1000),
+                    "burst_lag_s": (end - q1) / 1000, "burst_missing": s1 - s0 - len(got),
                     "errors": [e["message"][:200] for e in browser.errors()]})
         return res
     finally:
@@ -651,9 +664,11 @@ def trial(stack: str, browser: Browser, recording: Path, cfg: Path, work: Path, 
 
 
 COLUMNS = [("load_ms", "page load ms", "{:.0f}"), ("recv_per_s", "updates/s recv", "{:.1f}"),
-           ("drawn_per_s", "frames drawn/s", "{:.1f}"), ("burst_recv_per_s", "burst recv/s", "{:.0f}"),
+           ("drawn_per_s", "frames drawn/s", "{:.1f}"), ("burst_sent_per_s", "burst sent/s", "{:.0f}"),
+           ("burst_recv_per_s", "burst recv/s", "{:.0f}"),
            ("burst_drawn_per_s", "burst drawn/s", "{:.0f}"), ("burst_lag_s", "burst lag s", "{:.2f}"),
            ("server_cpu", "server CPU s/s", "{:.3f}"), ("browser_cpu", "browser CPU s/s", "{:.3f}"),
+           ("stack_cpu", "server+browser", "{:.3f}"),
            ("train_steps_per_s", "train steps/s", "{:.1f}"), ("train_rel", "train vs none", "{:.2f}")]
 
 

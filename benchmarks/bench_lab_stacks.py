@@ -66,12 +66,10 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_lab import ENV, LabServer, cpu_seconds, fields  # noqa: E402
+from bench_lab import ENV, LabServer, cpu_seconds, fields  # the script's folder is on sys.path
 
 STACKS = ("sse", "sse-min", "ws", "bokeh")
 DESCRIBE = {"none": "no server (blank page)", "sse": "A: lab (Starlette+SSE), lab page",
@@ -460,7 +458,7 @@ class Candidate:
 
     def stop(self) -> None:
         # Killed, not Ctrl-C: it has nothing to keep (no worker, a temporary root), and uvicorn's graceful
-        # shutdown would wait for the page's stream (chromium keeps a left page a moment) and log its cancel.
+        # shutdown would wait for a stream still open and log its cancellation.
         self.proc.stdin.close()
         self.proc.kill()
         self.proc.wait()
@@ -610,7 +608,8 @@ def train(cfg: Path, work: Path) -> float:
     return summary["steps"] / summary["seconds"]
 
 
-def trial(stack: str, browser: Browser, recording: Path, cfg: Path, work: Path, args: argparse.Namespace) -> dict:
+def trial(stack: str, browser: Browser, recording: Path, cfg: Path | None, work: Path,
+          args: argparse.Namespace) -> dict:
     if stack == "none":
         browser.d.get("about:blank")
         return {"train_steps_per_s": train(cfg, work)}
@@ -628,12 +627,16 @@ def trial(stack: str, browser: Browser, recording: Path, cfg: Path, work: Path, 
         # real pace, with the training running beside it
         sent0 = cand.send("play 1")
         srv0, br0, p0, w0 = cpu_seconds(cand.proc.pid), browser.cpu(), browser.now(), time.monotonic()
-        steps_per_s = train(cfg, work)
+        if cfg is not None:
+            steps_per_s = train(cfg, work)
+        else:  # no concurrent training (--train-steps 0): a fixed window
+            steps_per_s = math.nan
+            time.sleep(args.window)
         srv1, br1, p1, w1 = cpu_seconds(cand.proc.pid), browser.cpu(), browser.now(), time.monotonic()
         sent1 = cand.send("count")
         b = browser.bench()
         span = (p1 - p0) / 1000
-        res = {"load_ms": load_ms, "train_steps_per_s": steps_per_s, "sent_per_s": (sent1 - sent0) / (w1 - w0),
+        res = {"load_ms": load_ms, **({} if cfg is None else {"train_steps_per_s": steps_per_s}), "sent_per_s": (sent1 - sent0) / (w1 - w0),
                "recv_per_s": in_window(b["msgs"], p0, p1) / span, "drawn_per_s": in_window(b["frames"], p0, p1) / span,
                "server_cpu": (srv1 - srv0) / (w1 - w0), "browser_cpu": cpu_delta(br0, br1) / (w1 - w0)}
         res["stack_cpu"] = res["server_cpu"] + res["browser_cpu"]
@@ -693,7 +696,10 @@ def main(argv: list[str] | None = None) -> None:
     sv.add_argument("--root", type=Path, required=True)
     ap.add_argument("--size", type=int, default=32, help="members of the population (default 32)")
     ap.add_argument("--steps", type=int, default=300, help="steps of the recorded lab run (default 300)")
-    ap.add_argument("--train-steps", type=int, default=150, help="steps of the concurrent training (default 150)")
+    ap.add_argument("--train-steps", type=int, default=150,
+                    help="steps of the concurrent training (default 150; 0: none, the stream runs for --window s)")
+    ap.add_argument("--window", type=float, default=5.0,
+                    help="seconds of streaming at the real pace without a concurrent training (default 5)")
     ap.add_argument("--repeats", type=int, default=3, help="rounds, candidates interleaved (default 3)")
     ap.add_argument("--burst", type=float, default=3.0, help="seconds of the capacity burst (default 3)")
     ap.add_argument("--burst-speed", type=float, default=20.0, help="the burst's speed-up of the stream (default 20)")
@@ -702,7 +708,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="reuse this recording (made by an earlier run) instead of recording a new one")
     ap.add_argument("--json", type=Path, default=None, help="also write every measurement here")
     ap.add_argument("--quick", action="store_true",
-                    help="a tiny run for tests: 8 members, 40 recorded steps, 20 training steps, 1 round, 1 s bursts")
+                    help="a tiny run for tests: 8 members, 30 recorded steps, no concurrent training (2 s of streaming), "
+                         "1 round, 1 s bursts")
     args = ap.parse_args(argv)
     if args.cmd == "serve":
         prefix, stream = load_recording(args.recording)
@@ -712,7 +719,7 @@ def main(argv: list[str] | None = None) -> None:
             serve_lab(prefix, stream, args.root)
         return
     if args.quick:
-        args.size, args.steps, args.train_steps, args.repeats, args.burst = 8, 40, 20, 1, 1.0
+        args.size, args.steps, args.train_steps, args.repeats, args.burst, args.window = 8, 30, 0, 1, 1.0, 2.0
     stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
     bad = [s for s in stacks if s not in STACKS]
     if bad:
@@ -736,8 +743,8 @@ def main(argv: list[str] | None = None) -> None:
     kinds = [e["type"] for _, e in stream]
     print(f"the stream: {len(stream)} events over {stream[-1][0]:.1f} s ({len(stream) / stream[-1][0]:.1f}/s; "
           + ", ".join(f"{k} {kinds.count(k)}" for k in ("progress", "eval", "probe")) + f"), {size} members", flush=True)
-    cfg = train_config(size, args.train_steps, work)
-    order = ["none"] + stacks
+    cfg = train_config(size, args.train_steps, work) if args.train_steps > 0 else None
+    order = (["none"] if cfg is not None else []) + stacks
     rows: dict[str, list[dict]] = {k: [] for k in order}
     browser = Browser()
     t_start, load_start = time.monotonic(), os.getloadavg()
@@ -750,11 +757,12 @@ def main(argv: list[str] | None = None) -> None:
                                                                for a, b in r.items()}}), flush=True)
     finally:
         browser.quit()
-    base = statistics.median(r["train_steps_per_s"] for r in rows["none"])
+    base = statistics.median(r["train_steps_per_s"] for r in rows["none"]) if cfg is not None else math.nan
     summary: dict[str, dict[str, float]] = {}
     for k in order:
         summary[k] = {key: statistics.median(r[key] for r in rows[k]) for key in rows[k][0] if key != "errors"}
-        summary[k]["train_rel"] = statistics.median(r["train_steps_per_s"] / base for r in rows[k])
+        if cfg is not None:
+            summary[k]["train_rel"] = statistics.median(r["train_steps_per_s"] / base for r in rows[k])
     load_end = os.getloadavg()
     print(f"\n{len(order) - 1} stacks x {args.repeats} round(s), {size} members, medians; "
           f"{time.monotonic() - t_start:.0f} s; load average {load_start[0]:.2f} -> {load_end[0]:.2f} "

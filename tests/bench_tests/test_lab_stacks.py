@@ -1,6 +1,6 @@
 """benchmarks/bench_lab_stacks.py: the replay loops the recorded stream at the asked pace, and a tiny run of the
-whole benchmark (a real lab run recorded, four candidate servers, headless chromium) prints a row per candidate
-with plausible values. The browser run is skipped without chromium/chromium-driver/selenium or bokeh, unless
+whole benchmark (a real lab run recorded, four candidate servers, headless chromium; --quick: without the
+concurrent training) prints a row per candidate with plausible values. The browser run is skipped without chromium/chromium-driver/selenium or bokeh, unless
 TRAINLAB_REQUIRE_BROWSER=1 (CI), where that fails."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from pathlib import Path
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -83,7 +82,7 @@ def test_quick_run_prints_a_row_per_candidate(tmp_path):
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("| ")]
     assert lines[0].startswith("| stack | page load ms | updates/s recv | frames drawn/s |")
     rows = {ln.split(" | ")[0][2:]: ln for ln in lines[1:]}
-    assert set(rows) == {bench.DESCRIBE[k] for k in ("none", *bench.STACKS)}, rows
+    assert set(rows) == {bench.DESCRIBE[k] for k in bench.STACKS}, rows  # --quick: no concurrent training, no "none"
     summary = json.loads(out.read_text())["summary"]
     for stack in bench.STACKS:
         s = summary[stack]
@@ -93,5 +92,4 @@ def test_quick_run_prints_a_row_per_candidate(tmp_path):
         assert s["drawn_per_s"] > 0 and s["burst_drawn_per_s"] > 0, (stack, s)
         assert s["burst_recv_per_s"] > s["recv_per_s"], (stack, s)  # 20 times the pace: more per second
         assert s["server_cpu"] > 0 and s["browser_cpu"] > 0, (stack, s)
-        assert s["train_steps_per_s"] > 0 and 0 < s["train_rel"] < 3, (stack, s)
-    assert summary["none"]["train_rel"] == 1.0
+        assert "train_steps_per_s" not in s and "train_rel" not in s

@@ -609,8 +609,11 @@ def train(cfg: Path, work: Path) -> float:
 
 
 def trial(stack: str, browser: Browser, recording: Path, cfg: Path | None, work: Path,
-          args: argparse.Namespace) -> dict:
+          args: argparse.Namespace) -> dict[str, Any]:
+    """One candidate (or ``none``: the training alone, a blank page) once: page load, the real pace with the
+    training beside it, the burst. The keys are those of COLUMNS (and ``errors``: the console's)."""
     if stack == "none":
+        assert cfg is not None, "the none row is the training alone"
         browser.d.get("about:blank")
         return {"train_steps_per_s": train(cfg, work)}
     cand = Candidate(stack, recording, work / f"root-{stack}-{time.monotonic_ns()}")
@@ -627,16 +630,16 @@ def trial(stack: str, browser: Browser, recording: Path, cfg: Path | None, work:
         # real pace, with the training running beside it
         sent0 = cand.send("play 1")
         srv0, br0, p0, w0 = cpu_seconds(cand.proc.pid), browser.cpu(), browser.now(), time.monotonic()
+        trained: dict[str, float] = {}
         if cfg is not None:
-            steps_per_s = train(cfg, work)
+            trained["train_steps_per_s"] = train(cfg, work)
         else:  # no concurrent training (--train-steps 0): a fixed window
-            steps_per_s = math.nan
             time.sleep(args.window)
         srv1, br1, p1, w1 = cpu_seconds(cand.proc.pid), browser.cpu(), browser.now(), time.monotonic()
         sent1 = cand.send("count")
         b = browser.bench()
         span = (p1 - p0) / 1000
-        res = {"load_ms": load_ms, **({} if cfg is None else {"train_steps_per_s": steps_per_s}), "sent_per_s": (sent1 - sent0) / (w1 - w0),
+        res = {"load_ms": load_ms, **trained, "sent_per_s": (sent1 - sent0) / (w1 - w0),
                "recv_per_s": in_window(b["msgs"], p0, p1) / span, "drawn_per_s": in_window(b["frames"], p0, p1) / span,
                "server_cpu": (srv1 - srv0) / (w1 - w0), "browser_cpu": cpu_delta(br0, br1) / (w1 - w0)}
         res["stack_cpu"] = res["server_cpu"] + res["browser_cpu"]

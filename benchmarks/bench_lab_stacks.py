@@ -35,7 +35,8 @@ and the animation frames in which a canvas was drawn):
   catch up: the burst's events the page received per second (until the last of them arrived), frames drawn
   per second over that time, and how long after the burst ended its last event arrived (lag);
 * server CPU and browser CPU (all of chromium's processes) in seconds per second of streaming (/proc), and
-  their sum: what the stack takes from a training that shares the machine;
+  their sum: what the stack takes from a training that shares the machine; the same two during the burst
+  (from its start until the page had caught up), which show which side saturates;
 * the concurrent training's steps/s, over that of the same training in the ``none`` rounds (on a shared,
   loaded machine this ratio is noisier than the CPU the stack took, which is measured directly).
 
@@ -546,8 +547,19 @@ class Browser:
         self.root_pid = self.d.service.process.pid
 
     def now(self) -> float:
-        """The page's clock (ms since its navigation started)."""
+        """The page's clock (ms since its navigation started). Late when the page's main thread is busy."""
         return float(self.d.execute_script("return performance.now()"))
+
+    def offset(self) -> float:
+        """The page's clock minus ours (ms), read while the page is idle (the best of 5 round trips): a time
+        of ours maps to the page's without asking a page that may be busy drawing a backlog."""
+        best = (math.inf, 0.0)
+        for _ in range(5):
+            t0 = time.monotonic()
+            page = self.now()
+            t1 = time.monotonic()
+            best = min(best, (t1 - t0, page - (t0 + t1) / 2 * 1000))
+        return best[1]
 
     def bench(self) -> dict[str, Any]:
         return self.d.execute_script("return window.__bench")
@@ -627,29 +639,31 @@ def trial(stack: str, browser: Browser, recording: Path, cfg: Path | None, work:
             time.sleep(0.05)
         load_ms = b["firstDataFrame"]
         time.sleep(0.5)  # let the page settle (the lab page's first run-list request, fonts)
+        off = browser.offset()
         # real pace, with the training running beside it
         sent0 = cand.send("play 1")
-        srv0, br0, p0, w0 = cpu_seconds(cand.proc.pid), browser.cpu(), browser.now(), time.monotonic()
+        srv0, br0, w0 = cpu_seconds(cand.proc.pid), browser.cpu(), time.monotonic()
         trained: dict[str, float] = {}
         if cfg is not None:
             trained["train_steps_per_s"] = train(cfg, work)
         else:  # no concurrent training (--train-steps 0): a fixed window
             time.sleep(args.window)
-        srv1, br1, p1, w1 = cpu_seconds(cand.proc.pid), browser.cpu(), browser.now(), time.monotonic()
+        srv1, br1, w1 = cpu_seconds(cand.proc.pid), browser.cpu(), time.monotonic()
         sent1 = cand.send("count")
         b = browser.bench()
-        span = (p1 - p0) / 1000
+        p0, p1, span = w0 * 1000 + off, w1 * 1000 + off, w1 - w0
         res = {"load_ms": load_ms, **trained, "sent_per_s": (sent1 - sent0) / (w1 - w0),
                "recv_per_s": in_window(b["msgs"], p0, p1) / span, "drawn_per_s": in_window(b["frames"], p0, p1) / span,
                "server_cpu": (srv1 - srv0) / (w1 - w0), "browser_cpu": cpu_delta(br0, br1) / (w1 - w0)}
         res["stack_cpu"] = res["server_cpu"] + res["browser_cpu"]
         # capacity: the same stream, --burst-speed times faster; then wait until the page has every event
         # of the burst (or 10 s more): how long it took is the stack's throughput, what came after the lag
-        q0 = browser.now()
+        c0, bc0, v0 = cpu_seconds(cand.proc.pid), browser.cpu(), time.monotonic()
         s0 = cand.send(f"play {args.burst_speed}")
         time.sleep(args.burst)
         s1 = cand.send("pause")
-        q1 = browser.now()
+        v_end = time.monotonic()
+        q0, q1 = v0 * 1000 + off, v_end * 1000 + off
         deadline = time.monotonic() + max(10.0, 3 * args.burst)
         while True:
             b = browser.bench()
@@ -657,11 +671,13 @@ def trial(stack: str, browser: Browser, recording: Path, cfg: Path | None, work:
             if len(got) >= s1 - s0 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
+        c1, bc1, v1 = cpu_seconds(cand.proc.pid), browser.cpu(), time.monotonic()
         end = max(got[-1] if got else q1, q1)
-        res.update({"burst_sent_per_s": (s1 - s0) / ((q1 - q0) / 1000),
+        res.update({"burst_sent_per_s": (s1 - s0) / (v_end - v0),
                     "burst_recv_per_s": len(got) / ((end - q0) / 1000),
                     "burst_drawn_per_s": in_window(b["frames"], q0, end) / ((end - q0) / 1000),
                     "burst_lag_s": (end - q1) / 1000, "burst_missing": s1 - s0 - len(got),
+                    "burst_server_cpu": (c1 - c0) / (v1 - v0), "burst_browser_cpu": cpu_delta(bc0, bc1) / (v1 - v0),
                     "errors": [e["message"][:200] for e in browser.errors()]})
         return res
     finally:
@@ -674,7 +690,8 @@ COLUMNS = [("load_ms", "page load ms", "{:.0f}"), ("recv_per_s", "updates/s recv
            ("burst_recv_per_s", "burst recv/s", "{:.0f}"),
            ("burst_drawn_per_s", "burst drawn/s", "{:.0f}"), ("burst_lag_s", "burst lag s", "{:.2f}"),
            ("server_cpu", "server CPU s/s", "{:.3f}"), ("browser_cpu", "browser CPU s/s", "{:.3f}"),
-           ("stack_cpu", "server+browser", "{:.3f}"),
+           ("stack_cpu", "server+browser", "{:.3f}"), ("burst_server_cpu", "burst server CPU", "{:.2f}"),
+           ("burst_browser_cpu", "burst browser CPU", "{:.2f}"),
            ("train_steps_per_s", "train steps/s", "{:.1f}"), ("train_rel", "train vs none", "{:.2f}")]
 
 

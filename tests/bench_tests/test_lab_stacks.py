@@ -92,6 +92,8 @@ def test_quick_run_prints_a_row_per_candidate(tmp_path):
         assert s["drawn_per_s"] > 0 and s["burst_drawn_per_s"] > 0, (stack, s)
         assert s["burst_recv_per_s"] > s["recv_per_s"], (stack, s)  # 20 times the pace: more per second
         if stack != "bokeh":
-            assert s["burst_missing"] == 0, (stack, s)  # SSE and WebSocket: every event of the burst arrived
+            assert s["burst_missing"] <= 0, (stack, s)  # SSE and WebSocket: every event of the burst arrived
         assert s["server_cpu"] > 0 and s["browser_cpu"] > 0, (stack, s)
         assert "train_steps_per_s" not in s and "train_rel" not in s
+    errors = {k: r["errors"] for k, rs in json.loads(out.read_text())["rows"].items() for r in rs if r.get("errors")}
+    assert not errors, errors  # every page ran without a console error

@@ -146,6 +146,34 @@ def test_host_header_must_be_the_labs_address(root):
     assert c.get("/api/schema", headers={"Host": "attacker.example:8765"}).status_code == 403
 
 
+def test_a_websocket_passes_the_same_checks_and_no_other_site(root):
+    """The lab serves no WebSocket, but the guard let every WebSocket handshake through unchecked (found by the
+    stack benchmark, which adds one to the app). Now a handshake needs the lab's Host and token, and an Origin
+    of the lab's own page (browsers open WebSockets across sites); a refused one is closed before it opens."""
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocketDisconnect
+
+    async def echo(ws):  # noqa: ANN001, ANN202
+        await ws.accept()
+        await ws.send_text("open")
+        await ws.close()
+
+    app = create_app(root, token="s3cret-token", hosts={"127.0.0.1:8765"})
+    app.router.routes.append(WebSocketRoute("/ws", echo))
+    c = TestClient(app, base_url="http://127.0.0.1:8765")
+    url = "ws://127.0.0.1:8765"
+    with c.websocket_connect(url + "/ws?token=s3cret-token", headers={"Origin": "http://127.0.0.1:8765"}) as ws:
+        assert ws.receive_text() == "open"
+    for path, headers in [("/ws", {}),                                                         # no token
+                          ("/ws?token=wrong", {}),
+                          ("/ws?token=s3cret-token", {"Host": "attacker.example:8765"}),     # DNS rebinding
+                          ("/ws?token=s3cret-token", {"Origin": "http://attacker.example"})]:  # another site's page
+        with pytest.raises(WebSocketDisconnect) as refused:
+            with c.websocket_connect(url + path, headers=headers) as ws:
+                ws.receive_text()
+        assert refused.value.code == 1008, (path, headers)
+
+
 # ---- a real population, steered -------------------------------------------------------------------
 @pytest.mark.slow
 def test_start_pause_steer_resume_stop_gives_an_ordinary_run(client, root):

@@ -39,7 +39,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -65,26 +65,21 @@ class _Guard:
         self.app, self.token, self.hosts = app, token, hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):  # lifespan: the server's own start and stop
             await self.app(scope, receive, send)
             return
-        req = Request(scope)
-        if self.hosts is not None:
-            host = req.headers.get("host", "").lower()
-            if host not in self.hosts:
-                await _error(403, f"host {host[:100]!r} is not the lab's address")(scope, receive, send)
-                return
-        set_cookie = False
-        if self.token is not None:
-            given = req.query_params.get("token") or req.cookies.get(COOKIE) or ""
-            auth = req.headers.get("authorization", "")
-            if auth.lower().startswith("token "):
-                given = auth[6:].strip()
-            if not hmac.compare_digest(given.encode(), self.token.encode()):
-                await _error(403, "a valid token is needed: open the URL the lab printed (with ?token=...)")(
-                    scope, receive, send)
-                return
-            set_cookie = req.query_params.get("token") is not None
+        req = HTTPConnection(scope)
+        refusal = self._refusal(req)
+        if refusal is not None:
+            if scope["type"] == "websocket":  # closed before it is accepted: the handshake gets HTTP 403
+                await send({"type": "websocket.close", "code": 1008, "reason": refusal[:120]})
+            else:
+                await _error(403, refusal)(scope, receive, send)
+            return
+        if scope["type"] == "websocket":  # the lab serves none itself; one added to the app passes the same checks
+            await self.app(scope, receive, send)
+            return
+        set_cookie = self.token is not None and req.query_params.get("token") is not None
         if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
             ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype != "application/json":
@@ -108,6 +103,25 @@ class _Guard:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+
+    def _refusal(self, req: HTTPConnection) -> str | None:
+        """Why a request (or a WebSocket handshake) is refused: the Host is not the lab's address, the token is
+        missing or wrong, or -- a WebSocket, which browsers open across sites -- its Origin is another site."""
+        host = req.headers.get("host", "").lower()
+        if self.hosts is not None and host not in self.hosts:
+            return f"host {host[:100]!r} is not the lab's address"
+        if self.token is not None:
+            given = req.query_params.get("token") or req.cookies.get(COOKIE) or ""
+            auth = req.headers.get("authorization", "")
+            if auth.lower().startswith("token "):
+                given = auth[6:].strip()
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return "a valid token is needed: open the URL the lab printed (with ?token=...)"
+        origin = req.headers.get("origin")
+        if req.scope["type"] == "websocket" and origin is not None and origin.split("://", 1)[-1].lower() != host:
+            return f"a WebSocket from another site ({origin[:100]!r}) is not the lab's page"
+        return None
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -1,6 +1,6 @@
 """`trainlab lab` as a real server process: the live stream (updates at least twice a second, a reconnect picks
 up after the last event it saw), a server killed mid-run (kill -9) and restarted resumes the run, Ctrl-C stops
-the server cleanly with the training checkpointed, and the run then finishes with `trainlab train --resume`."""
+the server cleanly with the training checkpointed (also with a page's stream open), and the run then finishes with `trainlab train --resume`."""
 
 from __future__ import annotations
 
@@ -133,8 +133,18 @@ def test_stream_kill_restart_resume_and_ctrl_c(tmp_path):
         assert (len(live) - 1) / span >= 2.0, f"{len(live)} progress events in {span:.2f} s"
         srv.request("POST", "/api/runs/long/pause", {})
         srv.wait("long", lambda s: s["status"] == "paused")
-        assert srv.kill(signal.SIGINT) == 0  # Ctrl-C: the server stops cleanly, the training checkpoints
-        assert "stopped" in srv.proc.stderr.read()
+        # Ctrl-C while a page is open: the server ends the page's stream and stops cleanly, the training
+        # checkpoints. (An open stream used to hold it for uvicorn's whole graceful-shutdown timeout, then
+        # print a cancelled-task traceback.)
+        page = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+        page.request("GET", "/api/runs/long/events")
+        stream = page.getresponse()
+        assert stream.status == 200 and stream.readline()  # the stream is open and sending
+        assert srv.kill(signal.SIGINT) == 0
+        err = srv.proc.stderr.read()
+        assert "stopped" in err and "Traceback" not in err and "graceful shutdown exceeded" not in err, err
+        assert stream.read() is not None  # the page's stream was ended by the server (EOF), not left hanging
+        page.close()
     finally:
         if srv.proc.poll() is None:
             srv.kill(signal.SIGKILL)

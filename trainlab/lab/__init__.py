@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["create_app", "Lab"]
+__all__ = ["create_app", "begin_shutdown", "Lab"]
 
 
 def __getattr__(name: str) -> Any:  # the server stack is imported only when asked for
@@ -20,6 +20,10 @@ def __getattr__(name: str) -> Any:  # the server stack is imported only when ask
         from trainlab.lab._app import create_app
 
         return create_app
+    if name == "begin_shutdown":
+        from trainlab.lab._app import begin_shutdown
+
+        return begin_shutdown
     if name == "Lab":
         from trainlab.lab._runs import Lab
 

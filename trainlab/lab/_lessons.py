@@ -81,7 +81,7 @@ from pathlib import Path
 from typing import Any
 
 from trainlab.lab._paths import PathMissing, PathRefused, safe_path
-from trainlab.lab._tail import with_root, follow, jsonable, read_records, sse
+from trainlab.lab._tail import client_gone, with_root, follow, jsonable, read_records, sse
 
 __all__ = ["LESSONS_DIR", "LESSON_PRESETS", "catalog", "start_lesson", "stop_lesson", "lesson_status",
            "lesson_info", "list_lesson_runs", "run_lesson", "routes", "note_section", "docs_dir"]
@@ -557,7 +557,7 @@ async def stream(request: Any) -> Any:
         out = [sse(r, event=str(r.get("event", "message")), id=str(new)) for r in records]
         return out, status not in ("running", "starting")
 
-    return StreamingResponse(follow(poll, disconnected=request.is_disconnected), media_type="text/event-stream",
+    return StreamingResponse(follow(poll, disconnected=client_gone(request)), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})
 
 

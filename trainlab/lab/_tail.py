@@ -138,6 +138,21 @@ async def follow(poll: Callable[[], Awaitable[tuple[list[bytes], bool]]], *,
         await asyncio.sleep(interval)
 
 
+def client_gone(request: Any) -> Callable[[], Awaitable[bool]]:
+    """The end condition of a stream: its client went away, or the server is stopping.
+
+    When the lab stops (Ctrl-C), :func:`trainlab.lab.begin_shutdown` sets ``app.state.stopping``: every open
+    stream then ends within its poll interval instead of holding the server in uvicorn's graceful shutdown
+    for its whole timeout (and a cancelled-task traceback after it). The page's EventSource reconnects, with
+    ``Last-Event-ID``, to the next server started on the root."""
+    stopping = getattr(request.app.state, "stopping", None)
+
+    async def gone() -> bool:
+        return (stopping is not None and stopping.is_set()) or bool(await request.is_disconnected())
+
+    return gone
+
+
 def with_root(endpoint: Callable[[Any], Awaitable[Any]], root: Any) -> Callable[[Any], Awaitable[Any]]:
     """``endpoint`` with the lab root fixed to ``root`` (``None``: the app's ``state.root`` at request time).
 

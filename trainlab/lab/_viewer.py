@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from trainlab.lab._paths import PathMissing, PathRefused, safe_path
-from trainlab.lab._tail import with_root, POLL_SECONDS, follow, jsonable, read_records, sse
+from trainlab.lab._tail import client_gone, with_root, POLL_SECONDS, follow, jsonable, read_records, sse
 
 __all__ = ["routes", "find_entries", "run_info", "run_status", "lock_held", "study_info", "is_run", "is_study"]
 
@@ -519,7 +519,7 @@ async def stream_run(request: Any) -> Any:
         state["offset"] = new
         return events, status != "running"
 
-    return StreamingResponse(follow(poll, disconnected=request.is_disconnected),
+    return StreamingResponse(follow(poll, disconnected=client_gone(request)),
                              media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
@@ -561,7 +561,7 @@ async def stream_study(request: Any) -> Any:
         return [sse(info, event="study")], info["status"] == "finished"
 
     # a study changes at most once per trial: one look a second is enough, and opening it is not free
-    return StreamingResponse(follow(poll, disconnected=request.is_disconnected, interval=max(1.0, POLL_SECONDS)),
+    return StreamingResponse(follow(poll, disconnected=client_gone(request), interval=max(1.0, POLL_SECONDS)),
                              media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 

@@ -9,6 +9,7 @@ import secrets
 import socket
 import sys
 from pathlib import Path
+from types import FrameType
 
 from trainlab._command import Command
 from trainlab.errors import TrainlabError
@@ -92,8 +93,15 @@ class LabCommand(Command):
         url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
         print(f"trainlab lab: serving {url}  (runs under {root}/; Ctrl-C stops, trainings checkpoint)",
               file=sys.stderr, flush=True)
+        from trainlab.lab._app import begin_shutdown
+
+        class LabServer(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                begin_shutdown(app)  # the open event streams end, so the server does not wait on them
+                super().handle_exit(sig, frame)
+
         config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
-        server = uvicorn.Server(config)
+        server = LabServer(config)
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: the lab has shut down cleanly by now

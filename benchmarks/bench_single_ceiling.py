@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -270,8 +271,10 @@ def main() -> None:
     threads = [int(t) for t in a.threads.split(",")]
     from trainlab.data import load_splits
 
+    # the machine may be shared: the load average before and after says how much other work ran meanwhile
     res: dict = {"machine": {"platform": platform.platform(), "torch": torch.__version__, "allocator": allocator},
-                 "repeats": a.repeats, "batch": a.batch, "workloads": {}}
+                 "repeats": a.repeats, "batch": a.batch, "load_average_start": round(os.getloadavg()[0], 2),
+                 "workloads": {}}
     for workload in workloads:
         flat = workload != "conv"
         s = load_splits("mnist-5k", val=0, test=0, flatten=flat)
@@ -282,12 +285,14 @@ def main() -> None:
         res["workloads"][workload] = {"name": NAMES[workload], "steps": steps, "product_mflop_per_step":
                                       round(flops / 1e6, 2),
                                       "threads": {str(T): summarize(workload, timings[T], flops) for T in threads}}
+    res["load_average_end"] = round(os.getloadavg()[0], 2)
     if a.json:
         print(json.dumps(res, indent=1))
         return
     s_ = "s" if a.repeats > 1 else ""
     print(f"{res['machine']['platform']}, torch {res['machine']['torch']}, {allocator}; batch {a.batch}; "
-          f"medians of {a.repeats} interleaved round{s_}; ms per step")
+          f"medians of {a.repeats} interleaved round{s_}; ms per step; load average {res['load_average_start']} at the "
+          f"start, {res['load_average_end']} at the end")
     print(f"{'workload':<28} {'thr':>3} {'clock':>5} | {'PyTorch':>8} {'trainlab':>8} {'kernels':>8} "
           f"(mm / bmm)         | {'ceiling':>7} {'tl/PT':>6} {'share':>6} | target")
     for workload, w in res["workloads"].items():

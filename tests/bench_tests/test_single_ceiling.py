@@ -42,6 +42,7 @@ def test_runs_at_a_tiny_size_and_the_kernels_are_cheaper_than_either_step():
         capture_output=True, text=True, env=env, timeout=300, check=True).stdout
     res = json.loads(out)
     assert set(res["workloads"]) == {"mlp", "bn", "conv"}
+    assert res["load_average_start"] >= 0 and res["load_average_end"] >= 0
     for name, w in res["workloads"].items():
         r = w["threads"]["1"]
         assert r["target"] == bench.TARGETS[name]

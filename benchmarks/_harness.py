@@ -49,34 +49,54 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+#: the clock of the timed loops (``--clock``): wall time, or this process' CPU time (all its threads;
+#: immune to being descheduled on a machine shared with other work)
+CLOCK: Callable[[], float] = time.perf_counter
+
+
+def trainlab_step(model: nn.Sequential, opt: SGD, loss: nn.SoftmaxCrossEntropy) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """One trainlab training step on a batch, as ``Trainer`` takes it (call it under ``torch.no_grad()``)."""
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
+        out = model.forward(xb.unsqueeze(0), training=True)
+        loss.forward(out, yb)
+        model.backward(loss.backward())
+        opt.step()
+    return step
+
+
+def torch_step(net: torch.nn.Module, opt: torch.optim.Optimizer) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """One idiomatic PyTorch training step on a batch: zero_grad, forward, loss, autograd, optimizer."""
+    lossf = torch.nn.CrossEntropyLoss()
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        lossf(net(xb), yb).backward()
+        opt.step()
+    return step
+
+
 def run_trainlab(make_trainlab: Callable, P: int, data, device: torch.device) -> float:
     """Seconds for one trainlab population of ``P`` members to take a step on every batch."""
-    model, opt, loss = make_trainlab(P, device)
+    step = trainlab_step(*make_trainlab(P, device))
     sync(device)
-    t = time.perf_counter()
+    t = CLOCK()
     with torch.no_grad():
         for xb, yb in data:
-            out = model.forward(xb.unsqueeze(0), training=True)
-            loss.forward(out, yb)
-            model.backward(loss.backward())
-            opt.step()
+            step(xb, yb)
     sync(device)
-    return time.perf_counter() - t
+    return CLOCK() - t
 
 
 def run_torch(make_torch: Callable, runs: int, data, device: torch.device) -> float:
     """Seconds for ``runs`` PyTorch models, one after another, to take a step on every batch."""
-    nets = [make_torch(device, seed) for seed in range(runs)]
-    lossf = torch.nn.CrossEntropyLoss()
+    steps = [torch_step(*make_torch(device, seed)) for seed in range(runs)]
     sync(device)
-    t = time.perf_counter()
-    for net, opt in nets:
+    t = CLOCK()
+    for step in steps:
         for xb, yb in data:
-            opt.zero_grad(set_to_none=True)
-            lossf(net(xb), yb).backward()
-            opt.step()
+            step(xb, yb)
     sync(device)
-    return time.perf_counter() - t
+    return CLOCK() - t
 
 
 def vmap_ensemble(make_torch: Callable, runs: int, device: torch.device, lr: float = 0.01):
@@ -112,11 +132,22 @@ def run_vmap(make_torch: Callable, runs: int, data, device: torch.device, lr: fl
     on every batch."""
     _, step = vmap_ensemble(make_torch, runs, device, lr)
     sync(device)
-    t = time.perf_counter()
+    t = CLOCK()
     for xb, yb in data:
         step(xb, yb)
     sync(device)
-    return time.perf_counter() - t
+    return CLOCK() - t
+
+
+def add_clock_option(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="time the training loops by the wall clock, or by this process' CPU time (steadier on a "
+                         "machine shared with other work; counts every thread)")
+
+
+def apply_clock_option(a: argparse.Namespace) -> None:
+    global CLOCK
+    CLOCK = time.process_time if a.clock == "cpu" else time.perf_counter
 
 
 def add_allocator_option(ap: argparse.ArgumentParser) -> None:

@@ -25,6 +25,7 @@ import time
 
 import torch
 
+import _harness
 from _harness import add_allocator_option, apply_allocator_option, batches, run_torch as _run_torch, run_trainlab as _run_trainlab, sgd_population, sync
 from trainlab import nn
 from trainlab.data import load_splits
@@ -156,7 +157,8 @@ def main() -> None:
     ap.add_argument("--strategies", action="store_true", help="also time the Conv2d population strategies")
     ap.add_argument("--strategy-sizes", default="1,4,16")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                    help="strategy timings: wall clock, or process CPU time (steadier on a shared machine)")
+                    help="wall clock, or process CPU time (steadier on a shared machine; counts every thread): the "
+                         "training loops and the strategy timings")
     ap.add_argument("--skip-training", action="store_true", help="only the strategy timings")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", action="store_true")
@@ -167,10 +169,11 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     global CLOCK
     CLOCK = time.process_time if a.clock == "cpu" else time.perf_counter
+    _harness.CLOCK = CLOCK
     device = torch.device(a.device)
     res: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}, {allocator}",
-        "torch": torch.__version__, "repeats": a.repeats, "steps": a.steps, "pop_steps": a.pop_steps,
+        "torch": torch.__version__, "clock": a.clock, "repeats": a.repeats, "steps": a.steps, "pop_steps": a.pop_steps,
         "batch": a.batch,
     }
     if not a.skip_training:
@@ -180,7 +183,8 @@ def main() -> None:
     if a.json:
         print(json.dumps(res))
         return
-    print(f"machine: {res['machine']}, torch {res['torch']}; medians of {a.repeats} interleaved repeats")
+    print(f"machine: {res['machine']}, torch {res['torch']}; medians of {a.repeats} interleaved repeats, "
+          f"{a.clock} clock")
     r = res.get("single")
     if r:
         print(f"single model  : trainlab {r['trainlab_samples_per_s']:>8.0f} samples/s | PyTorch "

@@ -13,6 +13,7 @@ medians are compared.
 (Linear -> BatchNorm -> ReLU; torch: ``BatchNorm1d``, momentum 0.1, eps 1e-5 on both sides).
 
 Usage: python benchmarks/bench_mlp.py [--bn] [--repeats 5] [--steps 300] [--population 32] [--device cpu]
+       [--clock wall|cpu] [--threads N]
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import statistics
 
 import torch
 
-from _harness import (add_allocator_option, apply_allocator_option, batches, run_torch as _run_torch,
-                      run_trainlab as _run_trainlab, run_vmap as _run_vmap, sgd_population)
+from _harness import (add_allocator_option, add_clock_option, apply_allocator_option, apply_clock_option, batches,
+                      run_torch as _run_torch, run_trainlab as _run_trainlab, run_vmap as _run_vmap, sgd_population)
 from trainlab import nn
 from trainlab.data import load_splits
 from trainlab.optim import SGD
@@ -85,13 +86,18 @@ def main() -> None:
     ap.add_argument("--pop-steps", type=int, default=100)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--bn", action="store_true", help="the BatchNorm MLP 784-100x5-10 + BN")
     add_allocator_option(ap)
+    add_clock_option(ap)
     a = ap.parse_args()
+    apply_clock_option(a)
     global BN
     BN = a.bn
     allocator = apply_allocator_option(a)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     s = load_splits("mnist-5k", val=0, test=0, device=device)
     x, y = s.train.x, s.train.y
@@ -121,12 +127,13 @@ def main() -> None:
                        "ratio_per_repeat": [round(p / t, 3) for t, p in zip(pop_tl, pop_pt)],
                        "ratio_vs_vmap_per_repeat": [round(v / t, 3) for t, v in zip(pop_tl, pop_vm)]},
         "model": "784-100x5-10 + BatchNorm" if BN else "784-100x6-10",
-        "repeats": a.repeats, "steps": a.steps, "pop_steps": a.pop_steps, "batch": a.batch,
+        "clock": a.clock, "repeats": a.repeats, "steps": a.steps, "pop_steps": a.pop_steps, "batch": a.batch,
     }
     if a.json:
         print(json.dumps(res))
         return
-    print(f"machine: {res['machine']}, torch {res['torch']}; medians of {a.repeats} interleaved repeats")
+    print(f"machine: {res['machine']}, torch {res['torch']}; medians of {a.repeats} interleaved repeats, "
+          f"{res['clock']} clock")
     r = res["single"]
     print(f"single model  : trainlab {r['trainlab_samples_per_s']:>10.0f} samples/s | PyTorch "
           f"{r['pytorch_samples_per_s']:>10.0f} samples/s | trainlab/PyTorch = {r['ratio']:.2f}x")

@@ -41,6 +41,8 @@ class Linear(Module):
     # what backward needs from the last forward (the input, the weight used); None outside forward/backward
     _x: torch.Tensor | None = None
     _w: torch.Tensor | None = None
+    # (the weight tensor, its transpose view), see _transposed
+    _wt: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __init__(
         self,
@@ -96,13 +98,25 @@ class Linear(Module):
 
     def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         P = self.weight.data.shape[0]
-        xb = x.expand(P, *x.shape[1:])
+        # (an expand to the shape x already has would be one more dispatcher call per layer and step)
+        xb = x if x.shape[0] == P else x.expand(P, *x.shape[1:])
         self._x = xb
         self._shared = x.shape[0] == 1 and P > 1
         w = self._w = self._effective_weight(training)
         if self.bias is None:
             return torch.bmm(xb, w)
         return torch.baddbmm(self.bias.data, xb, w)
+
+    def _transposed(self, w: torch.Tensor) -> torch.Tensor:
+        """``w.transpose(1, 2)``; for the layer's own weight tensor (updated in place, so a view of it stays
+        current) the view is made once and kept."""
+        cached = self._wt
+        if cached is not None and cached[0] is w:
+            return cached[1]
+        wt = w.transpose(1, 2)
+        if w is self.weight.data:
+            self._wt = (w, wt)
+        return wt
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
         assert self._x is not None and self._w is not None, f"{type(self).__name__}.backward without a forward"
@@ -114,6 +128,6 @@ class Linear(Module):
         w, self._w = self._w, None
         if not self.input_grad:
             return None
-        dx = torch.bmm(g, w.transpose(1, 2))  # through the weights actually used
+        dx = torch.bmm(g, self._transposed(w))  # through the weights actually used
         # An input shared by all members receives the sum of their gradients.
         return dx.sum(dim=0, keepdim=True) if self._shared else dx

@@ -51,6 +51,7 @@ class SoftmaxCrossEntropy(Loss):
     """
 
     classification = True
+    _ones_cache: torch.Tensor | None = None  # see _minus_ones
 
     def __init__(self, *, label_smoothing: float | Sequence[float] = 0.0,
                  weight: Sequence[float] | Sequence[Sequence[float]] | torch.Tensor | None = None) -> None:
@@ -96,7 +97,9 @@ class SoftmaxCrossEntropy(Loss):
         if target.dtype in (torch.int64, torch.int32, torch.uint8, torch.int16):
             if target.ndim == 1:
                 target = target.unsqueeze(0)
-            idx = target.long().expand(P, N).unsqueeze(2)
+            if target.dtype != torch.int64:
+                target = target.long()
+            idx = (target if target.shape == (P, N) else target.expand(P, N)).unsqueeze(2)
             nll = -torch.gather(logp, 2, idx).squeeze(2)  # (P, N)
             if self._smooth:
                 eps = member_view(self._eps, 2)
@@ -177,12 +180,20 @@ class SoftmaxCrossEntropy(Loss):
                 g -= eps / g.shape[2]
                 g.scatter_add_(2, self._hard, -(1.0 - eps).expand(g.shape[0], g.shape[1], 1))
             else:
-                g.scatter_add_(2, self._hard, torch.full_like(self._hard, -1.0, dtype=g.dtype))
+                g.scatter_add_(2, self._hard, self._minus_ones(self._hard, g.dtype))
         else:
             assert self._t is not None  # forward set the hard or the soft targets
             g -= self._t
         g /= self._n
         return g
+
+    def _minus_ones(self, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """A tensor of -1 shaped like ``like`` (the targets' ``(P, N, 1)``), made once per shape and reused:
+        ``scatter_add_`` only reads it."""
+        m = self._ones_cache
+        if m is None or m.shape != like.shape or m.dtype != dtype or m.device != like.device:
+            m = self._ones_cache = torch.full(like.shape, -1.0, dtype=dtype, device=like.device)
+        return m
 
     def reference(self, num_classes: int, targets: torch.Tensor | None = None) -> float:
         import math

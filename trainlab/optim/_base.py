@@ -152,7 +152,10 @@ class Optimizer:
                 return
             saved = [(p.data.index_select(0, idx), {k: v.index_select(0, idx) for k, v in st.items()})
                      for p, st in zip(self.params, self.state)]
-        self.steps += self.active.to(self.steps.dtype)
+        if idx is None:  # every member active (set_active keeps the two in step)
+            self.steps += 1
+        else:
+            self.steps += self.active.to(self.steps.dtype)
         if self.clip is not None:
             self.clip(self.params)
         ws: list[torch.Tensor] = []

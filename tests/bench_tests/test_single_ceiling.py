@@ -1,0 +1,58 @@
+"""benchmarks/bench_single_ceiling.py at a tiny size: its output's structure, its products' flop count
+(counted by torch's profiler), and that the kernels alone take less time than either full step."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench_single_ceiling as bench  # noqa: E402
+
+
+@pytest.mark.parametrize("workload", ["mlp", "bn"])
+@pytest.mark.parametrize("layout", ["mm", "bmm"])
+def test_kernels_only_does_the_counted_products(workload, layout):
+    # 784-100x6-10: forward and weight gradient of every layer, the input gradient of all but the first
+    assert bench.product_flops("mlp", 100) == 2 * 2 * 100 * 784 * 100 + 5 * 3 * 2 * 100 * 100 * 100 + 3 * 2 * 100 * 100 * 10
+    step = bench.kernels_only(workload, 8, layout)
+    xb, yb = torch.rand(8, 784), torch.randint(0, 10, (8,))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], with_flops=True) as prof:
+        step(xb, yb)
+    ops = ("aten::mm", "aten::addmm") if layout == "mm" else ("aten::bmm", "aten::baddbmm")
+    counted = sum(e.flops for e in prof.key_averages() if e.key in ops)
+    assert counted == bench.product_flops(workload, 8)
+    names = {e.key for e in prof.key_averages()}
+    assert ("aten::native_batch_norm_backward" in names) == (workload == "bn")
+
+
+def test_runs_at_a_tiny_size_and_the_kernels_are_cheaper_than_either_step():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/bench_single_ceiling.py"), "--workloads", "mlp,bn,conv", "--threads", "1",
+         "--steps", "4", "--conv-steps", "2", "--repeats", "3", "--batch", "10", "--json"],
+        capture_output=True, text=True, env=env, timeout=300, check=True).stdout
+    res = json.loads(out)
+    assert set(res["workloads"]) == {"mlp", "bn", "conv"}
+    assert res["load_average_start"] >= 0 and res["load_average_end"] >= 0
+    for name, w in res["workloads"].items():
+        r = w["threads"]["1"]
+        assert r["target"] == bench.TARGETS[name]
+        for clock in ("wall", "cpu"):
+            c = r[clock]
+            assert c["kernels_ms"] == min(c["kernels_mm_ms"], c["kernels_bmm_ms"]) > 0
+            # the kernels alone are a part of each step: cheaper than PyTorch's and trainlab's whole step (at
+            # batch 10 the rest of a step is a large share of it, so the comparison has room on a busy machine)
+            assert c["kernels_ms"] < c["pytorch_ms"] and c["kernels_ms"] < c["trainlab_ms"]
+            assert c["ceiling"] == pytest.approx(c["pytorch_ms"] / c["kernels_ms"], rel=1e-2)
+            assert c["trainlab_vs_pytorch"] == pytest.approx(c["pytorch_ms"] / c["trainlab_ms"], rel=1e-2)
+            assert c["share_of_ceiling"] == pytest.approx(c["kernels_ms"] / c["trainlab_ms"], rel=1e-2)
+            assert r["target_reachable"][clock] == (c["ceiling"] >= r["target"])

@@ -512,16 +512,12 @@ INSTRUMENT = r"""
 
 def require_browser() -> tuple[str, str]:
     """chromium and chromedriver (Debian's) and selenium, or SystemExit naming what is missing."""
-    chromium = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and os.path.exists(p)), None)
-    driver = next((p for p in (shutil.which("chromedriver"), "/usr/bin/chromedriver") if p and os.path.exists(p)),
-                  None)
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        driver = None
-    if chromium is None or driver is None:
+    from trainlab.lab.testing import browser_paths
+
+    paths = browser_paths()
+    if paths is None:
         raise SystemExit("bench_lab_stacks: chromium, chromium-driver (apt) and selenium (pip) are needed")
-    return chromium, driver
+    return paths
 
 
 class Browser:

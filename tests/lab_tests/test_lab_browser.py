@@ -14,7 +14,6 @@ import json
 import os
 from pathlib import Path
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,19 +29,15 @@ SHOT = (REPO / "docs" / "images" / "lab.png" if os.environ.get("TRAINLAB_UPDATE_
 
 
 def _require_browser() -> tuple[str, str]:
-    chromium = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and os.path.exists(p)), None)
-    driver = next((p for p in (shutil.which("chromedriver"), "/usr/bin/chromedriver") if p and os.path.exists(p)),
-                  None)
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        driver = None
-    if chromium is None or driver is None:
+    from trainlab.lab.testing import browser_paths
+
+    paths = browser_paths()
+    if paths is None:
         msg = "chromium, chromium-driver (apt) and selenium (pip) are needed for the lab's browser test"
         if os.environ.get("TRAINLAB_REQUIRE_BROWSER") == "1":
             pytest.fail(msg + " and TRAINLAB_REQUIRE_BROWSER=1")
         pytest.skip(msg)
-    return chromium, driver
+    return paths
 
 
 @pytest.fixture()

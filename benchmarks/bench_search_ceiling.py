@@ -38,6 +38,20 @@ import torch
 from _harness import add_allocator_option, apply_allocator_option
 
 
+
+def on_schedule(step, evaluate, batches, epochs, evals):
+    """A trial: ``epochs`` times a ``step`` on every batch size of ``batches``, then an ``evaluate`` of every
+    split size of ``evals`` (the schedule both the products-only population and the vmap peer follow)."""
+    def trial() -> None:
+        for _ in range(epochs):
+            for B in batches:
+                step(B)
+            for N in evals:
+                evaluate(N)
+
+    return trial
+
+
 def _timed(f) -> float:
     t = time.perf_counter()
     f()
@@ -110,14 +124,7 @@ def products_only(shapes, batches, epochs, evals, P: int):
         for w, b in zip(W, bias):
             h = torch.baddbmm(b, h, w)
 
-    def trial() -> None:
-        for _ in range(epochs):
-            for B in batches:
-                step(B)
-            for N in evals:
-                evaluate(N)
-
-    return trial
+    return on_schedule(step, evaluate, batches, epochs, evals)
 
 
 def vmap_ensemble_trial(shapes, batches, epochs, evals, values: list[dict]):
@@ -169,13 +176,7 @@ def vmap_ensemble_trial(shapes, batches, epochs, evals, values: list[dict]):
             torch.nn.functional.cross_entropy(out.reshape(P * N, C), y_of[N].repeat(P), reduction="none")
             out.argmax(dim=-1)
 
-    def trial() -> None:
-        for _ in range(epochs):
-            for B in batches:
-                step(B)
-            for N in evals:
-                evaluate(N)
-
+    trial = on_schedule(step, evaluate, batches, epochs, evals)
     trial.params = params  # type: ignore[attr-defined]
     return trial
 

@@ -106,7 +106,6 @@ class _Guard:
 
         await self.app(scope, receive, send_with_cookie)
 
-
     def _refusal(self, req: HTTPConnection) -> str | None:
         """Why a request (or a WebSocket handshake) is refused: the Host is not the lab's address, the token is
         missing or wrong, or -- a WebSocket, which browsers open across sites -- its Origin is another site."""

@@ -51,7 +51,7 @@ class SoftmaxCrossEntropy(Loss):
     """
 
     classification = True
-    _ones_cache: torch.Tensor | None = None  # see _minus_ones
+    _minus_ones_cache: torch.Tensor | None = None  # see _minus_ones
 
     def __init__(self, *, label_smoothing: float | Sequence[float] = 0.0,
                  weight: Sequence[float] | Sequence[Sequence[float]] | torch.Tensor | None = None) -> None:
@@ -190,9 +190,9 @@ class SoftmaxCrossEntropy(Loss):
     def _minus_ones(self, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """A tensor of -1 shaped like ``like`` (the targets' ``(P, N, 1)``), made once per shape and reused:
         ``scatter_add_`` only reads it."""
-        m = self._ones_cache
+        m = self._minus_ones_cache
         if m is None or m.shape != like.shape or m.dtype != dtype or m.device != like.device:
-            m = self._ones_cache = torch.full(like.shape, -1.0, dtype=dtype, device=like.device)
+            m = self._minus_ones_cache = torch.full(like.shape, -1.0, dtype=dtype, device=like.device)
         return m
 
     def reference(self, num_classes: int, targets: torch.Tensor | None = None) -> float:

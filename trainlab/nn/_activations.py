@@ -19,6 +19,9 @@ __all__ = ["Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "S
            "Hardswish", "SELU_ALPHA", "SELU_SCALE"]
 
 
+_threshold_backward_into = torch.ops.aten.threshold_backward.grad_input
+
+
 class _Elementwise(Module):
     def __init__(self) -> None:
         self._settings = {}
@@ -77,6 +80,16 @@ class ReLU(_Elementwise):
     def backward(self, g: torch.Tensor) -> torch.Tensor:
         # One fused kernel: g where y > 0, else 0 (y > 0 exactly when x > 0).
         return torch.ops.aten.threshold_backward(g, self._y, 0)
+
+    # The same two, overwriting their argument instead of allocating a new tensor: the same values, bit for
+    # bit. Only a chain that owns the argument calls them (Sequential's in-place plan): for a large
+    # population the allocation and the extra pass over memory cost as much as the arithmetic.
+    def forward_in_place(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
+        self._y = torch.relu_(x)
+        return self._y
+
+    def backward_in_place(self, g: torch.Tensor) -> torch.Tensor:
+        return _threshold_backward_into(g, self._y, 0, grad_input=g)
 
 
 class _WithMemberParam(_Elementwise):

@@ -201,6 +201,11 @@ class Conv2d(Module):
         return list(self.stride), list(self.padding), list(self.dilation)
 
     # ---- forward / backward -------------------------------------------------------------
+    # every strategy's output and input gradient are new tensors the layer does not keep (it keeps only
+    # its input): see Module.fresh_output
+    fresh_output = True
+    fresh_input_grad = True
+
     def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         W = self.weight.data
         P = W.shape[0]

@@ -38,6 +38,10 @@ class Linear(Module):
         Whether to have a bias.
     """
 
+    # forward's output comes from baddbmm/bmm and backward's input gradient from bmm (or their sum over
+    # members): new tensors the layer does not keep (see Module.fresh_output)
+    fresh_output = True
+    fresh_input_grad = True
     # what backward needs from the last forward (the input, the weight used); None outside forward/backward
     _x: torch.Tensor | None = None
     _w: torch.Tensor | None = None

@@ -90,22 +90,26 @@ class SoftmaxCrossEntropy(Loss):
         # biases' shift direction) needed damping on its last step, and at rate 0.3 the schedules
         # experiment's chaotic momentum runs ended at other losses (docs/benchmarks.md, issue 20).
         lse = torch.logsumexp(z, dim=2, keepdim=True)
-        logp = z - lse
-        self._p = torch.exp(logp)
+        logp = self._logp = z - lse  # backward's softmax is exp(logp), made there (evaluation never needs it)
         if self._w is not None:
             return self._weighted_forward(logp, target, self._w)
         if target.dtype in (torch.int64, torch.int32, torch.uint8, torch.int16):
-            if target.ndim == 1:
-                target = target.unsqueeze(0)
             if target.dtype != torch.int64:
                 target = target.long()
-            idx = (target if target.shape == (P, N) else target.expand(P, N)).unsqueeze(2)
-            nll = -torch.gather(logp, 2, idx).squeeze(2)  # (P, N)
-            if self._smooth:
-                eps = member_view(self._eps, 2)
-                nll = (1.0 - eps) * nll - eps * logp.mean(dim=2)
+            # (P, N, 1) class indices: one view for the usual (N,) labels of one member
+            if target.ndim == 1:
+                idx = target.view(1, N, 1) if P == 1 else target.view(1, N, 1).expand(P, N, 1)
+            else:
+                idx = (target if target.shape == (P, N) else target.expand(P, N)).unsqueeze(2)
+            picked = torch.gather(logp, 2, idx)  # (P, N, 1): log p of each example's class
             self._hard = idx
             self._t = None
+            self._n = N
+            if not self._smooth:  # mean_n(-log p_y) as -(mean_n log p_y): the same number, bit for bit
+                return picked.mean(dim=(1, 2)).neg_()
+            nll = -picked.squeeze(2)  # (P, N)
+            eps = member_view(self._eps, 2)
+            nll = (1.0 - eps) * nll - eps * logp.mean(dim=2)
         else:
             t = self._soft_targets(target, C)
             self._t = t
@@ -155,7 +159,7 @@ class SoftmaxCrossEntropy(Loss):
         return -(a * logp).sum(dim=2).mean(dim=1)
 
     def _weighted_backward(self, weight: torch.Tensor) -> torch.Tensor:
-        p = self._p
+        p = torch.exp(self._logp)
         if self._hard is None:
             a = self._t
             assert a is not None  # forward set the hard or the soft targets
@@ -173,7 +177,7 @@ class SoftmaxCrossEntropy(Loss):
     def backward(self) -> torch.Tensor:
         if self._w is not None:
             return self._weighted_backward(self._w)
-        g = self._p.clone()
+        g = torch.exp(self._logp)  # softmax, a new tensor to work in
         if self._hard is not None:
             if self._smooth:
                 eps = member_view(self._eps, 3)

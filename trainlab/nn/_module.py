@@ -28,7 +28,17 @@ import torch
 from trainlab.errors import ConfigError
 from trainlab.population import Population, member_values, member_view
 
-__all__ = ["Parameter", "Module", "Container", "check_allocation", "check_size", "draw_weight"]
+__all__ = ["Parameter", "Module", "Container", "check_allocation", "check_size", "draw_weight", "promises"]
+
+
+def promises(layer: Any, method: str, flag: str) -> bool:
+    """Whether ``layer``'s ``method`` (``"forward"`` / ``"backward"``) comes with the promise ``flag``
+    (``"fresh_output"`` / ``"fresh_input_grad"``, see :class:`Module`): the class in the MRO that defines the
+    method must declare the flag itself, so a subclass that overrides the method inherits no promise."""
+    for cls in type(layer).__mro__:
+        if method in vars(cls):
+            return bool(vars(cls).get(flag, False))
+    return False
 
 
 def _physical_memory() -> int:
@@ -106,6 +116,13 @@ class Module:
 
     #: whether ``backward`` must return the input gradient (off for a model's first layer)
     input_grad: bool = True
+    #: a promise of the class that defines ``forward``: it returns a new tensor that nothing else holds (not
+    #: its input, not a view of a tensor the layer keeps), so the next layer of a chain may overwrite it
+    #: (see :meth:`trainlab.nn.Sequential.forward`). A subclass that overrides ``forward`` makes no promise
+    #: unless it declares this again (:func:`promises`).
+    fresh_output: bool = False
+    #: the same promise for what ``backward`` returns (the input gradient)
+    fresh_input_grad: bool = False
     #: the constructor arguments, verbatim (set by layers that take any; see :meth:`settings`)
     _settings: dict[str, Any]
 

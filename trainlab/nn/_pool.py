@@ -102,6 +102,11 @@ class MaxPool2d(_Pool):
               dtype: torch.dtype = torch.float32) -> tuple[int, ...]:
         return self._build_window(in_shape, population, self.dilation)
 
+    # the pooled output and the input gradient are new tensors (the layer keeps its input and the argmax
+    # indices): see Module.fresh_output
+    fresh_output = True
+    fresh_input_grad = True
+
     def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         x4 = self._as_batch(x)
         y4, idx = _max_pool(x4, list(self.kernel_size), list(self.stride), list(self.padding),

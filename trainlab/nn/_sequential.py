@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 import torch
 
 from trainlab.errors import CheckpointError, ConfigError
-from trainlab.nn._module import Container, Module, Parameter
+from trainlab.nn._module import Container, Module, Parameter, promises
 from trainlab.population import Population
 
 __all__ = ["Sequential"]
@@ -23,6 +23,9 @@ class Sequential(Container):
 
     def __init__(self, layers: Iterable[Module]) -> None:
         self.layers = list(layers)
+        # set by build (_plan_in_place): index -> (the layer, the neighbour whose promise it relies on)
+        self._in_place_fwd: dict[int, tuple[Module, Module]] = {}
+        self._in_place_bwd: dict[int, tuple[Module, Module]] = {}
         if not self.layers:
             raise ConfigError("a model needs at least one layer, got an empty layer list")
         for i, layer in enumerate(self.layers):
@@ -46,7 +49,26 @@ class Sequential(Container):
             shape = layer.build(shape, population, device=device, dtype=dtype)
         self.output_shape = shape
         self._set_input_grad()
+        self._plan_in_place()
         return shape
+
+    def _plan_in_place(self) -> None:
+        """Which layers may overwrite their argument when this chain runs them.
+
+        A layer with ``forward_in_place`` (ReLU) runs in place on the output of the layer before it when that
+        layer promises a fresh output (:attr:`Module.fresh_output`): nobody else holds the tensor, so
+        overwriting it saves an allocation and a pass over memory and changes no value. Likewise its
+        ``backward_in_place`` on the gradient from the layer after it when that layer promises a fresh input
+        gradient. The chain's own input (the data) and the gradient handed to :meth:`backward` are never
+        overwritten: a layer at either end of the chain has no such neighbour in it. The plan names the two
+        layers of each pair, so a layer list changed after ``build`` runs those pairs out of place.
+        """
+        L = self.layers
+        self._in_place_fwd = {i: (L[i], L[i - 1]) for i in range(1, len(L))
+                              if hasattr(L[i], "forward_in_place") and promises(L[i - 1], "forward", "fresh_output")}
+        self._in_place_bwd = {i: (L[i], L[i + 1]) for i in range(len(L) - 1)
+                              if hasattr(L[i], "backward_in_place")
+                              and promises(L[i + 1], "backward", "fresh_input_grad")}
 
     def _set_input_grad(self) -> None:
         # Only the first layer may skip its input gradient; the others feed the chain.
@@ -61,13 +83,29 @@ class Sequential(Container):
         return self.population.size
 
     def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer.forward(x, training=training)
+        plan = self._in_place_fwd
+        layers = self.layers
+        for i, layer in enumerate(layers):
+            pair = plan.get(i)
+            # (not while an observer has wrapped either layer's forward: it may keep the tensor)
+            if (pair is not None and pair[0] is layer and pair[1] is layers[i - 1]
+                    and "forward" not in vars(layer) and "forward" not in vars(pair[1])):
+                x = layer.forward_in_place(x, training=training)  # type: ignore[attr-defined]
+            else:
+                x = layer.forward(x, training=training)
         return x
 
     def backward(self, g: torch.Tensor) -> torch.Tensor | None:
-        for layer in reversed(self.layers):
-            dx = layer.backward(g)
+        plan = self._in_place_bwd
+        layers = self.layers
+        for i in range(len(layers) - 1, -1, -1):
+            layer = layers[i]
+            pair = plan.get(i)
+            if (pair is not None and pair[0] is layer and i + 1 < len(layers) and pair[1] is layers[i + 1]
+                    and "backward" not in vars(layer) and "backward" not in vars(pair[1])):
+                dx = layer.backward_in_place(g)  # type: ignore[attr-defined]
+            else:
+                dx = layer.backward(g)
             if dx is None:  # the first layer, when no input gradient is wanted (see _set_input_grad)
                 return None
             g = dx

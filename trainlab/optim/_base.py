@@ -69,6 +69,7 @@ class Optimizer:
         self._inactive: list[int] = []
         self._inactive_idx: torch.Tensor | None = None  # the same as a tensor; None when every member trains
         self._has_decay_cache: bool | None = None  # whether any member has weight_decay != 0 (None: not known)
+        self._decay_buffers: dict[int, torch.Tensor] = {}  # id(parameter) -> its _decay_buffer
         #: bumped whenever a step's kernels may change (members on/off, hyperparameters, loaded
         #: state): a captured CUDA graph of the step is recorded again (trainlab.train._graphs)
         self.version = 0
@@ -173,8 +174,8 @@ class Optimizer:
             if p.decay:
                 if self.decoupled:
                     w.mul_(1.0 - lr * self.h("weight_decay", w.ndim))
-                elif self._has_decay:
-                    g = torch.addcmul(g, self.h("weight_decay", w.ndim), w)  # g + wd * w, one pass
+                elif self._has_decay:  # g + wd * w, one pass, into a buffer kept across steps (below)
+                    g = torch.addcmul(g, self.h("weight_decay", w.ndim), w, out=self._decay_buffer(p, g))
             ws.append(w)
             gs.append(g)
             sts.append(st)
@@ -186,6 +187,16 @@ class Optimizer:
                 p.data.index_copy_(0, idx, pd)
                 for k, v in st_saved.items():
                     st[k].index_copy_(0, idx, v)
+
+    def _decay_buffer(self, p: Parameter, g: torch.Tensor) -> torch.Tensor:
+        """Where ``g + wd * w`` goes: one tensor per parameter, kept across steps, so a population's step
+        does not allocate (and first touch) a gradient-sized tensor per parameter; the gradient itself
+        stays as the backward left it (probes read it). No ``_update`` keeps its ``g`` past the step."""
+        buffers = self._decay_buffers
+        b = buffers.get(id(p))
+        if b is None or b.shape != g.shape or b.dtype != g.dtype or b.device != g.device:
+            b = buffers[id(p)] = torch.empty_like(g)
+        return b
 
     @property
     def _has_decay(self) -> bool:

@@ -20,6 +20,15 @@ def _mlp(P: int = 1, *, seed: int = 0) -> nn.Sequential:
     return m
 
 
+def _bn_mlp(P: int = 1, *, reference: bool = False) -> nn.Sequential:
+    torch.manual_seed(0)
+    bn = nn.BatchNorm()
+    bn.reference = reference
+    m = nn.Sequential([nn.Linear(6, 8, init="he_normal"), bn, nn.ReLU(), nn.Linear(8, 3, init="he_normal")])
+    m.build((6,), P)
+    return m
+
+
 def _convnet(P: int = 1) -> nn.Sequential:
     torch.manual_seed(0)
     m = nn.Sequential([nn.Conv2d(1, 3, 3, init="he_normal"), nn.ReLU(), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(),
@@ -47,6 +56,8 @@ def test_the_plan_pairs_relu_with_layers_that_promise_fresh_tensors() -> None:
     bn = nn.Sequential([nn.Linear(4, 4), nn.BatchNorm(affine=False), nn.ReLU(), nn.Linear(4, 2)])
     bn.build((4,), 1)
     assert first._in_place_fwd == {} and 2 not in bn._in_place_fwd
+    bn_affine = _bn_mlp()
+    assert sorted(bn_affine._in_place_fwd) == [2] and sorted(bn_affine._in_place_bwd) == [2]
 
 
 def test_a_subclass_that_overrides_forward_inherits_no_promise() -> None:
@@ -87,6 +98,10 @@ def test_in_place_training_is_bit_for_bit_the_out_of_place_training() -> None:
         xc = torch.randn(1, 16, 1, 8, 8, generator=torch.Generator().manual_seed(3))
         fast, slow = _train(_convnet(P), xc, y, 3), _train(_out_of_place(_convnet(P)), xc, y, 3)
         assert all(torch.equal(a, b) for a, b in zip(fast, slow))
+        for reference in (False, True):  # BatchNorm's native kernels and its reference formulas
+            fast = _train(_bn_mlp(P, reference=reference), x, y, 4)
+            slow = _train(_out_of_place(_bn_mlp(P, reference=reference)), x, y, 4)
+            assert all(torch.equal(a, b) for a, b in zip(fast, slow))
 
 
 def test_the_data_and_the_callers_gradient_are_never_overwritten() -> None:

@@ -34,10 +34,11 @@ __all__ = ["Parameter", "Module", "Container", "check_allocation", "check_size",
 def promises(layer: Any, method: str, flag: str) -> bool:
     """Whether ``layer``'s ``method`` (``"forward"`` / ``"backward"``) comes with the promise ``flag``
     (``"fresh_output"`` / ``"fresh_input_grad"``, see :class:`Module`): the class in the MRO that defines the
-    method must declare the flag itself, so a subclass that overrides the method inherits no promise."""
+    method must declare the flag itself, so a subclass that overrides the method inherits no promise; the
+    value is then the layer's own (an instance may narrow it, as BatchNorm without affine does)."""
     for cls in type(layer).__mro__:
         if method in vars(cls):
-            return bool(vars(cls).get(flag, False))
+            return flag in vars(cls) and bool(getattr(layer, flag))
     return False
 
 

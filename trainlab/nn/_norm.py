@@ -419,6 +419,12 @@ class BatchNorm(_Normalization):
     #: up to rounding (tests/nn_tests/test_norm_native.py). Set on a layer, or on the class.
     reference: bool = False
 
+    # Its output is a new tensor it does not keep -- except without affine, where the reference formulas
+    # return (a view of) the xhat kept for the backward: the promise is the instance's (set in __init__).
+    # Every mode's input gradient is new. See Module.fresh_output.
+    fresh_output = True
+    fresh_input_grad = True
+
     def __init__(self, num_features: int | None = None, *, eps: float = 1e-5,
                  momentum: float | Sequence[float] = 0.1, inference: str = "running", affine: bool = True,
                  freeze_stats: bool = False, running_variance: str = "unbiased", running_var_init: float = 1.0,
@@ -458,6 +464,7 @@ class BatchNorm(_Normalization):
         self.momentum = momentum
         self.inference = inference
         self.affine = affine
+        self.fresh_output = affine
         self.freeze_stats = freeze_stats
         # What a training-mode forward does with its batch statistics: None (update the running
         # averages with ``momentum``), or the collector of a statistics pass (StatisticsPass below).

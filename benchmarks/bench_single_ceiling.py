@@ -18,6 +18,13 @@ process, on the same batches:
    The products are timed in two layouts, PyTorch's (``addmm``/``mm`` on ``(N, F)``) and trainlab's
    (``baddbmm``/``bmm`` with a population axis of 1), and the faster one is the kernels-only time.
 
+4. **trainlab's own kernels without its layers** (``ops_floor``): every compute kernel trainlab's step
+   runs -- the products, the in-place ReLUs and their backward, the bias-gradient sums, the log-sum-exp
+   cross-entropy, BatchNorm's kernels, counter and gradient copies, the pooling and convolution kernels, the
+   SGD update -- in its order, as a straight-line script into preallocated outputs. ``floor = PyTorch step /
+   this`` is what trainlab would reach if its Python layers, views and allocations cost nothing: a target
+   above the floor needs fewer kernels (fused ones), not leaner Python.
+
 Each round times every side at every thread count in turn (``torch.set_num_threads``), by the
 wall clock and by this process' CPU time (all its threads: steadier on a shared machine), and the
 medians over the rounds are compared (round 0 is a warm-up). It prints, per workload and thread
@@ -194,6 +201,137 @@ def kernels_only(workload: str, batch: int, layout: str) -> Step:
     return step
 
 
+def ops_floor(workload: str, batch: int) -> Step:
+    """trainlab's own step with its layers taken away: every compute kernel trainlab's step runs, in the
+    same order, with the same arguments and layouts (``baddbmm``/``bmm`` with a population axis of 1, the
+    ReLUs in place, ``threshold_backward`` into the gradient, the bias-gradient sums, the log-sum-exp
+    cross-entropy and its backward, BatchNorm's native kernels with its step counter and gradient copies,
+    the convolution and pooling kernels, the step counter and one ``_foreach_addcmul_`` SGD update) as a
+    straight-line script into preallocated outputs: no Python layer, no view, no allocation that the
+    kernels do not make themselves. ``tests/bench_tests/test_single_ceiling.py`` checks that it runs
+    exactly trainlab's kernels. ``floor = PyTorch step / this``: what trainlab would reach if its Python
+    layers, views and allocations cost nothing -- any target above it needs fewer kernels, not leaner code."""
+    g = torch.Generator().manual_seed(0)
+    N = batch
+    thr = torch.ops.aten.threshold_backward.grad_input
+    C = 10
+    z_out = torch.empty(1, N, C)
+    lse_logp, gz = torch.empty(1, N, C), torch.empty(1, N, C)
+    picked, loss = torch.empty(1, N, 1), torch.empty(1)
+    minus_ones = torch.full((1, N, 1), -1.0)
+    steps = torch.zeros(1)
+    lr = torch.full((1, 1, 1), 0.01)
+
+    def affine(shapes: list[tuple[int, int]]):
+        W = [torch.randn(1, a, b, generator=g) * (2 / a) ** 0.5 for a, b in shapes]
+        B = [torch.zeros(1, 1, b) for _, b in shapes]
+        return W, B, [w.transpose(1, 2) for w in W], [torch.empty_like(w) for w in W], [torch.empty_like(b) for b in B]
+
+    def loss_forward_backward(z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        lse = torch.logsumexp(z, 2, keepdim=True)
+        torch.sub(z, lse, out=lse_logp)
+        torch.gather(lse_logp, 2, idx, out=picked)
+        torch.mean(picked, (1, 2), out=loss).neg_()
+        torch.exp(lse_logp, out=gz)
+        gz.scatter_add_(2, idx, minus_ones)
+        return gz.div_(N)
+
+    if workload in ("mlp", "bn"):
+        w = _mlp_widths(workload)
+        shapes = list(zip(w[:-1], w[1:]))
+        L = len(shapes)
+        W, B, WT, dW, dB = affine(shapes)
+        Z = [torch.empty(1, N, b) for _, b in shapes]
+        G = [torch.empty(1, N, a) for a, _ in shapes]
+        params, grads = W + B, dW + dB
+        lrs = [lr] * len(params)
+        if workload == "mlp":
+            def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
+                x = xb.unsqueeze(0)
+                h = x
+                for i in range(L):
+                    torch.baddbmm(B[i], h, W[i], out=Z[i])
+                    h = torch.relu_(Z[i]) if i < L - 1 else Z[i]
+                gr = loss_forward_backward(h, yb.view(1, N, 1))
+                for i in reversed(range(L)):
+                    torch.bmm(x.transpose(1, 2) if i == 0 else Z[i - 1].transpose(1, 2), gr, out=dW[i])
+                    torch.sum(gr, 1, keepdim=True, out=dB[i])
+                    if i:
+                        gr = thr(torch.bmm(gr, WT[i], out=G[i]), Z[i - 1], 0, grad_input=G[i])
+                steps.add_(1)
+                torch._foreach_addcmul_(params, grads, lrs, value=-1.0)
+            return step
+        F = w[1]
+        gamma = [torch.ones(F) for _ in range(L - 1)]
+        beta = [torch.zeros(F) for _ in range(L - 1)]
+        dgamma, dbeta = [torch.empty(F) for _ in range(L - 1)], [torch.empty(F) for _ in range(L - 1)]
+        rmean, rvar = [torch.zeros(F) for _ in range(L - 1)], [torch.ones(F) for _ in range(L - 1)]
+        tracked = [torch.zeros(1, dtype=torch.long) for _ in range(L - 1)]
+        bn_bwd = torch.ops.aten.native_batch_norm_backward.default
+        params, grads = params + gamma + beta, grads + dgamma + dbeta
+        lrs = [lr.view((1,) * t.ndim) for t in params]
+
+        def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
+            x = xb.unsqueeze(0)
+            h, saved = x, []
+            for i in range(L):
+                torch.baddbmm(B[i], h, W[i], out=Z[i])
+                if i < L - 1:
+                    y, mean, invstd = torch.native_batch_norm(Z[i].view(N, F), gamma[i], beta[i], rmean[i], rvar[i],
+                                                              True, 0.1, 1e-5)
+                    tracked[i].add_(1)
+                    h = torch.relu_(y).view(1, N, F)
+                    saved.append((h, mean, invstd))
+                else:
+                    h = Z[i]
+            gr = loss_forward_backward(h, yb.view(1, N, 1))
+            for i in reversed(range(L)):
+                inp = x if i == 0 else saved[i - 1][0]
+                torch.bmm(inp.transpose(1, 2), gr, out=dW[i])
+                torch.sum(gr, 1, keepdim=True, out=dB[i])
+                if i:
+                    y, mean, invstd = saved[i - 1]
+                    thr(torch.bmm(gr, WT[i], out=G[i]), y, 0, grad_input=G[i])
+                    dz, dg, db = bn_bwd(G[i].view(N, F), Z[i - 1].view(N, F), gamma[i - 1], None, None, mean, invstd,
+                                        True, 1e-5, [True, True, True])
+                    dgamma[i - 1].copy_(dg)
+                    dbeta[i - 1].copy_(db)
+                    gr = dz.view(1, N, F)
+            steps.add_(1)
+            torch._foreach_addcmul_(params, grads, lrs, value=-1.0)
+        return step
+    # the convnet: conv 1->30 5x5 -> ReLU -> max pool 2x2 -> flatten -> Linear(4320, 100) -> ReLU -> Linear(100, 10)
+    W, B, WT, dW, dB = affine([(4320, 100), (100, 10)])
+    Wc, bc = torch.randn(30, 1, 5, 5, generator=g) * 0.2, torch.zeros(30)
+    dWc, dbc = torch.empty_like(Wc), torch.empty_like(bc)
+    Z0, G1, G0 = torch.empty(1, N, 100), torch.empty(1, N, 100), torch.empty(1, N, 4320)
+    conv_bwd = torch.ops.aten.convolution_backward.default
+    pool, pool_bwd = torch.ops.aten.max_pool2d_with_indices.default, torch.ops.aten.max_pool2d_with_indices_backward.default
+    params, grads = [Wc, bc] + W + B, [dWc, dbc] + dW + dB
+    lrs = [lr.view((1,) * t.ndim) for t in params]
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
+        c = torch.relu_(torch.nn.functional.conv2d(xb, Wc, bc, [1, 1], [0, 0], [1, 1]))
+        p, idx = pool(c, [2, 2], [2, 2], [0, 0], [1, 1], False)
+        f = p.view(1, N, 4320)
+        h = torch.relu_(torch.baddbmm(B[0], f, W[0], out=Z0))
+        gr = loss_forward_backward(torch.baddbmm(B[1], h, W[1], out=z_out), yb.view(1, N, 1))
+        torch.bmm(h.transpose(1, 2), gr, out=dW[1])
+        torch.sum(gr, 1, keepdim=True, out=dB[1])
+        gr = thr(torch.bmm(gr, WT[1], out=G1), h, 0, grad_input=G1)
+        torch.bmm(f.transpose(1, 2), gr, out=dW[0])
+        torch.sum(gr, 1, keepdim=True, out=dB[0])
+        gp = torch.bmm(gr, WT[0], out=G0)
+        dc = pool_bwd(gp.view(N, 30, 12, 12), c, [2, 2], [2, 2], [0, 0], [1, 1], False, idx)
+        thr(dc, c, 0, grad_input=dc)
+        _, dw, db = conv_bwd(dc, xb, Wc, [30], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True])
+        dWc.copy_(dw)
+        dbc.copy_(db)
+        steps.add_(1)
+        torch._foreach_addcmul_(params, grads, lrs, value=-1.0)
+    return step
+
+
 def _run(step: Step, data, no_grad: bool) -> tuple[float, float]:
     """Wall and process CPU seconds of ``step`` on every batch of ``data``."""
     ctx = torch.no_grad() if no_grad else torch.enable_grad()
@@ -204,14 +342,15 @@ def _run(step: Step, data, no_grad: bool) -> tuple[float, float]:
         return time.perf_counter() - w, time.process_time() - c
 
 
-SIDES = ("pytorch", "trainlab", "kernels_mm", "kernels_bmm")
+SIDES = ("pytorch", "trainlab", "ops_floor", "kernels_mm", "kernels_bmm")
 
 
 def measure(workload: str, data, threads: list[int], repeats: int) -> dict[int, dict[str, dict[str, list[float]]]]:
     """``{threads: {side: {"wall"|"cpu": [seconds per step, one per round]}}}``, the sides timed in turn
     every round at every thread count; models are built fresh every round (not timed)."""
     batch = data[0][0].shape[0]
-    kern = {"kernels_mm": kernels_only(workload, batch, "mm"), "kernels_bmm": kernels_only(workload, batch, "bmm")}
+    kern = {"kernels_mm": kernels_only(workload, batch, "mm"), "kernels_bmm": kernels_only(workload, batch, "bmm"),
+            "ops_floor": ops_floor(workload, batch)}
     out = {T: {s: {"wall": [], "cpu": []} for s in SIDES} for T in threads}
     n = len(data)
     for rnd in range(repeats + 1):  # round 0 warms up
@@ -236,19 +375,23 @@ def summarize(workload: str, timings: dict[str, dict[str, list[float]]], flops: 
     res: dict = {"target": TARGETS[workload]}
     for clock in ("wall", "cpu"):
         pt, tl = med(timings["pytorch"][clock]), med(timings["trainlab"][clock])
+        fl = med(timings["ops_floor"][clock])
         mm, bmm = med(timings["kernels_mm"][clock]), med(timings["kernels_bmm"][clock])
         kern = min(mm, bmm)
         res[clock] = {
             "pytorch_ms": round(pt * 1e3, 4), "trainlab_ms": round(tl * 1e3, 4),
             "kernels_ms": round(kern * 1e3, 4), "kernels_mm_ms": round(mm * 1e3, 4),
             "kernels_bmm_ms": round(bmm * 1e3, 4),
+            "ops_floor_ms": round(fl * 1e3, 4), "floor": round(pt / fl, 3),
             "ceiling": round(pt / kern, 3), "trainlab_vs_pytorch": round(pt / tl, 3),
-            "share_of_ceiling": round(kern / tl, 3),
+            "share_of_ceiling": round(kern / tl, 3), "share_of_floor": round(fl / tl, 3),
             "trainlab_vs_pytorch_per_round": [round(p / t, 3) for p, t in zip(timings["pytorch"][clock],
                                                                               timings["trainlab"][clock])],
+            "floor_per_round": [round(p / f, 3) for p, f in zip(timings["pytorch"][clock], timings["ops_floor"][clock])],
             "product_gflops": round(flops / (kern * 1e9), 1) if workload != "conv" else None,
         }
     res["target_reachable"] = {clock: res[clock]["ceiling"] >= TARGETS[workload] for clock in ("wall", "cpu")}
+    res["target_within_floor"] = {clock: res[clock]["floor"] >= TARGETS[workload] for clock in ("wall", "cpu")}
     return res
 
 
@@ -293,19 +436,20 @@ def main() -> None:
     print(f"{res['machine']['platform']}, torch {res['machine']['torch']}, {allocator}; batch {a.batch}; "
           f"medians of {a.repeats} interleaved round{s_}; ms per step; load average {res['load_average_start']} at the "
           f"start, {res['load_average_end']} at the end")
-    print(f"{'workload':<28} {'thr':>3} {'clock':>5} | {'PyTorch':>8} {'trainlab':>8} {'kernels':>8} "
-          f"(mm / bmm)         | {'ceiling':>7} {'tl/PT':>6} {'share':>6} | target")
+    print(f"{'workload':<28} {'thr':>3} {'clock':>5} | {'PyTorch':>8} {'trainlab':>8} {'floor':>8} {'kernels':>8} "
+          f"(mm / bmm)         | {'ceiling':>7} {'floor':>6} {'tl/PT':>6} {'share':>6} | target")
     for workload, w in res["workloads"].items():
         for T, r in w["threads"].items():
             for clock in ("wall", "cpu"):
                 c = r[clock]
                 verdict = "reachable" if r["target_reachable"][clock] else "ABOVE the ceiling"
+                below = "" if r["target_within_floor"][clock] else ", above the floor"
                 print(f"{w['name']:<28} {T:>3} {clock:>5} | {c['pytorch_ms']:8.3f} {c['trainlab_ms']:8.3f} "
-                      f"{c['kernels_ms']:8.3f} ({c['kernels_mm_ms']:.3f} / {c['kernels_bmm_ms']:.3f}) | "
-                      f"{c['ceiling']:6.2f}x {c['trainlab_vs_pytorch']:5.2f}x {100 * c['share_of_ceiling']:5.0f}% | "
-                      f"{r['target']}x {verdict}")
-    print("ceiling = PyTorch step / kernels-only step (the faster layout); tl/PT = trainlab/PyTorch; "
-          "share = kernels-only / trainlab step")
+                      f"{c['ops_floor_ms']:8.3f} {c['kernels_ms']:8.3f} ({c['kernels_mm_ms']:.3f} / "
+                      f"{c['kernels_bmm_ms']:.3f}) | {c['ceiling']:6.2f}x {c['floor']:5.2f}x {c['trainlab_vs_pytorch']:5.2f}x "
+                      f"{100 * c['share_of_ceiling']:5.0f}% | {r['target']}x {verdict}{below}")
+    print("ceiling = PyTorch step / kernels-only step (the faster layout); floor = PyTorch step / trainlab's own "
+          "kernels as a straight-line script; tl/PT = trainlab/PyTorch; share = kernels-only / trainlab step")
 
 
 if __name__ == "__main__":

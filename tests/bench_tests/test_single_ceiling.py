@@ -34,6 +34,31 @@ def test_kernels_only_does_the_counted_products(workload, layout):
     assert ("aten::native_batch_norm_backward" in names) == (workload == "bn")
 
 
+_VIEWS = {"aten::unsqueeze", "aten::view", "aten::reshape", "aten::transpose", "aten::select", "aten::expand",
+          "aten::squeeze", "aten::t", "aten::as_strided", "aten::alias"}
+
+
+def _kernels(step, x: torch.Tensor, y: torch.Tensor) -> list[str]:
+    """The top-level ATen calls of one ``step(x, y)`` that compute something (views left out), in order."""
+    with torch.no_grad(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step(x, y)
+    return [e.name for e in prof.events() if e.cpu_parent is None and e.name not in _VIEWS]
+
+
+@pytest.mark.parametrize("workload", ["mlp", "bn", "conv"])
+def test_the_ops_floor_runs_exactly_trainlabs_kernels(workload):
+    # the floor is trainlab's step without its layers: the same kernels in the same order, nothing else
+    x = torch.rand(8, 1, 28, 28) if workload == "conv" else torch.rand(8, 784)
+    y = torch.randint(0, 10, (8,))
+    trainlab = bench.trainlab_step(*bench.trainlab_model(workload))
+    with torch.no_grad():
+        trainlab(x, y)  # the first step builds what later steps reuse
+    floor = bench.ops_floor(workload, 8)
+    mine = _kernels(trainlab, x, y)
+    assert mine == _kernels(floor, x, y)
+    assert "aten::_foreach_addcmul_" in mine and "aten::relu_" in mine
+
+
 def test_runs_at_a_tiny_size_and_the_kernels_are_cheaper_than_either_step():
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
@@ -56,3 +81,8 @@ def test_runs_at_a_tiny_size_and_the_kernels_are_cheaper_than_either_step():
             assert c["trainlab_vs_pytorch"] == pytest.approx(c["pytorch_ms"] / c["trainlab_ms"], rel=1e-2)
             assert c["share_of_ceiling"] == pytest.approx(c["kernels_ms"] / c["trainlab_ms"], rel=1e-2)
             assert r["target_reachable"][clock] == (c["ceiling"] >= r["target"])
+            # trainlab's kernels without its layers: between the kernels alone and trainlab's whole step
+            assert c["kernels_ms"] < c["ops_floor_ms"]
+            assert c["floor"] == pytest.approx(c["pytorch_ms"] / c["ops_floor_ms"], rel=1e-2)
+            assert c["share_of_floor"] == pytest.approx(c["ops_floor_ms"] / c["trainlab_ms"], rel=1e-2)
+            assert r["target_within_floor"][clock] == (c["floor"] >= r["target"])

@@ -238,15 +238,16 @@ class _NativeBatchMode(_Mode):
 
     def _to_channels(self, layer: "BatchNorm", t: torch.Tensor) -> torch.Tensor:
         P, N = t.shape[:2]
-        if P == 1:  # one member: the layout is already the channels' (a view when contiguous, one call)
-            return t.reshape((N, -1) if layer._dims == (1,) else t.shape[1:])
+        if P == 1:  # one member: the layout is already the channels' (a view when contiguous: one call, not
+            shape = (N, -1) if layer._dims == (1,) else t.shape[1:]  # reshape's two)
+            return t.view(shape) if t.is_contiguous() else t.reshape(shape)
         if layer._dims == (1,):  # every statistic element is a channel
             return t.reshape(P, N, -1).transpose(0, 1).reshape(N, -1)
         return t.transpose(0, 1).reshape(N, P * t.shape[2], *t.shape[3:])
 
     def _from_channels(self, t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        if shape[0] == 1:
-            return t.reshape(shape)
+        if shape[0] == 1:  # the kernels' outputs are contiguous: a view
+            return t.view(shape) if t.is_contiguous() else t.reshape(shape)
         return t.reshape(shape[1], shape[0], *shape[2:]).transpose(0, 1).contiguous()
 
     def forward(self, layer: BatchNorm, x: torch.Tensor) -> torch.Tensor:
@@ -287,8 +288,9 @@ class _NativeBatchMode(_Mode):
             self._to_channels(layer, g), self.xc, self.w, None, None, self.save_mean, self.save_invstd, True,
             layer.eps, mask)
         if layer.affine:
-            layer.gamma.grad.copy_(dw.view(layer.gamma.grad.shape))
-            layer.beta.grad.copy_(db.view(layer.beta.grad.shape))
+            dgamma, dbeta = layer._grad_views(dw.shape[0])
+            dgamma.copy_(dw)
+            dbeta.copy_(db)
         return self._from_channels(dx, self.shape) if layer.input_grad else None
 
 
@@ -505,6 +507,7 @@ class BatchNorm(_Normalization):
         self._scratch: tuple[torch.Tensor, torch.Tensor] | None = None
         self._views_cache: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor,
                                  torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor] | None = None
+        self._grad_views_cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         return in_shape
 
     def buffers(self) -> dict[str, torch.Tensor]:
@@ -587,6 +590,15 @@ class BatchNorm(_Normalization):
                                      None if gamma is None else gamma.view(K), None if beta is None else beta.view(K),
                                      self.running_mean.view(K), self.running_var.view(K))
         return c[4], c[5], c[6], c[7]
+
+    def _grad_views(self, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """gamma's and beta's gradients as flat ``(K,)`` views (the native backward's layout), made once and
+        reused while the gradient tensors are the layer's own (they are overwritten in place, never replaced)."""
+        c = self._grad_views_cache
+        g, b = self.gamma.grad, self.beta.grad
+        if c is None or c[0] is not g or c[1] is not b or c[2].shape[0] != K:
+            c = self._grad_views_cache = (g, b, g.view(K), b.view(K))
+        return c[2], c[3]
 
     def _folded_forward(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         """Fixed statistics (``mean``, ``var`` of shape ``(P, *stat_shape)``): ``y = a x + b``."""

@@ -22,7 +22,7 @@ process, on the same batches:
    runs -- the products, the in-place ReLUs and their backward, the bias-gradient sums, the log-sum-exp
    cross-entropy, BatchNorm's kernels, counter and gradient copies, the pooling and convolution kernels, the
    SGD update -- in its order, as a straight-line script into preallocated outputs. ``floor = PyTorch step /
-   this`` is what trainlab would reach if its Python layers, views and allocations cost nothing: a target
+   this`` is what trainlab would reach if its Python layers, extra views and allocations cost nothing: a target
    above the floor needs fewer kernels (fused ones), not leaner Python.
 
 Each round times every side at every thread count in turn (``torch.set_num_threads``), by the
@@ -207,10 +207,11 @@ def ops_floor(workload: str, batch: int) -> Step:
     ReLUs in place, ``threshold_backward`` into the gradient, the bias-gradient sums, the log-sum-exp
     cross-entropy and its backward, BatchNorm's native kernels with its step counter and gradient copies,
     the convolution and pooling kernels, the step counter and one ``_foreach_addcmul_`` SGD update) as a
-    straight-line script into preallocated outputs: no Python layer, no view, no allocation that the
+    straight-line script into preallocated outputs: no Python layer objects, only the views the layouts need
+    (a transpose per weight gradient, the labels' shape), no allocation that the
     kernels do not make themselves. ``tests/bench_tests/test_single_ceiling.py`` checks that it runs
     exactly trainlab's kernels. ``floor = PyTorch step / this``: what trainlab would reach if its Python
-    layers, views and allocations cost nothing -- any target above it needs fewer kernels, not leaner code."""
+    layers, extra views and allocations cost nothing -- any target above it needs fewer kernels, not leaner code."""
     g = torch.Generator().manual_seed(0)
     N = batch
     thr = torch.ops.aten.threshold_backward.grad_input

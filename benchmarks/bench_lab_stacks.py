@@ -653,7 +653,15 @@ def trial(stack: str, browser: Browser, recording: Path, cfg: Path | None, work:
                "server_cpu": (srv1 - srv0) / (w1 - w0), "browser_cpu": cpu_delta(br0, br1) / (w1 - w0)}
         res["stack_cpu"] = res["server_cpu"] + res["browser_cpu"]
         # capacity: the same stream, --burst-speed times faster; then wait until the page has every event
-        # of the burst (or 10 s more): how long it took is the stack's throughput, what came after the lag
+        # of the burst (or 10 s more): how long it took is the stack's throughput, what came after the lag.
+        # A quiet gap first (paused): what was sent before it has arrived by its middle, and the burst starts
+        # 0.2 s after that, so every message the page gets after the middle is the burst's -- no boundary to
+        # place across the page's clock and this one (their offset is an estimate, a message at the burst's
+        # very start could fall on either side of it)
+        cand.send("pause")
+        time.sleep(0.5)
+        qc = time.monotonic() * 1000 + off
+        time.sleep(0.2)
         c0, bc0, v0 = cpu_seconds(cand.proc.pid), browser.cpu(), time.monotonic()
         s0 = cand.send(f"play {args.burst_speed}")
         time.sleep(args.burst)
@@ -663,7 +671,7 @@ def trial(stack: str, browser: Browser, recording: Path, cfg: Path | None, work:
         deadline = time.monotonic() + max(10.0, 3 * args.burst)
         while True:
             b = browser.bench()
-            got = b["msgs"][bisect.bisect_left(b["msgs"], q0):]
+            got = b["msgs"][bisect.bisect_left(b["msgs"], qc):]
             if len(got) >= s1 - s0 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)

@@ -91,20 +91,20 @@ class SoftmaxCrossEntropy(Loss):
         # experiment's chaotic momentum runs ended at other losses (docs/benchmarks.md, issue 20).
         lse = torch.logsumexp(z, dim=2, keepdim=True)
         logp = self._logp = z - lse  # backward's softmax is exp(logp), made there (evaluation never needs it)
+        self._n = N
         if self._w is not None:
             return self._weighted_forward(logp, target, self._w)
         if target.dtype in (torch.int64, torch.int32, torch.uint8, torch.int16):
             if target.dtype != torch.int64:
                 target = target.long()
-            # (P, N, 1) class indices: one view for the usual (N,) labels of one member
-            if target.ndim == 1:
-                idx = target.view(1, N, 1) if P == 1 else target.view(1, N, 1).expand(P, N, 1)
-            else:
-                idx = (target if target.shape == (P, N) else target.expand(P, N)).unsqueeze(2)
+            # (P, N, 1) class indices: (N,) or (1, N) labels shared by the members, or (P, N); expanded only
+            # where the shape differs (expand also raises for a wrong N)
+            idx = target.view(1, N, 1) if target.ndim == 1 else target.unsqueeze(2)
+            if idx.shape != (P, N, 1):
+                idx = idx.expand(P, N, 1)
             picked = torch.gather(logp, 2, idx)  # (P, N, 1): log p of each example's class
             self._hard = idx
             self._t = None
-            self._n = N
             if not self._smooth:  # mean_n(-log p_y) as -(mean_n log p_y): the same number, bit for bit
                 return picked.mean(dim=(1, 2)).neg_()
             nll = -picked.squeeze(2)  # (P, N)
@@ -115,7 +115,6 @@ class SoftmaxCrossEntropy(Loss):
             self._t = t
             self._hard = None
             nll = -(t * logp).sum(dim=2)
-        self._n = N
         return nll.mean(dim=1)
 
     def _soft_targets(self, target: torch.Tensor, C: int) -> torch.Tensor:
@@ -140,7 +139,6 @@ class SoftmaxCrossEntropy(Loss):
         if weight.shape[1] != C:
             raise ConfigError(f"cross-entropy has {weight.shape[1]} class weights but the logits have {C} classes")
         w = weight.unsqueeze(1)  # (P, 1, C)
-        self._n = N
         if target.dtype in (torch.int64, torch.int32, torch.uint8, torch.int16):
             if target.ndim == 1:
                 target = target.unsqueeze(0)

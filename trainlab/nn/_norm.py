@@ -221,6 +221,12 @@ class _ReferenceBatchMode(_Mode):
 _native_batch_norm_backward = torch.ops.aten.native_batch_norm_backward.default
 
 
+def _reshaped(t: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """``t.reshape(shape)``; for a contiguous ``t`` (the kernels' outputs, a Linear's) the view directly: one
+    dispatcher call instead of reshape's two."""
+    return t.view(shape) if t.is_contiguous() else t.reshape(shape)
+
+
 class _NativeBatchMode(_Mode):
     """Batch statistics with PyTorch's own kernels (``aten::native_batch_norm`` and its backward,
     what ``torch.nn.BatchNorm*d`` runs). A population's ``(P, N, C[, H, W])`` is ``P*C`` independent
@@ -238,16 +244,15 @@ class _NativeBatchMode(_Mode):
 
     def _to_channels(self, layer: "BatchNorm", t: torch.Tensor) -> torch.Tensor:
         P, N = t.shape[:2]
-        if P == 1:  # one member: the layout is already the channels' (a view when contiguous: one call, not
-            shape = (N, -1) if layer._dims == (1,) else t.shape[1:]  # reshape's two)
-            return t.view(shape) if t.is_contiguous() else t.reshape(shape)
+        if P == 1:  # one member: the layout is already the channels'
+            return _reshaped(t, (N, -1) if layer._dims == (1,) else t.shape[1:])
         if layer._dims == (1,):  # every statistic element is a channel
             return t.reshape(P, N, -1).transpose(0, 1).reshape(N, -1)
         return t.transpose(0, 1).reshape(N, P * t.shape[2], *t.shape[3:])
 
     def _from_channels(self, t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        if shape[0] == 1:  # the kernels' outputs are contiguous: a view
-            return t.view(shape) if t.is_contiguous() else t.reshape(shape)
+        if shape[0] == 1:
+            return _reshaped(t, shape)
         return t.reshape(shape[1], shape[0], *shape[2:]).transpose(0, 1).contiguous()
 
     def forward(self, layer: BatchNorm, x: torch.Tensor) -> torch.Tensor:
@@ -505,9 +510,7 @@ class BatchNorm(_Normalization):
         self._active = None
         self._mode = None
         self._scratch: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._views_cache: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor,
-                                 torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor] | None = None
-        self._grad_views_cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._flat_views: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(tensor) -> (tensor, flat view)
         return in_shape
 
     def buffers(self) -> dict[str, torch.Tensor]:
@@ -580,25 +583,23 @@ class BatchNorm(_Normalization):
 
     def _channel_views(self, K: int) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """gamma, beta (None without affine), running mean and variance as flat ``(K,)`` views for the
-        native kernel; made once and reused while the tensors they view are the layer's own."""
-        gamma = self.gamma.data if self.affine else None
-        beta = self.beta.data if self.affine else None
-        c = self._views_cache
-        if (c is None or c[0] is not gamma or c[1] is not beta or c[2] is not self.running_mean
-                or c[3] is not self.running_var):
-            c = self._views_cache = (gamma, beta, self.running_mean, self.running_var,
-                                     None if gamma is None else gamma.view(K), None if beta is None else beta.view(K),
-                                     self.running_mean.view(K), self.running_var.view(K))
-        return c[4], c[5], c[6], c[7]
+        native kernel (see :meth:`_flat`)."""
+        gamma = None if not self.affine else self._flat(self.gamma.data, K)
+        beta = None if not self.affine else self._flat(self.beta.data, K)
+        return gamma, beta, self._flat(self.running_mean, K), self._flat(self.running_var, K)
 
     def _grad_views(self, K: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """gamma's and beta's gradients as flat ``(K,)`` views (the native backward's layout), made once and
-        reused while the gradient tensors are the layer's own (they are overwritten in place, never replaced)."""
-        c = self._grad_views_cache
-        g, b = self.gamma.grad, self.beta.grad
-        if c is None or c[0] is not g or c[1] is not b or c[2].shape[0] != K:
-            c = self._grad_views_cache = (g, b, g.view(K), b.view(K))
-        return c[2], c[3]
+        """gamma's and beta's gradients as flat ``(K,)`` views (the native backward's layout)."""
+        return self._flat(self.gamma.grad, K), self._flat(self.beta.grad, K)
+
+    def _flat(self, t: torch.Tensor, K: int) -> torch.Tensor:
+        """``t.view(K)``, made once and reused while ``t`` is the same tensor: the layer's parameters,
+        gradients and running averages are updated in place, never replaced (a view call per tensor and
+        step saved)."""
+        c = self._flat_views.get(id(t))
+        if c is None or c[0] is not t or c[1].shape[0] != K:
+            c = self._flat_views[id(t)] = (t, t.view(K))
+        return c[1]
 
     def _folded_forward(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         """Fixed statistics (``mean``, ``var`` of shape ``(P, *stat_shape)``): ``y = a x + b``."""

@@ -13,6 +13,14 @@ from trainlab.population import Population
 __all__ = ["Sequential"]
 
 
+def _intact(pair: tuple[Module, Module], layers: list[Module], i: int, j: int, method: str) -> bool:
+    """Whether a planned in-place pair still holds: ``layers[i]`` and its neighbour ``layers[j]`` are the two
+    layers of the plan (the list may have changed since ``build``) and no observer has wrapped ``method`` of
+    either (a wrapper may keep the tensor, see ``Sequential._plan_in_place``)."""
+    return (0 <= j < len(layers) and pair[0] is layers[i] and pair[1] is layers[j]
+            and method not in vars(pair[0]) and method not in vars(pair[1]))
+
+
 class Sequential(Container):
     """``Sequential([Linear(784, 100), ReLU(), Linear(100, 10)])``.
 
@@ -87,9 +95,7 @@ class Sequential(Container):
         layers = self.layers
         for i, layer in enumerate(layers):
             pair = plan.get(i)
-            # (not while an observer has wrapped either layer's forward: it may keep the tensor)
-            if (pair is not None and pair[0] is layer and pair[1] is layers[i - 1]
-                    and "forward" not in vars(layer) and "forward" not in vars(pair[1])):
+            if pair is not None and _intact(pair, layers, i, i - 1, "forward"):
                 x = layer.forward_in_place(x, training=training)  # type: ignore[attr-defined]
             else:
                 x = layer.forward(x, training=training)
@@ -101,8 +107,7 @@ class Sequential(Container):
         for i in range(len(layers) - 1, -1, -1):
             layer = layers[i]
             pair = plan.get(i)
-            if (pair is not None and pair[0] is layer and i + 1 < len(layers) and pair[1] is layers[i + 1]
-                    and "backward" not in vars(layer) and "backward" not in vars(pair[1])):
+            if pair is not None and _intact(pair, layers, i, i + 1, "backward"):
                 dx = layer.backward_in_place(g)  # type: ignore[attr-defined]
             else:
                 dx = layer.backward(g)

@@ -64,6 +64,23 @@ def trainlab_step(model: nn.Sequential, opt: SGD, loss: nn.SoftmaxCrossEntropy) 
     return step
 
 
+def trainlab_traced_step(model: nn.Sequential, opt: SGD, loss: nn.SoftmaxCrossEntropy,
+                         warm: list[tuple[torch.Tensor, torch.Tensor]]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """trainlab's step with ``Trainer(trace_step=True)``: ``Trainer.train_step``, its bookkeeping included, after
+    the recording and its check against the eager step have run on the two ``warm`` batches (not timed: they
+    happen once per batch shape; the benchmarks report their cost apart)."""
+    from trainlab.train import Trainer
+
+    tr = Trainer(model, loss, opt, batch_size=warm[0][0].shape[0], trace_step=True)
+    tr.steps_per_epoch = 1  # as fit sets it: only read when a member diverges
+    with torch.no_grad():
+        for xb, yb in warm[:2]:
+            tr.train_step(xb, yb)
+    if tr.trace_refused is not None:
+        raise RuntimeError(f"trace_step refused: {tr.trace_refused}")
+    return tr.train_step
+
+
 def torch_step(net: torch.nn.Module, opt: torch.optim.Optimizer) -> Callable[[torch.Tensor, torch.Tensor], None]:
     """One idiomatic PyTorch training step on a batch: zero_grad, forward, loss, autograd, optimizer."""
     lossf = torch.nn.CrossEntropyLoss()

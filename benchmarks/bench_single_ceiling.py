@@ -54,7 +54,8 @@ from typing import Callable
 
 import torch
 
-from _harness import add_allocator_option, apply_allocator_option, batches, torch_step, trainlab_step
+from _harness import (add_allocator_option, apply_allocator_option, batches, torch_step, trainlab_step,
+                      trainlab_traced_step)
 import bench_conv
 import bench_mlp
 
@@ -343,7 +344,7 @@ def _run(step: Step, data, no_grad: bool) -> tuple[float, float]:
         return time.perf_counter() - w, time.process_time() - c
 
 
-SIDES = ("pytorch", "trainlab", "ops_floor", "kernels_mm", "kernels_bmm")
+SIDES = ("pytorch", "trainlab", "trainlab_traced", "ops_floor", "kernels_mm", "kernels_bmm")
 
 
 def measure(workload: str, data, threads: list[int], repeats: int) -> dict[int, dict[str, dict[str, list[float]]]]:
@@ -362,6 +363,8 @@ def measure(workload: str, data, threads: list[int], repeats: int) -> dict[int, 
                     wall, cpu = _run(torch_step(*torch_model(workload)), data, no_grad=False)
                 elif side == "trainlab":
                     wall, cpu = _run(trainlab_step(*trainlab_model(workload)), data, no_grad=True)
+                elif side == "trainlab_traced":  # Trainer(trace_step=True), recorded and checked before the clock
+                    wall, cpu = _run(trainlab_traced_step(*trainlab_model(workload), data[:2]), data, no_grad=True)
                 else:
                     wall, cpu = _run(kern[side], data, no_grad=True)
                 if rnd:
@@ -376,6 +379,7 @@ def summarize(workload: str, timings: dict[str, dict[str, list[float]]], flops: 
     res: dict = {"target": TARGETS[workload]}
     for clock in ("wall", "cpu"):
         pt, tl = med(timings["pytorch"][clock]), med(timings["trainlab"][clock])
+        tt = med(timings["trainlab_traced"][clock])
         fl = med(timings["ops_floor"][clock])
         mm, bmm = med(timings["kernels_mm"][clock]), med(timings["kernels_bmm"][clock])
         kern = min(mm, bmm)
@@ -386,6 +390,9 @@ def summarize(workload: str, timings: dict[str, dict[str, list[float]]], flops: 
             "ops_floor_ms": round(fl * 1e3, 4), "floor": round(pt / fl, 3),
             "ceiling": round(pt / kern, 3), "trainlab_vs_pytorch": round(pt / tl, 3),
             "share_of_ceiling": round(kern / tl, 3), "share_of_floor": round(fl / tl, 3),
+            "traced_ms": round(tt * 1e3, 4), "traced_vs_pytorch": round(pt / tt, 3),
+            "traced_vs_pytorch_per_round": [round(p / t, 3) for p, t in zip(timings["pytorch"][clock],
+                                                                            timings["trainlab_traced"][clock])],
             "trainlab_vs_pytorch_per_round": [round(p / t, 3) for p, t in zip(timings["pytorch"][clock],
                                                                               timings["trainlab"][clock])],
             "floor_per_round": [round(p / f, 3) for p, f in zip(timings["pytorch"][clock], timings["ops_floor"][clock])],
@@ -437,8 +444,8 @@ def main() -> None:
     print(f"{res['machine']['platform']}, torch {res['machine']['torch']}, {allocator}; batch {a.batch}; "
           f"medians of {a.repeats} interleaved round{s_}; ms per step; load average {res['load_average_start']} at the "
           f"start, {res['load_average_end']} at the end")
-    print(f"{'workload':<28} {'thr':>3} {'clock':>5} | {'PyTorch':>8} {'trainlab':>8} {'floor':>8} {'kernels':>8} "
-          f"(mm / bmm)         | {'ceiling':>7} {'floor':>6} {'tl/PT':>6} {'share':>6} | target")
+    print(f"{'workload':<28} {'thr':>3} {'clock':>5} | {'PyTorch':>8} {'trainlab':>8} {'traced':>8} {'floor':>8} "
+          f"{'kernels':>8} (mm / bmm)         | {'ceiling':>7} {'floor':>6} {'tl/PT':>6} {'tr/PT':>6} {'share':>6} | target")
     for workload, w in res["workloads"].items():
         for T, r in w["threads"].items():
             for clock in ("wall", "cpu"):
@@ -446,11 +453,12 @@ def main() -> None:
                 verdict = "reachable" if r["target_reachable"][clock] else "ABOVE the ceiling"
                 below = "" if r["target_within_floor"][clock] else ", above the floor"
                 print(f"{w['name']:<28} {T:>3} {clock:>5} | {c['pytorch_ms']:8.3f} {c['trainlab_ms']:8.3f} "
-                      f"{c['ops_floor_ms']:8.3f} {c['kernels_ms']:8.3f} ({c['kernels_mm_ms']:.3f} / "
+                      f"{c['traced_ms']:8.3f} {c['ops_floor_ms']:8.3f} {c['kernels_ms']:8.3f} ({c['kernels_mm_ms']:.3f} / "
                       f"{c['kernels_bmm_ms']:.3f}) | {c['ceiling']:6.2f}x {c['floor']:5.2f}x {c['trainlab_vs_pytorch']:5.2f}x "
-                      f"{100 * c['share_of_ceiling']:5.0f}% | {r['target']}x {verdict}{below}")
+                      f"{c['traced_vs_pytorch']:5.2f}x {100 * c['share_of_ceiling']:5.0f}% | {r['target']}x {verdict}{below}")
     print("ceiling = PyTorch step / kernels-only step (the faster layout); floor = PyTorch step / trainlab's own "
-          "kernels as a straight-line script; tl/PT = trainlab/PyTorch; share = kernels-only / trainlab step")
+          "kernels as a straight-line script; tl/PT = trainlab/PyTorch; tr/PT = trainlab with trace_step/PyTorch; "
+          "share = kernels-only / trainlab step")
 
 
 if __name__ == "__main__":

@@ -236,6 +236,7 @@ class TrainConfig(Table):
     diverge_factor: float
     diverge_evaluations: int
     cuda_graphs: bool
+    trace_step: bool
 
 
 class RunConfigFields(Table):

@@ -326,6 +326,6 @@ def build_run(cfg: RunConfig | Mapping[str, Any], *, progress: bool = False,
                       eval_batch_size=t.eval_batch_size, progress=progress,
                       callbacks=build_callbacks(c) + list(callbacks or []),
                       regularizers=build_regularizers(c.regularize), augment=augment, live=live,
-                      labels=member_labels(c), cuda_graphs=t.cuda_graphs,
+                      labels=member_labels(c), cuda_graphs=t.cuda_graphs, trace_step=t.trace_step,
                       diverge_factor=t.diverge_factor, diverge_evaluations=t.diverge_evaluations)
     return Run(c, splits, model, loss, optimizer, trainer)

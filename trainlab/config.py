@@ -282,6 +282,9 @@ SCHEMA: dict[str, Any] = {
         "cuda_graphs": Key("bool", False, doc="on a GPU, capture each training step as CUDA graphs and replay "
                            "them (static shapes; no dropout/noise layers, augmentation, L-BFGS, Lookahead or "
                            "clipping); on a CPU the same static-buffer step runs eagerly"),
+        "trace_step": Key("bool", False, doc="on a CPU, record the whole training step with torch.jit.trace and "
+                          "replay it (same kernels and bits, less Python; checked against the eager step first, "
+                          "which it falls back to); the same refusals as cuda_graphs"),
     },
 }
 

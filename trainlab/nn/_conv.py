@@ -30,14 +30,13 @@ from trainlab.errors import ConfigError
 from trainlab.init import Initializer, get_initializer
 from trainlab.nn._dropout import Dropout
 from trainlab.nn._module import Module, Parameter, check_size, draw_weight
+from trainlab.nn._traceable import convolution_backward as _conv_backward
 from trainlab.population import Population
 
 __all__ = ["Conv2d", "SpatialDropout2d", "pair", "STRATEGIES"]
 
 #: population strategies of :class:`Conv2d`
 STRATEGIES = ("auto", "loop", "grouped", "wide")
-
-_conv_backward = torch.ops.aten.convolution_backward.default
 
 
 def pair(value: Any, name: str, owner: str, *, low: int = 1) -> tuple[int, int]:
@@ -262,7 +261,7 @@ class _Loop(_Strategy):
         for m in range(W.shape[0]):
             dx_m, dw_m, db_m = _conv_backward(g[m], x[0 if shared else m], W[m],
                                               [layer.out_channels] if layer.bias is not None else None,
-                                              s, p, d, False, [0, 0], 1, mask)
+                                              s, p, d, 1, mask)
             layer.weight.grad[m].copy_(dw_m)
             if layer.bias is not None:
                 layer.bias.grad[m].copy_(db_m)
@@ -300,7 +299,7 @@ class _Stacked(_Strategy):
         s, p, d = layer._args()
         g4 = g.transpose(0, 1).reshape(N, P * out, *g.shape[3:])
         dx4, dw, db = _conv_backward(g4, x4, W.reshape(P * out, *W.shape[2:]),
-                                     [P * out] if layer.bias is not None else None, s, p, d, False, [0, 0],
+                                     [P * out] if layer.bias is not None else None, s, p, d,
                                      P if self.groups_per_member else 1,
                                      [layer.input_grad, True, layer.bias is not None])
         layer.weight.grad.view(P * out, *W.shape[2:]).copy_(dw)

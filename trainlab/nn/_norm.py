@@ -32,6 +32,7 @@ import torch
 
 from trainlab.errors import ConfigError
 from trainlab.nn._module import Module, Parameter, check_size as _check_size
+from trainlab.nn._traceable import batch_norm_backward
 from trainlab.population import Population, member_values
 
 __all__ = [
@@ -217,8 +218,8 @@ class _ReferenceBatchMode(_Mode):
 
 
 # The kernels by their direct bindings: torch.native_batch_norm is the op torch.ops.aten.native_batch_norm
-# resolves to, without the Python overload lookup of an op packet (a few microseconds per call).
-_native_batch_norm_backward = torch.ops.aten.native_batch_norm_backward.default
+# resolves to, without the Python overload lookup of an op packet (a few microseconds per call); the
+# backward through trainlab.nn._traceable (the same kernel, recordable by the JIT tracer).
 
 
 def _reshaped(t: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
@@ -289,9 +290,8 @@ class _NativeBatchMode(_Mode):
         mask = [layer.input_grad, layer.affine, layer.affine]
         if not any(mask):
             return None
-        dx, dw, db = _native_batch_norm_backward(
-            self._to_channels(layer, g), self.xc, self.w, None, None, self.save_mean, self.save_invstd, True,
-            layer.eps, mask)
+        dx, dw, db = batch_norm_backward(self._to_channels(layer, g), self.xc, self.w, self.save_mean,
+                                         self.save_invstd, layer.eps, mask)
         if layer.affine:
             dgamma, dbeta = layer._grad_views(dw.shape[0])
             dgamma.copy_(dw)

@@ -37,15 +37,49 @@ synchronize) and gradient clipping (its step count for the ``grad_norm`` records
 number, which a replay would not advance). The CPU form refuses the same, so that its tests
 test what a GPU would run.
 
-On a CPU there is nothing to capture: the same static-buffer step runs eagerly, and gives
-bit-identical results to the normal step (``tests/train_tests/test_cuda_graphs.py``), which is
-how the step's logic is tested without a GPU.
+On a CPU there is nothing to capture as a CUDA graph: the same static-buffer step runs eagerly,
+and gives bit-identical results to the normal step (``tests/train_tests/test_cuda_graphs.py``),
+which is how the step's logic is tested without a GPU.
+
+**The traced step on a CPU** (``Trainer(trace_step=True)``, ``GraphStep(trace=True)``). The CPU's
+counterpart of a CUDA graph: the whole step -- forward, loss, backward, regularizers, update -- is
+recorded once per key by ``torch.jit.trace`` and replayed by TorchScript's interpreter, which calls
+the same ATen kernels in the same order without the Python between them (the layers' code, the
+dispatcher's Python bindings). Same kernels, same arguments: the same bits. How it is kept exact:
+
+- *Every tensor the step can touch is an input of the trace*: all tensors reachable from the model,
+  the loss, the optimizer and the regularizers (parameters, gradients, buffers, optimizer state, kept
+  scratch buffers, their views). An in-place write to an input is a visible effect, so the tracer
+  keeps it; nothing is folded as a constant. Those tensors are updated in place by every replay;
+  the Python attributes that a normal step rebinds (a layer's saved activations) are left as the
+  recording left them (nothing outside the step reads them; see the last point). The batch itself
+  is the trace's first input, so a replay reads it where it is (no copy into a buffer).
+- *One graph for the whole step*, so the divergence check cannot sit between forward and update.
+  Instead, what a step reads before it writes it -- the model's and the optimizer's state, as the
+  CUDA-graph warm-up saves it -- is copied (one ``_foreach_copy_``) before each replay; if a member
+  still training comes back with a non-finite objective, the copies are put back and that batch is
+  run again by the eager step, which freezes the member before its update, exactly as
+  :meth:`Trainer.train_step`.
+- *Checked against the eager step before it is trusted*: the recording runs the step once (the
+  tracer executes it); the next step of that key runs eagerly *and* as a replay from the same
+  state, and every reachable tensor, the model's and optimizer's state dicts and the loss must be
+  equal bit for bit. If anything differs (a Python value the recording baked in, an effect the trace
+  lost), the trainer keeps the eager step for good and says why in :attr:`GraphStep.refused`.
+- Refused as for CUDA graphs (random layers, augmentation, closure optimizers, Lookahead, clipping).
+  A step during which an observer has wrapped a layer's ``forward``/``backward`` (an instance
+  attribute over the method, as the probes' capture does for its own pass) runs eagerly.
+
+TorchScript is deprecated upstream (``torch.jit.trace`` warns); the warning is silenced where the
+trace is made, and where tracing is not available the trainer falls back to the eager step with
+the reason in :attr:`GraphStep.refused`. The step's speed is measured in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+import math
+import warnings
 
 import torch
 
@@ -57,56 +91,133 @@ Trainer = Any
 __all__ = ["GraphStep", "check_capturable"]
 
 
-def check_capturable(trainer: Trainer) -> None:
-    """Raise ``ConfigError`` (one line) if this trainer's step cannot be captured as a graph."""
+def check_capturable(trainer: Trainer, option: str = "cuda_graphs") -> None:
+    """Raise ``ConfigError`` (one line) if this trainer's step cannot be captured as a graph (or traced)."""
     from trainlab.nn import DropoutFamily, NoiseFamily
 
     random_layers = sorted({type(m).__name__ for m in trainer.model.modules()
                             if isinstance(m, (DropoutFamily, NoiseFamily))})
     if random_layers:
-        raise ConfigError(f"cuda_graphs: layers that draw random numbers in training cannot be captured "
-                          f"({', '.join(random_layers)}: one generator per member); train without cuda_graphs")
+        raise ConfigError(f"{option}: layers that draw random numbers in training cannot be captured "
+                          f"({', '.join(random_layers)}: one generator per member); train without {option}")
     if trainer.augment is not None:
-        raise ConfigError("cuda_graphs: augmentation cannot be captured (random, may change shapes); "
-                          "train without cuda_graphs or without augment")
+        raise ConfigError(f"{option}: augmentation cannot be captured (random, may change shapes); "
+                          f"train without {option} or without augment")
     if getattr(trainer.optimizer, "needs_closure", False):
-        raise ConfigError(f"cuda_graphs: {type(trainer.optimizer).__name__} re-evaluates the loss in a line "
+        raise ConfigError(f"{option}: {type(trainer.optimizer).__name__} re-evaluates the loss in a line "
                           f"search and cannot be captured; use a first-order optimizer")
     from trainlab.optim import Lookahead
 
     if isinstance(trainer.optimizer, Lookahead):
-        raise ConfigError("cuda_graphs: Lookahead decides on the host at every step which members synchronize "
-                          "and cannot be captured; train without cuda_graphs or without lookahead")
+        raise ConfigError(f"{option}: Lookahead decides on the host at every step which members synchronize "
+                          f"and cannot be captured; train without {option} or without lookahead")
     if getattr(trainer.optimizer, "clip", None) is not None:
-        raise ConfigError("cuda_graphs: gradient clipping counts its steps on the host (a replayed step would not "
-                          "count) and cannot be captured; train without cuda_graphs or without clipping")
+        raise ConfigError(f"{option}: gradient clipping counts its steps on the host (a replayed step would not "
+                          f"count) and cannot be captured; train without {option} or without clipping")
+
+
+def check_traceable(trainer: Trainer) -> str | None:
+    """Why this trainer's step cannot be traced (beyond :func:`check_capturable`), or None."""
+    if not hasattr(torch, "jit") or not hasattr(torch.jit, "trace"):
+        return "this PyTorch has no torch.jit.trace"
+    return None
+
+
+def _observed(modules: list[Any]) -> bool:
+    """Whether an observer has wrapped a layer's ``forward``/``backward`` (an instance attribute over the
+    method): it would see nothing of a replay, so such a step runs eagerly."""
+    return any("forward" in vars(m) or "backward" in vars(m) for m in modules)
+
+
+def _walk(objs: list[Any]) -> list[torch.Tensor]:
+    """Every tensor reachable from ``objs`` through trainlab objects' attributes, lists, tuples and dicts
+    (each once, in a fixed order)."""
+    seen: set[int] = set()
+    out: list[torch.Tensor] = []
+    stack = list(reversed(objs))
+    while stack:
+        o = stack.pop()
+        if isinstance(o, torch.Tensor):
+            if id(o) not in seen:
+                seen.add(id(o))
+                out.append(o)
+            continue
+        if id(o) in seen:
+            continue
+        if isinstance(o, (list, tuple)):
+            seen.add(id(o))
+            stack.extend(reversed(o))
+        elif isinstance(o, dict):
+            seen.add(id(o))
+            stack.extend(reversed(list(o.values())))
+        elif type(o).__module__.startswith("trainlab.") and hasattr(o, "__dict__") and not isinstance(o, type):
+            seen.add(id(o))
+            stack.extend(reversed(list(vars(o).values())))
+    return out
+
+
+def _writable(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors an in-place kernel may write: not an expanded view (one element at several places)."""
+    return [v for v in tensors if torch._debug_has_internal_overlap(v) == 0]
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bit for bit as numbers (NaN where NaN)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.is_floating_point() or a.is_complex():
+        na, nb = torch.isnan(a), torch.isnan(b)
+        return torch.equal(na, nb) and torch.equal(a.masked_fill(na, 0), b.masked_fill(nb, 0))
+    return torch.equal(a, b)
 
 
 @dataclass
 class _Static:
-    """The buffers (and, on a GPU, the graphs) of one batch shape."""
+    """The buffers (and, on a GPU, the graphs; on a CPU with ``trace``, the traced step) of one batch shape."""
 
     x: torch.Tensor
     y: torch.Tensor
     loss: torch.Tensor | None = None
     key: tuple = ()
     graphs: list[Any] = field(default_factory=list)
+    #: the traced step, its inputs (every reachable tensor), those a step can write (no element twice in memory)
+    #: and their backup, whether the trace was checked against the eager step
+    traced: Callable[..., torch.Tensor] | None = None
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    writable: list[torch.Tensor] = field(default_factory=list)
+    state: list[torch.Tensor] = field(default_factory=list)
+    backup: list[torch.Tensor] = field(default_factory=list)
+    verified: bool = False
 
 
 class GraphStep:
     """One training step of ``trainer`` on static buffers; captured as CUDA graphs when ``capture``.
 
-    ``capture=None`` captures exactly when the model is on a CUDA device."""
+    ``capture=None`` captures exactly when the model is on a CUDA device. ``trace=True`` (CPU only) records
+    the whole step with ``torch.jit.trace`` and replays it, checked against the eager step first."""
 
-    def __init__(self, trainer: Trainer, capture: bool | None = None) -> None:
-        check_capturable(trainer)
+    def __init__(self, trainer: Trainer, capture: bool | None = None, *, trace: bool = False) -> None:
+        check_capturable(trainer, "trace_step" if trace else "cuda_graphs")
         self.trainer = trainer
-        self.capture = trainer.device.type == "cuda" if capture is None else bool(capture)
+        self.trace = bool(trace)
+        if self.trace and capture:
+            raise ConfigError("trace_step and cuda_graphs exclude each other: trace_step is for a CPU, cuda_graphs "
+                              "for a GPU")
+        if self.trace and trainer.device.type != "cpu":
+            raise ConfigError(f"trace_step runs on a CPU, the model is on {trainer.device}; on a GPU use cuda_graphs")
+        self.capture = (trainer.device.type == "cuda" if capture is None else bool(capture)) and not self.trace
         if self.capture and trainer.device.type != "cuda":
             raise ConfigError(f"cuda_graphs: capture needs a CUDA device, the model is on {trainer.device}")
         self._static: dict[tuple, _Static] = {}
-        #: number of (re)captures so far (each costs a warm-up step and two recordings)
+        self._params = trainer.model.parameters()  # the model's layers are fixed once it is built
+        self._modules = list(trainer.model.modules())
+        #: number of (re)captures so far (each costs a warm-up step and two recordings; a trace: one recording
+        #: and one check against the eager step)
         self.captures = 0
+        #: steps run by a traced replay (the others ran eagerly: recordings, checks, diverging batches)
+        self.replays = 0
+        #: why the traced step is not used (None while it is, or may be)
+        self.refused: str | None = check_traceable(trainer) if self.trace else None
 
     # ---- the two phases: the same calls, in the same order, as Trainer.train_step ---------
     def _forward(self, s: _Static) -> None:
@@ -131,8 +242,9 @@ class GraphStep:
     # ---- static buffers and graphs --------------------------------------------------------
     def _key(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple:
         t = self.trainer
+        # a parameter's tensors by identity too: a graph (or trace) reads them where they were recorded
         return (tuple(xb.shape), xb.dtype, tuple(yb.shape), yb.dtype, getattr(t.optimizer, "version", 0),
-                tuple(p.trainable for p in t.model.parameters()))
+                tuple([(p.trainable, id(p.data), id(p.grad)) for p in self._params]))
 
     def _buffers(self, xb: torch.Tensor, yb: torch.Tensor) -> _Static:
         shape_key = (tuple(xb.shape), xb.dtype, tuple(yb.shape), yb.dtype)
@@ -190,17 +302,143 @@ class GraphStep:
         return s.loss
 
     # ---- the step ---------------------------------------------------------------------------
+    # ---- the traced step (CPU) -----------------------------------------------------------------
+    def _eager(self, s: _Static) -> torch.Tensor:
+        """The step as :meth:`Trainer.train_step` runs it, on the static buffers."""
+        self._forward(s)
+        loss, s.loss = self._loss(s), None
+        self.trainer._note_divergence(loss)
+        self._update()
+        return loss
+
+    def _diverges(self, loss: torch.Tensor) -> bool:
+        """Whether a member still training has a non-finite objective (what ``_note_divergence`` would freeze).
+        A finite sum says no at once; otherwise (a frozen member's NaN, an overflowing sum) member by member."""
+        if math.isfinite(loss.sum().item()):
+            return False
+        return bool((~torch.isfinite(loss) & self.trainer.alive).any())
+
+    def _reachable(self, s: _Static) -> list[torch.Tensor]:
+        """The trace's state inputs: every tensor reachable from the model, loss, optimizer and regularizers,
+        but the batch buffers (the trace's first two inputs: a replay passes the batch itself there)."""
+        t = self.trainer
+        return [v for v in _walk([t.model, t.loss, t.optimizer, list(t.regularizers)]) if v is not s.x and v is not s.y]
+
+    def _state(self) -> list[torch.Tensor]:
+        """What a step reads before it writes: the model's and the optimizer's state (as ``_saved_state``)."""
+        t = self.trainer
+        return _writable(list(t.model.state_dict().values()) + list(t.optimizer.state_dict().values()))
+
+    def _record_trace(self, s: _Static) -> torch.Tensor:
+        """Record the whole step (the tracer runs it once, for real) and return its loss. A batch on which a
+        member diverges is undone and run again eagerly (the recording cannot freeze it before its update)."""
+        t = self.trainer
+        inputs = self._reachable(s)
+        writable = _writable(inputs)
+        before = [v.clone() for v in writable]
+        out: list[torch.Tensor] = []
+
+        def whole(x: torch.Tensor, y: torch.Tensor, *state: torch.Tensor) -> torch.Tensor:
+            self._forward(s)
+            loss, s.loss = self._loss(s), None
+            self._update()
+            out.append(loss)
+            return loss
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TorchScript's deprecation, the tracer's shape warnings
+                traced = torch.jit.trace(whole, (s.x, s.y, *inputs), check_trace=False)
+        except Exception as exc:  # noqa: BLE001 -- any failure to trace: the eager step, and the reason
+            self.refused = f"torch.jit.trace failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            if out:  # the step ran before the failure: undo it
+                torch._foreach_copy_(writable, before)
+            s.loss = None
+            return self._eager(s)
+        loss = out[0]
+        self.captures += 1
+        if self._diverges(loss):  # the recording updated a diverging member: undo, run the batch eagerly
+            torch._foreach_copy_(writable, before)
+            return self._eager(s)
+        t._note_divergence(loss)  # nothing diverged: at the first step it keeps the initial loss
+        s.traced, s.inputs, s.writable, s.verified = traced, inputs, writable, False
+        s.state = self._state()
+        s.backup = [torch.empty_like(v) for v in s.state]
+        return loss
+
+    def _verify(self, s: _Static) -> torch.Tensor:
+        """The first step after a recording: eager, and the replay from the same state; equal bit for bit,
+        or the traced step is given up. The eager step's result is kept either way."""
+        t = self.trainer
+        assert s.traced is not None
+        inputs, writable = s.inputs, s.writable
+        before = [v.clone() for v in writable]
+        loss = self._eager(s)
+        if s.key != self._key(s.x[0], s.y):  # a member froze: this recording is stale, record again next step
+            s.traced = None
+            return loss
+        after = [v.clone() for v in writable]
+        states = (t.model.state_dict(), t.optimizer.state_dict())
+        named = [{k: v.clone() for k, v in d.items()} for d in states]
+        torch._foreach_copy_(writable, before)
+        with torch.jit.optimized_execution(False):
+            replayed = s.traced(s.x, s.y, *inputs)
+        problem = None
+        if not _same(replayed, loss):
+            problem = "the loss"
+        elif not all(_same(a, b) for a, b in zip(writable, after)):
+            problem = "a tensor of the model or optimizer"
+        else:
+            for d, want in zip((t.model.state_dict(), t.optimizer.state_dict()), named):
+                bad = [k for k in want if k not in d or not _same(d[k], want[k])]
+                if bad:
+                    problem = f"state {bad[0]!r}"
+                    break
+        torch._foreach_copy_(writable, after)
+        if problem is not None:
+            self.refused = f"the traced step differs from the eager step in {problem}: trained eagerly"
+            s.traced = None
+        else:
+            s.verified = True
+        return loss
+
+    def _traced_step(self, s: _Static, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """A replay of the recorded step on the batch itself (no copy into the buffers); the recording, its check
+        and a diverging batch run eagerly on the buffers."""
+        t = self.trainer
+        if _observed(self._modules):  # an observer's wrapper sees only an eager step
+            self._load(s, xb, yb)
+            return self._eager(s)
+        key = self._key(xb, yb)
+        if s.key != key or s.traced is None or not s.verified:
+            self._load(s, xb, yb)
+            if s.key != key:
+                s.key, s.traced, s.verified = key, None, False
+                return self._record_trace(s)
+            return self._eager(s) if s.traced is None else self._verify(s)
+        torch._foreach_copy_(s.backup, s.state)
+        with torch.jit.optimized_execution(False):  # the plain interpreter: no graph optimization passes
+            loss = s.traced(xb.unsqueeze(0), yb, *s.inputs)
+        if self._diverges(loss):  # undo the replay; the eager step freezes the member before its update
+            torch._foreach_copy_(s.state, s.backup)
+            self._load(s, xb, yb)
+            return self._eager(s)
+        if t.step == 0:
+            t._note_divergence(loss)  # nothing diverged: it keeps the first step's loss
+        self.replays += 1
+        return loss
+
     def step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Train one step on ``(xb, yb)``; returns the objective per member (a new tensor)."""
         t = self.trainer
         s = self._buffers(xb, yb)
-        self._load(s, xb, yb)
-        if not self.capture:
-            self._forward(s)
-            loss, s.loss = self._loss(s), None
-            t._note_divergence(loss)
-            self._update()
+        if self.trace and self.refused is None:
+            loss = self._traced_step(s, xb, yb)
+        elif not self.capture:
+            self._load(s, xb, yb)
+            loss = self._eager(s)
         else:
+            self._load(s, xb, yb)
             key = self._key(xb, yb)
             if s.key != key:
                 self._record(s)

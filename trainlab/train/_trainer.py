@@ -114,6 +114,12 @@ class Trainer:
         update) and replayed, when the model is on a GPU (:mod:`trainlab.train._graphs`); on a CPU
         the same static-buffer step runs eagerly, with the same results as the normal step.
         Refused for layers that draw random numbers, augmentation and L-BFGS.
+    trace_step:
+        On a CPU, record the whole step once per batch shape with ``torch.jit.trace`` and replay it
+        (the same kernels without the Python between them: faster for small models, the same bits),
+        checked bit for bit against the eager step before it is used; refused as ``cuda_graphs``,
+        and falls back to the eager step (the reason in ``trainer.trace_refused``) where a trace
+        cannot be made or does not match (:mod:`trainlab.train._graphs`, docs/training.md).
     """
 
     def __init__(self, model: Sequential, loss: Loss, optimizer: Optimizer, *, epochs: int = 10,
@@ -122,7 +128,7 @@ class Trainer:
                  callbacks: Sequence[Callback] = (), regularizers: Sequence[Regularizer] = (),
                  augment: BatchTransform | None = None, live: bool = False, sinks: Sequence[Callback] = (),
                  labels: Sequence[str] | None = None, diverge_factor: float = 1000.0,
-                 diverge_evaluations: int = 2, cuda_graphs: bool = False) -> None:
+                 diverge_evaluations: int = 2, cuda_graphs: bool = False, trace_step: bool = False) -> None:
         if model.population is None:
             raise ConfigError("the model is not built: call model.build(input_shape, population) first")
         for name, v in (("epochs", epochs), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -188,10 +194,17 @@ class Trainer:
         self._above = torch.zeros(self.size, dtype=torch.int64, device=self.device)
         self._above_since = torch.zeros(self.size, dtype=torch.int64, device=self.device)
         self._graph_step = None
-        if cuda_graphs:
+        if cuda_graphs or trace_step:
             from trainlab.train._graphs import GraphStep
 
-            self._graph_step = GraphStep(self)
+            self._graph_step = GraphStep(self, capture=True if cuda_graphs and trace_step else None,
+                                         trace=trace_step)
+
+    @property
+    def trace_refused(self) -> str | None:
+        """With ``trace_step``: why the step runs eagerly (None while the traced step is used)."""
+        g = self._graph_step
+        return g.refused if g is not None and g.trace else None
 
     # ---- members ----------------------------------------------------------------------
     def stop_members(self, members: torch.Tensor) -> None:

@@ -67,14 +67,14 @@ def trainlab_step(model: nn.Sequential, opt: SGD, loss: nn.SoftmaxCrossEntropy) 
 def trainlab_traced_step(model: nn.Sequential, opt: SGD, loss: nn.SoftmaxCrossEntropy,
                          warm: list[tuple[torch.Tensor, torch.Tensor]]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """trainlab's step with ``Trainer(trace_step=True)``: ``Trainer.train_step``, its bookkeeping included, after
-    the recording and its check against the eager step have run on the two ``warm`` batches (not timed: they
-    happen once per batch shape; the benchmarks report their cost apart)."""
+    the first eager step, the recording and its check against the eager step have run on the three ``warm``
+    batches (not timed: they happen once per batch shape)."""
     from trainlab.train import Trainer
 
     tr = Trainer(model, loss, opt, batch_size=warm[0][0].shape[0], trace_step=True)
     tr.steps_per_epoch = 1  # as fit sets it: only read when a member diverges
     with torch.no_grad():
-        for xb, yb in warm[:2]:
+        for xb, yb in warm[:3]:
             tr.train_step(xb, yb)
     if tr.trace_refused is not None:
         raise RuntimeError(f"trace_step refused: {tr.trace_refused}")

@@ -189,6 +189,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="override the config's train.epochs")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--no-vmap", action="store_true", help="leave out the torch.func vmap ensemble peer")
+    ap.add_argument("--trace-step", action="store_true",
+                    help="train trainlab's runs with train.trace_step = true (the recorded step, replayed)")
     ap.add_argument("--json", action="store_true")
     add_allocator_option(ap)
     a = ap.parse_args()
@@ -200,6 +202,8 @@ def main() -> None:
     base, spec = load_search(a.config)
     if a.epochs:
         base = {**base, "train": {**base.get("train", {}), "epochs": a.epochs}}
+    if a.trace_step:
+        base = {**base, "train": {**base.get("train", {}), "trace_step": True}}
     P = a.population
     values = trial_values(spec, P)
     alone_run = build(base, values[:1])
@@ -237,7 +241,7 @@ def main() -> None:
     res = {
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                     "allocator": allocator},
-        "config": a.config, "population": P, "gflop_per_trial": round(flops / 1e9, 2),
+        "config": a.config, "population": P, "trace_step": a.trace_step, "gflop_per_trial": round(flops / 1e9, 2),
         "sgemm_2048_gflops": round(peak / 1e9, 1),
         "alone_s_per_trial": round(alone, 4), "alone_gflops": gf(alone),
         "population_s_per_trial": round(pop, 4), "population_gflops": gf(pop),
@@ -261,6 +265,8 @@ def main() -> None:
     print(f"one trial: {res['gflop_per_trial']} GFLOP in matrix products; float32 peak (2048^3 mm) "
           f"{res['sgemm_2048_gflops']} GFLOP/s on {res['machine']['threads']} thread(s)")
     print(f"medians of {a.repeats} round{s_}, each timing all of these in turn:")
+    if a.trace_step:
+        print("trainlab's runs with train.trace_step = true")
     print(f"trainlab alone:            {alone:.3f} s/trial ({res['alone_gflops']} GFLOP/s)")
     print(f"trainlab population of {P}: {pop:.3f} s/trial ({res['population_gflops']} GFLOP/s) "
           f"-> {res['ratio_trainlab']}x (per round: {', '.join(map(str, res['ratio_trainlab_per_round']))})")

@@ -364,7 +364,7 @@ def measure(workload: str, data, threads: list[int], repeats: int) -> dict[int, 
                 elif side == "trainlab":
                     wall, cpu = _run(trainlab_step(*trainlab_model(workload)), data, no_grad=True)
                 elif side == "trainlab_traced":  # Trainer(trace_step=True), recorded and checked before the clock
-                    wall, cpu = _run(trainlab_traced_step(*trainlab_model(workload), data[:2]), data, no_grad=True)
+                    wall, cpu = _run(trainlab_traced_step(*trainlab_model(workload), data[:3]), data, no_grad=True)
                 else:
                     wall, cpu = _run(kern[side], data, no_grad=True)
                 if rnd:

@@ -412,10 +412,10 @@ class GraphStep:
         key = self._key(xb, yb)
         if s.key != key or s.traced is None or not s.verified:
             self._load(s, xb, yb)
-            if s.key != key:
-                s.key, s.traced, s.verified = key, None, False
-                return self._record_trace(s)
-            return self._eager(s) if s.traced is None else self._verify(s)
+            if s.key != key:  # a new key: one eager step first, so that what the layers build at their first
+                s.key, s.traced, s.verified = key, None, False  # step exists and is an input of the recording
+                return self._eager(s)
+            return self._record_trace(s) if s.traced is None else self._verify(s)
         torch._foreach_copy_(s.backup, s.state)
         with torch.jit.optimized_execution(False):  # the plain interpreter: no graph optimization passes
             loss = s.traced(xb.unsqueeze(0), yb, *s.inputs)

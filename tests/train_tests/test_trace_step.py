@@ -45,14 +45,15 @@ def _convnet() -> nn.Sequential:
                           nn.ReLU(), nn.Linear(16, 4)])
 
 
-def _train(trace: bool, opt_cls, model=_mlp, shape=(D,), P=3, epochs=3, callbacks=(), **opt_kw
-           ) -> tuple[Trainer, dict]:
+def _train(trace: bool, opt_cls, model=_mlp, shape=(D,), P=3, epochs=3, callbacks=(), dtype=torch.float32,
+           **opt_kw) -> tuple[Trainer, dict]:
     m = model()
-    m.build(shape, Population(P, seed=2))
+    m.build(shape, Population(P, seed=2), dtype=dtype)
     opt = opt_cls(m.parameters(), **opt_kw)
     tr = Trainer(m, nn.SoftmaxCrossEntropy(), opt, epochs=epochs, batch_size=50, seed=1, trace_step=trace,
                  regularizers=[L2(1e-3)], callbacks=list(callbacks))
     x, y = _data(shape)
+    x = x.to(dtype)
     h = tr.fit((x, y), val=(x[:40], y[:40]))
     return tr, h.to_dict()
 
@@ -67,7 +68,8 @@ def _assert_same(a: Trainer, ha: dict, b: Trainer, hb: dict) -> None:
 
 @pytest.mark.parametrize("opt_cls,kw", [(Momentum, {"lr": [0.05, 0.1, 1e4]}),  # member 2 diverges
                                         (Adam, {"lr": [1e-3, 3e-3, 1e-2]}),
-                                        (SGD, {"lr": [0.1, 0.2, 0.3], "weight_decay": 1e-3})])
+                                        (SGD, {"lr": [0.1, 0.2, 0.3], "weight_decay": 1e-3}),
+                                        (SGD, {"lr": 0.1, "dtype": torch.float64})])
 def test_traced_step_equals_the_normal_step_bit_for_bit(opt_cls, kw) -> None:
     a, ha = _train(False, opt_cls, epochs=6, callbacks=[_HalveLR()], **kw)
     b, hb = _train(True, opt_cls, epochs=6, callbacks=[_HalveLR()], **kw)

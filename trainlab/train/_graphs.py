@@ -12,7 +12,10 @@ Between the two the host reads the loss (one synchronization, as the eager step 
 for diverged members exactly as :meth:`Trainer.train_step`: a member whose loss is not finite is
 frozen *before* the update. Freezing a member changes the optimizer's Python branches (its inactive
 list), so the graphs of that batch shape are recaptured and the forward graph is replayed again
-(the model is deterministic, see below, so it gives the same loss).
+(the model is deterministic, see below, so it gives the same loss). The forward also updates the
+model's buffers (BatchNorm's running averages), so they are copied before each forward replay and
+put back before the second one: they are updated once, as in the eager step. (Written without a GPU
+to run it on: the CPU tests cannot reach this branch.)
 
 Static buffers: the batch is copied into one input and one target buffer per batch shape (the last
 batch of an epoch may have its own shape and graphs). The data should already be on the device
@@ -180,8 +183,9 @@ class _Static:
     loss: torch.Tensor | None = None
     key: tuple = ()
     graphs: list[Any] = field(default_factory=list)
-    #: the traced step, its inputs (every reachable tensor), those a step can write (no element twice in memory)
-    #: and their backup, whether the trace was checked against the eager step
+    #: the traced step, its inputs (every reachable tensor), those a step can write (no element twice in memory),
+    #: the state a step reads before writing and its backup (for CUDA graphs: the model's buffers'), whether the
+    #: trace was checked against the eager step
     traced: Callable[..., torch.Tensor] | None = None
     inputs: list[torch.Tensor] = field(default_factory=list)
     writable: list[torch.Tensor] = field(default_factory=list)
@@ -443,9 +447,18 @@ class GraphStep:
             if s.key != key:
                 self._record(s)
                 s.key = key
+            # the forward writes the model's buffers (BatchNorm's running averages): kept, so that a forward
+            # replayed again after a divergence updates them once, as the eager step does
+            buffers = _writable(list(t.model.buffers().values()))
+            if buffers:
+                if len(s.backup) != len(buffers):
+                    s.backup = [torch.empty_like(v) for v in buffers]
+                torch._foreach_copy_(s.backup, buffers)  # one multi-tensor copy
             s.graphs[0].replay()
             loss = self._loss(s).clone()
             if t._note_divergence(loss):  # a member froze: its update must not run, recapture
+                if buffers:
+                    torch._foreach_copy_(buffers, s.backup)
                 self._record(s)
                 s.key = self._key(xb, yb)
                 s.graphs[0].replay()

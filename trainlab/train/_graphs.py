@@ -45,36 +45,40 @@ and gives bit-identical results to the normal step (``tests/train_tests/test_cud
 which is how the step's logic is tested without a GPU.
 
 **The traced step on a CPU** (``Trainer(trace_step=True)``, ``GraphStep(trace=True)``). The CPU's
-counterpart of a CUDA graph: the whole step -- forward, loss, backward, regularizers, update -- is
-recorded once per key by ``torch.jit.trace`` and replayed by TorchScript's interpreter, which calls
-the same ATen kernels in the same order without the Python between them (the layers' code, the
-dispatcher's Python bindings). Same kernels, same arguments: the same bits. How it is kept exact:
+counterpart of CUDA graphs: the step is recorded by ``torch.jit.trace`` as the same two phases --
+forward and loss; backward, regularizers and update -- and replayed by TorchScript's interpreter,
+which calls the same ATen kernels in the same order without the Python between them (the layers'
+code, the dispatcher's Python bindings). Same kernels, same arguments: the same bits. How it is kept
+exact:
 
-- *Every tensor the step can touch is an input of the trace*: all tensors reachable from the model,
-  the loss, the optimizer and the regularizers (parameters, gradients, buffers, optimizer state, kept
-  scratch buffers, their views). An in-place write to an input is a visible effect, so the tracer
-  keeps it; nothing is folded as a constant. Those tensors are updated in place by every replay;
-  the Python attributes that a normal step rebinds (a layer's saved activations) are left as the
-  recording left them (nothing outside the step reads them; see the last point). The batch itself
-  is the trace's first input, so a replay reads it where it is (no copy into a buffer).
-- *One graph for the whole step*, so the divergence check cannot sit between forward and update.
-  Instead, what a step reads before it writes it -- the model's and the optimizer's state, as the
-  CUDA-graph warm-up saves it -- is copied (one ``_foreach_copy_``) before each replay; if a member
-  still training comes back with a non-finite objective, the copies are put back and that batch is
-  run again by the eager step, which freezes the member before its update, exactly as
-  :meth:`Trainer.train_step`.
-- *Checked against the eager step before it is trusted*: the recording runs the step once (the
-  tracer executes it); the next step of that key runs eagerly *and* as a replay from the same
-  state, and every reachable tensor, the model's and optimizer's state dicts and the loss must be
-  equal bit for bit. If anything differs (a Python value the recording baked in, an effect the trace
-  lost), the trainer keeps the eager step for good and says why in :attr:`GraphStep.refused`.
+- *Every tensor the step can touch is an input*: all tensors reachable from the model, the loss, the
+  optimizer and the regularizers (parameters, gradients, buffers, optimizer state, kept scratch
+  buffers, their views), and the batch. An in-place write to an input is a visible effect, so the
+  tracer keeps it, and nothing is folded in as a constant. The forward phase returns, besides the
+  loss, every tensor it made that the layers keep (found by walking the same objects after it: the
+  activations and statistics the backward reads); the update phase takes them as inputs. Python
+  attributes are left as the recording left them (a replay updates tensors, not attributes; nothing
+  outside the step reads a layer's saved activations).
+- *The first step of a key runs eagerly*, so that what layers build once (kept transposes, scratch
+  buffers, the loss's constant tensors) exists before the recording and is an input, not work
+  redone in every replay.
+- *Divergence as in the eager step*: between the two phases the loss is checked; if a member still
+  training has a non-finite objective, what the forward wrote in place (the model's buffers:
+  BatchNorm's running averages; copied before each forward replay) is put back and the batch runs
+  again eagerly, which freezes the member before its update.
+- *Checked against the eager step before it is trusted*: the step after a recording runs eagerly
+  *and* as a replay from the same state, the replay on a copy of the batch while the static buffers
+  hold NaN; the loss, every reachable tensor and the model's and optimizer's state dicts must be
+  equal bit for bit. If anything differs (a Python value the recording baked in, a tensor it read as
+  a constant, an effect it lost), the trainer keeps the eager step for good and says why in
+  :attr:`GraphStep.refused` (``trainer.trace_refused``).
 - Refused as for CUDA graphs (random layers, augmentation, closure optimizers, Lookahead, clipping).
   A step during which an observer has wrapped a layer's ``forward``/``backward`` (an instance
   attribute over the method, as the probes' capture does for its own pass) runs eagerly.
 
 TorchScript is deprecated upstream (``torch.jit.trace`` warns); the warning is silenced where the
-trace is made, and where tracing is not available the trainer falls back to the eager step with
-the reason in :attr:`GraphStep.refused`. The step's speed is measured in docs/benchmarks.md.
+recording is made, and where tracing is not available or fails the trainer falls back to the eager
+step with the reason in :attr:`GraphStep.refused`. Speed: docs/benchmarks.md, *Sixth pass*.
 """
 
 from __future__ import annotations
@@ -183,10 +187,10 @@ class _Static:
     loss: torch.Tensor | None = None
     key: tuple = ()
     graphs: list[Any] = field(default_factory=list)
-    #: the traced step, its inputs (every reachable tensor), those a step can write (no element twice in memory),
-    #: the state a step reads before writing and its backup (for CUDA graphs: the model's buffers'), whether the
-    #: trace was checked against the eager step
-    traced: Callable[..., torch.Tensor] | None = None
+    #: the traced forward and update, their state inputs (every reachable tensor), those a step can write (no
+    #: element twice in memory), what the forward writes in place and its backup (for CUDA graphs: the model's
+    #: buffers'), whether the recording was checked against the eager step
+    traced: tuple[Callable[..., Any], Callable[..., Any]] | None = None
     inputs: list[torch.Tensor] = field(default_factory=list)
     writable: list[torch.Tensor] = field(default_factory=list)
     state: list[torch.Tensor] = field(default_factory=list)
@@ -333,42 +337,62 @@ class GraphStep:
         t = self.trainer
         return _writable(list(t.model.state_dict().values()) + list(t.optimizer.state_dict().values()))
 
+    def _undo(self, s: _Static, writable: list[torch.Tensor], before: list[torch.Tensor]) -> torch.Tensor:
+        """Put the tensors back as they were before a recording, and run the batch eagerly."""
+        torch._foreach_copy_(writable, before)
+        s.loss = None
+        return self._eager(s)
+
     def _record_trace(self, s: _Static) -> torch.Tensor:
-        """Record the whole step (the tracer runs it once, for real) and return its loss. A batch on which a
-        member diverges is undone and run again eagerly (the recording cannot freeze it before its update)."""
+        """Record the step as two traces (the tracer runs each once, for real) and return its loss: the forward,
+        which returns the loss and every tensor it made that the layers keep (what the backward reads), and the
+        update (backward, regularizers, optimizer), which takes those. Between them the loss is checked as in
+        :meth:`Trainer.train_step`; a batch on which a member diverges is undone and run again eagerly."""
         t = self.trainer
         inputs = self._reachable(s)
+        known = {id(v) for v in inputs}
         writable = _writable(inputs)
         before = [v.clone() for v in writable]
-        out: list[torch.Tensor] = []
+        made: list[list[torch.Tensor]] = []
 
-        def whole(x: torch.Tensor, y: torch.Tensor, *state: torch.Tensor) -> torch.Tensor:
+        def forward(x: torch.Tensor, y: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
             self._forward(s)
             loss, s.loss = self._loss(s), None
-            self._update()
-            out.append(loss)
+            made.append([loss] + [v for v in self._reachable(s) if id(v) not in known])
+            return tuple(made[0])
+
+        def update(loss: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *state_and_made: torch.Tensor) -> torch.Tensor:
+            self._update()  # a layer may keep the batch itself: x and y are inputs here too
             return loss
 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # TorchScript's deprecation, the tracer's shape warnings
-                traced = torch.jit.trace(whole, (s.x, s.y, *inputs), check_trace=False)
+                fwd = torch.jit.trace(forward, (s.x, s.y, *inputs), check_trace=False)
+                loss, kept = made[0][0], made[0][1:]
+                if self._diverges(loss):  # the eager step's path: freeze before the update
+                    return self._undo(s, writable, before)
+                t._note_divergence(loss)  # nothing diverged: at the first step it keeps the initial loss
+                # what the forward wrote in place (BatchNorm's running averages; the model's buffers in any case)
+                buffers = {id(v) for v in t.model.buffers().values()}
+                written = [v for v, b in zip(writable, before) if id(v) in buffers or not _same(v, b)]
+                upd = torch.jit.trace(update, (loss, s.x, s.y, *inputs, *kept), check_trace=False)
         except Exception as exc:  # noqa: BLE001 -- any failure to trace: the eager step, and the reason
             self.refused = f"torch.jit.trace failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-            if out:  # the step ran before the failure: undo it
-                torch._foreach_copy_(writable, before)
-            s.loss = None
-            return self._eager(s)
-        loss = out[0]
+            return self._undo(s, writable, before)
         self.captures += 1
-        if self._diverges(loss):  # the recording updated a diverging member: undo, run the batch eagerly
-            torch._foreach_copy_(writable, before)
-            return self._eager(s)
-        t._note_divergence(loss)  # nothing diverged: at the first step it keeps the initial loss
-        s.traced, s.inputs, s.writable, s.verified = traced, inputs, writable, False
-        s.state = self._state()
+        s.traced, s.inputs, s.writable, s.verified = (fwd, upd), inputs, writable, False
+        # kept before each replay and put back if a member diverges, so that the eager rerun writes it once
+        s.state = written
         s.backup = [torch.empty_like(v) for v in s.state]
         return loss
+
+    @staticmethod
+    def _replay(s: _Static, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The recorded forward: the loss and the tensors the update takes."""
+        assert s.traced is not None
+        out = s.traced[0](x, y, *s.inputs)
+        return out[0], out[1:]
 
     def _verify(self, s: _Static) -> torch.Tensor:
         """The first step after a recording: eager, and the replay from the same state; equal bit for bit,
@@ -385,8 +409,16 @@ class GraphStep:
         states = (t.model.state_dict(), t.optimizer.state_dict())
         named = [{k: v.clone() for k, v in d.items()} for d in states]
         torch._foreach_copy_(writable, before)
+        # the replay reads a copy of the batch while the buffers hold NaN: a recording that kept reading the
+        # buffers (not its inputs) cannot pass
+        x, y = s.x.clone(), s.y.clone()
+        s.x.fill_(math.nan) if s.x.is_floating_point() else s.x.fill_(-1)
+        s.y.fill_(-1) if not s.y.is_floating_point() else s.y.fill_(math.nan)
         with torch.jit.optimized_execution(False):
-            replayed = s.traced(s.x, s.y, *inputs)
+            replayed, kept = self._replay(s, x, y)
+            s.traced[1](replayed, x, y, *inputs, *kept)
+        s.x.copy_(x)
+        s.y.copy_(y)
         problem = None
         if not _same(replayed, loss):
             problem = "the loss"
@@ -407,8 +439,8 @@ class GraphStep:
         return loss
 
     def _traced_step(self, s: _Static, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        """A replay of the recorded step on the batch itself (no copy into the buffers); the recording, its check
-        and a diverging batch run eagerly on the buffers."""
+        """A replay of the recorded step on the batch itself (no copy into the buffers); the first step of a key,
+        the recording, its check and a diverging batch run eagerly on the buffers."""
         t = self.trainer
         if _observed(self._modules):  # an observer's wrapper sees only an eager step
             self._load(s, xb, yb)
@@ -420,15 +452,19 @@ class GraphStep:
                 s.key, s.traced, s.verified = key, None, False  # step exists and is an input of the recording
                 return self._eager(s)
             return self._record_trace(s) if s.traced is None else self._verify(s)
-        torch._foreach_copy_(s.backup, s.state)
+        if s.state:
+            torch._foreach_copy_(s.backup, s.state)
+        x = xb.unsqueeze(0)
         with torch.jit.optimized_execution(False):  # the plain interpreter: no graph optimization passes
-            loss = s.traced(xb.unsqueeze(0), yb, *s.inputs)
-        if self._diverges(loss):  # undo the replay; the eager step freezes the member before its update
-            torch._foreach_copy_(s.state, s.backup)
-            self._load(s, xb, yb)
-            return self._eager(s)
-        if t.step == 0:
-            t._note_divergence(loss)  # nothing diverged: it keeps the first step's loss
+            loss, kept = self._replay(s, x, yb)
+            if self._diverges(loss):  # as the eager step: the forward again, the member frozen, the update
+                if s.state:
+                    torch._foreach_copy_(s.state, s.backup)
+                self._load(s, xb, yb)
+                return self._eager(s)
+            if t.step == 0:
+                t._note_divergence(loss)  # nothing diverged: it keeps the first step's loss
+            s.traced[1](loss, x, yb, *s.inputs, *kept)
         self.replays += 1
         return loss
 

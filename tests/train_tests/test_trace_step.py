@@ -153,6 +153,33 @@ def test_a_recording_that_differs_from_the_eager_step_is_given_up() -> None:
     _assert_same(a, ha, b, hb)
 
 
+class _Square(nn.Module):
+    """A user's own layer (defined outside trainlab): keeps its input for the backward, as layers do."""
+
+    fresh_output = False
+
+    def forward(self, x, *, training):
+        self._x = x
+        return x * x
+
+    def backward(self, g):
+        return 2.0 * self._x * g
+
+
+def test_a_users_own_layer_is_recorded_with_what_it_keeps() -> None:
+    def run(trace: bool) -> tuple[Trainer, dict]:
+        m = nn.Sequential([nn.Linear(D, 8), _Square(), nn.Linear(8, 4)])
+        m.build((D,), Population(2, seed=0))
+        tr = Trainer(m, nn.SoftmaxCrossEntropy(), SGD(m.parameters(), lr=0.05), epochs=4, batch_size=50,
+                     trace_step=trace)
+        return tr, tr.fit(_data()).to_dict()
+
+    a, ha = run(False)
+    b, hb = run(True)
+    assert b.trace_refused is None and b._graph_step.replays >= 4
+    _assert_same(a, ha, b, hb)
+
+
 def test_a_failing_trace_falls_back_to_the_eager_step(monkeypatch) -> None:
     def broken(*args, **kwargs):
         raise RuntimeError("no tracer here")

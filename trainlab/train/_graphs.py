@@ -157,7 +157,8 @@ def _walk(objs: list[Any]) -> list[torch.Tensor]:
         elif isinstance(o, dict):
             seen.add(id(o))
             stack.extend(reversed(list(o.values())))
-        elif type(o).__module__.startswith("trainlab.") and hasattr(o, "__dict__") and not isinstance(o, type):
+        elif (hasattr(o, "__dict__") and not isinstance(o, type)
+              and any(c.__module__.startswith("trainlab.") for c in type(o).__mro__)):  # a user's layer too
             seen.add(id(o))
             stack.extend(reversed(list(vars(o).values())))
     return out
@@ -219,8 +220,8 @@ class GraphStep:
         self._static: dict[tuple, _Static] = {}
         self._params = trainer.model.parameters()  # the model's layers are fixed once it is built
         self._modules = list(trainer.model.modules())
-        #: number of (re)captures so far (each costs a warm-up step and two recordings; a trace: one recording
-        #: and one check against the eager step)
+        #: number of (re)captures so far (each costs a warm-up step and two recordings; traced: an eager step,
+        #: the two recordings and a check against the eager step)
         self.captures = 0
         #: steps run by a traced replay (the others ran eagerly: recordings, checks, diverging batches)
         self.replays = 0
@@ -309,7 +310,6 @@ class GraphStep:
         assert s.loss is not None, "GraphStep: the forward phase has not run"
         return s.loss
 
-    # ---- the step ---------------------------------------------------------------------------
     # ---- the traced step (CPU) -----------------------------------------------------------------
     def _eager(self, s: _Static) -> torch.Tensor:
         """The step as :meth:`Trainer.train_step` runs it, on the static buffers."""
@@ -332,16 +332,17 @@ class GraphStep:
         t = self.trainer
         return [v for v in _walk([t.model, t.loss, t.optimizer, list(t.regularizers)]) if v is not s.x and v is not s.y]
 
-    def _state(self) -> list[torch.Tensor]:
-        """What a step reads before it writes: the model's and the optimizer's state (as ``_saved_state``)."""
-        t = self.trainer
-        return _writable(list(t.model.state_dict().values()) + list(t.optimizer.state_dict().values()))
-
     def _undo(self, s: _Static, writable: list[torch.Tensor], before: list[torch.Tensor]) -> torch.Tensor:
         """Put the tensors back as they were before a recording, and run the batch eagerly."""
         torch._foreach_copy_(writable, before)
         s.loss = None
         return self._eager(s)
+
+    def _give_up(self, s: _Static, exc: Exception, writable: list[torch.Tensor],
+                 before: list[torch.Tensor]) -> torch.Tensor:
+        """A recording failed: the eager step from now on, with the reason; this batch runs eagerly."""
+        self.refused = f"torch.jit.trace failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        return self._undo(s, writable, before)
 
     def _record_trace(self, s: _Static) -> torch.Tensor:
         """Record the step as two traces (the tracer runs each once, for real) and return its loss: the forward,
@@ -365,21 +366,26 @@ class GraphStep:
             self._update()  # a layer may keep the batch itself: x and y are inputs here too
             return loss
 
-        try:
+        def trace(fn: Callable[..., Any], args: tuple[torch.Tensor, ...]) -> Any:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # TorchScript's deprecation, the tracer's shape warnings
-                fwd = torch.jit.trace(forward, (s.x, s.y, *inputs), check_trace=False)
-                loss, kept = made[0][0], made[0][1:]
-                if self._diverges(loss):  # the eager step's path: freeze before the update
-                    return self._undo(s, writable, before)
-                t._note_divergence(loss)  # nothing diverged: at the first step it keeps the initial loss
-                # what the forward wrote in place (BatchNorm's running averages; the model's buffers in any case)
-                buffers = {id(v) for v in t.model.buffers().values()}
-                written = [v for v, b in zip(writable, before) if id(v) in buffers or not _same(v, b)]
-                upd = torch.jit.trace(update, (loss, s.x, s.y, *inputs, *kept), check_trace=False)
+                return torch.jit.trace(fn, args, check_trace=False)
+
+        try:
+            fwd = trace(forward, (s.x, s.y, *inputs))
         except Exception as exc:  # noqa: BLE001 -- any failure to trace: the eager step, and the reason
-            self.refused = f"torch.jit.trace failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            return self._give_up(s, exc, writable, before)
+        loss, kept = made[0][0], made[0][1:]
+        if self._diverges(loss):  # the eager step's path: freeze before the update
             return self._undo(s, writable, before)
+        t._note_divergence(loss)  # nothing diverged: at the first step it keeps the initial loss
+        # what the forward wrote in place (BatchNorm's running averages; the model's buffers in any case)
+        buffers = {id(v) for v in t.model.buffers().values()}
+        written = [v for v, b in zip(writable, before) if id(v) in buffers or not _same(v, b)]
+        try:
+            upd = trace(update, (loss, s.x, s.y, *inputs, *kept))
+        except Exception as exc:  # noqa: BLE001
+            return self._give_up(s, exc, writable, before)
         self.captures += 1
         s.traced, s.inputs, s.writable, s.verified = (fwd, upd), inputs, writable, False
         # kept before each replay and put back if a member diverges, so that the eager rerun writes it once
@@ -412,8 +418,8 @@ class GraphStep:
         # the replay reads a copy of the batch while the buffers hold NaN: a recording that kept reading the
         # buffers (not its inputs) cannot pass
         x, y = s.x.clone(), s.y.clone()
-        s.x.fill_(math.nan) if s.x.is_floating_point() else s.x.fill_(-1)
-        s.y.fill_(-1) if not s.y.is_floating_point() else s.y.fill_(math.nan)
+        for buf in (s.x, s.y):
+            buf.fill_(math.nan if buf.is_floating_point() else -1)
         with torch.jit.optimized_execution(False):
             replayed, kept = self._replay(s, x, y)
             s.traced[1](replayed, x, y, *inputs, *kept)
@@ -468,6 +474,7 @@ class GraphStep:
         self.replays += 1
         return loss
 
+    # ---- the step ---------------------------------------------------------------------------
     def step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Train one step on ``(xb, yb)``; returns the objective per member (a new tensor)."""
         t = self.trainer

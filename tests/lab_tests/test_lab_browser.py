@@ -153,8 +153,13 @@ def test_lab_in_a_real_browser(server):
         d.find_element(By.ID, "start").click()
         WebDriverWait(d, 180, poll_frequency=0.3).until(
             lambda _: len(d.find_elements(By.CSS_SELECTOR, "#checks .check")) >= 2)
-        # 7. no console errors anywhere on the way
-        errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
+        # 7. no console errors anywhere on the way. Chromium also logs every 4xx response as SEVERE: the live
+        # preview's POST /api/compose answers 400 (with the one-line message the page shows) when it fires while
+        # the form holds the invalid rate typed in step 2 -- it does when the machine is slow enough that its
+        # 250 ms debounce ends before the correction is typed. That answer is the API working, not an error.
+        expected = "/api/compose - Failed to load resource: the server responded with a status of 400"
+        errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"
+                  and not (e.get("source") == "network" and expected in e["message"])]
         assert not errors, errors
     finally:
         d.quit()

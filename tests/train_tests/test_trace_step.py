@@ -138,16 +138,18 @@ class _Counting(nn.Module):
         return g * (1.0 + 0.1 * self.count)
 
 
-def test_a_recording_that_differs_from_the_eager_step_is_given_up() -> None:
-    def run(trace: bool) -> tuple[Trainer, dict]:
-        m = nn.Sequential([nn.Linear(D, 8), _Counting(), nn.ReLU(), nn.Linear(8, 4)])
-        m.build((D,), Population(1, seed=0))
-        tr = Trainer(m, nn.SoftmaxCrossEntropy(), SGD(m.parameters(), lr=0.1), epochs=2, batch_size=50,
-                     trace_step=trace)
-        return tr, tr.fit(_data()).to_dict()
+def _fit_layers(trace: bool, layers: list, P: int, lr: float, epochs: int) -> tuple[Trainer, dict]:
+    """Train ``Sequential(layers)`` with SGD on the test data, with or without ``trace_step``."""
+    m = nn.Sequential(layers)
+    m.build((D,), Population(P, seed=0))
+    tr = Trainer(m, nn.SoftmaxCrossEntropy(), SGD(m.parameters(), lr=lr), epochs=epochs, batch_size=50,
+                 trace_step=trace)
+    return tr, tr.fit(_data()).to_dict()
 
-    a, ha = run(False)
-    b, hb = run(True)
+
+def test_a_recording_that_differs_from_the_eager_step_is_given_up() -> None:
+    (a, ha), (b, hb) = (_fit_layers(trace, [nn.Linear(D, 8), _Counting(), nn.ReLU(), nn.Linear(8, 4)], 1, 0.1, 2)
+                        for trace in (False, True))
     assert b.trace_refused is not None and "differs from the eager step" in b.trace_refused
     assert b._graph_step.replays == 0
     _assert_same(a, ha, b, hb)
@@ -167,15 +169,8 @@ class _Square(nn.Module):
 
 
 def test_a_users_own_layer_is_recorded_with_what_it_keeps() -> None:
-    def run(trace: bool) -> tuple[Trainer, dict]:
-        m = nn.Sequential([nn.Linear(D, 8), _Square(), nn.Linear(8, 4)])
-        m.build((D,), Population(2, seed=0))
-        tr = Trainer(m, nn.SoftmaxCrossEntropy(), SGD(m.parameters(), lr=0.05), epochs=4, batch_size=50,
-                     trace_step=trace)
-        return tr, tr.fit(_data()).to_dict()
-
-    a, ha = run(False)
-    b, hb = run(True)
+    (a, ha), (b, hb) = (_fit_layers(trace, [nn.Linear(D, 8), _Square(), nn.Linear(8, 4)], 2, 0.05, 4)
+                        for trace in (False, True))
     assert b.trace_refused is None and b._graph_step.replays >= 4
     _assert_same(a, ha, b, hb)
 

@@ -120,6 +120,48 @@ def test_a_replay_diverging_runs_the_batch_again_eagerly() -> None:
         assert torch.equal(v, b.model.state_dict()[k]), k
 
 
+
+def test_the_recording_holds_the_kernels_and_no_size_arithmetic() -> None:
+    """While tracing, sizes are 0-dim tensors: a layer keeping ``x.shape[0] == 1 and P > 1`` kept a comparison
+    kernel in every replay (and one more output of the recording). The MLP's recorded forward is its kernels."""
+    m = nn.Sequential([nn.Linear(D, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)])
+    m.build((D,), Population(3, seed=0))
+    tr = Trainer(m, nn.SoftmaxCrossEntropy(), SGD(m.parameters(), lr=0.1), batch_size=50, trace_step=True)
+    tr.steps_per_epoch = 1
+    x, y = _data(n=50)
+    with torch.no_grad():
+        for _ in range(4):
+            tr.train_step(x, y)
+    (s,) = tr._graph_step._static.values()
+    assert s.traced is not None and s.verified
+    fwd = [n.kind() for n in s.traced[0].graph.nodes()]
+    assert not any(k in ("aten::gt", "aten::eq", "aten::ne", "aten::lt") for k in fwd), fwd
+    kernels = sorted(k for k in fwd if k.startswith("aten::"))
+    # (the two expands: the batch and its labels, shared by the 3 members)
+    assert kernels == sorted(["aten::baddbmm"] * 3 + ["aten::relu_"] * 2 + ["aten::expand"] * 2
+                             + ["aten::logsumexp", "aten::sub", "aten::view", "aten::gather", "aten::mean",
+                                "aten::neg_"]), kernels
+    # what the forward hands to the update: the loss and tensors, no 0-dim sizes or flags
+    outs = list(s.traced[0].graph.outputs())[0].node().inputs()
+    assert all(o.type().dim() != 0 for o in outs)
+
+
+def test_sizes_are_constants_of_the_recording() -> None:
+    """BatchNorm computes its channel layout's views from sizes: read, boxed into 0-dim tensors and unboxed
+    again in every replay unless the recording folds them (its key fixes every shape); the layer's kept
+    ``x.shape`` is not handed from the forward to the update. Still bit for bit the eager step."""
+    a, ha = _train(False, SGD, epochs=4, lr=0.1)
+    b, hb = _train(True, SGD, epochs=4, lr=0.1)
+    assert b.trace_refused is None and b._graph_step.replays >= 2
+    _assert_same(a, ha, b, hb)
+    for s in b._graph_step._static.values():
+        if s.traced is None:
+            continue
+        for fn in s.traced:
+            kinds = {n.kind() for n in fn.graph.nodes()}
+            assert not kinds & {"aten::size", "prim::NumToTensor", "aten::Int"}, kinds
+            assert "aten::native_batch_norm" in kinds or "aten::bmm" in kinds
+
 class _Counting(nn.Module):
     """Multiplies by a Python counter that grows every training step: a recording bakes the count in."""
 

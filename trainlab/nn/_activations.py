@@ -118,7 +118,7 @@ class _WithMemberParam(_Elementwise):
 
     def _note_input(self, x: torch.Tensor) -> None:
         # A shared (1, N, ...) input broadcasts against the (P,) hyperparameter to (P, N, ...).
-        self._shared = x.shape[0] == 1 and self._p.shape[0] > 1
+        self._shared = bool(x.shape[0] == 1 and self._p.shape[0] > 1)
 
     def _input_grad(self, dx: torch.Tensor) -> torch.Tensor:
         # ... so, as for Linear, the shared input receives the sum of the members' gradients.

@@ -74,7 +74,7 @@ class AlphaDropout(DropoutFamily, Module):
             self._mult = None
             self._shared = False
             return x
-        self._shared = x.shape[0] == 1 and P > 1
+        self._shared = bool(x.shape[0] == 1 and P > 1)
         keep = self._keep_mask(self.population, tuple(x.shape[1:]), self.rate, device=x.device, dtype=x.dtype)
         a = member_view(self.a, keep.ndim)
         b = member_view(self.b, keep.ndim)

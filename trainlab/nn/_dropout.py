@@ -194,7 +194,7 @@ class Dropout(DropoutFamily, Module):
 
     def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         P = self.population.size
-        self._shared = x.shape[0] == 1 and P > 1
+        self._shared = bool(x.shape[0] == 1 and P > 1)
         if self._sampling(training):
             keep = self._keep_mask(self.population, self._mask_shape(x), self.rate, device=x.device, dtype=x.dtype)
             if self._train_scale is not None:

@@ -131,7 +131,7 @@ class PReLU(Module):
         return a.reshape(a.shape[0], 1, a.shape[1], *([1] * self._tail))
 
     def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
-        self._shared = x.shape[0] == 1 and self.weight.data.shape[0] > 1
+        self._shared = bool(x.shape[0] == 1 and self.weight.data.shape[0] > 1)
         self._x = x
         self._pos = x > 0
         return torch.where(self._pos, x, x * self._a())

@@ -105,7 +105,9 @@ class Linear(Module):
         # (an expand to the shape x already has would be one more dispatcher call per layer and step)
         xb = x if x.shape[0] == P else x.expand(P, *x.shape[1:])
         self._x = xb
-        self._shared = x.shape[0] == 1 and P > 1
+        # bool(): while trace_step records, sizes are 0-dim tensors, and a comparison kept on the layer would
+        # be a kernel of every replay and one more output of the recording (the same for the other layers)
+        self._shared = bool(x.shape[0] == 1 and P > 1)
         w = self._w = self._effective_weight(training)
         if self.bias is None:
             return torch.bmm(xb, w)

@@ -91,7 +91,7 @@ class SoftmaxCrossEntropy(Loss):
         # experiment's chaotic momentum runs ended at other losses (docs/benchmarks.md, issue 20).
         lse = torch.logsumexp(z, dim=2, keepdim=True)
         logp = self._logp = z - lse  # backward's softmax is exp(logp), made there (evaluation never needs it)
-        self._n = N
+        self._n = int(N)  # a plain number while trace_step records, not a traced size (see Linear.forward)
         if self._w is not None:
             return self._weighted_forward(logp, target, self._w)
         if target.dtype in (torch.int64, torch.int32, torch.uint8, torch.int16):

@@ -106,7 +106,7 @@ class GaussianNoise(NoiseFamily, Module):
             self._last_eps = None
             self._shared = False  # the output is x itself
             return x
-        self._shared = x.shape[0] == 1 and self.population.size > 1
+        self._shared = bool(x.shape[0] == 1 and self.population.size > 1)
         eps = self._eps(self.population, tuple(x.shape[1:]), device=x.device, dtype=x.dtype)
         return torch.addcmul(x, member_view(self.sigma, eps.ndim), eps)
 

@@ -557,7 +557,7 @@ class BatchNorm(_Normalization):
             raise ConfigError(f"BatchNorm(num_features={self.num_features}) expects inputs {self._shape_text()}, "
                               f"got {tuple(x.shape)}")
         P = self.population_size
-        self._shared = x.shape[0] == 1 and P > 1
+        self._shared = bool(x.shape[0] == 1 and P > 1)
         if training and not self.freeze_stats:
             m = self._batch_stats_input(x)
             mode: _Mode = (_ReferenceBatchMode() if self.reference or self._shared or x.dtype not in _NATIVE_DTYPES

@@ -307,7 +307,7 @@ class StochasticPool2d(Module):
         Ho, Wo = self._out_hw
         sampling = training or self.mc
         # A shared input sampled in training: every member draws its own positions from it.
-        self._shared = sampling and x.shape[0] != P
+        self._shared = bool(sampling and x.shape[0] != P)
         if self._shared:
             x = x.expand(P, *x.shape[1:])
         Q, N, C = x.shape[:3]

@@ -132,7 +132,7 @@ class Residual(Container):
 
     # ---- forward / backward -------------------------------------------------------------
     def forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
-        self._shared = x.shape[0] == 1 and self.population_size > 1
+        self._shared = bool(x.shape[0] == 1 and self.population_size > 1)
         y = self.block.forward(x, training=training)
         s = x if self.shortcut is None else self.shortcut.forward(x, training=training)
         return y + s  # a shared input (1, N, ...) broadcasts to every member

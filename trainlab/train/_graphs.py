@@ -138,7 +138,9 @@ def _observed(modules: list[Any]) -> bool:
 
 def _walk(objs: list[Any]) -> list[torch.Tensor]:
     """Every tensor reachable from ``objs`` through trainlab objects' attributes, lists, tuples and dicts
-    (each once, in a fixed order)."""
+    (each once, in a fixed order). A ``torch.Size`` is not entered: while tracing its entries are 0-dim
+    tensors, but they are sizes, fixed for a recording's key, and the update's recording may take them as the
+    constants they are (passed from the forward they would be unboxed in every replay)."""
     seen: set[int] = set()
     out: list[torch.Tensor] = []
     stack = list(reversed(objs))
@@ -149,7 +151,7 @@ def _walk(objs: list[Any]) -> list[torch.Tensor]:
                 seen.add(id(o))
                 out.append(o)
             continue
-        if id(o) in seen:
+        if id(o) in seen or isinstance(o, torch.Size):
             continue
         if isinstance(o, (list, tuple)):
             seen.add(id(o))
@@ -162,6 +164,38 @@ def _walk(objs: list[Any]) -> list[torch.Tensor]:
             seen.add(id(o))
             stack.extend(reversed(list(vars(o).values())))
     return out
+
+
+def _with_sizes_folded(fn: Any) -> Any:
+    """The recording ``fn`` with every size it reads made a constant: the sizes a layer computes a view from
+    (BatchNorm's channel layouts: 36 ``size``, ``NumToTensor`` and 21 ``Int`` nodes per BN-MLP forward) are
+    otherwise read, boxed into 0-dim tensors and unboxed again in every replay, about 1 µs each. A recording
+    is made for one key (batch shape and dtype, the same state tensors), so every input keeps the shape it was
+    recorded with; the tracer has already baked in whatever Python decided from those sizes. The result is
+    checked against the eager step like any recording. Where TorchScript lacks the passes used here (they are
+    internal), the recording is kept as it is."""
+    try:
+        graph = fn.graph.copy()
+        folded = 0
+        for node in list(graph.nodes()):
+            if node.kind() != "aten::size" or node.inputsSize() != 2:
+                continue
+            value, dim = node.inputs()
+            sizes = value.type().sizes() if isinstance(value.type(), torch._C.TensorType) else None
+            d = dim.toIValue()
+            if sizes is None or not isinstance(d, int) or any(n is None for n in sizes):
+                continue
+            const = graph.insertConstant(int(sizes[d]))
+            const.node().moveBefore(node)
+            node.output().replaceAllUsesWith(const)
+            folded += 1
+        if not folded:
+            return fn
+        torch._C._jit_pass_constant_propagation(graph)
+        torch._C._jit_pass_dce(graph)
+        return torch._C._create_function_from_graph(fn.name, graph)
+    except (AttributeError, RuntimeError, TypeError):  # an internal API moved or refused: keep the recording
+        return fn
 
 
 def _writable(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -369,7 +403,7 @@ class GraphStep:
         def trace(fn: Callable[..., Any], args: tuple[torch.Tensor, ...]) -> Any:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # TorchScript's deprecation, the tracer's shape warnings
-                return torch.jit.trace(fn, args, check_trace=False)
+                return _with_sizes_folded(torch.jit.trace(fn, args, check_trace=False))
 
         try:
             fwd = trace(forward, (s.x, s.y, *inputs))

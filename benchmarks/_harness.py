@@ -178,3 +178,16 @@ def apply_allocator_option(a: argparse.Namespace) -> str:
     if a.system_malloc:
         return "system malloc"
     return "malloc keeps freed memory" if keep_freed_memory() else "system malloc (keep_freed_memory unavailable)"
+
+
+#: view calls: they compute nothing, and a straight-line script needs other ones than layers do
+VIEW_OPS = {"aten::unsqueeze", "aten::view", "aten::reshape", "aten::transpose", "aten::select", "aten::expand",
+            "aten::squeeze", "aten::t", "aten::as_strided", "aten::alias"}
+
+
+def kernels_of(step: Callable[[torch.Tensor, torch.Tensor], object], x: torch.Tensor, y: torch.Tensor) -> list[str]:
+    """The top-level ATen calls of one ``step(x, y)`` that compute something (views left out), in order: how the
+    tests check that a floor script runs exactly the kernels of trainlab's step."""
+    with torch.no_grad(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step(x, y)
+    return [e.name for e in prof.events() if e.cpu_parent is None and e.name not in VIEW_OPS]

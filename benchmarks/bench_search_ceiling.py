@@ -17,9 +17,13 @@ plus a forward over each evaluated split after every epoch. This script
    SGD step with each trial's learning rate and weight decay, a ``vmap`` forward over each evaluated
    split after every epoch) on the same schedule,
 
+6. times trainlab's own kernels for the population and nothing else (``kernels_floor``: every kernel of
+   trainlab's population step and evaluation, straight-line, into preallocated outputs),
+
 and prints the ratio trainlab reaches, the bound ``alone / products-only population`` -- no
 population, however its other operations were written, can beat that bound -- the share of the
-bound trainlab reaches, and trainlab's ratio to the vmap ensemble.
+bound trainlab reaches, the share its own kernels permit (products-only / kernels-only population), and
+trainlab's ratio to the vmap ensemble.
 
 Usage: python benchmarks/bench_search_ceiling.py [--config ...] [--population 25] [--repeats 5] [--threads N]
        [--json]
@@ -127,6 +131,84 @@ def products_only(shapes, batches, epochs, evals, P: int):
     return on_schedule(step, evaluate, batches, epochs, evals)
 
 
+def kernels_floor(shapes, batches, epochs, evals, values: list[dict]):
+    """A function doing the trial schedule with trainlab's own kernels for the ``values`` trials as one
+    population and nothing else: the floor of trainlab's population, as ``bench_single_ceiling.ops_floor`` is
+    the floor of one model. Each step runs exactly the kernels of trainlab's population step, in its order
+    (``tests/bench_tests/test_search_ceiling.py`` checks it with torch's profiler): the products with their
+    biases, the ReLUs in place, the log-sum-exp cross-entropy and its backward, the divergence check, the
+    bias-gradient sums, ``threshold_backward`` into the gradient, the step counter, the coupled weight decay
+    ``g + wd w`` into a kept buffer per weight and one ``_foreach_addcmul_`` update, the batch-loss sum -- as a
+    straight-line script into preallocated outputs. Each evaluation runs the forward, the loss and the
+    accuracy kernels. No layer objects, no trainer, no data loader, no allocation the kernels do not make
+    themselves: an implementation running these kernels cannot be faster, so ``products-only / this`` is the
+    most of the products-only bound that trainlab's kernels permit -- a share above it needs fewer kernels
+    (fused ones), not leaner code."""
+    P = len(values)
+    g = torch.Generator().manual_seed(0)
+    C, L = shapes[-1][1], len(shapes)
+    W = [torch.randn(P, a, b, generator=g) * (2 / a) ** 0.5 for a, b in shapes]
+    bias = [torch.zeros(P, 1, b) for _, b in shapes]
+    WT = [w.transpose(1, 2) for w in W]
+    dW, dB = [torch.empty_like(w) for w in W], [torch.empty_like(b) for b in bias]
+    decayed = [torch.empty_like(w) for w in W]
+    lr = torch.tensor([float(v.get("optim.lr", 0.01)) for v in values]).view(P, 1, 1)
+    wd = torch.tensor([float(v.get("optim.weight_decay", 0.0)) for v in values]).view(P, 1, 1)
+    params = [t for pair in zip(W, bias) for t in pair]  # trainlab's order: each layer's weight, then its bias
+    grads = [t for pair in zip(decayed, dB) for t in pair]
+    lrs = [lr] * len(params)
+    thr = torch.ops.aten.threshold_backward.grad_input
+    steps, alive = torch.zeros(P), torch.ones(P, dtype=torch.bool)
+    loss, loss_sum = torch.empty(P), torch.zeros(P, dtype=torch.float64)
+    sizes = set(batches) | set(evals)
+    x_of = {N: torch.rand(1, N, shapes[0][0], generator=g) for N in sizes}
+    y_of = {N: torch.randint(0, C, (N,), generator=g) for N in sizes}
+    Z = {N: [torch.empty(P, N, b) for _, b in shapes] for N in sizes}
+    G = {N: [torch.empty(P, N, a) for a, _ in shapes] for N in sizes}
+    logp = {N: torch.empty(P, N, C) for N in sizes}
+    gz = {N: torch.empty(P, N, C) for N in sizes}
+    picked = {N: torch.empty(P, N, 1) for N in sizes}
+    minus_ones = {N: torch.full((P, N, 1), -1.0) for N in sizes}
+
+    def forward(N: int) -> torch.Tensor:
+        h = x_of[N].expand(P, N, shapes[0][0])
+        for i in range(L):
+            torch.baddbmm(bias[i], h, W[i], out=Z[N][i])
+            h = torch.relu_(Z[N][i]) if i < L - 1 else Z[N][i]
+        idx = y_of[N].view(1, N, 1).expand(P, N, 1)
+        torch.sub(h, torch.logsumexp(h, 2, keepdim=True), out=logp[N])
+        torch.gather(logp[N], 2, idx, out=picked[N])
+        torch.mean(picked[N], (1, 2), out=loss).neg_()
+        return idx
+
+    def step(B: int) -> None:
+        idx = forward(B)
+        bool((~torch.isfinite(loss) & alive).any())  # the divergence check
+        gr = torch.exp(logp[B], out=gz[B])
+        gr.scatter_add_(2, idx, minus_ones[B])
+        gr.div_(B)
+        x = x_of[B]
+        for i in reversed(range(L)):
+            torch.bmm(x.expand(P, B, shapes[0][0]).transpose(1, 2) if i == 0 else Z[B][i - 1].transpose(1, 2), gr,
+                      out=dW[i])
+            torch.sum(gr, 1, keepdim=True, out=dB[i])
+            if i:
+                gr = thr(torch.bmm(gr, WT[i], out=G[B][i]), Z[B][i - 1], 0, grad_input=G[B][i])
+        steps.add_(1)
+        for w, d, out in zip(W, dW, decayed):
+            torch.addcmul(d, wd, w, out=out)
+        torch._foreach_addcmul_(params, grads, lrs, value=-1.0)
+        loss_sum.add_(loss.double())
+
+    def evaluate(N: int) -> None:
+        forward(N)
+        (Z[N][-1].argmax(dim=-1) == y_of[N].unsqueeze(0)).sum(dim=1).double()
+
+    trial = on_schedule(step, evaluate, batches, epochs, evals)
+    trial.step = step  # type: ignore[attr-defined]
+    return trial
+
+
 def vmap_ensemble_trial(shapes, batches, epochs, evals, values: list[dict]):
     """A function training the trials ``values`` as one ``torch.func`` ensemble on the trial schedule:
     each epoch a per-model SGD step on every batch (coupled weight decay on the weights only, as
@@ -216,6 +298,7 @@ def main() -> None:
     # trial is the next of the population's trials.
     prod_pop_f = products_only(shapes, batches, epochs, evals, P)
     prod_alone_f = products_only(shapes, batches, epochs, evals, 1)
+    floor_f = kernels_floor(shapes, batches, epochs, evals, values)
     big = torch.randn(2048, 2048)
     vmap_f = None if a.no_vmap else vmap_ensemble_trial(shapes, batches, epochs, evals, values)
 
@@ -223,18 +306,19 @@ def main() -> None:
         r = build(base, vals)
         return _timed(lambda: r.trainer.fit(r.splits.train, r.splits.val)) / len(vals)
 
-    timings: dict[str, list[float]] = {k: [] for k in ("alone", "pop", "prod_pop", "prod_alone", "mm", "vmap")}
+    timings: dict[str, list[float]] = {k: [] for k in ("alone", "pop", "prod_pop", "prod_alone", "floor", "mm",
+                                                       "vmap")}
     for rnd in range(a.repeats + 1):  # round 0 is a warm-up
         t = {"alone": fit_seconds([values[rnd % P]]), "pop": fit_seconds(values),
-             "prod_pop": _timed(prod_pop_f) / P, "prod_alone": _timed(prod_alone_f),
+             "prod_pop": _timed(prod_pop_f) / P, "prod_alone": _timed(prod_alone_f), "floor": _timed(floor_f) / P,
              "mm": min(_timed(lambda: big @ big) for _ in range(3))}
         if vmap_f is not None:
             t["vmap"] = _timed(vmap_f) / P
         if rnd:
             for k, v in t.items():
                 timings[k].append(v)
-    alone, pop, prod_pop, prod_alone = (statistics.median(timings[k]) for k in ("alone", "pop", "prod_pop",
-                                                                                "prod_alone"))
+    alone, pop, prod_pop, prod_alone, floor = (statistics.median(timings[k]) for k in ("alone", "pop", "prod_pop",
+                                                                                       "prod_alone", "floor"))
     peak = 2 * 2048 ** 3 / statistics.median(timings["mm"])
     ratios = [al / po for al, po in zip(timings["alone"], timings["pop"])]
     gf = lambda s: round(flops / s / 1e9, 1)  # noqa: E731
@@ -252,6 +336,13 @@ def main() -> None:
         "ratio_bound_products_only": round(alone / prod_pop, 2),
         "ratio_bound_peak": round(alone / (flops / peak), 2),
         "share_of_bound": round(prod_pop / pop, 3),
+        "share_of_bound_per_round": [round(pp / po, 3) for pp, po in zip(timings["prod_pop"], timings["pop"])],
+        # trainlab's own kernels and nothing else (kernels_floor): the most of the bound they permit
+        "floor_population_s_per_trial": round(floor, 4),
+        "floor_share_of_bound": round(prod_pop / floor, 3),
+        "floor_share_of_bound_per_round": [round(pp / fl, 3) for pp, fl in zip(timings["prod_pop"],
+                                                                               timings["floor"])],
+        "share_of_floor": round(floor / pop, 3),
     }
     if vmap_f is not None:
         vm = statistics.median(timings["vmap"])
@@ -273,6 +364,8 @@ def main() -> None:
     print(f"products only, population: {prod_pop:.3f} s/trial ({res['products_only_population_gflops']} GFLOP/s) "
           f"-> at most {res['ratio_bound_products_only']}x; products only, alone: {prod_alone:.3f} s")
     print(f"at the 2048^3 peak:        {flops / peak:.3f} s/trial -> at most {res['ratio_bound_peak']}x")
+    print(f"trainlab's kernels only:   {floor:.3f} s/trial -> they permit {100 * res['floor_share_of_bound']:.0f}% "
+          f"of the products-only bound; trainlab runs at {100 * res['share_of_floor']:.0f}% of their speed")
     print(f"trainlab's ratio is {100 * res['share_of_bound']:.0f}% of the products-only bound "
           f"(products-only population / trainlab population, per trial)")
     if vmap_f is not None:

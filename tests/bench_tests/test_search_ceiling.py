@@ -1,5 +1,6 @@
-"""benchmarks/bench_search_ceiling.py: its flop count is the textbook's, and its products-only replay
-does exactly those flops (counted by torch's profiler)."""
+"""benchmarks/bench_search_ceiling.py: its flop count is the textbook's, its products-only replay
+does exactly those flops (counted by torch's profiler), and its kernels-only floor runs exactly the kernels
+of trainlab's population step."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench_search_ceiling as bench  # noqa: E402
+from _harness import kernels_of  # noqa: E402
 
 
 def test_flop_count_by_hand():
@@ -57,3 +59,34 @@ def test_vmap_peer_trains_every_trial_of_the_schedule():
     f()
     moved = [max(float((f.params[k][i] - before[k][i]).abs().max()) for k in before) for i in range(2)]
     assert moved[0] > 1e-3 and 0 < moved[1] < 1e-6  # each model with its own learning rate
+
+
+def test_the_kernels_floor_runs_exactly_trainlabs_population_step():
+    # the floor is trainlab's population step without its layers, trainer and optimizer objects: the same
+    # kernels in the same order (views left out), with coupled weight decay as the textbook search samples it
+    from trainlab.search import load_search
+
+    base, spec = load_search(ROOT / "examples/search/textbook_random.toml")
+    values = bench.trial_values(spec, 3)
+    run = bench.build(base, values)
+    tr = run.trainer
+    tr.steps_per_epoch = 1
+    shapes, *_ = bench.schedule(run)
+    x, y = torch.rand(8, 784), torch.randint(0, 10, (8,))
+    with torch.no_grad():
+        tr.train_step(x, y)  # the first step builds what later steps reuse
+    floor = bench.kernels_floor(shapes, [8], 1, [5], values)
+    mine = kernels_of(tr.train_step, x, y)
+    assert mine == kernels_of(lambda xb, yb: floor.step(8), x, y)
+    assert mine.count("aten::addcmul") == 7 and "aten::_foreach_addcmul_" in mine
+
+
+def test_the_kernels_floor_trains_and_evaluates():
+    shapes, batches, epochs, evals = [(6, 5), (5, 3)], [4, 2], 2, [7]
+    values = [{"optim.lr": 0.1, "optim.weight_decay": 1e-3}, {"optim.lr": 0.0, "optim.weight_decay": 0.0}]
+    f = bench.kernels_floor(shapes, batches, epochs, evals, values)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], with_flops=True) as prof:
+        f()
+    counted = sum(e.flops for e in prof.key_averages() if e.key in ("aten::bmm", "aten::baddbmm"))
+    assert counted == 2 * bench.trial_flops(shapes, batches, epochs, evals)
+    assert {"aten::argmax", "aten::logsumexp", "aten::threshold_backward"} <= {e.key for e in prof.key_averages()}

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench_single_ceiling as bench  # noqa: E402
+from _harness import kernels_of  # noqa: E402
 
 
 @pytest.mark.parametrize("workload", ["mlp", "bn"])
@@ -34,17 +35,6 @@ def test_kernels_only_does_the_counted_products(workload, layout):
     assert ("aten::native_batch_norm_backward" in names) == (workload == "bn")
 
 
-_VIEWS = {"aten::unsqueeze", "aten::view", "aten::reshape", "aten::transpose", "aten::select", "aten::expand",
-          "aten::squeeze", "aten::t", "aten::as_strided", "aten::alias"}
-
-
-def _kernels(step, x: torch.Tensor, y: torch.Tensor) -> list[str]:
-    """The top-level ATen calls of one ``step(x, y)`` that compute something (views left out), in order."""
-    with torch.no_grad(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        step(x, y)
-    return [e.name for e in prof.events() if e.cpu_parent is None and e.name not in _VIEWS]
-
-
 @pytest.mark.parametrize("workload", ["mlp", "bn", "conv"])
 def test_the_ops_floor_runs_exactly_trainlabs_kernels(workload):
     # the floor is trainlab's step without its layers: the same kernels in the same order, nothing else
@@ -54,8 +44,8 @@ def test_the_ops_floor_runs_exactly_trainlabs_kernels(workload):
     with torch.no_grad():
         trainlab(x, y)  # the first step builds what later steps reuse
     floor = bench.ops_floor(workload, 8)
-    mine = _kernels(trainlab, x, y)
-    assert mine == _kernels(floor, x, y)
+    mine = kernels_of(trainlab, x, y)
+    assert mine == kernels_of(floor, x, y)
     assert "aten::_foreach_addcmul_" in mine and "aten::relu_" in mine
 
 

@@ -317,3 +317,25 @@ def test_follow_a_study_live(server, tmp_path):
     assert seen[-1]["status"] == "finished" and len(seen[-1]["trials"]) == 10
     assert seen[-1]["importance"] is not None and set(seen[-1]["importance"]["importance"]) <= {"optim.lr",
                                                                                               "optim.momentum"}
+
+
+def test_a_study_in_a_database_server_is_looked_at_again_on_a_clock(tmp_path, monkeypatch):
+    """A study kept in PostgreSQL has no file that changes with it (storage.json names the server): the
+    listing's cache and the live stream read it again every SERVER_POLL_SECONDS; a study.db's stamp changes
+    only with its files. (test_search_postgres.py lists and reads such a study on a real server.)"""
+    d = tmp_path / "pg"
+    d.mkdir()
+    (d / "storage.json").write_text('{"storage": "postgresql://u@127.0.0.1:1/db", "study": "s"}')
+    assert _viewer.is_study(d) and not _viewer.is_run(d)
+    now = [1000.0]
+    monkeypatch.setattr(_viewer.time, "time", lambda: now[0])
+    first = _viewer._storage_stamp(d)
+    assert _viewer._storage_stamp(d) == first
+    now[0] += _viewer.SERVER_POLL_SECONDS
+    assert _viewer._storage_stamp(d) != first
+    s = tmp_path / "sqlite"
+    s.mkdir()
+    (s / "study.db").write_bytes(b"")
+    before = _viewer._storage_stamp(s)
+    now[0] += 10 * _viewer.SERVER_POLL_SECONDS
+    assert _viewer._storage_stamp(s) == before

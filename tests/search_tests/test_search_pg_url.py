@@ -41,3 +41,26 @@ def test_no_driver_at_all_names_both_and_the_extra(monkeypatch):
                         lambda name, *a: None if name in ("psycopg", "psycopg2") else real(name, *a))
     with pytest.raises(ConfigError, match=r"neither psycopg nor psycopg2.*trainlab\[postgres\]"):
         open_storage("postgresql://user@127.0.0.1:1/db")
+
+
+def test_the_recorded_storage_never_holds_the_password(tmp_path):
+    """``tune --out DIR --storage postgresql://...`` writes DIR/storage.json for the lab's viewer: the server,
+    never the password (in the URL's user part or its query); nothing for a storage that is not a server."""
+    from trainlab.search._storage import record_storage, recorded_storage, server_url_without_password
+
+    assert server_url_without_password("postgresql://u:pw@h:5/db?password=pw2&sslmode=require") == \
+        "postgresql://u@h:5/db?sslmode=require"
+    assert server_url_without_password("mysql+pymysql://u:pw@h/db") == "mysql+pymysql://u@h/db"
+    for local in ("sqlite:///x.db", "journal:study.log", "memory", "not a url"):
+        assert server_url_without_password(local) is None
+        record_storage(tmp_path / "local", local, "s")
+        assert not (tmp_path / "local").exists()
+    record_storage(tmp_path / "pg", "postgresql://u:secret@h/db", "lr")
+    assert "secret" not in (tmp_path / "pg" / "storage.json").read_text()
+    assert recorded_storage(tmp_path / "pg") == ("postgresql://u@h/db", "lr")
+    (tmp_path / "pg" / "storage.json").write_text('{"storage": "sqlite:////etc/x.db"}')
+    with pytest.raises(ConfigError, match="names no database server"):
+        recorded_storage(tmp_path / "pg")
+    (tmp_path / "pg" / "storage.json").write_text("{half")
+    with pytest.raises(ConfigError, match="not readable"):
+        recorded_storage(tmp_path / "pg")

@@ -7,6 +7,7 @@ Skipped when they are missing, unless TRAINLAB_REQUIRE_POSTGRES=1 (CI), which ma
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -136,3 +137,45 @@ def test_three_workers_share_one_postgres_study_and_survive_a_sigkill(postgres_u
     assert 0 < peak[0] <= 3 * 5, peak[0]
     assert left_open == 0
     eng.dispose()
+
+
+def test_the_lab_viewer_finds_a_study_kept_in_postgres(postgres_url, tmp_path):
+    """A study whose trials live in PostgreSQL has no study.db in its --out: tune records the server there
+    (storage.json, without the password) and the lab's viewer lists it, reads its trials and follows it."""
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from trainlab.cli import main
+    from trainlab.lab import _viewer
+
+    root = tmp_path / "lab"
+    out = root / "studies" / "pg"
+    cfg = write_toml(tmp_path / "view.toml", tiny_search_config(search={"trials": 3, "population": 3}))
+    with_password = postgres_url.replace("postgres@", "postgres:s3cret-pw@")  # trust auth: the server ignores it
+    assert main(["tune", str(cfg), "--storage", with_password, "--study", "viewed", "--out", str(out),
+                 "--quiet"]) == 0
+    text = (out / "storage.json").read_text()
+    assert "s3cret" not in text and not (out / "study.db").exists()
+    assert json.loads(text) == {"storage": postgres_url, "study": "viewed"}
+
+    runs, studies = _viewer.find_entries(root)
+    assert studies == [out] and runs == []
+    info = _viewer.study_info(root, out)
+    assert info["status"] == "finished" and info["study"] == "viewed" and info["path"] == "studies/pg"
+    assert info["counts"]["complete"] == 3 and len(info["trials"]) == 3 and info["best"] is not None
+
+    app = Starlette(routes=_viewer.routes())
+    app.state.root = root
+    # a storage.json naming a SQLite file is not opened (nor is the file made): listed as unreadable, with why
+    elsewhere = tmp_path / "elsewhere.db"
+    (root / "studies" / "odd").mkdir()
+    (root / "studies" / "odd" / "storage.json").write_text(json.dumps({"storage": f"sqlite:///{elsewhere}"}))
+    with TestClient(app) as client:
+        listed = {s["path"]: s for s in client.get("/api/viewer/list").json()["studies"]}
+        assert listed["studies/pg"]["status"] == "finished" and listed["studies/pg"]["counts"]["complete"] == 3
+        assert listed["studies/odd"]["status"] == "unreadable" and "names no database server" in \
+            listed["studies/odd"]["error"]
+        one = client.get("/api/viewer/study", params={"path": "studies/pg"}).json()
+        assert [t["state"] for t in one["trials"]] == ["COMPLETE"] * 3
+    assert not elsewhere.exists()

@@ -20,8 +20,12 @@ training without ever being the reason it cannot start (see :func:`run_status`).
 Members carry the labels of :mod:`trainlab.labels` (from the metrics lines, ``summary.json``, the
 checkpoint, or computed from ``config.toml`` before the first evaluation).
 
-**Studies.** A directory with ``study.db`` (the SQLite storage ``trainlab tune --out DIR`` keeps there).
-It is opened with the search's own :func:`~trainlab.search.open_storage`, read with the
+**Studies.** A directory with ``study.db`` (the SQLite storage ``trainlab tune --out DIR`` keeps there), or
+with ``storage.json``: a study whose trials live in a database server (``--storage postgresql://...``),
+which ``trainlab tune`` records there without the password (:func:`~trainlab.search._storage.record_storage`);
+the viewer opens that server with the driver's own password sources (``PGPASSWORD``, ``~/.pgpass``) and
+only ``postgresql``/``mysql`` URLs, and looks at it again every :data:`SERVER_POLL_SECONDS` (a server has
+no file whose change the viewer could watch). It is opened with the search's own :func:`~trainlab.search.open_storage`, read with the
 search's ledger (:class:`~trainlab.search.Ledger`: one status per slot), its best trial
 (:func:`~trainlab.search.best_trial`), the running-vs-dead test the tuner applies to its own
 trials (``StudyStorage.stale_trials``), and parameter importance exactly as the study's report
@@ -59,6 +63,7 @@ import datetime as _dt
 import json
 import os
 import socket
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -86,7 +91,9 @@ def is_run(d: Path) -> bool:
 
 
 def is_study(d: Path) -> bool:
-    return (d / "study.db").is_file()
+    from trainlab.search._storage import STORAGE_RECORD
+
+    return (d / "study.db").is_file() or (d / STORAGE_RECORD).is_file()
 
 
 def _proc_locks() -> list[tuple[int, int]] | None:
@@ -242,10 +249,31 @@ def run_info(root: Path, d: Path, *, summary: bool = False) -> dict[str, Any]:
 
 
 # ---- studies ---------------------------------------------------------------------------------------
-def _open_study_storage(db: Path) -> Any:
-    from trainlab.search import open_storage
+#: how often a study kept in a database server is read again (its files cannot tell the viewer it changed)
+SERVER_POLL_SECONDS = 2.0
 
-    return open_storage(str(db))
+
+def _open_study_storage(d: Path) -> tuple[Any, str | None]:
+    """The study storage of directory ``d`` and the study it names (None: the storage's last study)."""
+    from trainlab.search import open_storage
+    from trainlab.search._storage import recorded_storage
+
+    db = d / "study.db"
+    if db.is_file():
+        return open_storage(str(db)), None
+    url, study = recorded_storage(d)
+    return open_storage(_with_connect_timeout(url)), study
+
+
+def _with_connect_timeout(url: str) -> str:
+    """A PostgreSQL URL that gives up connecting after 5 s unless it says otherwise: a server that does not
+    answer makes the study "unreadable" in the listing instead of holding the listing up."""
+    import sqlalchemy
+
+    u = sqlalchemy.engine.make_url(url)
+    if u.get_backend_name() != "postgresql" or "connect_timeout" in u.query:
+        return url
+    return u.update_query_dict({"connect_timeout": "5"}).render_as_string(hide_password=False)
 
 
 #: parameter importance by (storage file, study, numbers of the completed trials)
@@ -302,7 +330,7 @@ def _study_payload(store: Any, study_name: str | None, *, importance: bool) -> d
         # fANOVA costs up to seconds of CPU, taken from the trainings: computed again only when the set of
         # completed trials changed (not on every heartbeat a running study writes)
         done = tuple(sorted(t.number for t in trials if t.state == TrialState.COMPLETE and t.value is not None))
-        key = (str(getattr(store, "path", "")), chosen.study_name, done)
+        key = (str(getattr(store, "path", None) or store.url), chosen.study_name, done)
         if key not in _IMPORTANCE:
             if len(_IMPORTANCE) > 64:
                 _IMPORTANCE.clear()
@@ -351,29 +379,43 @@ def study_info(root: Path, d: Path, *, trials: bool = True, study: str | None = 
 
 
 def _read_study(root: Path, d: Path, *, trials: bool, study: str | None) -> dict[str, Any]:
-    store = _open_study_storage(d / "study.db")
+    store, recorded = _open_study_storage(d)
     try:
-        payload = _study_payload(store, study, importance=trials)
+        payload = _study_payload(store, study or recorded, importance=trials)
     finally:
         store.close()
     if not trials:
         payload.pop("trials", None)
         payload.pop("importance", None)
-    mtimes = [p.stat().st_mtime for p in d.glob("study.db*") if p.is_file()]
+    mtimes = [p.stat().st_mtime for p in _study_files(d)]
     payload.update(kind="study", path=_rel(root, d), name=d.name, modified=_iso(max(mtimes)) if mtimes else None,
                    figures=_figures(d))
     return jsonable(payload)
 
 
+def _study_files(d: Path) -> list[Path]:
+    """The files of a study directory that change with its storage: ``study.db`` and its journal files, or
+    ``storage.json`` (and ``summary.json``, rewritten when the study ends) for a database server's study."""
+    from trainlab.search._storage import STORAGE_RECORD
+
+    files = sorted(p for p in d.glob("study.db*") if p.is_file())
+    if not files:
+        files = [p for p in (d / STORAGE_RECORD, d / "summary.json") if p.is_file()]
+    return files
+
+
 def _storage_stamp(d: Path) -> tuple[Any, ...]:
-    """Changes whenever the study's SQLite files change (the WAL file grows with every write)."""
-    out = []
-    for p in sorted(d.glob("study.db*")):
+    """Changes whenever the study's SQLite files change (the WAL file grows with every write); for a study
+    in a database server, every :data:`SERVER_POLL_SECONDS` as well."""
+    out: list[Any] = []
+    for p in _study_files(d):
         try:
             s = p.stat()
             out.append((p.name, s.st_size, s.st_mtime_ns))
         except OSError:
             continue
+    if not (d / "study.db").is_file():
+        out.append(int(time.time() // SERVER_POLL_SECONDS))
     return tuple(out)
 
 
@@ -429,7 +471,8 @@ def _resolve(request: Any, *, what: str) -> Path:
     if what == "run" and not (d.is_dir() and is_run(d) and not is_study(d)):
         raise PathMissing(f"{rel!r} is not a trainlab run directory under the lab root")
     if what == "study" and not (d.is_dir() and is_study(d)):
-        raise PathMissing(f"{rel!r} is not a trainlab tune directory (with study.db) under the lab root")
+        raise PathMissing(f"{rel!r} is not a trainlab tune directory (with study.db or storage.json) under the "
+                          "lab root")
     return d
 
 

@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # imported where used: only the RDB storages need SQLAlchemy
     import sqlalchemy
 
 __all__ = ["StudyStorage", "open_storage", "worker_identity", "worker_is_dead_here", "HEARTBEAT", "WORKER",
-           "LOCK_TIMEOUT"]
+           "LOCK_TIMEOUT", "STORAGE_RECORD", "record_storage", "recorded_storage", "server_url_without_password"]
 
 #: seconds a worker waits for the study lock before giving up with an error
 LOCK_TIMEOUT = 600.0
@@ -214,6 +214,64 @@ class _ThreadLock:
 
 
 # ---- the storage ----------------------------------------------------------------------------------
+#: the file in a study's directory that names the database server holding its trials (:func:`record_storage`)
+STORAGE_RECORD = "storage.json"
+
+
+def server_url_without_password(url: str) -> str | None:
+    """``url`` with its password taken out, when it names a database server (a ``postgresql`` or ``mysql``
+    URL); None for anything else (a SQLite file, a journal, memory, not a URL)."""
+    try:
+        import sqlalchemy
+
+        u = sqlalchemy.engine.make_url(url)
+    except Exception:  # not an SQLAlchemy URL, or no SQLAlchemy
+        return None
+    if u.get_backend_name() not in ("postgresql", "mysql"):
+        return None
+    # (URL.set(password=None) would keep the password: None means "unchanged" there)
+    u = sqlalchemy.engine.URL.create(u.drivername, username=u.username, host=u.host, port=u.port,
+                                     database=u.database,
+                                     query={k: v for k, v in u.query.items() if k.lower() != "password"})
+    return u.render_as_string(hide_password=False)
+
+
+def record_storage(out: Path, url: str | None, study: str) -> None:
+    """Note in a study's directory ``out`` which database server holds its trials: ``storage.json``,
+    ``{"storage": URL, "study": NAME}``, written atomically, **without the password**. A study kept in
+    PostgreSQL has no ``study.db`` in its directory; this is how the lab's viewer finds it and opens it.
+    Where the viewer runs, the password comes from the database driver's own sources (for PostgreSQL,
+    ``PGPASSWORD`` or ``~/.pgpass``), never from a file trainlab writes. Nothing is written for a storage
+    that is not a server (the default ``study.db``, another SQLite file, a journal, memory)."""
+    safe = None if url is None else server_url_without_password(url)
+    if safe is None:
+        return
+    import json
+
+    from trainlab.io import atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / STORAGE_RECORD, json.dumps({"storage": safe, "study": study}, indent=1) + "\n")
+
+
+def recorded_storage(d: Path) -> tuple[str, str | None]:
+    """The ``(URL, study name)`` that :func:`record_storage` wrote into ``d``; a :class:`ConfigError` (one line)
+    when the file is unreadable or names no database server (only ``postgresql``/``mysql`` URLs are opened:
+    a file under the lab root must not make the viewer create or open a SQLite file elsewhere)."""
+    import json
+
+    p = d / STORAGE_RECORD
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{p} is not readable: {e}") from None
+    url = data.get("storage") if isinstance(data, dict) else None
+    if not isinstance(url, str) or server_url_without_password(url) is None:
+        raise ConfigError(f"{p} names no database server (a postgresql:// or mysql:// URL under \"storage\")")
+    study = data.get("study")
+    return url, study if isinstance(study, str) and study else None
+
+
 def _mask(url: str) -> str:
     try:
         import sqlalchemy

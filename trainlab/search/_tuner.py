@@ -37,7 +37,7 @@ from trainlab.search._results import Ledger, SlotStatus, StudySnapshot, TuneResu
 from trainlab.search._samplers import SlotSampler, derive_seed
 from trainlab.search._space import Param
 from trainlab.search._spec import SearchSpec
-from trainlab.search._storage import StudyStorage, open_storage, worker_identity
+from trainlab.search._storage import StudyStorage, open_storage, record_storage, worker_identity
 from trainlab.search._vocab import (ATTEMPT, BOXES, BUDGET, COUNTS, FINAL, IMPUTE, INTERRUPTED, QUEUED, REASON,
                                     RETRY, RETRY_OF, SEED, SLOT, SPEC, WORKER, Outcome, SlotState)
 
@@ -201,6 +201,8 @@ class Tuner:
         self.store: StudyStorage = open_storage(
             self.storage_url, default=self.out / "study.db" if self.out is not None else None,
             heartbeat=self.spec.heartbeat, grace=self.spec.grace)
+        if self.out is not None:  # a database server's study: say in --out where it lives (the lab finds it)
+            record_storage(self.out, self.storage_url, self.study_name)
         pruner = self._pruner()
         with self.store.lock(self.study_name):
             st = self.store.storage

@@ -25,9 +25,9 @@ with ``storage.json``: a study whose trials live in a database server (``--stora
 which ``trainlab tune`` records there without the password (:func:`~trainlab.search._storage.record_storage`);
 the viewer opens that server with the driver's own password sources (``PGPASSWORD``, ``~/.pgpass``) and
 only ``postgresql``/``mysql`` URLs, and looks at it again every :data:`SERVER_POLL_SECONDS` (a server has
-no file whose change the viewer could watch). It is opened with the search's own :func:`~trainlab.search.open_storage`, read with the
-search's ledger (:class:`~trainlab.search.Ledger`: one status per slot), its best trial
-(:func:`~trainlab.search.best_trial`), the running-vs-dead test the tuner applies to its own
+no file whose change the viewer could watch). It is opened with the search's own
+:func:`~trainlab.search.open_storage`, read with the search's ledger (:class:`~trainlab.search.Ledger`:
+one status per slot), its best trial (:func:`~trainlab.search.best_trial`), the running-vs-dead test the tuner applies to its own
 trials (``StudyStorage.stale_trials``), and parameter importance exactly as the study's report
 computes it (:func:`~trainlab.search.param_importances`, fANOVA). ``Tuner.snapshot()`` itself
 is not used: it needs the search config, which the study's directory does not hold; everything it

@@ -278,3 +278,38 @@ def test_queue_fork_and_divergence(client, root):
     st = client.app.state.lab.runs["wild"]
     marks = [e for e in st.events if e["type"] in ("eval", "diverged") and "1" in (e.get("diverged") or {})]
     assert marks and marks[0]["diverged"]["1"]["step"] == wild["diverged"]["1"]["step"]
+
+
+def test_a_fork_looked_at_while_its_run_is_written_still_starts(tmp_path, monkeypatch):
+    """The page polls a fork's run while the parent's worker writes it. Before the fork's name was held, a look
+    between the worker writing config.toml and its "forked" event read the directory as an interrupted run of
+    its own, and the event then left it alone: the fork never started (a CI run caught it in
+    test_queue_fork_and_divergence). Driven here step by step, with the workers left out."""
+    import queue as _queue
+
+    from trainlab.lab._runs import RunState
+
+    app = create_app(tmp_path / "lab", max_parallel=1)
+    with TestClient(app) as c:
+        lab = app.state.lab
+        spawned: list[str] = []
+        monkeypatch.setattr(lab, "_spawn", lambda st, resume: spawned.append(st.name))
+        parent = RunState("parent", lab.root / "parent", "running")
+        parent.control, parent.size = _queue.Queue(), 2
+        lab.runs["parent"] = parent
+        assert c.post("/api/runs/parent/fork", json={"member": 1, "name": "child"}).json()["name"] == "child"
+        sent = parent.control.get_nowait()
+        assert sent["cmd"] == "fork" and sent["member"] == 1 and sent["request"] == {"fork": "child"}
+        assert c.get("/api/runs/child").json()["status"] == "forking"
+        (lab.root / "child").mkdir()  # the worker writes the run ...
+        (lab.root / "child" / "config.toml").write_text('seed = 0\n')
+        assert c.get("/api/runs/child").json()["status"] == "forking"  # ... and a look meanwhile changes nothing
+        lab._on_event(parent, {"type": "forked", "member": 1, "dest": str(lab.root / "child"), "step": 31})
+        assert spawned == ["child"] and c.get("/api/runs/child").json()["status"] == "queued"
+        # a fork the worker could not make is let go; one of a parent that is not training is refused at once
+        assert c.post("/api/runs/parent/fork", json={"member": 0, "name": "other"}).status_code == 200
+        lab._on_event(parent, {"type": "error", "message": "fork: disk full", "request": {"fork": "other"}})
+        assert c.get("/api/runs/other").status_code == 404
+        parent.status = "interrupted"
+        assert c.post("/api/runs/parent/fork", json={"member": 0, "name": "third"}).status_code == 400
+        assert "third" not in lab.runs

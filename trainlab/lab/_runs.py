@@ -183,6 +183,29 @@ class Lab:
         self._start_queued()
         return st
 
+    def expect_fork(self, parent: RunState, member: int, name: str) -> RunState:
+        """Hold the fork's name as a ``forking`` run until the parent's worker has written it (its ``forked``
+        event then reads it from disk and queues it). A look at the run in between -- the page polls it -- must
+        not read the directory the worker is writing as an interrupted run of its own, which the event would
+        then leave alone: the fork would never start (a CI run caught it)."""
+        with self._lock:
+            st = RunState(name, self.root / name, "forking")
+            st.forked_from = {"run": parent.name, "member": member}
+            self.runs[name] = st
+            st.publish({"type": "state", "state": "forking", "message": f"member {member} of {parent.name}"})
+            return st
+
+    def _fork_ended(self, name: str) -> None:
+        """A fork that is still ``forking`` when its parent reports an error or ends: what the worker wrote,
+        if it wrote the run (then interrupted: resumable), else nothing."""
+        other = self.runs.get(name)
+        if other is None or other.status != "forking":
+            return
+        if (other.dir / "config.toml").exists():
+            self.refresh(name)
+        else:
+            del self.runs[name]
+
     def resume(self, st: RunState) -> None:
         st.reset_log()
         st.publish({"type": "state", "state": "queued"})
@@ -244,12 +267,18 @@ class Lab:
         with self._lock:
             if ev.get("type") == "_exit":
                 st.process, st.control = None, None
+                for name, other in list(self.runs.items()):  # forks the worker never got to
+                    if other.status == "forking" and (other.forked_from or {}).get("run") == st.name:
+                        self._fork_ended(name)
                 if st.status in ACTIVE or st.status == "queued":
                     st.publish({"type": "state", "state": "interrupted" if (st.dir / "config.toml").exists()
                                 else "failed", "message": f"the worker ended unexpectedly (exit code "
                                 f"{ev.get('exitcode')})"})
                 self._start_queued()
                 return
+            request = ev.get("request")
+            if ev.get("type") == "error" and isinstance(request, dict) and "fork" in request:
+                self._fork_ended(str(request["fork"]))  # the fork command failed in the worker
             if ev.get("type") == "forked":
                 dest = Path(ev["dest"])
                 if dest.name not in self.runs or self.runs[dest.name].status == "forking":

@@ -22,7 +22,7 @@ checkpoint, or computed from ``config.toml`` before the first evaluation).
 
 **Studies.** A directory with ``study.db`` (the SQLite storage ``trainlab tune --out DIR`` keeps there), or
 with ``storage.json``: a study whose trials live in a database server (``--storage postgresql://...``),
-which ``trainlab tune`` records there without the password (:func:`~trainlab.search._storage.record_storage`);
+which ``trainlab tune`` records there without the password (``record_storage``);
 the viewer opens that server with the driver's own password sources (``PGPASSWORD``, ``~/.pgpass``) and
 only ``postgresql``/``mysql`` URLs, and looks at it again every :data:`SERVER_POLL_SECONDS` (a server has
 no file whose change the viewer could watch). It is opened with the search's own
@@ -91,7 +91,7 @@ def is_run(d: Path) -> bool:
 
 
 def is_study(d: Path) -> bool:
-    from trainlab.search._storage import STORAGE_RECORD
+    from trainlab.search import STORAGE_RECORD
 
     return (d / "study.db").is_file() or (d / STORAGE_RECORD).is_file()
 
@@ -255,8 +255,7 @@ SERVER_POLL_SECONDS = 2.0
 
 def _open_study_storage(d: Path) -> tuple[Any, str | None]:
     """The study storage of directory ``d`` and the study it names (None: the storage's last study)."""
-    from trainlab.search import open_storage
-    from trainlab.search._storage import recorded_storage
+    from trainlab.search import open_storage, recorded_storage
 
     db = d / "study.db"
     if db.is_file():
@@ -396,7 +395,7 @@ def _read_study(root: Path, d: Path, *, trials: bool, study: str | None) -> dict
 def _study_files(d: Path) -> list[Path]:
     """The files of a study directory that change with its storage: ``study.db`` and its journal files, or
     ``storage.json`` (and ``summary.json``, rewritten when the study ends) for a database server's study."""
-    from trainlab.search._storage import STORAGE_RECORD
+    from trainlab.search import STORAGE_RECORD
 
     files = sorted(p for p in d.glob("study.db*") if p.is_file())
     if not files:

@@ -353,12 +353,7 @@ def create_app(root: str | Path = "runs/lab", *, token: str | None = None, max_p
             raise LabInputError("name: letters, digits, '.', '_' and '-' only")
         if name in lab.runs or (lab.root / name).exists():
             name = lab.new_name(name)
-        lab.expect_fork(st, member, name)  # held as "forking" until the worker has written it
-        try:
-            lab.command(st, {"cmd": "fork", "member": member, "dest": str(lab.root / name), "request": {"fork": name}})
-        except Exception:  # the parent is not training: nothing will be written
-            lab.runs.pop(name, None)
-            raise
+        lab.fork(st, member, name)
         return JSONResponse({"name": name, "sent": "fork"})
 
     @_handle

@@ -183,17 +183,24 @@ class Lab:
         self._start_queued()
         return st
 
-    def expect_fork(self, parent: RunState, member: int, name: str) -> RunState:
-        """Hold the fork's name as a ``forking`` run until the parent's worker has written it (its ``forked``
-        event then reads it from disk and queues it). A look at the run in between -- the page polls it -- must
-        not read the directory the worker is writing as an interrupted run of its own, which the event would
-        then leave alone: the fork would never start (a CI run caught it)."""
+    def fork(self, parent: RunState, member: int, name: str) -> None:
+        """Ask ``parent``'s worker to write member ``member`` as the new run ``name``. The name is held as a
+        ``forking`` run until the worker has written it (its ``forked`` event then reads it from disk and
+        queues it): a look at the run in between -- the page polls it -- must not read the directory the
+        worker is writing as an interrupted run of its own, which the event would then leave alone, and the
+        fork would never start (a CI run caught it). Raises as :meth:`command` when the parent is not
+        training; then nothing is held."""
         with self._lock:
             st = RunState(name, self.root / name, "forking")
             st.forked_from = {"run": parent.name, "member": member}
             self.runs[name] = st
             st.publish({"type": "state", "state": "forking", "message": f"member {member} of {parent.name}"})
-            return st
+        try:
+            self.command(parent, {"cmd": "fork", "member": member, "dest": str(st.dir), "request": {"fork": name}})
+        except Exception:
+            with self._lock:
+                self.runs.pop(name, None)
+            raise
 
     def _fork_ended(self, name: str) -> None:
         """A fork that is still ``forking`` when its parent reports an error or ends: what the worker wrote,

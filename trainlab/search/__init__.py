@@ -46,7 +46,7 @@ _EXPORTS = {
     "SLOT": "_vocab", "SEED": "_vocab", "SPEC": "_vocab", "BUDGET": "_vocab", "FINAL": "_vocab",
     "TrialJob": "_jobs", "TrialOutcome": "_jobs", "Evaluator": "_jobs", "FunctionEvaluator": "_jobs",
     "PopulationEvaluator": "_population", "group_key": "_population", "trial_config": "_population",
-    "StudyStorage": "_storage", "open_storage": "_storage", "STORAGE_RECORD": "_storage",
+    "StudyStorage": "_storage", "open_storage": "_storage", "STORAGE_RECORD": "_vocab",
     "recorded_storage": "_storage",
     "param_importances": "_report",
     "TuneCommand": "_cli", "tune": "_api", "report": "_api",
@@ -65,12 +65,12 @@ if TYPE_CHECKING:
     from trainlab.search._samplers import CoarseToFineSampler, ModelSampler, SlotRandomSampler, derive_seed
     from trainlab.search._space import CategoricalParam, FixedParam, FloatParam, IntParam, Param, SearchSpace
     from trainlab.search._spec import SEARCH_KEYS, SearchSpec, check_space_for_config, load_search, parse_search
-    from trainlab.search._storage import STORAGE_RECORD, StudyStorage, open_storage, recorded_storage
+    from trainlab.search._storage import StudyStorage, open_storage, recorded_storage
     from trainlab.search._strategies import (GP, STRATEGIES, TPE, CoarseToFine, Grid, Manual, Random, Strategy,
                                              make_strategy)
     from trainlab.search._results import Ledger, StudySnapshot, TuneResult, best_trial
     from trainlab.search._tuner import Tuner
-    from trainlab.search._vocab import BUDGET, FINAL, SEED, SLOT, SPEC, Outcome, SlotState
+    from trainlab.search._vocab import BUDGET, FINAL, SEED, SLOT, SPEC, STORAGE_RECORD, Outcome, SlotState
 
 
 def __getattr__(name: str) -> Any:

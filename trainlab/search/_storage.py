@@ -53,13 +53,13 @@ from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBSto
 from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.errors import ConfigError
-from trainlab.search._vocab import HEARTBEAT, NEVER_BEAT, PROCESS_GONE, SILENT, WORKER
+from trainlab.search._vocab import HEARTBEAT, NEVER_BEAT, PROCESS_GONE, SILENT, STORAGE_RECORD, WORKER
 
 if TYPE_CHECKING:  # imported where used: only the RDB storages need SQLAlchemy
     import sqlalchemy
 
 __all__ = ["StudyStorage", "open_storage", "worker_identity", "worker_is_dead_here", "HEARTBEAT", "WORKER",
-           "LOCK_TIMEOUT", "STORAGE_RECORD", "record_storage", "recorded_storage", "server_url_without_password"]
+           "LOCK_TIMEOUT", "record_storage", "recorded_storage", "server_url_without_password"]
 
 #: seconds a worker waits for the study lock before giving up with an error
 LOCK_TIMEOUT = 600.0
@@ -214,10 +214,6 @@ class _ThreadLock:
 
 
 # ---- the storage ----------------------------------------------------------------------------------
-#: the file in a study's directory that names the database server holding its trials (:func:`record_storage`)
-STORAGE_RECORD = "storage.json"
-
-
 def server_url_without_password(url: str) -> str | None:
     """``url`` with its password taken out, when it names a database server (a ``postgresql`` or ``mysql``
     URL); None for anything else (a SQLite file, a journal, memory, not a URL)."""

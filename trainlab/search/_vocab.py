@@ -13,7 +13,11 @@ from enum import StrEnum
 
 __all__ = ["SlotState", "Outcome", "SLOT", "IMPUTE", "RETRY", "COUNTS", "ATTEMPT", "RETRY_OF", "REASON",
            "SEED", "SPEC", "BOXES", "FINAL", "QUEUED", "BUDGET", "HEARTBEAT", "WORKER", "PROCESS_GONE", "SILENT",
-           "NEVER_BEAT", "INTERRUPTED"]
+           "NEVER_BEAT", "INTERRUPTED", "STORAGE_RECORD"]
+
+#: the file in a study's directory that names the database server holding its trials
+#: (``trainlab.search._storage.record_storage``; the lab's viewer looks for it without importing Optuna)
+STORAGE_RECORD = "storage.json"
 
 
 class SlotState(StrEnum):
